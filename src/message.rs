@@ -1,0 +1,471 @@
+//! Composing the message: addresses, headers, body parts, attachments.
+//!
+//! Owns turning what the user gave into a `lettre::Message` (RFC 5322 +
+//! MIME). It validates every value that ends up in a header, so nothing
+//! after this point can inject a header. It reads no files itself except
+//! through [`Attachment::load`], and never touches the network.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use lettre::Message;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0};
+use lettre::message::{Mailbox, Mailboxes, MultiPart, SinglePart};
+
+use crate::exit::Failure;
+
+/// Headers that mailsend writes itself; `--header` may not set them.
+const OWN_HEADERS: &[(&str, &str)] = &[
+    ("from", "--from"),
+    ("to", "--to"),
+    ("cc", "--cc"),
+    ("bcc", "--bcc"),
+    ("reply-to", "--reply-to"),
+    ("subject", "--subject"),
+    ("date", ""),
+    ("message-id", ""),
+    ("mime-version", ""),
+    ("content-type", "--html or --attach"),
+    ("content-transfer-encoding", ""),
+];
+
+/// A file to attach, already read.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: ContentType,
+    pub bytes: Vec<u8>,
+}
+
+impl Attachment {
+    /// Reads `path`; the content type is guessed from its name. A missing or
+    /// unreadable file is `NOINPUT` (66).
+    pub fn load(path: &Path) -> Result<Attachment> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            Failure::no_input(format!(
+                "cannot read attachment {}: {}",
+                path.display(),
+                e.kind()
+            ))
+        })?;
+        let filename = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                Failure::no_input(format!("attachment {} is not a file", path.display()))
+            })?;
+        let mime = mime_guess::from_path(path).first_or_octet_stream();
+        let content_type = ContentType::parse(mime.essence_str())
+            .unwrap_or(ContentType::parse("application/octet-stream").expect("valid MIME type"));
+        Ok(Attachment {
+            filename,
+            content_type,
+            bytes,
+        })
+    }
+}
+
+/// Everything that makes up one message, validated.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub bcc: Vec<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    pub subject: Option<String>,
+    /// The text part; `None` for an HTML-only message.
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// Extra headers, already checked by [`parse_header`].
+    pub headers: Vec<(HeaderName, String)>,
+    pub date: SystemTime,
+    pub message_id: String,
+    /// A fixed MIME boundary stem, so tests can compare whole messages;
+    /// `None` lets lettre pick random ones.
+    pub boundary: Option<String>,
+}
+
+/// Parses the values of one address flag (each may be a comma-separated
+/// list). An invalid address is `DATAERR` (65), naming the flag and value.
+pub fn parse_mailboxes(flag: &str, values: &[String]) -> Result<Vec<Mailbox>> {
+    let mut out = Vec::new();
+    for value in values {
+        let invalid = || {
+            Failure::data(format!(
+                "invalid address in {flag}: '{}'",
+                value.escape_debug()
+            ))
+        };
+        if value.chars().any(char::is_control) {
+            return Err(invalid().into());
+        }
+        if value.trim().is_empty() {
+            continue;
+        }
+        let list = Mailboxes::from_str(value).map_err(|_| invalid())?;
+        let parsed: Vec<Mailbox> = list.into_iter().collect();
+        // lettre's list parser stops quietly at the first thing it cannot
+        // read: make sure every comma-separated item became a mailbox.
+        let items = split_list(value);
+        if parsed.is_empty() || parsed.len() != items {
+            return Err(invalid().into());
+        }
+        out.extend(parsed);
+    }
+    Ok(out)
+}
+
+/// Counts the top-level, non-empty items of an address list: commas inside
+/// quotes or angle brackets do not separate.
+fn split_list(value: &str) -> usize {
+    let (mut items, mut current_has_text) = (0, false);
+    let (mut quoted, mut angle, mut escaped) = (false, false, false);
+    for c in value.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '<' if !quoted => angle = true,
+            '>' if !quoted => angle = false,
+            ',' if !quoted && !angle => {
+                items += usize::from(current_has_text);
+                current_has_text = false;
+                continue;
+            }
+            _ => {}
+        }
+        if !c.is_whitespace() {
+            current_has_text = true;
+        }
+    }
+    items + usize::from(current_has_text)
+}
+
+/// Parses one address that must be a single mailbox (the sender).
+pub fn parse_mailbox(what: &str, value: &str) -> Result<Mailbox> {
+    let list = parse_mailboxes(what, &[value.to_owned()])?;
+    match <[Mailbox; 1]>::try_from(list) {
+        Ok([mailbox]) => Ok(mailbox),
+        Err(_) => Err(Failure::data(format!("{what} must be one address: '{value}'")).into()),
+    }
+}
+
+/// Parses `--header "Name: value"`. Names must be RFC 5322 field names and
+/// not one mailsend writes itself; values may not hold line breaks.
+pub fn parse_header(text: &str) -> Result<(HeaderName, String)> {
+    let Some((name, value)) = text.split_once(':') else {
+        return Err(Failure::usage(format!(
+            "--header needs 'Name: value', got '{}'",
+            text.escape_debug()
+        ))
+        .into());
+    };
+    let name = name.trim();
+    let valid_name = !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
+    if !valid_name {
+        return Err(Failure::data(format!("invalid header name '{}'", name.escape_debug())).into());
+    }
+    if let Some((_, flag)) = OWN_HEADERS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        let hint = if flag.is_empty() {
+            "mailsend always writes it itself".to_owned()
+        } else {
+            format!("use {flag}")
+        };
+        return Err(Failure::usage(format!("--header cannot set {name}: {hint}")).into());
+    }
+    let value = value.trim();
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(Failure::data(format!(
+            "header {name} contains a line break or control character: '{}'",
+            value.escape_debug()
+        ))
+        .into());
+    }
+    let name = HeaderName::new_from_ascii(name.to_owned())
+        .map_err(|_| Failure::data(format!("invalid header name '{name}'")))?;
+    Ok((name, value.to_owned()))
+}
+
+/// Checks a free-text header value (the subject) for line breaks.
+pub fn check_header_text(what: &str, value: &str) -> Result<()> {
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(Failure::data(format!(
+            "{what} contains a line break or control character: '{}'",
+            value.escape_debug()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// A new Message-ID whose right-hand side is the sender's domain.
+pub fn new_message_id(from: &Mailbox) -> String {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!(
+        "<{millis:x}.{:016x}{:08x}@{}>",
+        fastrand::u64(..),
+        std::process::id(),
+        from.email.domain()
+    )
+}
+
+/// Makes a text body end with exactly the line ending it had, or one.
+pub fn normalize_text(mut text: String) -> String {
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+impl Draft {
+    /// The envelope recipients: To, Cc and Bcc, each address once.
+    pub fn recipients(&self) -> Vec<String> {
+        let mut seen = Vec::<String>::new();
+        for mailbox in self.to.iter().chain(&self.cc).chain(&self.bcc) {
+            let addr = mailbox.email.to_string();
+            if !seen.iter().any(|s| s.eq_ignore_ascii_case(&addr)) {
+                seen.push(addr);
+            }
+        }
+        seen
+    }
+
+    /// Builds the RFC 5322 message. Bcc never appears in it.
+    pub fn compose(&self) -> Result<Message> {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .date(self.date)
+            .message_id(Some(self.message_id.clone()));
+        for m in &self.reply_to {
+            builder = builder.reply_to(m.clone());
+        }
+        for m in &self.to {
+            builder = builder.to(m.clone());
+        }
+        for m in &self.cc {
+            builder = builder.cc(m.clone());
+        }
+        for m in &self.bcc {
+            builder = builder.bcc(m.clone());
+        }
+        if let Some(subject) = &self.subject {
+            builder = builder.subject(subject.clone());
+        }
+        for (name, value) in &self.headers {
+            builder = builder.raw_header(HeaderValue::new(name.clone(), value.clone()));
+        }
+
+        let content = self.content();
+        let message = if self.attachments.is_empty() {
+            match content {
+                // A raw body: lettre's top-level single part would add a
+                // blank line after the text.
+                Content::Text(kind, text) => {
+                    builder.header(MIME_VERSION_1_0).header(kind).body(text)
+                }
+                Content::Alternative(multi) => builder.multipart(multi),
+            }
+        } else {
+            let mixed = MultiPart::mixed();
+            let mixed = match &self.boundary {
+                Some(b) => mixed.boundary(format!("{b}-mixed")),
+                None => mixed,
+            };
+            let mut multi = match content {
+                Content::Text(kind, text) => {
+                    mixed.singlepart(SinglePart::builder().header(kind).body(text))
+                }
+                Content::Alternative(alt) => mixed.multipart(alt),
+            };
+            for a in &self.attachments {
+                multi = multi.singlepart(
+                    lettre::message::Attachment::new(a.filename.clone())
+                        .body(a.bytes.clone(), a.content_type.clone()),
+                );
+            }
+            builder.multipart(multi)
+        };
+        message.map_err(|e| Failure::data(format!("cannot build the message: {e}")).into())
+    }
+
+    /// The text and/or HTML content, before attachments.
+    fn content(&self) -> Content {
+        match (&self.text, &self.html) {
+            (Some(t), Some(h)) => {
+                let alt = MultiPart::alternative();
+                let alt = match &self.boundary {
+                    Some(b) => alt.boundary(format!("{b}-alt")),
+                    None => alt,
+                };
+                Content::Alternative(
+                    alt.singlepart(SinglePart::plain(t.clone()))
+                        .singlepart(SinglePart::html(h.clone())),
+                )
+            }
+            (None, Some(h)) => Content::Text(ContentType::TEXT_HTML, h.clone()),
+            (Some(t), None) => Content::Text(ContentType::TEXT_PLAIN, t.clone()),
+            (None, None) => Content::Text(ContentType::TEXT_PLAIN, String::new()),
+        }
+    }
+}
+
+enum Content {
+    Text(ContentType, String),
+    Alternative(MultiPart),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn draft() -> Draft {
+        Draft {
+            from: "Zoë Müller <zoe@example.com>".parse().unwrap(),
+            to: parse_mailboxes("--to", &["ops@example.net".into()]).unwrap(),
+            cc: vec![],
+            bcc: parse_mailboxes("--bcc", &["hidden@example.org".into()]).unwrap(),
+            reply_to: vec![],
+            subject: Some("Grüße".into()),
+            text: Some(normalize_text("line one\nline two".into())),
+            html: None,
+            attachments: vec![],
+            headers: vec![],
+            date: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            message_id: "<fixed.1@example.com>".into(),
+            boundary: Some("BOUNDARY".into()),
+        }
+    }
+
+    fn text(d: &Draft) -> String {
+        String::from_utf8(d.compose().unwrap().formatted()).unwrap()
+    }
+
+    #[test]
+    fn plain_text_message_is_exact() {
+        let expected = "From: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@example.com>\r\n\
+Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
+Message-ID: <fixed.1@example.com>\r\n\
+To: ops@example.net\r\n\
+Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 7bit\r\n\
+\r\n\
+line one\r\n\
+line two\r\n";
+        assert_eq!(text(&draft()), expected);
+    }
+
+    #[test]
+    fn text_and_html_are_alternative_parts() {
+        let mut d = draft();
+        d.html = Some("<p>hi</p>".into());
+        let expected = "From: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@example.com>\r\n\
+Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
+Message-ID: <fixed.1@example.com>\r\n\
+To: ops@example.net\r\n\
+Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"BOUNDARY-alt\"\r\n\
+\r\n\
+--BOUNDARY-alt\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 7bit\r\n\
+\r\n\
+line one\r\n\
+line two\r\n\
+\r\n\
+--BOUNDARY-alt\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+Content-Transfer-Encoding: 7bit\r\n\
+\r\n\
+<p>hi</p>\r\n\
+--BOUNDARY-alt--\r\n";
+        assert_eq!(text(&d), expected);
+    }
+
+    #[test]
+    fn attachment_with_non_ascii_name_uses_rfc2231() {
+        let mut d = draft();
+        d.attachments.push(Attachment {
+            filename: "Bericht März.pdf".into(),
+            content_type: ContentType::parse("application/pdf").unwrap(),
+            bytes: vec![0, 159, 146, 150],
+        });
+        let expected = "From: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@example.com>\r\n\
+Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
+Message-ID: <fixed.1@example.com>\r\n\
+To: ops@example.net\r\n\
+Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"BOUNDARY-mixed\"\r\n\
+\r\n\
+--BOUNDARY-mixed\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 7bit\r\n\
+\r\n\
+line one\r\n\
+line two\r\n\
+\r\n\
+--BOUNDARY-mixed\r\n\
+Content-Disposition: attachment;\r\n filename*0*=utf-8''Bericht%20M%C3%A4rz.pdf\r\n\
+Content-Type: application/pdf\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+AJ+Slg==\r\n\
+--BOUNDARY-mixed--\r\n";
+        assert_eq!(text(&d), expected);
+    }
+
+    #[test]
+    fn bcc_is_in_the_envelope_but_not_the_message() {
+        let d = draft();
+        assert!(!text(&d).to_ascii_lowercase().contains("bcc"));
+        assert_eq!(d.recipients(), ["ops@example.net", "hidden@example.org"]);
+    }
+
+    #[test]
+    fn address_lists_and_names() {
+        let list = parse_mailboxes(
+            "--to",
+            &["\"Müller, Zoë\" <z@example.com>, b@example.org".into()],
+        )
+        .unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].name.as_deref(), Some("Müller, Zoë"));
+        assert!(parse_mailboxes("--to", &["a@example.com, not an address".into()]).is_err());
+        assert!(parse_mailboxes("--to", &["a@example.com\r\nBcc: x@example.com".into()]).is_err());
+        assert!(parse_mailboxes("--to", &["@@".into()]).is_err());
+        assert!(parse_mailbox("--from", "a@example.com, b@example.com").is_err());
+    }
+
+    #[test]
+    fn headers_are_validated() {
+        assert!(parse_header("X-Ticket: 42").is_ok());
+        assert!(parse_header("X-Evil: a\r\nBcc: x@example.com").is_err());
+        assert!(parse_header("Bcc: x@example.com").is_err());
+        assert!(parse_header("No colon").is_err());
+        assert!(parse_header("Bad Name: v").is_err());
+        assert!(check_header_text("subject", "a\nb").is_err());
+    }
+
+    #[test]
+    fn message_id_uses_sender_domain() {
+        let id = new_message_id(&"a@mail.example.org".parse().unwrap());
+        assert!(
+            id.starts_with('<') && id.ends_with("@mail.example.org>"),
+            "{id}"
+        );
+    }
+}

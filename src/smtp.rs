@@ -1,0 +1,781 @@
+//! The SMTP client dialogue (RFC 5321) over TCP or TLS.
+//!
+//! Owns connecting, the greeting, EHLO, required STARTTLS, AUTH, and one
+//! mail transaction with a reply for every recipient (PIPELINING when the
+//! server offers it). Every read is bounded by the timeout; every failure
+//! is a typed [`SmtpError`] whose exit code is chosen in `exit.rs`.
+//! Message composition and output formatting live elsewhere.
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use openssl::ssl::SslStream;
+use serde::Serialize;
+
+use crate::config::TlsMode;
+use crate::exit::Exit;
+use crate::secret::Secret;
+use crate::tls::{self, TlsConfig};
+
+/// Longest reply line we accept (RFC 5321 allows 512; servers exceed it).
+const MAX_LINE: u64 = 4096;
+/// Most lines in one reply.
+const MAX_LINES: usize = 200;
+
+/// Where in the dialogue something happened, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    TlsHandshake,
+    Greeting,
+    Ehlo,
+    StartTls,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+    EndOfData,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Connect => "connect",
+            Stage::TlsHandshake => "TLS handshake",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "EHLO",
+            Stage::StartTls => "STARTTLS",
+            Stage::Auth => "AUTH",
+            Stage::MailFrom => "MAIL FROM",
+            Stage::RcptTo => "RCPT TO",
+            Stage::Data => "DATA",
+            Stage::EndOfData => "end of data",
+        })
+    }
+}
+
+/// One server reply: a code and its text lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    pub fn is_transient(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// The text, lines joined by spaces.
+    pub fn text(&self) -> String {
+        self.lines.join(" ")
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.text())
+    }
+}
+
+/// A recipient the server refused.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rejection {
+    pub address: String,
+    pub code: u16,
+    pub text: String,
+}
+
+/// What happened to one message.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub accepted: Vec<String>,
+    pub rejected: Vec<Rejection>,
+    /// The reply to the end of data, when the message was sent.
+    pub reply: Option<Reply>,
+}
+
+impl Delivery {
+    fn record(&mut self, rcpt: &str, reply: Reply) {
+        if reply.is_positive() {
+            self.accepted.push(rcpt.to_owned());
+        } else {
+            self.rejected.push(Rejection {
+                address: rcpt.to_owned(),
+                code: reply.code,
+                text: reply.text(),
+            });
+        }
+    }
+}
+
+/// Everything that can go wrong talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("cannot resolve host '{host}': {reason}")]
+    Resolve {
+        host: String,
+        reason: String,
+        no_such_host: bool,
+    },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("no answer from the server within {} ({stage})", humantime::format_duration(*after))]
+    Timeout { stage: Stage, after: Duration },
+    #[error("the server closed the connection ({stage})")]
+    Closed { stage: Stage },
+    #[error("network error ({stage}): {source}")]
+    Io { stage: Stage, source: io::Error },
+    #[error("server refused {stage}: {reply}")]
+    Refused { stage: Stage, reply: Reply },
+    #[error("server {host} does not offer STARTTLS; not sending anything in clear")]
+    NoStartTls { host: String },
+    #[error("server does not offer AUTH PLAIN or LOGIN{}", if offered.is_empty() { String::new() } else { format!(" (offers {offered})") })]
+    NoAuth { offered: String },
+    #[error("TLS certificate of {host} not trusted: {reason}")]
+    Untrusted { host: String, reason: String },
+    #[error("TLS with {host} failed: {reason}")]
+    Tls { host: String, reason: String },
+    #[error("message is {size} bytes, over the server's limit of {limit} bytes")]
+    TooBig { size: usize, limit: u64 },
+    #[error("server broke the protocol ({stage}): {detail}")]
+    Protocol { stage: Stage, detail: String },
+}
+
+impl SmtpError {
+    /// The exit code this failure means (PRODUCT.md's table).
+    pub fn exit(&self) -> Exit {
+        match self {
+            SmtpError::Resolve {
+                no_such_host: true, ..
+            } => Exit::NoHost,
+            SmtpError::Resolve { .. }
+            | SmtpError::Connect { .. }
+            | SmtpError::Timeout { .. }
+            | SmtpError::Closed { .. }
+            | SmtpError::Io { .. } => Exit::TempFail,
+            SmtpError::Refused { reply, .. } if reply.is_transient() => Exit::TempFail,
+            SmtpError::Refused {
+                stage: Stage::Auth, ..
+            } => Exit::NoPerm,
+            SmtpError::Refused {
+                stage: Stage::StartTls,
+                ..
+            } => Exit::Protocol,
+            SmtpError::Refused { reply, .. } if reply.code < 400 => Exit::Protocol,
+            SmtpError::Refused { .. } | SmtpError::TooBig { .. } => Exit::Unavailable,
+            SmtpError::NoStartTls { .. }
+            | SmtpError::NoAuth { .. }
+            | SmtpError::Tls { .. }
+            | SmtpError::Protocol { .. } => Exit::Protocol,
+            SmtpError::Untrusted { .. } => Exit::NoPerm,
+        }
+    }
+
+    /// A second line telling the user what to try.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            SmtpError::Untrusted { .. } => {
+                "if the server uses a private CA, trust it with --ca-file or MAILSEND_CA_FILE"
+                    .into()
+            }
+            SmtpError::NoStartTls { .. } => {
+                "use --tls tls if the server speaks TLS from the start (port 465)".into()
+            }
+            SmtpError::Timeout { .. } => "check host and port, or raise --timeout".into(),
+            SmtpError::Refused {
+                stage: Stage::Auth,
+                reply,
+            } if !reply.is_transient() => {
+                "check MAILSEND_USER and the password; Gmail needs an app password".into()
+            }
+            _ => return None,
+        })
+    }
+
+    /// Classifies an I/O error: a read timeout surfaces as `WouldBlock`
+    /// (EAGAIN) on Linux, not as `TimedOut`.
+    pub fn from_io(stage: Stage, e: &io::Error, after: Duration) -> SmtpError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                SmtpError::Timeout { stage, after }
+            }
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => SmtpError::Closed { stage },
+            kind => SmtpError::Io {
+                stage,
+                source: io::Error::new(kind, e.to_string()),
+            },
+        }
+    }
+}
+
+/// What the server said it supports in its EHLO reply.
+#[derive(Debug, Default)]
+struct Capabilities {
+    starttls: bool,
+    pipelining: bool,
+    smtputf8: bool,
+    size: Option<u64>,
+    auth: Vec<String>,
+}
+
+impl Capabilities {
+    fn parse(reply: &Reply) -> Capabilities {
+        let mut caps = Capabilities::default();
+        for line in reply.lines.iter().skip(1) {
+            let mut words = line.split_whitespace();
+            let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
+            match keyword.as_str() {
+                "STARTTLS" => caps.starttls = true,
+                "PIPELINING" => caps.pipelining = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
+                "SIZE" => caps.size = words.next().and_then(|n| n.parse().ok()).filter(|n| *n > 0),
+                "AUTH" => caps.auth = words.map(str::to_ascii_uppercase).collect(),
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<SslStream<TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Where and how to connect.
+pub struct Endpoint<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub mode: TlsMode,
+    pub tls: Option<&'a TlsConfig>,
+    pub timeout: Duration,
+    /// Print the transcript to stderr.
+    pub verbose: bool,
+}
+
+/// An open, greeted, and (unless `TlsMode::None`) encrypted session.
+pub struct Client {
+    reader: BufReader<Stream>,
+    caps: Capabilities,
+    timeout: Duration,
+    verbose: bool,
+    helo: String,
+    tls_version: Option<String>,
+}
+
+impl Client {
+    /// Connects, reads the greeting, says EHLO and, in STARTTLS mode,
+    /// upgrades to TLS (refusing to go on if the server does not offer it).
+    pub fn connect(ep: &Endpoint) -> Result<Client, SmtpError> {
+        let tcp = connect_tcp(ep.host, ep.port, ep.timeout)?;
+        let helo = match tcp.local_addr() {
+            Ok(SocketAddr::V4(a)) => format!("[{}]", a.ip()),
+            Ok(SocketAddr::V6(a)) => format!("[IPv6:{}]", a.ip()),
+            Err(_) => "localhost".into(),
+        };
+        let tls_config = || ep.tls.expect("a TLS mode has a TLS configuration");
+        let (stream, tls_version) = match ep.mode {
+            TlsMode::Implicit => {
+                let s = tls_config().connect(ep.host, tcp, ep.timeout)?;
+                let v = tls::version(&s);
+                (Stream::Tls(Box::new(s)), Some(v))
+            }
+            _ => (Stream::Plain(tcp), None),
+        };
+        let mut client = Client {
+            reader: BufReader::with_capacity(8192, stream),
+            caps: Capabilities::default(),
+            timeout: ep.timeout,
+            verbose: ep.verbose,
+            helo,
+            tls_version,
+        };
+        client.log_tls();
+        client.expect(Stage::Greeting, |r| r.code == 220)?;
+        client.ehlo()?;
+        if ep.mode == TlsMode::StartTls {
+            if !client.caps.starttls {
+                return Err(SmtpError::NoStartTls {
+                    host: ep.host.to_owned(),
+                });
+            }
+            client.command(Stage::StartTls, "STARTTLS")?;
+            client.expect(Stage::StartTls, |r| r.code == 220)?;
+            if !client.reader.buffer().is_empty() {
+                return Err(SmtpError::Protocol {
+                    stage: Stage::StartTls,
+                    detail: "data sent before the TLS handshake".into(),
+                });
+            }
+            let Stream::Plain(tcp) = client.reader.into_inner() else {
+                unreachable!("STARTTLS is only sent on a plain stream")
+            };
+            let s = tls_config().connect(ep.host, tcp, ep.timeout)?;
+            client.tls_version = Some(tls::version(&s));
+            client.reader = BufReader::with_capacity(8192, Stream::Tls(Box::new(s)));
+            client.log_tls();
+            client.ehlo()?;
+        }
+        Ok(client)
+    }
+
+    /// The negotiated TLS version, or `None` on a plain connection.
+    pub fn tls_version(&self) -> Option<&str> {
+        self.tls_version.as_deref()
+    }
+
+    /// Authenticates with PLAIN (preferred) or LOGIN. Only ever called on a
+    /// TLS connection: `config.rs` refuses credentials with `TlsMode::None`.
+    pub fn login(&mut self, user: &str, password: &Secret) -> Result<(), SmtpError> {
+        assert!(
+            self.tls_version.is_some(),
+            "credentials are only sent under TLS"
+        );
+        let offers = |m: &str| self.caps.auth.iter().any(|a| a == m);
+        if offers("PLAIN") {
+            let token = BASE64.encode(format!("\0{user}\0{}", password.expose()));
+            self.secret_command(&format!("AUTH PLAIN {token}"), "AUTH PLAIN <redacted>")?;
+        } else if offers("LOGIN") {
+            self.command(Stage::Auth, "AUTH LOGIN")?;
+            self.expect(Stage::Auth, |r| r.code == 334)?;
+            self.secret_command(&BASE64.encode(user), "<redacted>")?;
+            self.expect(Stage::Auth, |r| r.code == 334)?;
+            self.secret_command(&BASE64.encode(password.expose()), "<redacted>")?;
+        } else {
+            return Err(SmtpError::NoAuth {
+                offered: self.caps.auth.join(" "),
+            });
+        }
+        self.expect(Stage::Auth, |r| r.code == 235)?;
+        Ok(())
+    }
+
+    /// One mail transaction. Every recipient gets its own reply; the
+    /// message goes to those accepted. With PIPELINING, MAIL, every RCPT
+    /// and DATA leave in one write.
+    pub fn send(
+        &mut self,
+        from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Result<Delivery, SmtpError> {
+        let data = wire_data(message);
+        if let Some(limit) = self.caps.size
+            && data.len() as u64 > limit
+        {
+            return Err(SmtpError::TooBig {
+                size: data.len(),
+                limit,
+            });
+        }
+        let mut mail = format!("MAIL FROM:<{from}>");
+        if self.caps.size.is_some() {
+            mail.push_str(&format!(" SIZE={}", data.len()));
+        }
+        let needs_utf8 = !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        if needs_utf8 && self.caps.smtputf8 {
+            mail.push_str(" SMTPUTF8");
+        }
+        let rcpts: Vec<String> = recipients
+            .iter()
+            .map(|r| format!("RCPT TO:<{r}>"))
+            .collect();
+
+        let mut delivery = Delivery {
+            accepted: Vec::new(),
+            rejected: Vec::new(),
+            reply: None,
+        };
+        let data_reply = if self.caps.pipelining {
+            let mut batch = String::new();
+            for line in std::iter::once(&mail)
+                .chain(&rcpts)
+                .chain(std::iter::once(&"DATA".to_owned()))
+            {
+                batch.push_str(line);
+                batch.push_str("\r\n");
+                self.log_client(line);
+            }
+            self.write(Stage::MailFrom, batch.as_bytes())?;
+            let mail_reply = self.read_reply(Stage::MailFrom)?;
+            self.collect_rcpt_replies(recipients, &mut delivery)?;
+            let data_reply = self.read_reply(Stage::Data)?;
+            if !mail_reply.is_positive() {
+                if data_reply.code == 354 {
+                    self.write(Stage::Data, b".\r\n")?;
+                    let _ = self.read_reply(Stage::EndOfData);
+                }
+                return Err(SmtpError::Refused {
+                    stage: Stage::MailFrom,
+                    reply: mail_reply,
+                });
+            }
+            data_reply
+        } else {
+            self.command(Stage::MailFrom, &mail)?;
+            self.expect(Stage::MailFrom, |r| r.code == 250)?;
+            for (rcpt, line) in recipients.iter().zip(&rcpts) {
+                self.command(Stage::RcptTo, line)?;
+                let reply = self.read_reply(Stage::RcptTo)?;
+                delivery.record(rcpt, reply);
+            }
+            if delivery.accepted.is_empty() {
+                self.reset();
+                return Ok(delivery);
+            }
+            self.command(Stage::Data, "DATA")?;
+            self.read_reply(Stage::Data)?
+        };
+
+        if delivery.accepted.is_empty() {
+            if data_reply.code == 354 {
+                // A server may start DATA even with no recipient: end it empty.
+                self.write(Stage::Data, b".\r\n")?;
+                let _ = self.read_reply(Stage::EndOfData);
+            }
+            self.reset();
+            return Ok(delivery);
+        }
+        if data_reply.code != 354 {
+            return Err(SmtpError::Refused {
+                stage: Stage::Data,
+                reply: data_reply,
+            });
+        }
+        self.log_client(&format!("<{} bytes of message data>", message.len()));
+        self.log_client(".");
+        self.write(Stage::EndOfData, &data)?;
+        let reply = self.expect(Stage::EndOfData, |r| r.code == 250)?;
+        delivery.reply = Some(reply);
+        Ok(delivery)
+    }
+
+    /// Ends the session politely; errors no longer matter here.
+    pub fn quit(mut self) {
+        if self.command(Stage::Ehlo, "QUIT").is_ok() {
+            let _ = self.read_reply(Stage::Ehlo);
+        }
+        if let Stream::Tls(s) = self.reader.get_mut() {
+            let _ = s.shutdown();
+        }
+    }
+
+    /// Reads the replies to pipelined RCPT commands, in order.
+    fn collect_rcpt_replies(
+        &mut self,
+        recipients: &[String],
+        delivery: &mut Delivery,
+    ) -> Result<(), SmtpError> {
+        for rcpt in recipients {
+            let reply = self.read_reply(Stage::RcptTo)?;
+            delivery.record(rcpt, reply);
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if self.command(Stage::MailFrom, "RSET").is_ok() {
+            let _ = self.read_reply(Stage::MailFrom);
+        }
+    }
+
+    fn ehlo(&mut self) -> Result<(), SmtpError> {
+        let helo = format!("EHLO {}", self.helo);
+        self.command(Stage::Ehlo, &helo)?;
+        let reply = self.expect(Stage::Ehlo, |r| r.code == 250)?;
+        self.caps = Capabilities::parse(&reply);
+        Ok(())
+    }
+
+    fn command(&mut self, stage: Stage, line: &str) -> Result<(), SmtpError> {
+        self.log_client(line);
+        self.write(stage, format!("{line}\r\n").as_bytes())
+    }
+
+    /// Sends a line holding a secret; the transcript shows `shown` instead.
+    fn secret_command(&mut self, line: &str, shown: &str) -> Result<(), SmtpError> {
+        self.log_client(shown);
+        self.write(Stage::Auth, format!("{line}\r\n").as_bytes())
+    }
+
+    fn write(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), SmtpError> {
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(bytes)
+            .and_then(|()| stream.flush())
+            .map_err(|e| SmtpError::from_io(stage, &e, self.timeout))
+    }
+
+    /// Reads a reply and fails unless `ok` accepts it.
+    fn expect(&mut self, stage: Stage, ok: impl Fn(&Reply) -> bool) -> Result<Reply, SmtpError> {
+        let reply = self.read_reply(stage)?;
+        if ok(&reply) {
+            Ok(reply)
+        } else {
+            Err(SmtpError::Refused { stage, reply })
+        }
+    }
+
+    /// Reads one (possibly multi-line) reply, all of it within the timeout.
+    fn read_reply(&mut self, stage: Stage) -> Result<Reply, SmtpError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut lines = Vec::new();
+        let mut code = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(SmtpError::Timeout {
+                    stage,
+                    after: self.timeout,
+                });
+            }
+            self.reader
+                .get_ref()
+                .tcp()
+                .set_read_timeout(Some(remaining))
+                .map_err(|e| SmtpError::from_io(stage, &e, self.timeout))?;
+            let mut raw = Vec::new();
+            let n = (&mut self.reader)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut raw)
+                .map_err(|e| SmtpError::from_io(stage, &e, self.timeout))?;
+            if n == 0 {
+                return Err(SmtpError::Closed { stage });
+            }
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\r', '\n']);
+            self.log_server(line);
+            let bad = |detail: String| SmtpError::Protocol { stage, detail };
+            let this_code = line
+                .get(..3)
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (200..600).contains(c))
+                .ok_or_else(|| bad(format!("malformed reply '{}'", line.escape_debug())))?;
+            if *code.get_or_insert(this_code) != this_code {
+                return Err(bad(format!("reply code changed within a reply: '{line}'")));
+            }
+            let sep = line.as_bytes().get(3).copied();
+            lines.push(line.get(4..).unwrap_or_default().to_owned());
+            match sep {
+                Some(b'-') if lines.len() < MAX_LINES => continue,
+                None | Some(b' ') => {
+                    return Ok(Reply {
+                        code: this_code,
+                        lines,
+                    });
+                }
+                _ => return Err(bad(format!("malformed reply '{}'", line.escape_debug()))),
+            }
+        }
+    }
+
+    fn log_client(&self, line: &str) {
+        if self.verbose {
+            eprintln!("-> {line}");
+        }
+    }
+
+    fn log_server(&self, line: &str) {
+        if self.verbose {
+            eprintln!("<- {line}");
+        }
+    }
+
+    fn log_tls(&self) {
+        if let (true, Some(v)) = (self.verbose, &self.tls_version) {
+            eprintln!("== TLS established ({v}), certificate verified");
+        }
+    }
+}
+
+/// Resolves `host` and connects to the first address that answers, each
+/// attempt bounded by `timeout`. Sets TCP_NODELAY: the SMTP dialogue is
+/// small writes waiting for replies, which Nagle would hold back ~40 ms.
+fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, SmtpError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| {
+            let reason = e.to_string();
+            let no_such_host = reason.contains("Name or service not known")
+                || reason.contains("No address associated with hostname")
+                || reason.contains("nodename nor servname provided");
+            SmtpError::Resolve {
+                host: host.to_owned(),
+                reason: reason
+                    .trim_start_matches("failed to lookup address information: ")
+                    .to_owned(),
+                no_such_host,
+            }
+        })?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(tcp) => {
+                let setup = |e: io::Error| SmtpError::from_io(Stage::Connect, &e, timeout);
+                tcp.set_nodelay(true).map_err(setup)?;
+                tcp.set_read_timeout(Some(timeout)).map_err(setup)?;
+                tcp.set_write_timeout(Some(timeout)).map_err(setup)?;
+                return Ok(tcp);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                last = Some(SmtpError::Timeout {
+                    stage: Stage::Connect,
+                    after: timeout,
+                });
+            }
+            Err(e) => {
+                last = Some(SmtpError::Connect {
+                    addr: addr.to_string(),
+                    source: e,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| SmtpError::Resolve {
+        host: host.to_owned(),
+        reason: "no address".into(),
+        no_such_host: true,
+    }))
+}
+
+/// The message as it goes on the wire after DATA: CRLF line endings
+/// (bare LF and CR normalised), dot-stuffed (RFC 5321 4.5.2), ending with
+/// CRLF and the terminating `.` line.
+pub fn wire_data(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < message.len() {
+        let b = message[i];
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        match b {
+            b'\r' if message.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+                at_line_start = true;
+            }
+            b'\r' | b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+            }
+            _ => {
+                out.push(b);
+                at_line_start = false;
+            }
+        }
+        i += 1;
+    }
+    if !at_line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_data_stuffs_dots_and_normalises_line_endings() {
+        assert_eq!(wire_data(b"a\r\n.\r\n..b\r\n"), b"a\r\n..\r\n...b\r\n.\r\n");
+        assert_eq!(
+            wire_data(b".start\nmid\n.\nend"),
+            b"..start\r\nmid\r\n..\r\nend\r\n.\r\n"
+        );
+        assert_eq!(wire_data(b""), b".\r\n");
+        assert_eq!(wire_data(b"x\r"), b"x\r\n.\r\n");
+    }
+
+    #[test]
+    fn capabilities_from_ehlo() {
+        let reply = Reply {
+            code: 250,
+            lines: [
+                "mx.example.com",
+                "PIPELINING",
+                "SIZE 1000",
+                "STARTTLS",
+                "AUTH PLAIN login",
+                "SMTPUTF8",
+            ]
+            .map(String::from)
+            .to_vec(),
+        };
+        let caps = Capabilities::parse(&reply);
+        assert!(caps.pipelining && caps.starttls && caps.smtputf8);
+        assert_eq!(caps.size, Some(1000));
+        assert_eq!(caps.auth, ["PLAIN", "LOGIN"]);
+    }
+
+    #[test]
+    fn exit_codes_follow_the_reply_class() {
+        let refused = |stage, code| SmtpError::Refused {
+            stage,
+            reply: Reply {
+                code,
+                lines: vec![],
+            },
+        };
+        assert_eq!(refused(Stage::Auth, 535).exit(), Exit::NoPerm);
+        assert_eq!(refused(Stage::Auth, 454).exit(), Exit::TempFail);
+        assert_eq!(refused(Stage::EndOfData, 554).exit(), Exit::Unavailable);
+        assert_eq!(refused(Stage::Greeting, 421).exit(), Exit::TempFail);
+        assert_eq!(refused(Stage::StartTls, 502).exit(), Exit::Protocol);
+    }
+}
