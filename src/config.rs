@@ -103,13 +103,13 @@ impl Sourced {
 }
 
 /// The environment and `.env` layers.
-struct Layers {
-    env: Box<dyn Fn(&str) -> Option<String>>,
+struct Layers<E> {
+    env: E,
     dotenv: HashMap<String, String>,
     dotenv_path: PathBuf,
 }
 
-impl Layers {
+impl<E: Fn(&str) -> Option<String>> Layers<E> {
     /// `flag`, else the variable from the environment, else from `.env`.
     /// Empty values count as unset, as a bare `VAR=` line in cron means.
     fn get(
@@ -138,14 +138,14 @@ impl Layers {
                 origin: Origin::DotEnv(var, self.dotenv_path.clone()),
             })
     }
+}
 
-    /// Rank of a layer, for choosing between two variables: lower wins.
-    fn rank(origin: &Origin) -> u8 {
-        match origin {
-            Origin::Flag(_) => 0,
-            Origin::Env(_) => 1,
-            Origin::DotEnv(..) => 2,
-        }
+/// Rank of a layer, for choosing between two variables: lower wins.
+fn rank(origin: &Origin) -> u8 {
+    match origin {
+        Origin::Flag(_) => 0,
+        Origin::Env(_) => 1,
+        Origin::DotEnv(..) => 2,
     }
 }
 
@@ -195,10 +195,10 @@ impl Settings {
         Self::resolve_with(cli, |var| std::env::var(var).ok())
     }
 
-    fn resolve_with(cli: &Cli, env: impl Fn(&str) -> Option<String> + 'static) -> Result<Settings> {
+    fn resolve_with(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Settings> {
         let (dotenv, dotenv_path) = read_dotenv(cli.env_file.as_deref())?;
         let layers = Layers {
-            env: Box::new(env),
+            env,
             dotenv,
             dotenv_path,
         };
@@ -243,7 +243,7 @@ impl Settings {
                 "MAILSEND_PASSWORD_COMMAND",
             );
             match (value, command) {
-                (Some(v), Some(c)) if Layers::rank(&c.origin) < Layers::rank(&v.origin) => {
+                (Some(v), Some(c)) if rank(&c.origin) < rank(&v.origin) => {
                     Some(PasswordSource::Command(c.value))
                 }
                 (Some(v), _) => Some(PasswordSource::Value(Secret::new(v.value))),

@@ -126,14 +126,14 @@ pub enum SmtpError {
         reason: String,
         no_such_host: bool,
     },
-    #[error("cannot connect to {addr}: {source}")]
-    Connect { addr: String, source: io::Error },
+    #[error("cannot connect to {addr}: {cause}")]
+    Connect { addr: String, cause: io::Error },
     #[error("no answer from the server within {} ({stage})", humantime::format_duration(*after))]
     Timeout { stage: Stage, after: Duration },
     #[error("the server closed the connection ({stage})")]
     Closed { stage: Stage },
-    #[error("network error ({stage}): {source}")]
-    Io { stage: Stage, source: io::Error },
+    #[error("network error ({stage}): {cause}")]
+    Io { stage: Stage, cause: io::Error },
     #[error("server refused {stage}: {reply}")]
     Refused { stage: Stage, reply: Reply },
     #[error("server {host} does not offer STARTTLS; not sending anything in clear")]
@@ -214,7 +214,7 @@ impl SmtpError {
             | io::ErrorKind::BrokenPipe => SmtpError::Closed { stage },
             kind => SmtpError::Io {
                 stage,
-                source: io::Error::new(kind, e.to_string()),
+                cause: io::Error::new(kind, e.to_string()),
             },
         }
     }
@@ -679,7 +679,7 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Sm
             Err(e) => {
                 last = Some(SmtpError::Connect {
                     addr: addr.to_string(),
-                    source: e,
+                    cause: e,
                 })
             }
         }

@@ -1,0 +1,78 @@
+mod compose;
+mod errors;
+mod security;
+mod send;
+mod settings;
+
+use std::time::Duration;
+
+use crate::support::cmd::{PASSWORD, USER};
+use crate::support::server::{Behaviour, Session, TestServer, Transaction};
+
+/// A STARTTLS server with AUTH, as a submission port would be.
+pub fn submission() -> TestServer {
+    TestServer::start(with_auth(Behaviour::default()))
+}
+
+pub fn with_auth(b: Behaviour) -> Behaviour {
+    Behaviour {
+        auth: Some((USER.into(), PASSWORD.into())),
+        ..b
+    }
+}
+
+/// The one session the server saw, once it ended.
+pub fn only_session(server: &TestServer) -> Session {
+    let sessions = server.wait_sessions(1, Duration::from_secs(20));
+    assert_eq!(sessions.len(), 1, "expected one session: {sessions:?}");
+    sessions.into_iter().next().expect("one session")
+}
+
+/// The one transaction of the one session.
+pub fn only_transaction(server: &TestServer) -> Transaction {
+    let session = only_session(server);
+    assert_eq!(
+        session.transactions.len(),
+        1,
+        "commands: {:?}",
+        session.lines()
+    );
+    session
+        .transactions
+        .into_iter()
+        .next()
+        .expect("one transaction")
+}
+
+/// The header block of a message, unfolded, as (lowercase name, value).
+pub fn headers(data: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(data);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push_str(line);
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    out
+}
+
+pub fn header(data: &[u8], name: &str) -> Option<String> {
+    headers(data)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+}
+
+/// The body after the header block.
+pub fn body(data: &[u8]) -> Vec<u8> {
+    let pos = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header/body separator");
+    data[pos + 4..].to_vec()
+}

@@ -1,0 +1,222 @@
+//! Secure by default: TLS required and verified before AUTH, no header
+//! injection, no Bcc on the wire, no password in any output.
+
+use super::*;
+use crate::support::cmd::Mailsend;
+use crate::support::pki::Cert;
+use crate::support::server::Security;
+
+fn no_auth_sent(session: &Session) {
+    for c in &session.commands {
+        let upper = c.line.to_ascii_uppercase();
+        assert!(
+            !upper.starts_with("AUTH"),
+            "AUTH sent: {:?}",
+            session.lines()
+        );
+    }
+    assert!(session.auth.is_none(), "credentials reached the server");
+}
+
+#[test]
+fn no_starttls_means_no_credentials() {
+    let server = TestServer::start(with_auth(Behaviour {
+        offer_starttls: false,
+        allow_auth_without_tls: true,
+        ..Behaviour::default()
+    }));
+    let run = Mailsend::to(&server)
+        .args(["--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(76);
+    run.error_mentions("does not offer STARTTLS");
+    let session = only_session(&server);
+    no_auth_sent(&session);
+    assert!(
+        session.transactions.is_empty(),
+        "nothing may be sent in clear"
+    );
+}
+
+#[test]
+fn auth_is_only_ever_sent_under_tls() {
+    let server = submission();
+    Mailsend::to(&server)
+        .args(["--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(0);
+    let session = only_session(&server);
+    let auth: Vec<_> = session
+        .commands
+        .iter()
+        .filter(|c| c.line.to_ascii_uppercase().starts_with("AUTH"))
+        .collect();
+    assert!(!auth.is_empty());
+    assert!(auth.iter().all(|c| c.tls), "{:?}", session.commands);
+}
+
+#[test]
+fn bad_certificates_stop_before_auth() {
+    for (cert, reason) in [
+        (Cert::Untrusted, "unable to get local issuer certificate"),
+        (Cert::WrongHost, "mismatch"),
+        (Cert::Expired, "expired"),
+    ] {
+        for security in [Security::StartTls, Security::ImplicitTls] {
+            let server = TestServer::start(with_auth(Behaviour {
+                cert,
+                security,
+                ..Behaviour::default()
+            }));
+            let tls = if security == Security::ImplicitTls {
+                "tls"
+            } else {
+                "starttls"
+            };
+            let run = Mailsend::to(&server)
+                .args(["--tls", tls, "--to", "a@example.com", "--body", "x"])
+                .run()
+                .expect(77);
+            run.error_mentions("not trusted").error_mentions(reason);
+            assert!(
+                run.stderr().contains("--ca-file"),
+                "hint about --ca-file: {}",
+                run.stderr()
+            );
+            no_auth_sent(&only_session(&server));
+        }
+    }
+}
+
+#[test]
+fn system_roots_alone_do_not_trust_the_test_ca() {
+    let server = submission();
+    Mailsend::to(&server)
+        .env_remove("MAILSEND_CA_FILE")
+        .args(["--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(77);
+    no_auth_sent(&only_session(&server));
+}
+
+#[test]
+fn server_is_verified_by_name_or_by_address() {
+    // The good certificate names localhost and 127.0.0.1 (IP SAN); the
+    // wrong-host case above proves a name mismatch is refused.
+    for host in ["localhost", "127.0.0.1"] {
+        let server = submission();
+        Mailsend::to(&server)
+            .env("MAILSEND_HOST", host)
+            .args(["--to", "a@example.com", "--body", "x"])
+            .run()
+            .expect(0);
+        assert!(only_session(&server).tls);
+    }
+}
+
+#[test]
+fn header_injection_is_refused() {
+    let server = submission();
+    let attempts: &[&[&str]] = &[
+        &["--subject", "hi\r\nBcc: victim@example.com"],
+        &["--subject", "hi\nX-Injected: yes"],
+        &["--header", "X-Ok: fine\r\nBcc: victim@example.com"],
+        &["--to", "a@example.com\r\nBcc: victim@example.com"],
+        &["--from", "Evil\r\nBcc: victim@example.com <e@example.com>"],
+        &["--reply-to", "r@example.com\nX-Injected: yes"],
+    ];
+    for extra in attempts {
+        Mailsend::to(&server)
+            .args(["--to", "a@example.com", "--body", "x"])
+            .args(*extra)
+            .run()
+            .expect(65);
+    }
+    Mailsend::to(&server)
+        .args([
+            "--to",
+            "a@example.com",
+            "--body",
+            "x",
+            "--header",
+            "Bcc: victim@example.com",
+        ])
+        .run()
+        .expect(64);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.sessions().is_empty());
+}
+
+#[test]
+fn names_with_quotes_and_commas_stay_in_their_header() {
+    let server = submission();
+    Mailsend::to(&server)
+        .args([
+            "--to",
+            "\"Doe, John \\\"JD\\\"\" <jd@example.com>",
+            "--subject",
+            "Q3: \"numbers\"",
+            "--body",
+            "x",
+        ])
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert_eq!(tx.rcpt_to, ["jd@example.com"]);
+    let names: Vec<String> = headers(&tx.data).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "from",
+            "date",
+            "message-id",
+            "to",
+            "subject",
+            "mime-version",
+            "content-type",
+            "content-transfer-encoding"
+        ]
+    );
+}
+
+#[test]
+fn password_never_appears_in_any_output() {
+    let server = submission();
+    let runs = [
+        Mailsend::to(&server)
+            .args(["--to", "a@example.com", "--body", "x", "-v", "--json"])
+            .run(),
+        Mailsend::to(&server)
+            .args(["--to", "a@example.com", "--body", "x", "--dry-run", "-v"])
+            .run(),
+        Mailsend::to(&server)
+            .args(["--to", "bad", "--body", "x", "-v", "--json"])
+            .run(),
+    ];
+    for run in runs {
+        run.assert_no_password();
+    }
+    let wrong = TestServer::start(Behaviour {
+        auth: Some((USER.into(), "other".into())),
+        ..Behaviour::default()
+    });
+    Mailsend::to(&wrong)
+        .args(["--to", "a@example.com", "--body", "x", "-v", "--json"])
+        .run()
+        .expect(77);
+}
+
+#[test]
+fn credentials_with_tls_none_are_refused_before_connecting() {
+    let server = TestServer::start(Behaviour {
+        security: Security::Plain,
+        ..Behaviour::default()
+    });
+    let run = Mailsend::to(&server)
+        .args(["--tls", "none", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78);
+    run.error_mentions("TLS mode is none");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.sessions().is_empty());
+}

@@ -1,0 +1,378 @@
+//! Sending: body sources, recipients, envelope, transport modes, outputs.
+
+use super::*;
+use crate::support::cmd::Mailsend;
+use crate::support::server::Security;
+
+#[test]
+fn body_flag_goes_over_starttls_with_auth() {
+    let server = submission();
+    let run = Mailsend::to(&server)
+        .args([
+            "--to",
+            "ops@example.com",
+            "--subject",
+            "disk report",
+            "--body",
+            "all good",
+        ])
+        .run()
+        .expect(0);
+    assert_eq!(
+        run.stdout(),
+        "",
+        "silent on success when stdout is not a terminal"
+    );
+
+    let session = only_session(&server);
+    assert!(session.tls, "TLS was established");
+    assert_eq!(session.auth, Some((USER.to_owned(), PASSWORD.to_owned())));
+    assert!(session.authenticated);
+    let tx = &session.transactions[0];
+    assert_eq!(tx.mail_from, USER);
+    assert_eq!(tx.rcpt_to, ["ops@example.com"]);
+    assert_eq!(header(&tx.data, "from").as_deref(), Some(USER));
+    assert_eq!(header(&tx.data, "to").as_deref(), Some("ops@example.com"));
+    assert_eq!(header(&tx.data, "subject").as_deref(), Some("disk report"));
+    assert!(header(&tx.data, "date").is_some(), "Date header");
+    let id = header(&tx.data, "message-id").expect("Message-ID header");
+    assert!(id.starts_with('<') && id.ends_with("@example.com>"), "{id}");
+    assert_eq!(body(&tx.data), b"all good\r\n");
+}
+
+#[test]
+fn body_from_a_pipe() {
+    let server = submission();
+    Mailsend::to(&server)
+        .args(["--to", "me@example.com", "--subject", "nightly build"])
+        .stdin("line 1\nline 2\n")
+        .run()
+        .expect(0);
+    assert_eq!(
+        body(&only_transaction(&server).data),
+        b"line 1\r\nline 2\r\n"
+    );
+}
+
+#[test]
+fn body_file_and_dash_for_stdin() {
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    let path = m.file("report.txt", "from a file\n");
+    m.args(["--to", "a@example.com", "--body-file"])
+        .args([&path])
+        .stdin("NOT READ")
+        .run()
+        .expect(0);
+    assert_eq!(body(&only_transaction(&server).data), b"from a file\r\n");
+
+    let server = submission();
+    Mailsend::to(&server)
+        .args(["--to", "a@example.com", "--body-file", "-"])
+        .stdin("from stdin")
+        .run()
+        .expect(0);
+    assert_eq!(body(&only_transaction(&server).data), b"from stdin\r\n");
+}
+
+#[test]
+fn empty_stdin_sends_an_empty_message_and_skip_empty_sends_none() {
+    let server = submission();
+    Mailsend::to(&server)
+        .args(["--to", "a@example.com", "--subject", "cron"])
+        .stdin("")
+        .run()
+        .expect(0);
+    assert_eq!(body(&only_transaction(&server).data), b"");
+
+    let server = submission();
+    Mailsend::to(&server)
+        .args(["--to", "a@example.com", "--skip-empty"])
+        .stdin("\n")
+        .run()
+        .expect(0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        server.sessions().is_empty(),
+        "--skip-empty must not connect"
+    );
+}
+
+#[test]
+fn recipients_cc_bcc_and_names() {
+    let server = submission();
+    Mailsend::to(&server)
+        .args([
+            "--to",
+            "Zoë Müller <z@example.com>, b@example.org",
+            "--cc",
+            "c@example.net",
+            "--bcc",
+            "hidden@example.org",
+            "--bcc",
+            "also-hidden@example.test",
+            "--reply-to",
+            "replies@example.com",
+            "--from",
+            "Reports Bot <sender@example.com>",
+            "--body",
+            "x",
+        ])
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert_eq!(
+        tx.rcpt_to,
+        [
+            "z@example.com",
+            "b@example.org",
+            "c@example.net",
+            "hidden@example.org",
+            "also-hidden@example.test"
+        ]
+    );
+    assert_eq!(
+        header(&tx.data, "to").as_deref(),
+        Some("=?utf-8?b?Wm/DqyBNw7xsbGVy?= <z@example.com>, b@example.org")
+    );
+    assert_eq!(header(&tx.data, "cc").as_deref(), Some("c@example.net"));
+    assert_eq!(
+        header(&tx.data, "reply-to").as_deref(),
+        Some("replies@example.com")
+    );
+    assert_eq!(
+        header(&tx.data, "from").as_deref(),
+        Some("\"Reports Bot\" <sender@example.com>")
+    );
+    let wire = String::from_utf8_lossy(&tx.raw_data).to_ascii_lowercase();
+    assert!(
+        !wire.contains("bcc"),
+        "no Bcc line may be transmitted:\n{wire}"
+    );
+    assert!(
+        !wire.contains("hidden@"),
+        "no Bcc address may be transmitted:\n{wire}"
+    );
+}
+
+#[test]
+fn one_refused_recipient_does_not_sink_the_others() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![(
+            "c@example.com".into(),
+            "550 5.1.1 <c@example.com>: Recipient address rejected".into(),
+        )],
+        ..Behaviour::default()
+    }));
+    let run = Mailsend::to(&server)
+        .args([
+            "--to",
+            "a@example.com,b@example.com,c@example.com",
+            "--body",
+            "x",
+            "--json",
+        ])
+        .run()
+        .expect(65);
+    run.error_mentions("c@example.com")
+        .error_mentions("550 5.1.1");
+    let tx = only_transaction(&server);
+    assert_eq!(tx.rcpt_to, ["a@example.com", "b@example.com"]);
+    assert_eq!(body(&tx.data), b"x\r\n");
+    let json: serde_json::Value =
+        serde_json::from_str(run.stdout().trim()).expect("one JSON object");
+    assert_eq!(
+        json["accepted"],
+        serde_json::json!(["a@example.com", "b@example.com"])
+    );
+    assert_eq!(json["rejected"][0]["address"], "c@example.com");
+    assert_eq!(json["rejected"][0]["code"], 550);
+}
+
+#[test]
+fn every_recipient_refused_is_unavailable_and_temporary_is_tempfail() {
+    let refuse_all = |code: &str| {
+        TestServer::start(with_auth(Behaviour {
+            rcpt_replies: vec![
+                ("a@example.com".into(), format!("{code} no")),
+                ("b@example.com".into(), format!("{code} no")),
+            ],
+            ..Behaviour::default()
+        }))
+    };
+    for (code, exit) in [("550", 69), ("451", 75)] {
+        let server = refuse_all(code);
+        Mailsend::to(&server)
+            .args(["--to", "a@example.com,b@example.com", "--body", "x"])
+            .run()
+            .expect(exit);
+        let session = only_session(&server);
+        assert!(
+            session.transactions.iter().all(|t| t.data.is_empty()),
+            "no message content was sent"
+        );
+    }
+}
+
+#[test]
+fn without_pipelining_each_command_waits_for_its_reply() {
+    let server = TestServer::start(with_auth(Behaviour {
+        pipelining: false,
+        ..Behaviour::default()
+    }));
+    Mailsend::to(&server)
+        .args(["--to", "a@example.com,b@example.com", "--body", "x"])
+        .run()
+        .expect(0);
+    let session = only_session(&server);
+    assert!(session.violations.is_empty(), "{:?}", session.violations);
+    assert_eq!(session.transactions[0].rcpt_to.len(), 2);
+}
+
+#[test]
+fn implicit_tls_on_its_own_port() {
+    let server = TestServer::start(with_auth(Behaviour {
+        security: Security::ImplicitTls,
+        ..Behaviour::default()
+    }));
+    let run = Mailsend::to(&server)
+        .args([
+            "--tls",
+            "tls",
+            "--to",
+            "a@example.com",
+            "--body",
+            "x",
+            "--json",
+        ])
+        .run()
+        .expect(0);
+    let session = only_session(&server);
+    assert!(session.tls && session.authenticated);
+    let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+    assert!(
+        json["tls"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("TLSv1.")),
+        "{json}"
+    );
+}
+
+#[test]
+fn plain_mode_for_a_local_relay_sends_no_auth() {
+    let server = TestServer::start(Behaviour {
+        security: Security::Plain,
+        ..Behaviour::default()
+    });
+    let mut m = Mailsend::to(&server);
+    m.env_remove("MAILSEND_USER")
+        .env_remove("MAILSEND_PASSWORD")
+        .env("MAILSEND_FROM", "cron@example.com");
+    let run = m
+        .args([
+            "--tls",
+            "none",
+            "--to",
+            "a@example.com",
+            "--body",
+            "x",
+            "--json",
+        ])
+        .run()
+        .expect(0);
+    let session = only_session(&server);
+    assert!(!session.tls);
+    assert!(
+        session
+            .lines()
+            .iter()
+            .all(|l| !l.to_ascii_uppercase().starts_with("AUTH"))
+    );
+    let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+    assert_eq!(json["tls"], serde_json::Value::Null);
+}
+
+#[test]
+fn json_reports_the_result() {
+    let server = submission();
+    let run = Mailsend::to(&server)
+        .args(["--to", "a@example.com", "--body", "x", "--json"])
+        .run()
+        .expect(0);
+    let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+    let tx = only_transaction(&server);
+    assert_eq!(
+        json["message_id"].as_str(),
+        header(&tx.data, "message-id").as_deref()
+    );
+    assert_eq!(json["from"], USER);
+    assert_eq!(json["accepted"], serde_json::json!(["a@example.com"]));
+    assert_eq!(json["rejected"], serde_json::json!([]));
+    assert_eq!(json["reply"].as_str(), Some(tx.reply.as_str()));
+    assert!(
+        json["tls"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("TLSv1."))
+    );
+}
+
+#[test]
+fn dry_run_prints_message_and_envelope_and_connects_nowhere() {
+    let mut m = Mailsend::bare();
+    let run = m
+        .args([
+            "--dry-run",
+            "--from",
+            "me@example.com",
+            "--to",
+            "a@example.com",
+            "--bcc",
+            "b@example.com",
+        ])
+        .args(["--subject", "hi", "--body", "text"])
+        .run()
+        .expect(0);
+    let out = run.output.stdout.clone();
+    assert!(
+        out.windows(2).filter(|w| w == b"\r\n").count() >= 8,
+        "CRLF line endings"
+    );
+    assert!(
+        !out.windows(2)
+            .enumerate()
+            .any(|(i, w)| w[1] == b'\n' && (i == 0 || w[0] != b'\r'))
+    );
+    assert_eq!(header(&out, "subject").as_deref(), Some("hi"));
+    assert!(header(&out, "bcc").is_none());
+    assert_eq!(body(&out), b"text\r\n");
+    let err = run.stderr();
+    assert!(err.contains("envelope from: <me@example.com>"), "{err}");
+    assert!(
+        err.contains("envelope to: <a@example.com>")
+            && err.contains("envelope to: <b@example.com>"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verbose_transcript_redacts_auth() {
+    let server = submission();
+    let run = Mailsend::to(&server)
+        .args(["--to", "a@example.com", "--body", "x", "-v"])
+        .run()
+        .expect(0);
+    let err = run.stderr();
+    assert!(err.contains("-> AUTH PLAIN <redacted>"), "{err}");
+    assert!(err.contains("<- 235"), "{err}");
+    assert!(
+        err.contains("-> STARTTLS") && err.contains("== TLS established"),
+        "{err}"
+    );
+    let token = base64_of(&format!("\0{USER}\0{PASSWORD}"));
+    assert!(!err.contains(&token), "AUTH token leaked:\n{err}");
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

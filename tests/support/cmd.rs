@@ -1,0 +1,147 @@
+//! Runs the built `mailsend` binary the way a user would, but in a clean
+//! room: an empty temporary working directory and HOME, no inherited
+//! environment (so no stray `.env`, `MAILSEND_*` or `SSL_CERT_*` leaks in).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+use super::pki::Pki;
+use super::server::TestServer;
+
+/// The password every test server expects; tests assert it never shows.
+pub const PASSWORD: &str = "s3cr3t-Pa55word!";
+pub const USER: &str = "sender@example.com";
+
+pub struct Mailsend {
+    pub dir: tempfile::TempDir,
+    cmd: Command,
+}
+
+impl Mailsend {
+    /// `mailsend` with no configuration at all.
+    pub fn bare() -> Mailsend {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::cargo_bin("mailsend").expect("binary built");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .current_dir(dir.path())
+            .timeout(std::time::Duration::from_secs(60));
+        Mailsend { dir, cmd }
+    }
+
+    /// `mailsend` configured for `server` through MAILSEND_* variables,
+    /// with credentials, trusting the test CA.
+    pub fn to(server: &TestServer) -> Mailsend {
+        let mut m = Mailsend::bare();
+        m.env("MAILSEND_HOST", "127.0.0.1")
+            .env("MAILSEND_PORT", &server.port().to_string())
+            .env(
+                "MAILSEND_CA_FILE",
+                Pki::shared().ca_file.to_str().expect("utf-8 path"),
+            )
+            .env("MAILSEND_USER", USER)
+            .env("MAILSEND_PASSWORD", PASSWORD)
+            .env("MAILSEND_TIMEOUT", "5s");
+        m
+    }
+
+    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn env_remove(&mut self, key: &str) -> &mut Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn stdin(&mut self, input: impl Into<Vec<u8>>) -> &mut Self {
+        self.cmd.write_stdin(input);
+        self
+    }
+
+    /// Writes a file into the working directory; returns its path.
+    pub fn file(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).expect("write test file");
+        path
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs it; never panics on a non-zero exit.
+    pub fn run(&mut self) -> Run {
+        let output = self.cmd.output().expect("run mailsend");
+        Run { output }
+    }
+}
+
+/// What one run printed and returned.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().expect("exited, not killed")
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Asserts the exit code, showing the output when it differs, and that
+    /// the password appears in no output.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self.assert_no_password();
+        self
+    }
+
+    pub fn assert_no_password(&self) {
+        for (name, text) in [("stdout", self.stdout()), ("stderr", self.stderr())] {
+            assert!(
+                !text.contains(PASSWORD),
+                "password leaked on {name}:\n{text}"
+            );
+        }
+    }
+
+    /// Asserts an error run: one `mailsend: error:` line containing `needle`.
+    pub fn error_mentions(&self, needle: &str) -> &Self {
+        let stderr = self.stderr();
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("mailsend: error: "))
+            .collect();
+        assert!(
+            errors.iter().any(|l| l.contains(needle)),
+            "no error line mentions {needle:?}:\n{stderr}"
+        );
+        self
+    }
+}

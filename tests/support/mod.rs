@@ -1,0 +1,6 @@
+//! Shared helpers for integration tests: `mod support;` in a test file.
+#![allow(dead_code)]
+
+pub mod cmd;
+pub mod pki;
+pub mod server;
