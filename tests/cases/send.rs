@@ -376,3 +376,38 @@ fn base64_of(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+#[test]
+fn at_a_terminal_the_body_is_typed_and_ends_at_ctrl_d() {
+    // util-linux `script` gives the binary a real pseudo-terminal as stdin.
+    let bin = assert_cmd::cargo::cargo_bin("mailsend");
+    let command = format!(
+        "{} --dry-run --from me@example.com --to a@example.com -s typed",
+        bin.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(b"typed at the terminal\n\x04")?;
+            child.wait_with_output()
+        })
+        .expect("util-linux `script` runs");
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("end it with Ctrl-D"),
+        "prompt on the terminal: {screen}"
+    );
+    assert!(
+        screen.contains("\n\ntyped at the terminal\n"),
+        "typed body sent: {screen}"
+    );
+}
