@@ -3,16 +3,58 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 /// Send an email from the shell, a pipe or cron, over verified TLS.
 ///
 /// The body comes from --body, --body-file, or standard input (typed at a
 /// terminal, piped, or empty under cron). Server settings come from flags,
-/// MAILSEND_* environment variables or a .env file.
+/// MAILSEND_* environment variables, a .env file or a config file account.
 #[derive(Debug, Parser)]
-#[command(name = "mailsend", version, about, max_term_width = 100)]
+#[command(
+    name = "mailsend",
+    version,
+    about,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub send: SendArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Act as sendmail: read a whole RFC 5322 message on stdin (same as
+    /// running mailsend under the name `sendmail`)
+    #[command(disable_help_flag = true)]
+    Sendmail {
+        /// sendmail options and recipients, e.g. `-t -i` or `-f ADDR RCPT...`
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Inspect the configuration
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print the resolved settings and where each came from (secrets redacted)
+    Show {
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
+}
+
+/// Flags for sending one composed message.
+#[derive(Debug, Args)]
+pub struct SendArgs {
     /// Recipient; repeatable, comma-separated lists and `Name <addr>` allowed
     #[arg(long, value_name = "ADDRS")]
     pub to: Vec<String>,
@@ -24,10 +66,6 @@ pub struct Cli {
     /// Blind-copy recipient: gets the mail, appears in no header; repeatable
     #[arg(long, value_name = "ADDRS")]
     pub bcc: Vec<String>,
-
-    /// Sender, `Name <addr>` allowed [env: MAILSEND_FROM]
-    #[arg(long, value_name = "ADDR")]
-    pub from: Option<String>,
 
     /// Where replies should go; repeatable
     #[arg(long, value_name = "ADDRS")]
@@ -57,10 +95,6 @@ pub struct Cli {
     #[arg(long, value_name = "HEADER")]
     pub header: Vec<String>,
 
-    /// Send nothing (and exit 0) when the body is empty
-    #[arg(long)]
-    pub skip_empty: bool,
-
     /// Print the message to stdout and the envelope to stderr; connect nowhere
     #[arg(long)]
     pub dry_run: bool,
@@ -72,6 +106,27 @@ pub struct Cli {
     /// Print the SMTP transcript on stderr (AUTH exchanges redacted)
     #[arg(short, long)]
     pub verbose: bool,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// Settings shared by every mode; each also has a MAILSEND_* variable and
+/// a config-file key.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ServerArgs {
+    /// Sender, `Name <addr>` allowed [env: MAILSEND_FROM]
+    #[arg(long, value_name = "ADDR")]
+    pub from: Option<String>,
+
+    /// Send nothing (and exit 0) when the body is empty
+    #[arg(long)]
+    pub skip_empty: bool,
+
+    /// Append one line per message to FILE (`syslog` for the system log)
+    /// [env: MAILSEND_LOG]
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<String>,
 
     /// SMTP server host name [env: MAILSEND_HOST]
     #[arg(long, help_heading = "Server")]
@@ -103,7 +158,18 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", help_heading = "Server")]
     pub timeout: Option<String>,
 
+    /// Account from the config file [env: MAILSEND_ACCOUNT] [default: the one
+    /// marked `default = true`]
+    #[arg(long, value_name = "NAME", help_heading = "Configuration")]
+    pub account: Option<String>,
+
+    /// Config file [env: MAILSEND_CONFIG] [default:
+    /// $XDG_CONFIG_HOME/mailsend/config.toml, ~/.config/mailsend/config.toml,
+    /// /etc/mailsend/config.toml]
+    #[arg(long, value_name = "PATH", help_heading = "Configuration")]
+    pub config: Option<PathBuf>,
+
     /// Read settings from this .env file instead of ./.env
-    #[arg(long, value_name = "PATH", help_heading = "Server")]
+    #[arg(long, value_name = "PATH", help_heading = "Configuration")]
     pub env_file: Option<PathBuf>,
 }

@@ -1,12 +1,14 @@
-//! Settings: flags, the process environment and a `.env` file, merged once.
+//! Settings: flags, the process environment, a `.env` file and a config
+//! file account, merged once.
 //!
-//! Precedence, highest first: flag > process environment > `.env` > default.
+//! Precedence, highest first: flag > process environment > `.env` >
+//! account > default.
 //! The `.env` file is read into a table of its own and never written into
 //! the process environment, so a variable that is already set always wins.
 //! Every value remembers where it came from, so an error names the flag or
 //! the variable (and file) to fix. Nothing here touches the network.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::cli::Cli;
+use crate::accounts::{self, Account};
+use crate::cli::ServerArgs;
 use crate::exit::{Exit, Failure};
 use crate::secret::Secret;
 
@@ -47,6 +50,15 @@ pub enum PasswordSource {
     Command(String),
 }
 
+/// When sendmail mode rewrites or adds the From header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FromPolicy {
+    /// Only when From is missing or its address has no domain.
+    Auto,
+    Always,
+    Never,
+}
+
 /// Everything downstream needs, resolved from all layers.
 #[derive(Debug)]
 pub struct Settings {
@@ -58,6 +70,14 @@ pub struct Settings {
     pub from: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub timeout: Duration,
+    pub skip_empty: bool,
+    pub log: Option<String>,
+    pub set_from_header: FromPolicy,
+    /// The config-file account in use, if any.
+    pub account: Option<String>,
+    pub aliases: BTreeMap<String, String>,
+    /// Every resolved value with its origin, for `mailsend config show`.
+    pub shown: Vec<(&'static str, String, String)>,
 }
 
 /// The layer a value came from, for error messages.
@@ -66,14 +86,25 @@ enum Origin {
     Flag(&'static str),
     Env(&'static str),
     DotEnv(&'static str, PathBuf),
+    Account(&'static str, String, PathBuf),
 }
 
 impl Origin {
-    /// A bad flag is a usage error; a bad variable is a configuration error.
+    /// A bad flag is a usage error; a bad variable or file is configuration.
     fn exit(&self) -> Exit {
         match self {
             Origin::Flag(_) => Exit::Usage,
             _ => Exit::Config,
+        }
+    }
+
+    /// Rank of a layer, for choosing between two keys: lower wins.
+    fn rank(&self) -> u8 {
+        match self {
+            Origin::Flag(_) => 0,
+            Origin::Env(_) => 1,
+            Origin::DotEnv(..) => 2,
+            Origin::Account(..) => 3,
         }
     }
 }
@@ -84,6 +115,9 @@ impl fmt::Display for Origin {
             Origin::Flag(flag) => write!(f, "{flag}"),
             Origin::Env(var) => write!(f, "{var}"),
             Origin::DotEnv(var, path) => write!(f, "{var} in {}", path.display()),
+            Origin::Account(key, name, path) => {
+                write!(f, "{key} of account {name} in {}", path.display())
+            }
         }
     }
 }
@@ -102,55 +136,135 @@ impl Sourced {
     }
 }
 
-/// The environment and `.env` layers.
+/// One setting's names in each layer.
+struct Key {
+    flag: &'static str,
+    var: &'static str,
+    toml: &'static str,
+}
+
+const HOST: Key = Key {
+    flag: "--host",
+    var: "MAILSEND_HOST",
+    toml: "host",
+};
+const PORT: Key = Key {
+    flag: "--port",
+    var: "MAILSEND_PORT",
+    toml: "port",
+};
+const TLS: Key = Key {
+    flag: "--tls",
+    var: "MAILSEND_TLS",
+    toml: "tls",
+};
+const USER: Key = Key {
+    flag: "--user",
+    var: "MAILSEND_USER",
+    toml: "user",
+};
+const PASSWORD: Key = Key {
+    flag: "",
+    var: "MAILSEND_PASSWORD",
+    toml: "password",
+};
+const PASSWORD_COMMAND: Key = Key {
+    flag: "--password-command",
+    var: "MAILSEND_PASSWORD_COMMAND",
+    toml: "password_command",
+};
+const FROM: Key = Key {
+    flag: "--from",
+    var: "MAILSEND_FROM",
+    toml: "from",
+};
+const CA_FILE: Key = Key {
+    flag: "--ca-file",
+    var: "MAILSEND_CA_FILE",
+    toml: "ca_file",
+};
+const TIMEOUT: Key = Key {
+    flag: "--timeout",
+    var: "MAILSEND_TIMEOUT",
+    toml: "timeout",
+};
+const LOG: Key = Key {
+    flag: "--log",
+    var: "MAILSEND_LOG",
+    toml: "log",
+};
+const SET_FROM_HEADER: Key = Key {
+    flag: "",
+    var: "MAILSEND_SET_FROM_HEADER",
+    toml: "set_from_header",
+};
+const ACCOUNT: Key = Key {
+    flag: "--account",
+    var: "MAILSEND_ACCOUNT",
+    toml: "",
+};
+const CONFIG: Key = Key {
+    flag: "--config",
+    var: "MAILSEND_CONFIG",
+    toml: "",
+};
+
+/// The environment, `.env` and account layers.
 struct Layers<E> {
     env: E,
     dotenv: HashMap<String, String>,
     dotenv_path: PathBuf,
+    account: Option<(String, Account, PathBuf)>,
 }
 
 impl<E: Fn(&str) -> Option<String>> Layers<E> {
-    /// `flag`, else the variable from the environment, else from `.env`.
-    /// Empty values count as unset, as a bare `VAR=` line in cron means.
-    fn get(
-        &self,
-        flag: Option<&str>,
-        flag_name: &'static str,
-        var: &'static str,
-    ) -> Option<Sourced> {
+    /// The flag, else the variable from the environment, else from `.env`,
+    /// else the account's key. Empty values count as unset, as a bare
+    /// `VAR=` line in cron means.
+    fn get(&self, flag: Option<&str>, key: &Key) -> Option<Sourced> {
         if let Some(v) = flag {
             return Some(Sourced {
                 value: v.to_owned(),
-                origin: Origin::Flag(flag_name),
+                origin: Origin::Flag(key.flag),
             });
         }
-        if let Some(v) = (self.env)(var).filter(|v| !v.is_empty()) {
+        if let Some(v) = (self.env)(key.var).filter(|v| !v.is_empty()) {
             return Some(Sourced {
                 value: v,
-                origin: Origin::Env(var),
+                origin: Origin::Env(key.var),
             });
         }
-        self.dotenv
-            .get(var)
-            .filter(|v| !v.is_empty())
-            .map(|v| Sourced {
+        if let Some(v) = self.dotenv.get(key.var).filter(|v| !v.is_empty()) {
+            return Some(Sourced {
                 value: v.clone(),
-                origin: Origin::DotEnv(var, self.dotenv_path.clone()),
-            })
-    }
-}
-
-/// Rank of a layer, for choosing between two variables: lower wins.
-fn rank(origin: &Origin) -> u8 {
-    match origin {
-        Origin::Flag(_) => 0,
-        Origin::Env(_) => 1,
-        Origin::DotEnv(..) => 2,
+                origin: Origin::DotEnv(key.var, self.dotenv_path.clone()),
+            });
+        }
+        let (name, account, path) = self.account.as_ref()?;
+        let value = match key.toml {
+            "host" => account.host.clone(),
+            "port" => account.port.map(|p| p.to_string()),
+            "tls" => account.tls.clone(),
+            "user" => account.user.clone(),
+            "password" => account.password.clone(),
+            "password_command" => account.password_command.clone(),
+            "from" => account.from.clone(),
+            "ca_file" => account.ca_file.as_ref().map(|p| p.display().to_string()),
+            "timeout" => account.timeout.clone(),
+            "log" => account.log.clone(),
+            "set_from_header" => account.set_from_header.clone(),
+            _ => None,
+        }?;
+        Some(Sourced {
+            value,
+            origin: Origin::Account(key.toml, name.clone(), path.clone()),
+        })
     }
 }
 
 /// Reads the `.env` file: `--env-file PATH` must exist (66); `./.env` is
-/// optional. Only `MAILSEND_*` keys are kept.
+/// optional. Only `MAILSEND_*` keys are kept. A file holding a password
+/// must not be readable by others.
 fn read_dotenv(explicit: Option<&Path>) -> Result<(HashMap<String, String>, PathBuf)> {
     let (path, required) = match explicit {
         Some(p) => (p.to_path_buf(), true),
@@ -179,6 +293,11 @@ fn read_dotenv(explicit: Option<&Path>) -> Result<(HashMap<String, String>, Path
             vars.insert(key, value);
         }
     }
+    if vars.get("MAILSEND_PASSWORD").is_some_and(|p| !p.is_empty())
+        && path != Path::new("/dev/null")
+    {
+        accounts::refuse_if_shared(&path, "holds MAILSEND_PASSWORD")?;
+    }
     Ok((vars, path))
 }
 
@@ -190,20 +309,74 @@ fn io_reason(e: &dotenvy::Error) -> String {
 }
 
 impl Settings {
-    /// Resolves settings from flags, the process environment and `.env`.
-    pub fn resolve(cli: &Cli) -> Result<Settings> {
-        Self::resolve_with(cli, |var| std::env::var(var).ok())
+    /// Resolves settings from flags, the process environment, `.env` and
+    /// the config file. `sender` (sendmail's `-f`) picks the account whose
+    /// `from` matches, when no account is named.
+    pub fn resolve(args: &ServerArgs, sender: Option<&str>) -> Result<Settings> {
+        Self::resolve_with(args, sender, |var| std::env::var(var).ok())
     }
 
-    fn resolve_with(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Settings> {
-        let (dotenv, dotenv_path) = read_dotenv(cli.env_file.as_deref())?;
-        let layers = Layers {
+    fn resolve_with(
+        args: &ServerArgs,
+        sender: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings> {
+        let (dotenv, dotenv_path) = read_dotenv(args.env_file.as_deref())?;
+        let mut layers = Layers {
             env,
             dotenv,
             dotenv_path,
+            account: None,
+        };
+        let mut shown = Vec::new();
+        let mut show = |key: &'static str, value: String, origin: &dyn fmt::Display| {
+            shown.push((key, value, origin.to_string()));
         };
 
-        let tls = match layers.get(cli.tls.as_deref(), "--tls", "MAILSEND_TLS") {
+        let config_flag = args.config.as_deref().and_then(Path::to_str);
+        let config_path = layers
+            .get(config_flag, &CONFIG)
+            .map(|s| PathBuf::from(s.value));
+        let env_fn = |var: &str| (layers.env)(var);
+        let mut aliases = BTreeMap::new();
+        if let Some(path) = accounts::locate(config_path, &env_fn)? {
+            let loaded = accounts::load(&path)?;
+            let name = layers
+                .get(args.account.as_deref(), &ACCOUNT)
+                .map(|s| s.value);
+            let chosen = loaded.choose(name.as_deref(), sender)?;
+            show("config", path.display().to_string(), &"found");
+            if let Some((name, account)) = chosen {
+                show("account", name.clone(), &"");
+                layers.account = Some((name, account, path.clone()));
+            }
+            aliases = loaded.file.aliases;
+        } else if let Some(name) = layers.get(args.account.as_deref(), &ACCOUNT) {
+            return Err(Failure::config(format!(
+                "account '{}' requested but no config file found",
+                name.value
+            ))
+            .with_hint(format!(
+                "create {} or pass --config",
+                accounts::SYSTEM_CONFIG
+            ))
+            .into());
+        }
+
+        let mut get = |flag: Option<&str>, key: &Key| {
+            let found = layers.get(flag, key);
+            if let Some(s) = &found {
+                let value = if key.toml == "password" {
+                    "<redacted>".to_owned()
+                } else {
+                    s.value.clone()
+                };
+                show(key.toml, value, &s.origin);
+            }
+            found
+        };
+
+        let tls = match get(args.tls.as_deref(), &TLS) {
             None => TlsMode::StartTls,
             Some(s) => match s.value.to_ascii_lowercase().as_str() {
                 "starttls" => TlsMode::StartTls,
@@ -217,48 +390,53 @@ impl Settings {
                 }
             },
         };
-        let port = match layers.get(cli.port.as_deref(), "--port", "MAILSEND_PORT") {
+        let port = match get(args.port.as_deref(), &PORT) {
             None => tls.default_port(),
             Some(s) => match s.value.trim().parse::<u16>() {
                 Ok(p) if p != 0 => p,
                 _ => return Err(s.invalid("port").into()),
             },
         };
-        let timeout = match layers.get(cli.timeout.as_deref(), "--timeout", "MAILSEND_TIMEOUT") {
+        let timeout = match get(args.timeout.as_deref(), &TIMEOUT) {
             None => Duration::from_secs(30),
             Some(s) => parse_duration(&s.value).ok_or_else(|| {
                 s.invalid("timeout")
                     .with_hint("use a duration such as 30s, 500ms or 2m")
             })?,
         };
-
-        let user = layers
-            .get(cli.user.as_deref(), "--user", "MAILSEND_USER")
-            .map(|s| s.value);
-        let password = {
-            let value = layers.get(None, "", "MAILSEND_PASSWORD");
-            let command = layers.get(
-                cli.password_command.as_deref(),
-                "--password-command",
-                "MAILSEND_PASSWORD_COMMAND",
-            );
-            match (value, command) {
-                (Some(v), Some(c)) if rank(&c.origin) < rank(&v.origin) => {
-                    Some(PasswordSource::Command(c.value))
+        let set_from_header = match get(None, &SET_FROM_HEADER) {
+            None => FromPolicy::Auto,
+            Some(s) => match s.value.as_str() {
+                "auto" => FromPolicy::Auto,
+                "always" => FromPolicy::Always,
+                "never" => FromPolicy::Never,
+                _ => {
+                    return Err(s
+                        .invalid("set_from_header")
+                        .with_hint("use auto, always or never")
+                        .into());
                 }
-                (Some(v), _) => Some(PasswordSource::Value(Secret::new(v.value))),
-                (None, Some(c)) => Some(PasswordSource::Command(c.value)),
-                (None, None) => None,
+            },
+        };
+
+        let user = get(args.user.as_deref(), &USER).map(|s| s.value);
+        let password = match (
+            get(None, &PASSWORD),
+            get(args.password_command.as_deref(), &PASSWORD_COMMAND),
+        ) {
+            (Some(v), Some(c)) if c.origin.rank() < v.origin.rank() => {
+                Some(PasswordSource::Command(c.value))
             }
+            (Some(v), _) => Some(PasswordSource::Value(Secret::new(v.value))),
+            (None, Some(c)) => Some(PasswordSource::Command(c.value)),
+            (None, None) => None,
         };
 
         if tls == TlsMode::None && (user.is_some() || password.is_some()) {
             return Err(Failure::config(
                 "credentials are configured but the TLS mode is none: they would cross the network in clear",
             )
-            .with_hint(
-                "use --tls starttls or --tls tls, or unset MAILSEND_USER and MAILSEND_PASSWORD for a local relay",
-            )
+            .with_hint("use --tls starttls or --tls tls, or unset MAILSEND_USER and MAILSEND_PASSWORD for a local relay")
             .into());
         }
         if password.is_some() && user.is_none() {
@@ -267,20 +445,20 @@ impl Settings {
                 .into());
         }
 
-        let from = layers
-            .get(cli.from.as_deref(), "--from", "MAILSEND_FROM")
+        let from = get(args.from.as_deref(), &FROM)
             .map(|s| s.value)
             .or_else(|| user.clone().filter(|u| u.contains('@')));
-        let host = layers
-            .get(cli.host.as_deref(), "--host", "MAILSEND_HOST")
-            .map(|s| s.value);
-        let ca_file = layers
-            .get(
-                cli.ca_file.as_deref().and_then(Path::to_str),
-                "--ca-file",
-                "MAILSEND_CA_FILE",
-            )
+        let host = get(args.host.as_deref(), &HOST).map(|s| s.value);
+        let ca_file = get(args.ca_file.as_deref().and_then(Path::to_str), &CA_FILE)
             .map(|s| PathBuf::from(s.value));
+        let log = get(args.log.as_deref(), &LOG).map(|s| s.value);
+        let account = layers.account.as_ref().map(|(name, ..)| name.clone());
+        let skip_empty = args.skip_empty
+            || layers
+                .account
+                .as_ref()
+                .and_then(|(_, a, _)| a.skip_empty)
+                .unwrap_or(false);
 
         Ok(Settings {
             host,
@@ -291,8 +469,42 @@ impl Settings {
             from,
             ca_file,
             timeout,
+            skip_empty,
+            log,
+            set_from_header,
+            account,
+            aliases,
+            shown,
         })
     }
+}
+
+/// `mailsend config show`: every resolved setting and where it came from,
+/// the password redacted.
+pub fn show(args: &ServerArgs) -> Result<Exit> {
+    let settings = Settings::resolve(args, None)?;
+    let mut out = String::new();
+    for (key, value, origin) in &settings.shown {
+        out.push_str(&format!("{key:<17} {value:<40} ({origin})\n"));
+    }
+    let defaults = [
+        ("tls", "starttls".to_owned()),
+        ("port", settings.port.to_string()),
+        (
+            "timeout",
+            humantime::format_duration(settings.timeout).to_string(),
+        ),
+    ];
+    for (key, value) in defaults {
+        if !settings.shown.iter().any(|(k, ..)| *k == key) {
+            out.push_str(&format!("{key:<17} {value:<40} (default)\n"));
+        }
+    }
+    for (name, target) in &settings.aliases {
+        out.push_str(&format!("alias {name:<11} {target}\n"));
+    }
+    print!("{out}");
+    Ok(Exit::Ok)
 }
 
 /// `30s`, `500ms`, `2m`, or a bare number of seconds; zero is refused.
@@ -361,10 +573,16 @@ mod tests {
     use super::*;
     use clap::Parser;
 
-    fn cli(args: &[&str]) -> Cli {
-        let mut full = vec!["mailsend", "--env-file", "/dev/null"];
+    fn cli(args: &[&str]) -> ServerArgs {
+        let mut full = vec![
+            "mailsend",
+            "--env-file",
+            "/dev/null",
+            "--config",
+            "/dev/null",
+        ];
         full.extend_from_slice(args);
-        Cli::parse_from(full)
+        crate::cli::Cli::parse_from(full).send.server
     }
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
@@ -378,14 +596,14 @@ mod tests {
 
     #[test]
     fn defaults_follow_tls_mode() {
-        let s = Settings::resolve_with(&cli(&[]), env(&[])).unwrap();
+        let s = Settings::resolve_with(&cli(&[]), None, env(&[])).unwrap();
         assert_eq!(
             (s.tls, s.port, s.timeout),
             (TlsMode::StartTls, 587, Duration::from_secs(30))
         );
-        let s = Settings::resolve_with(&cli(&["--tls", "tls"]), env(&[])).unwrap();
+        let s = Settings::resolve_with(&cli(&["--tls", "tls"]), None, env(&[])).unwrap();
         assert_eq!(s.port, 465);
-        let s = Settings::resolve_with(&cli(&[]), env(&[("MAILSEND_TLS", "none")])).unwrap();
+        let s = Settings::resolve_with(&cli(&[]), None, env(&[("MAILSEND_TLS", "none")])).unwrap();
         assert_eq!(s.port, 25);
     }
 
@@ -395,18 +613,18 @@ mod tests {
             ("MAILSEND_HOST", "env.example.com"),
             ("MAILSEND_PORT", "2525"),
         ]);
-        let s = Settings::resolve_with(&cli(&["--host", "flag.example.com"]), e).unwrap();
+        let s = Settings::resolve_with(&cli(&["--host", "flag.example.com"]), None, e).unwrap();
         assert_eq!(s.host.as_deref(), Some("flag.example.com"));
         assert_eq!(s.port, 2525);
     }
 
     #[test]
     fn bad_values_name_their_origin_and_code() {
-        let err = Settings::resolve_with(&cli(&["--port", "99999"]), env(&[])).unwrap_err();
+        let err = Settings::resolve_with(&cli(&["--port", "99999"]), None, env(&[])).unwrap_err();
         assert_eq!(crate::exit::code_for(&err), Exit::Usage);
         assert!(err.to_string().contains("--port"), "{err}");
-        let err =
-            Settings::resolve_with(&cli(&[]), env(&[("MAILSEND_TIMEOUT", "soon")])).unwrap_err();
+        let err = Settings::resolve_with(&cli(&[]), None, env(&[("MAILSEND_TIMEOUT", "soon")]))
+            .unwrap_err();
         assert_eq!(crate::exit::code_for(&err), Exit::Config);
         assert!(err.to_string().contains("MAILSEND_TIMEOUT"), "{err}");
     }
@@ -417,23 +635,24 @@ mod tests {
             ("MAILSEND_USER", "u@example.com"),
             ("MAILSEND_PASSWORD", "pw"),
         ]);
-        let err = Settings::resolve_with(&cli(&["--tls", "none"]), e).unwrap_err();
+        let err = Settings::resolve_with(&cli(&["--tls", "none"]), None, e).unwrap_err();
         assert_eq!(crate::exit::code_for(&err), Exit::Config);
     }
 
     #[test]
     fn from_defaults_to_user_address() {
         let s =
-            Settings::resolve_with(&cli(&[]), env(&[("MAILSEND_USER", "me@example.org")])).unwrap();
+            Settings::resolve_with(&cli(&[]), None, env(&[("MAILSEND_USER", "me@example.org")]))
+                .unwrap();
         assert_eq!(s.from.as_deref(), Some("me@example.org"));
-        let s = Settings::resolve_with(&cli(&[]), env(&[("MAILSEND_USER", "me")])).unwrap();
+        let s = Settings::resolve_with(&cli(&[]), None, env(&[("MAILSEND_USER", "me")])).unwrap();
         assert_eq!(s.from, None);
     }
 
     #[test]
     fn password_command_flag_beats_password_variable() {
         let e = env(&[("MAILSEND_USER", "me"), ("MAILSEND_PASSWORD", "pw")]);
-        let s = Settings::resolve_with(&cli(&["--password-command", "echo x"]), e).unwrap();
+        let s = Settings::resolve_with(&cli(&["--password-command", "echo x"]), None, e).unwrap();
         assert!(matches!(s.password, Some(PasswordSource::Command(_))));
     }
 

@@ -1,13 +1,16 @@
 //! mailsend: send an email from a shell, a pipe or cron, securely.
 //!
 //! The path of a message through the files:
-//! `cli.rs` (flags) → `config.rs` (flags + environment + `.env` into
-//! `Settings`) → `send.rs` (reads body and attachments) → `message.rs`
-//! (composes the RFC 5322 message with lettre) → `smtp.rs` over `tls.rs`
-//! (the SMTP dialogue: STARTTLS, AUTH, one reply per recipient) →
-//! `output.rs` (human line or JSON). `exit.rs` turns any error into one
-//! sysexits.h code; `secret.rs` keeps passwords out of every output.
+//! `cli.rs` (flags) → `config.rs` (flags + environment + `.env` +
+//! `accounts.rs`' config file into `Settings`) → `send.rs` (reads body and
+//! attachments; or `sendmail.rs`, which reads a whole message) →
+//! `message.rs` (composes the RFC 5322 message with lettre) → `smtp.rs`
+//! over `tls.rs` (the SMTP dialogue: STARTTLS, AUTH, one reply per
+//! recipient) → `output.rs` (human line or JSON, log line). `exit.rs` turns
+//! any error into one sysexits.h code; `secret.rs` keeps passwords out of
+//! every output.
 
+mod accounts;
 mod cli;
 mod config;
 mod exit;
@@ -15,29 +18,43 @@ mod message;
 mod output;
 mod secret;
 mod send;
+mod sendmail;
 mod smtp;
 mod tls;
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::Parser;
 
-use crate::exit::Exit;
+use crate::cli::{Cli, Command, ConfigAction};
+use crate::exit::{Exit, Failure};
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Ok
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let invoked_as = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str());
+    let result = if invoked_as == Some("sendmail") {
+        strings(&argv[1..]).and_then(|args| sendmail::run(&args))
+    } else {
+        match Cli::try_parse_from(&argv) {
+            Ok(cli) => dispatch(cli),
+            Err(e) => {
+                let _ = e.print();
+                return if e.use_stderr() {
+                    Exit::Usage
+                } else {
+                    Exit::Ok
+                }
+                .into();
             }
-            .into();
         }
     };
-    match send::run(&cli) {
+    match result {
         Ok(code) => code.into(),
         Err(err) => {
             eprintln!("mailsend: error: {err:#}");
@@ -47,4 +64,25 @@ fn main() -> ExitCode {
             exit::code_for(&err).into()
         }
     }
+}
+
+fn dispatch(cli: Cli) -> Result<Exit> {
+    match cli.command {
+        None => send::run(&cli.send),
+        Some(Command::Sendmail { args }) => sendmail::run(&args),
+        Some(Command::Config {
+            action: ConfigAction::Show { server },
+        }) => config::show(&server),
+    }
+}
+
+/// Arguments as UTF-8; sendmail callers never pass anything else.
+fn strings(args: &[OsString]) -> Result<Vec<String>> {
+    args.iter()
+        .map(|a| {
+            a.to_str().map(str::to_owned).ok_or_else(|| {
+                Failure::usage(format!("argument is not UTF-8: {}", a.to_string_lossy())).into()
+            })
+        })
+        .collect()
 }

@@ -110,8 +110,7 @@ pub fn parse_mailboxes(flag: &str, values: &[String]) -> Result<Vec<Mailbox>> {
         let parsed: Vec<Mailbox> = list.into_iter().collect();
         // lettre's list parser stops quietly at the first thing it cannot
         // read: make sure every comma-separated item became a mailbox.
-        let items = split_list(value);
-        if parsed.is_empty() || parsed.len() != items {
+        if parsed.is_empty() || parsed.len() != split_list(value).len() {
             return Err(invalid().into());
         }
         out.extend(parsed);
@@ -119,30 +118,34 @@ pub fn parse_mailboxes(flag: &str, values: &[String]) -> Result<Vec<Mailbox>> {
     Ok(out)
 }
 
-/// Counts the top-level, non-empty items of an address list: commas inside
-/// quotes or angle brackets do not separate.
-fn split_list(value: &str) -> usize {
-    let (mut items, mut current_has_text) = (0, false);
-    let (mut quoted, mut angle, mut escaped) = (false, false, false);
-    for c in value.chars() {
+/// Splits an address list at its top-level commas: commas inside quotes,
+/// angle brackets or comments do not separate. Empty items are dropped.
+pub fn split_list(value: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let (mut start, mut quoted, mut angle, mut comment, mut escaped) =
+        (0, false, false, 0u32, false);
+    for (i, c) in value.char_indices() {
         match c {
             _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                items += usize::from(current_has_text);
-                current_has_text = false;
-                continue;
+            '\\' if quoted || comment > 0 => escaped = true,
+            '"' if comment == 0 => quoted = !quoted,
+            '(' if !quoted => comment += 1,
+            ')' if !quoted && comment > 0 => comment -= 1,
+            '<' if !quoted && comment == 0 => angle = true,
+            '>' if !quoted && comment == 0 => angle = false,
+            ',' if !quoted && !angle && comment == 0 => {
+                items.push(&value[start..i]);
+                start = i + 1;
             }
             _ => {}
         }
-        if !c.is_whitespace() {
-            current_has_text = true;
-        }
     }
-    items + usize::from(current_has_text)
+    items.push(&value[start..]);
+    items
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// Parses one address that must be a single mailbox (the sender).

@@ -3,9 +3,11 @@
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::exit::Exit;
 use crate::smtp::Rejection;
 
 /// The result of one message, as `--json` prints it.
@@ -64,5 +66,75 @@ pub fn print(report: &Report, json: bool) {
     };
     if let Err(e) = result {
         eprintln!("mailsend: warning: cannot write the result to stdout: {e}");
+    }
+}
+
+/// Appends one line about a message to the log file, or to syslog when
+/// `target` is `syslog`. Never holds the password: only the envelope, the
+/// size and the outcome. A log that cannot be written is a warning, not a
+/// reason to report a delivered message as failed.
+pub fn log(
+    target: &str,
+    account: Option<&str>,
+    size: usize,
+    recipients: &[String],
+    report: &Report,
+    code: Exit,
+) {
+    let outcome = match (&report.error, code) {
+        (Some(error), _) => format!("result=failed exit={} error={error:?}", code as u8),
+        (None, Exit::Ok) => format!(
+            "result=sent reply={:?}",
+            report.reply.as_deref().unwrap_or_default()
+        ),
+        (None, _) => format!(
+            "result=partial exit={} refused={} reply={:?}",
+            code as u8,
+            report
+                .rejected
+                .iter()
+                .map(|r| format!("{}:{}", r.address, r.code))
+                .collect::<Vec<_>>()
+                .join(","),
+            report.reply.as_deref().unwrap_or_default()
+        ),
+    };
+    let line = format!(
+        "account={} from={} to={} size={size} message_id={} {outcome}",
+        account.unwrap_or("-"),
+        report.from,
+        recipients.join(","),
+        report.message_id,
+    );
+    if target == "syslog" {
+        syslog(code == Exit::Ok, &line);
+        return;
+    }
+    let stamped = format!(
+        "{} {line}\n",
+        humantime::format_rfc3339_seconds(SystemTime::now())
+    );
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(target)
+        .and_then(|mut f| f.write_all(stamped.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("mailsend: warning: cannot write log file {target}: {e}");
+    }
+}
+
+/// One message to the system log, facility mail.
+fn syslog(ok: bool, line: &str) {
+    let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) else {
+        return;
+    };
+    let priority = libc::LOG_MAIL | if ok { libc::LOG_INFO } else { libc::LOG_ERR };
+    // SAFETY: static NUL-terminated ident and format strings; `text` is a
+    // valid C string that outlives the call; "%s" takes exactly it.
+    unsafe {
+        libc::openlog(c"mailsend".as_ptr(), libc::LOG_PID, libc::LOG_MAIL);
+        libc::syslog(priority, c"%s".as_ptr(), text.as_ptr());
+        libc::closelog();
     }
 }

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 
-use crate::cli::Cli;
+use crate::cli::SendArgs;
 use crate::config::{PasswordSource, Settings, TlsMode, run_password_command};
 use crate::exit::{self, Exit, Failure};
 use crate::message::{self, Attachment, Draft};
@@ -20,30 +20,53 @@ use crate::smtp::{Client, Endpoint};
 use crate::tls::TlsConfig;
 
 /// Runs a send as the flags ask; returns the exit code.
-pub fn run(cli: &Cli) -> Result<Exit> {
-    let settings = Settings::resolve(cli)?;
-    let Some(draft) = draft(cli, &settings)? else {
-        if cli.verbose {
+pub fn run(args: &SendArgs) -> Result<Exit> {
+    let settings = Settings::resolve(&args.server, None)?;
+    let Some(draft) = draft(args, &settings)? else {
+        if args.verbose {
             eprintln!("mailsend: body is empty and --skip-empty is set: nothing sent");
         }
         return Ok(Exit::Ok);
     };
-    let bytes = draft.compose()?.formatted();
-    let from = draft.from.email.to_string();
-    let recipients = draft.recipients();
-
-    if cli.dry_run {
-        std::io::stdout().write_all(&bytes)?;
-        eprintln!("envelope from: <{from}>");
-        for r in &recipients {
-            eprintln!("envelope to: <{r}>");
-        }
+    let outgoing = Outgoing {
+        message_id: draft.message_id.clone(),
+        from: draft.from.email.to_string(),
+        recipients: draft.recipients(),
+        bytes: draft.compose()?.formatted(),
+    };
+    if args.dry_run {
+        outgoing.print_dry_run()?;
         return Ok(Exit::Ok);
     }
+    submit(&settings, &outgoing, args.json, args.verbose)
+}
 
+/// A message ready to go: envelope and bytes.
+pub struct Outgoing {
+    pub message_id: String,
+    pub from: String,
+    pub recipients: Vec<String>,
+    pub bytes: Vec<u8>,
+}
+
+impl Outgoing {
+    /// `--dry-run`: the message on stdout, the envelope on stderr.
+    pub fn print_dry_run(&self) -> Result<()> {
+        std::io::stdout().write_all(&self.bytes)?;
+        eprintln!("envelope from: <{}>", self.from);
+        for r in &self.recipients {
+            eprintln!("envelope to: <{r}>");
+        }
+        Ok(())
+    }
+}
+
+/// Delivers `outgoing`, reports and logs the result, and returns the exit
+/// code; shared by every mode that sends.
+pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: bool) -> Result<Exit> {
     let mut report = Report {
-        message_id: draft.message_id.clone(),
-        from: from.clone(),
+        message_id: outgoing.message_id.clone(),
+        from: outgoing.from.clone(),
         accepted: vec![],
         rejected: vec![],
         reply: None,
@@ -51,28 +74,39 @@ pub fn run(cli: &Cli) -> Result<Exit> {
         error: None,
         exit_code: None,
     };
-    match deliver(
-        &settings,
-        cli.verbose,
-        &from,
-        &recipients,
-        &bytes,
-        &mut report,
-    ) {
+    let result = deliver(settings, verbose, outgoing, &mut report);
+    let code = match &result {
         Ok(()) => {
             let codes: Vec<u16> = report.rejected.iter().map(|r| r.code).collect();
-            let code = exit::for_recipients(report.accepted.len(), &codes);
-            output::print(&report, cli.json);
+            exit::for_recipients(report.accepted.len(), &codes)
+        }
+        Err(err) => {
+            report.error = Some(format!("{err:#}"));
+            exit::code_for(err)
+        }
+    };
+    if let Some(target) = &settings.log {
+        output::log(
+            target,
+            settings.account.as_deref(),
+            outgoing.bytes.len(),
+            &outgoing.recipients,
+            &report,
+            code,
+        );
+    }
+    match result {
+        Ok(()) => {
+            output::print(&report, json);
             Ok(code)
         }
-        Err(err) if cli.json => {
-            let code = exit::code_for(&err);
-            report.error = Some(format!("{err:#}"));
-            report.exit_code = Some(code as u8);
-            output::print(&report, true);
-            Err(err)
+        Err(err) => {
+            if json {
+                report.exit_code = Some(code as u8);
+                output::print(&report, true);
+            }
+            Err(err.context("message not sent"))
         }
-        Err(err) => Err(err),
     }
 }
 
@@ -80,14 +114,12 @@ pub fn run(cli: &Cli) -> Result<Exit> {
 fn deliver(
     settings: &Settings,
     verbose: bool,
-    from: &str,
-    recipients: &[String],
-    bytes: &[u8],
+    outgoing: &Outgoing,
     report: &mut Report,
 ) -> Result<()> {
     let host = settings.host.as_deref().ok_or_else(|| {
         Failure::config("no SMTP server configured")
-            .with_hint("set MAILSEND_HOST (environment or .env, see .env.example) or pass --host")
+            .with_hint("set MAILSEND_HOST (environment or .env, see .env.example), pass --host, or add a config file account")
     })?;
     let credentials = match (&settings.user, &settings.password) {
         (None, _) => None,
@@ -118,7 +150,7 @@ fn deliver(
     if let Some((user, password)) = credentials {
         client.login(user, &password)?;
     }
-    let delivery = client.send(from, recipients, bytes)?;
+    let delivery = client.send(&outgoing.from, &outgoing.recipients, &outgoing.bytes)?;
     client.quit();
     report.accepted = delivery.accepted;
     report.rejected = delivery.rejected;
@@ -128,7 +160,7 @@ fn deliver(
 
 /// Gathers and validates everything the message needs. `None` means the
 /// body was empty and `--skip-empty` asks to send nothing.
-fn draft(cli: &Cli, settings: &Settings) -> Result<Option<Draft>> {
+fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
     let from_text = settings.from.as_deref().ok_or_else(|| {
         Failure::config("no sender address").with_hint("pass --from or set MAILSEND_FROM")
     })?;
@@ -159,7 +191,7 @@ fn draft(cli: &Cli, settings: &Settings) -> Result<Option<Draft>> {
         .collect::<Result<Vec<_>>>()?;
 
     let text = utf8_text(read_body(cli, html.is_some())?, "message body")?;
-    if cli.skip_empty && text.trim().is_empty() && html.is_none() && attachments.is_empty() {
+    if settings.skip_empty && text.trim().is_empty() && html.is_none() && attachments.is_empty() {
         return Ok(None);
     }
     let text = match (text.is_empty(), &html) {
@@ -187,7 +219,7 @@ fn draft(cli: &Cli, settings: &Settings) -> Result<Option<Draft>> {
 /// The body: `--body`, `--body-file` (`-` is stdin), or stdin. At a
 /// terminal it prompts like mailx, unless an HTML part makes text optional;
 /// when stdin is not a terminal (pipe, /dev/null, cron) it reads to EOF.
-fn read_body(cli: &Cli, has_html: bool) -> Result<Vec<u8>> {
+fn read_body(cli: &SendArgs, has_html: bool) -> Result<Vec<u8>> {
     if let Some(body) = &cli.body {
         return Ok(body.clone().into_bytes());
     }

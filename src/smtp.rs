@@ -226,6 +226,7 @@ struct Capabilities {
     starttls: bool,
     pipelining: bool,
     smtputf8: bool,
+    eightbitmime: bool,
     size: Option<u64>,
     auth: Vec<String>,
 }
@@ -240,6 +241,7 @@ impl Capabilities {
                 "STARTTLS" => caps.starttls = true,
                 "PIPELINING" => caps.pipelining = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
+                "8BITMIME" => caps.eightbitmime = true,
                 "SIZE" => caps.size = words.next().and_then(|n| n.parse().ok()).filter(|n| *n > 0),
                 "AUTH" => caps.auth = words.map(str::to_ascii_uppercase).collect(),
                 _ => {}
@@ -417,6 +419,9 @@ impl Client {
         let mut mail = format!("MAIL FROM:<{from}>");
         if self.caps.size.is_some() {
             mail.push_str(&format!(" SIZE={}", data.len()));
+        }
+        if self.caps.eightbitmime && !message.is_ascii() {
+            mail.push_str(" BODY=8BITMIME");
         }
         let needs_utf8 = !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
         if needs_utf8 && self.caps.smtputf8 {

@@ -11,7 +11,7 @@ fn dotenv_in_the_working_directory_is_read() {
         .ca_file
         .display()
         .to_string();
-    m.file(
+    m.private_file(
         ".env",
         format!(
             "MAILSEND_HOST=127.0.0.1\nMAILSEND_PORT={}\nMAILSEND_CA_FILE={ca}\nMAILSEND_USER={USER}\nMAILSEND_PASSWORD=\"{PASSWORD}\"\n",

@@ -79,6 +79,14 @@ impl Mailsend {
         path
     }
 
+    /// Writes a private (mode 600) file, as one holding a secret must be.
+    pub fn private_file(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.file(name, content);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        path
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

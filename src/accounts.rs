@@ -1,0 +1,297 @@
+//! The config file: named accounts and aliases, in TOML.
+//!
+//! Owns finding the file, parsing it strictly (unknown keys are errors that
+//! name the key, line and file), refusing a file that holds a password and
+//! is readable by others, and choosing the account. Merging its values
+//! with flags and the environment is `config.rs`'s job.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::exit::Failure;
+
+/// The system-wide file, for cron and daemons; found even with HOME unset.
+pub const SYSTEM_CONFIG: &str = "/etc/mailsend/config.toml";
+
+/// What the config file may hold at the top level.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub accounts: BTreeMap<String, Account>,
+    /// Local user names (`root`, `ops`) to addresses, plus `default`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+}
+
+/// One `[accounts.NAME]` table.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    #[serde(default)]
+    pub default: bool,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_command: Option<String>,
+    pub from: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+    pub set_from_header: Option<String>,
+    pub skip_empty: Option<bool>,
+    pub log: Option<String>,
+}
+
+/// A loaded config file.
+#[derive(Debug)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub file: ConfigFile,
+}
+
+/// The file to read: `explicit` (`--config`/`MAILSEND_CONFIG`) must exist;
+/// otherwise the first of the XDG, home and system paths that exists.
+pub fn locate(
+    explicit: Option<PathBuf>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<PathBuf>> {
+    if let Some(path) = explicit {
+        if !path.exists() {
+            return Err(
+                Failure::config(format!("config file {} does not exist", path.display())).into(),
+            );
+        }
+        return Ok(Some(path));
+    }
+    let nonempty = |var: &str| env(var).filter(|v| !v.is_empty());
+    let candidates = [
+        nonempty("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("mailsend/config.toml")),
+        nonempty("HOME").map(|h| PathBuf::from(h).join(".config/mailsend/config.toml")),
+        Some(PathBuf::from(SYSTEM_CONFIG)),
+    ];
+    Ok(candidates.into_iter().flatten().find(|p| p.is_file()))
+}
+
+/// Reads and checks the file at `path`.
+pub fn load(path: &Path) -> Result<Loaded> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::config(format!(
+            "cannot read config file {}: {}",
+            path.display(),
+            e.kind()
+        ))
+    })?;
+    let file: ConfigFile = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| format!(", line {}", text[..s.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        Failure::config(format!(
+            "config file {}{line}: {}",
+            path.display(),
+            e.message().trim().replace('\n', " ")
+        ))
+    })?;
+    if file.accounts.values().any(|a| a.password.is_some()) && path != Path::new("/dev/null") {
+        refuse_if_shared(path, "holds a password")?;
+    }
+    let defaults: Vec<&String> = file
+        .accounts
+        .iter()
+        .filter(|(_, a)| a.default)
+        .map(|(n, _)| n)
+        .collect();
+    if defaults.len() > 1 {
+        return Err(Failure::config(format!(
+            "config file {}: more than one account has default = true ({})",
+            path.display(),
+            defaults
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    }
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        file,
+    })
+}
+
+/// A file that holds a secret must not be readable by group or others.
+pub fn refuse_if_shared(path: &Path, why: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| Failure::config(format!("cannot read {}: {}", path.display(), e.kind())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(Failure::config(format!(
+            "{} {why} and is readable by others (mode {:o})",
+            path.display(),
+            mode & 0o777
+        ))
+        .with_hint(format!("run: chmod 600 {}", path.display()))
+        .into());
+    }
+    Ok(())
+}
+
+impl Loaded {
+    /// The account to use: `name` if given (it must exist); else the one
+    /// whose `from` address is `sender`; else the one marked default; else
+    /// the only one.
+    pub fn choose(
+        &self,
+        name: Option<&str>,
+        sender: Option<&str>,
+    ) -> Result<Option<(String, Account)>> {
+        let accounts = &self.file.accounts;
+        if let Some(name) = name {
+            return match accounts.get(name) {
+                Some(a) => Ok(Some((name.to_owned(), a.clone()))),
+                None => Err(Failure::config(format!(
+                    "no account '{name}' in {} (accounts: {})",
+                    self.path.display(),
+                    accounts.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+                .into()),
+            };
+        }
+        let by_sender = sender.and_then(|s| {
+            accounts.iter().find(|(_, a)| {
+                a.from
+                    .as_deref()
+                    .and_then(address_of)
+                    .is_some_and(|f| f.eq_ignore_ascii_case(s))
+            })
+        });
+        let chosen = by_sender
+            .or_else(|| accounts.iter().find(|(_, a)| a.default))
+            .or_else(|| {
+                (accounts.len() == 1)
+                    .then(|| accounts.iter().next())
+                    .flatten()
+            });
+        Ok(chosen.map(|(n, a)| (n.clone(), a.clone())))
+    }
+}
+
+/// The bare address in `Name <addr>` or `addr`.
+fn address_of(mailbox: &str) -> Option<&str> {
+    match (mailbox.rfind('<'), mailbox.rfind('>')) {
+        (Some(l), Some(r)) if l < r => Some(mailbox[l + 1..r].trim()),
+        _ => Some(mailbox.trim()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str, mode: u32) -> (tempfile::TempDir, PathBuf) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, path)
+    }
+
+    const TWO: &str = r#"
+[aliases]
+root = "admin@example.com"
+default = "ops@example.com"
+
+[accounts.work]
+default = true
+host = "smtp.example.com"
+from = "Work <me@example.com>"
+
+[accounts.alerts]
+host = "smtp.example.net"
+port = 465
+tls = "tls"
+from = "alerts@example.net"
+password_command = "pass show alerts"
+"#;
+
+    #[test]
+    fn chooses_by_name_sender_default() {
+        let (_d, path) = write(TWO, 0o644);
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.choose(None, None).unwrap().unwrap().0, "work");
+        assert_eq!(
+            loaded
+                .choose(None, Some("ALERTS@example.net"))
+                .unwrap()
+                .unwrap()
+                .0,
+            "alerts"
+        );
+        assert_eq!(
+            loaded
+                .choose(Some("alerts"), Some("me@example.com"))
+                .unwrap()
+                .unwrap()
+                .0,
+            "alerts"
+        );
+        let err = loaded.choose(Some("nope"), None).unwrap_err();
+        assert!(err.to_string().contains("accounts: alerts, work"), "{err}");
+        assert_eq!(loaded.file.aliases["root"], "admin@example.com");
+    }
+
+    #[test]
+    fn unknown_keys_name_key_line_and_file() {
+        let (_d, path) = write("[accounts.a]\nhost = \"x\"\nhots = \"y\"\n", 0o600);
+        let err = load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("hots") && err.contains("line 3") && err.contains("config.toml"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn a_password_in_a_shared_file_is_refused() {
+        let (_d, path) = write("[accounts.a]\npassword = \"pw\"\n", 0o640);
+        let err = load(&path).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::Exit::Config);
+        assert!(crate::exit::hint_for(&err).unwrap().contains("chmod 600"));
+        let (_d, path) = write("[accounts.a]\npassword = \"pw\"\n", 0o600);
+        assert!(load(&path).is_ok());
+    }
+
+    #[test]
+    fn locate_prefers_xdg_then_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let xdg = dir.path().join("xdg");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(xdg.join("mailsend")).unwrap();
+        std::fs::create_dir_all(home.join(".config/mailsend")).unwrap();
+        std::fs::write(home.join(".config/mailsend/config.toml"), "").unwrap();
+        let (x, h) = (xdg.display().to_string(), home.display().to_string());
+        let env = move |k: &str| match k {
+            "XDG_CONFIG_HOME" => Some(x.clone()),
+            "HOME" => Some(h.clone()),
+            _ => None,
+        };
+        assert_eq!(
+            locate(None, &env).unwrap(),
+            Some(home.join(".config/mailsend/config.toml"))
+        );
+        std::fs::write(xdg.join("mailsend/config.toml"), "").unwrap();
+        assert_eq!(
+            locate(None, &env).unwrap(),
+            Some(xdg.join("mailsend/config.toml"))
+        );
+        assert!(locate(Some(dir.path().join("missing.toml")), &env).is_err());
+    }
+}
