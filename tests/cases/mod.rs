@@ -2,6 +2,7 @@ mod compose;
 mod errors;
 mod security;
 mod send;
+mod sendmail;
 mod settings;
 
 use std::time::Duration;

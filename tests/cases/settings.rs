@@ -100,3 +100,83 @@ fn password_command_supplies_the_password() {
         .expect(78)
         .error_mentions("password command failed");
 }
+
+#[test]
+fn config_show_proves_precedence_flag_env_dotenv_account_default() {
+    let server = submission();
+    let show = |flag: bool, env: bool, dotenv: bool| {
+        let mut m = Mailsend::bare();
+        m.config(&crate::support::cmd::account_config(&server, ""));
+        if dotenv {
+            m.file(".env", "MAILSEND_HOST=dotenv.example.com\n");
+        }
+        if env {
+            m.env("MAILSEND_HOST", "env.example.com");
+        }
+        m.args(["config", "show"]);
+        if flag {
+            m.args(["--host", "flag.example.com"]);
+        }
+        let run = m.run().expect(0);
+        let out = run.stdout();
+        assert!(out.contains("<redacted>"), "password shown redacted: {out}");
+        out.lines()
+            .find(|l| l.starts_with("host "))
+            .expect("host line")
+            .to_owned()
+    };
+    assert!(show(true, true, true).contains("flag.example.com"));
+    assert!(show(false, true, true).contains("env.example.com"));
+    let dotenv = show(false, false, true);
+    assert!(
+        dotenv.contains("dotenv.example.com") && dotenv.contains(".env"),
+        "{dotenv}"
+    );
+    let account = show(false, false, false);
+    assert!(
+        account.contains("127.0.0.1") && account.contains("account main"),
+        "{account}"
+    );
+
+    let run = Mailsend::bare().args(["config", "show"]).run().expect(0);
+    assert!(
+        run.stdout().contains("starttls") && run.stdout().contains("(default)"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn config_file_typos_and_unknown_accounts_are_config_errors() {
+    let m = Mailsend::bare();
+    m.config("[accounts.main]\nhots = \"smtp.example.com\"\n");
+    let mut m = m;
+    let run = m
+        .args(["--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78);
+    run.error_mentions("hots").error_mentions("config.toml");
+
+    let server = submission();
+    let m = Mailsend::bare();
+    m.config(&crate::support::cmd::account_config(&server, ""));
+    let mut m = m;
+    m.args(["--account", "nope", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78)
+        .error_mentions("no account 'nope'");
+}
+
+#[test]
+fn account_settings_send_without_any_environment() {
+    let server = submission();
+    let m = Mailsend::bare();
+    m.config(&crate::support::cmd::account_config(&server, ""));
+    let mut m = m;
+    m.args(["--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(0);
+    let session = only_session(&server);
+    assert!(session.authenticated);
+    assert_eq!(session.transactions[0].mail_from, USER);
+}

@@ -23,7 +23,28 @@ impl Mailsend {
     /// `mailsend` with no configuration at all.
     pub fn bare() -> Mailsend {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cmd = Command::cargo_bin("mailsend").expect("binary built");
+        Self::in_dir(dir, Command::cargo_bin("mailsend").expect("binary built"))
+    }
+
+    /// The binary run under the name `sendmail` (a symlink), as cron,
+    /// git or mutt would find it, with a config file account for `server`.
+    pub fn sendmail(server: &TestServer) -> Mailsend {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let link = dir.path().join("sendmail");
+        std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("mailsend"), &link)
+            .expect("symlink");
+        let m = Self::in_dir(dir, Command::new(link));
+        m.config(&account_config(server, ""));
+        m
+    }
+
+    /// Writes `~/.config/mailsend/config.toml` (mode 600).
+    pub fn config(&self, text: &str) -> PathBuf {
+        std::fs::create_dir_all(self.dir.path().join(".config/mailsend")).expect("mkdir");
+        self.private_file(".config/mailsend/config.toml", text)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, mut cmd: Command) -> Mailsend {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", dir.path())
@@ -46,6 +67,11 @@ impl Mailsend {
             .env("MAILSEND_PASSWORD", PASSWORD)
             .env("MAILSEND_TIMEOUT", "5s");
         m
+    }
+
+    pub fn current_dir(&mut self, dir: &Path) -> &mut Self {
+        self.cmd.current_dir(dir);
+        self
     }
 
     pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
@@ -96,6 +122,30 @@ impl Mailsend {
         let output = self.cmd.output().expect("run mailsend");
         Run { output }
     }
+}
+
+/// A config file whose default account `main` sends to `server`, with
+/// aliases for `root` and a `default`; `extra` is appended to the account.
+pub fn account_config(server: &TestServer, extra: &str) -> String {
+    format!(
+        r#"[aliases]
+root = "admin@example.com"
+default = "fallback@example.org"
+
+[accounts.main]
+default = true
+host = "127.0.0.1"
+port = {port}
+user = "{USER}"
+password = "{PASSWORD}"
+from = "Server <{USER}>"
+ca_file = "{ca}"
+timeout = "5s"
+{extra}
+"#,
+        port = server.port(),
+        ca = Pki::shared().ca_file.display(),
+    )
 }
 
 /// What one run printed and returned.

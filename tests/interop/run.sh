@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# mailsend interop suite: the real binary against a private Postfix
+# (submission with STARTTLS + AUTH, implicit TLS with AUTH, a plain local
+# relay port), a recording SMTP server and a scripted fault server.
+# Everything listens on 127.0.0.1; every recipient is in example.test.
+#
+# Usage (as root, Debian 12):  tests/interop/run.sh
+#   MAILSEND_BIN=path      binary to test (default: cargo build --release)
+#   INTEROP_KEEP=1         keep the temporary directory (Postfix log, Maildir)
+#   INTEROP_MATRIX=path    where to write the fault matrix (default: in the
+#                          temporary directory; tests/interop/MATRIX.md is
+#                          the copy for the README)
+#
+# Prints `ok - name` / `not ok - name: details` per check, the duration,
+# and last `N passed, M failed`. Exits non-zero if anything failed or
+# Postfix could not be started.
+set -u
+start_ns=$(date +%s%N)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+setup_passed=0
+setup_failed=0
+
+ok() { echo "ok - $1"; setup_passed=$((setup_passed + 1)); }
+not_ok() { echo "not ok - $1: $2"; setup_failed=$((setup_failed + 1)); }
+
+finish() {
+    local passed=$((setup_passed + ${1:-0})) failed=$((setup_failed + ${2:-0}))
+    local ms=$((($(date +%s%N) - start_ns) / 1000000))
+    if [ "${INTEROP_KEEP:-}" = 1 ] && [ -n "${work:-}" ]; then
+        echo "# kept $work (INTEROP_KEEP=1)"
+    fi
+    printf 'duration: %d.%01ds\n' $((ms / 1000)) $((ms % 1000 / 100))
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit $?
+}
+
+# ---------------------------------------------------------------- packages
+if [ "$(id -u)" -ne 0 ]; then
+    not_ok "running as root" "Postfix needs root to start"
+    finish
+fi
+
+need_pkgs=()
+for pkg in postfix sasl2-bin libsasl2-modules openssl; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "# installing ${need_pkgs[*]}"
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"; } \
+        > /tmp/mailsend-interop-apt.log 2>&1 </dev/null; then
+        not_ok "install ${need_pkgs[*]}" "apt-get failed, see /tmp/mailsend-interop-apt.log: $(tail -3 /tmp/mailsend-interop-apt.log | tr '\n' ' ')"
+        finish
+    fi
+fi
+if ! command -v python3 >/dev/null; then
+    not_ok "python3 available" "python3 not found"
+    finish
+fi
+
+# ---------------------------------------------------------------- binary
+if [ -n "${MAILSEND_BIN:-}" ]; then
+    bin=$MAILSEND_BIN
+else
+    echo "# building mailsend (cargo build --release)"
+    if ! (cd "$repo" && cargo build --release --quiet) </dev/null >&2; then
+        not_ok "cargo build --release" "build failed"
+        finish
+    fi
+    bin=$repo/target/release/mailsend
+fi
+bin=$(readlink -f "$bin")
+if [ ! -x "$bin" ]; then
+    not_ok "mailsend binary" "$bin is not an executable file"
+    finish
+fi
+
+# ---------------------------------------------------------------- workspace
+work=$(mktemp -d /tmp/mailsend-interop.XXXXXX)
+chmod 0755 "$work" # Postfix daemons (user postfix) must reach the queue, sasldb and Maildir
+cleanup() {
+    "$here/postfix.sh" stop "$work/postfix" >/dev/null 2>&1 || true
+    [ "${INTEROP_KEEP:-}" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if ! out=$("$here/pki.sh" "$work/pki" 2>&1); then
+    not_ok "test PKI generated with openssl" "$(echo "$out" | tail -3 | tr '\n' ' ')"
+    finish
+fi
+ok "test PKI generated with openssl (CA, localhost, wrong host, expired, rogue CA)"
+
+read -r p_sub p_smtps p_plain p_limits p_login < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(5)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+')
+
+if ! out=$("$here/postfix.sh" start "$work/postfix" "$work/pki" \
+    "$p_sub" "$p_smtps" "$p_plain" "$p_limits" "$p_login" 2>&1 </dev/null); then
+    not_ok "private Postfix instance started" "$(echo "$out" | tail -15 | tr '\n' ' ')"
+    finish
+fi
+# Wait until every listener accepts connections.
+if ! python3 - "$p_sub" "$p_smtps" "$p_plain" "$p_limits" "$p_login" <<'PY'; then
+import socket, sys, time
+deadline = time.monotonic() + 10
+for port in map(int, sys.argv[1:]):
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"port {port} not listening")
+            time.sleep(0.05)
+PY
+    not_ok "private Postfix instance started" "listeners not up; $(tail -5 "$work/postfix/log/postfix.log" | tr '\n' ' ')"
+    finish
+fi
+pf_version=$(postconf -h mail_version 2>/dev/null || postconf -c "$work/postfix/etc" -h mail_version)
+ok "private Postfix $pf_version started (submission $p_sub, smtps $p_smtps, plain $p_plain, limits $p_limits, login $p_login)"
+
+# ---------------------------------------------------------------- checks
+export INTEROP_BIN=$bin INTEROP_WORK=$work INTEROP_PKI=$work/pki
+export INTEROP_MAILDIR=$work/postfix/mail/inbox INTEROP_POSTFIX_LOG=$work/postfix/log/postfix.log
+export INTEROP_PASSWORD_FILE=$work/postfix/password INTEROP_POSTFIX_VERSION=$pf_version
+export INTEROP_PORT_SUBMISSION=$p_sub INTEROP_PORT_SMTPS=$p_smtps INTEROP_PORT_PLAIN=$p_plain
+export INTEROP_PORT_LIMITS=$p_limits INTEROP_PORT_LOGIN=$p_login
+export INTEROP_COUNTS=$work/counts INTEROP_MATRIX=${INTEROP_MATRIX:-$work/MATRIX.md}
+python3 "$here/suite.py" </dev/null
+rc=$?
+if [ ! -s "$work/counts" ]; then
+    not_ok "suite.py ran to the end" "exited $rc without writing its counts"
+    finish
+fi
+read -r s_passed s_failed < "$work/counts"
+echo "# fault matrix written to $INTEROP_MATRIX"
+if [ "$s_failed" -gt 0 ] || [ "$rc" -ne 0 ]; then
+    echo "# Postfix log (last 20 lines):"
+    tail -20 "$work/postfix/log/postfix.log" | sed 's/^/#   /'
+fi
+finish "$s_passed" "$s_failed"
