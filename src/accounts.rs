@@ -45,6 +45,10 @@ pub struct Account {
     pub set_from_header: Option<String>,
     pub skip_empty: Option<bool>,
     pub log: Option<String>,
+    pub retry_for: Option<String>,
+    pub queue: Option<bool>,
+    pub outbox: Option<PathBuf>,
+    pub queue_lifetime: Option<String>,
 }
 
 /// A loaded config file.

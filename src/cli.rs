@@ -41,6 +41,43 @@ pub enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Messages kept for a later retry (see --queue)
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxAction {
+    /// List queued messages
+    List {
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
+    /// Print one queued message: its envelope and state, then the message
+    Show {
+        id: String,
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
+    /// Send what is due; safe to run from cron and concurrently with itself
+    Flush {
+        /// Try every message now, not only those whose retry time has come
+        #[arg(long)]
+        all: bool,
+        /// Print the SMTP transcript on stderr
+        #[arg(short, long)]
+        verbose: bool,
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
+    /// Delete a queued message without sending it
+    Drop {
+        id: String,
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +164,15 @@ pub struct ServerArgs {
     /// [env: MAILSEND_LOG]
     #[arg(long, value_name = "FILE")]
     pub log: Option<String>,
+
+    /// Retry temporary failures with backoff for up to DURATION, e.g. 10m
+    /// [env: MAILSEND_RETRY_FOR] [default: 0s]
+    #[arg(long, value_name = "DURATION")]
+    pub retry_for: Option<String>,
+
+    /// Keep a message that cannot be sent yet in the outbox (exit 0, "queued as ID")
+    #[arg(long)]
+    pub queue: bool,
 
     /// SMTP server host name [env: MAILSEND_HOST]
     #[arg(long, help_heading = "Server")]

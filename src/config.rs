@@ -72,6 +72,14 @@ pub struct Settings {
     pub timeout: Duration,
     pub skip_empty: bool,
     pub log: Option<String>,
+    /// How long to keep retrying temporary failures in this run.
+    pub retry_for: Duration,
+    /// Keep what still cannot be sent in the outbox.
+    pub queue: bool,
+    /// The outbox directory, when one is configured or can be derived.
+    pub outbox: Option<PathBuf>,
+    /// How long a queued message is retried before it is moved to failed/.
+    pub queue_lifetime: Duration,
     pub set_from_header: FromPolicy,
     /// The config-file account in use, if any.
     pub account: Option<String>,
@@ -193,6 +201,21 @@ const LOG: Key = Key {
     var: "MAILSEND_LOG",
     toml: "log",
 };
+const RETRY_FOR: Key = Key {
+    flag: "--retry-for",
+    var: "MAILSEND_RETRY_FOR",
+    toml: "retry_for",
+};
+const OUTBOX: Key = Key {
+    flag: "",
+    var: "MAILSEND_OUTBOX",
+    toml: "outbox",
+};
+const QUEUE_LIFETIME: Key = Key {
+    flag: "",
+    var: "MAILSEND_QUEUE_LIFETIME",
+    toml: "queue_lifetime",
+};
 const SET_FROM_HEADER: Key = Key {
     flag: "",
     var: "MAILSEND_SET_FROM_HEADER",
@@ -252,6 +275,9 @@ impl<E: Fn(&str) -> Option<String>> Layers<E> {
             "ca_file" => account.ca_file.as_ref().map(|p| p.display().to_string()),
             "timeout" => account.timeout.clone(),
             "log" => account.log.clone(),
+            "retry_for" => account.retry_for.clone(),
+            "outbox" => account.outbox.as_ref().map(|p| p.display().to_string()),
+            "queue_lifetime" => account.queue_lifetime.clone(),
             "set_from_header" => account.set_from_header.clone(),
             _ => None,
         }?;
@@ -397,13 +423,34 @@ impl Settings {
                 _ => return Err(s.invalid("port").into()),
             },
         };
-        let timeout = match get(args.timeout.as_deref(), &TIMEOUT) {
-            None => Duration::from_secs(30),
-            Some(s) => parse_duration(&s.value).ok_or_else(|| {
-                s.invalid("timeout")
-                    .with_hint("use a duration such as 30s, 500ms or 2m")
-            })?,
-        };
+        let duration =
+            |found: Option<Sourced>, what: &str, default: Duration, zero_ok: bool| match found {
+                None => Ok(default),
+                Some(s) => parse_duration(&s.value)
+                    .filter(|d| zero_ok || !d.is_zero())
+                    .ok_or_else(|| {
+                        s.invalid(what)
+                            .with_hint("use a duration such as 30s, 500ms, 10m or 5d")
+                    }),
+            };
+        let timeout = duration(
+            get(args.timeout.as_deref(), &TIMEOUT),
+            "timeout",
+            Duration::from_secs(30),
+            false,
+        )?;
+        let retry_for = duration(
+            get(args.retry_for.as_deref(), &RETRY_FOR),
+            "retry time",
+            Duration::ZERO,
+            true,
+        )?;
+        let queue_lifetime = duration(
+            get(None, &QUEUE_LIFETIME),
+            "queue lifetime",
+            Duration::from_secs(5 * 24 * 3600),
+            false,
+        )?;
         let set_from_header = match get(None, &SET_FROM_HEADER) {
             None => FromPolicy::Auto,
             Some(s) => match s.value.as_str() {
@@ -452,13 +499,20 @@ impl Settings {
         let ca_file = get(args.ca_file.as_deref().and_then(Path::to_str), &CA_FILE)
             .map(|s| PathBuf::from(s.value));
         let log = get(args.log.as_deref(), &LOG).map(|s| s.value);
+        let outbox = get(None, &OUTBOX)
+            .map(|s| PathBuf::from(s.value))
+            .or_else(|| {
+                let nonempty = |var: &str| (layers.env)(var).filter(|v| !v.is_empty());
+                nonempty("XDG_STATE_HOME")
+                    .map(PathBuf::from)
+                    .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+                    .map(|state| state.join("mailsend/outbox"))
+            });
+        let account_flag =
+            |f: fn(&Account) -> Option<bool>| layers.account.as_ref().and_then(|(_, a, _)| f(a));
+        let queue = args.queue || account_flag(|a| a.queue).unwrap_or(false);
         let account = layers.account.as_ref().map(|(name, ..)| name.clone());
-        let skip_empty = args.skip_empty
-            || layers
-                .account
-                .as_ref()
-                .and_then(|(_, a, _)| a.skip_empty)
-                .unwrap_or(false);
+        let skip_empty = args.skip_empty || account_flag(|a| a.skip_empty).unwrap_or(false);
 
         Ok(Settings {
             host,
@@ -471,6 +525,10 @@ impl Settings {
             timeout,
             skip_empty,
             log,
+            retry_for,
+            queue,
+            outbox,
+            queue_lifetime,
             set_from_header,
             account,
             aliases,
@@ -507,14 +565,13 @@ pub fn show(args: &ServerArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// `30s`, `500ms`, `2m`, or a bare number of seconds; zero is refused.
+/// `30s`, `500ms`, `2m`, `5d`, or a bare number of seconds.
 fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let d = match text.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(text).ok()?,
-    };
-    (!d.is_zero()).then_some(d)
+    match text.parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(text).ok(),
+    }
 }
 
 /// Runs the password command (`sh -c`), bounded by `timeout`; its standard
@@ -661,7 +718,7 @@ mod tests {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
         assert_eq!(parse_duration("x"), None);
     }
 

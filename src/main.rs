@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod exit;
 mod message;
+mod outbox;
 mod output;
 mod secret;
 mod send;
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigAction};
+use crate::cli::{Cli, Command, ConfigAction, OutboxAction};
 use crate::exit::{Exit, Failure};
 
 fn main() -> ExitCode {
@@ -73,6 +74,16 @@ fn dispatch(cli: Cli) -> Result<Exit> {
         Some(Command::Config {
             action: ConfigAction::Show { server },
         }) => config::show(&server),
+        Some(Command::Outbox { action }) => match action {
+            OutboxAction::List { server } => outbox::list(&server),
+            OutboxAction::Show { id, server } => outbox::show(&server, &id),
+            OutboxAction::Flush {
+                all,
+                verbose,
+                server,
+            } => outbox::flush(&server, all, verbose),
+            OutboxAction::Drop { id, server } => outbox::drop_entry(&server, &id),
+        },
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::exit::Exit;
+use crate::send::Outgoing;
 use crate::smtp::Rejection;
 
 /// The result of one message, as `--json` prints it.
@@ -22,11 +23,45 @@ pub struct Report {
     pub reply: Option<String>,
     /// The TLS version of the session, `null` on a plain connection.
     pub tls: Option<String>,
-    /// Set when the message could not be sent.
+    /// The outbox id, when the message was queued instead of sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued: Option<String>,
+    /// Set when the message could not be sent (or was queued: why).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<u8>,
+}
+
+impl Report {
+    pub fn new(message_id: &str, from: &str) -> Report {
+        Report {
+            message_id: message_id.to_owned(),
+            from: from.to_owned(),
+            accepted: vec![],
+            rejected: vec![],
+            reply: None,
+            tls: None,
+            queued: None,
+            error: None,
+            exit_code: None,
+        }
+    }
+
+    /// The codes of recipients refused for good.
+    pub fn permanent_codes(&self) -> Vec<u16> {
+        self.rejected
+            .iter()
+            .filter(|r| !r.is_temporary())
+            .map(|r| r.code)
+            .collect()
+    }
+
+    /// The exit code of a finished session (see `exit::for_recipients`).
+    pub fn exit(&self) -> Exit {
+        let codes: Vec<u16> = self.rejected.iter().map(|r| r.code).collect();
+        crate::exit::for_recipients(self.accepted.len(), &codes)
+    }
 }
 
 impl fmt::Display for Report {
@@ -59,7 +94,11 @@ pub fn print(report: &Report, json: bool) {
         serde_json::to_writer(&mut out, report)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
-    } else if report.error.is_none() && !report.accepted.is_empty() && out.is_terminal() {
+    } else if report.queued.is_none()
+        && report.error.is_none()
+        && !report.accepted.is_empty()
+        && out.is_terminal()
+    {
         writeln!(out, "{report}")
     } else {
         Ok(())
@@ -73,21 +112,19 @@ pub fn print(report: &Report, json: bool) {
 /// `target` is `syslog`. Never holds the password: only the envelope, the
 /// size and the outcome. A log that cannot be written is a warning, not a
 /// reason to report a delivered message as failed.
-pub fn log(
-    target: &str,
-    account: Option<&str>,
-    size: usize,
-    recipients: &[String],
-    report: &Report,
-    code: Exit,
-) {
-    let outcome = match (&report.error, code) {
-        (Some(error), _) => format!("result=failed exit={} error={error:?}", code as u8),
-        (None, Exit::Ok) => format!(
+pub fn log(target: &str, account: Option<&str>, outgoing: &Outgoing, report: &Report, code: Exit) {
+    let (size, recipients) = (outgoing.bytes.len(), &outgoing.recipients);
+    let outcome = match (&report.queued, &report.error, code) {
+        (Some(id), error, _) => format!(
+            "result=queued id={id} error={:?}",
+            error.as_deref().unwrap_or_default()
+        ),
+        (None, Some(error), _) => format!("result=failed exit={} error={error:?}", code as u8),
+        (None, None, Exit::Ok) => format!(
             "result=sent reply={:?}",
             report.reply.as_deref().unwrap_or_default()
         ),
-        (None, _) => format!(
+        (None, None, _) => format!(
             "result=partial exit={} refused={} reply={:?}",
             code as u8,
             report

@@ -7,7 +7,7 @@
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 
@@ -15,8 +15,10 @@ use crate::cli::SendArgs;
 use crate::config::{PasswordSource, Settings, TlsMode, run_password_command};
 use crate::exit::{self, Exit, Failure};
 use crate::message::{self, Attachment, Draft};
+use crate::outbox::{self, Outbox};
 use crate::output::{self, Report};
-use crate::smtp::{Client, Endpoint};
+use crate::secret::Secret;
+use crate::smtp::{Client, Endpoint, Rejection};
 use crate::tls::TlsConfig;
 
 /// Runs a send as the flags ask; returns the exit code.
@@ -61,39 +63,37 @@ impl Outgoing {
     }
 }
 
-/// Delivers `outgoing`, reports and logs the result, and returns the exit
-/// code; shared by every mode that sends.
+/// Delivers `outgoing` (retrying temporary failures within `retry_for`,
+/// then queueing what is left when the outbox is on), reports and logs the
+/// result, and returns the exit code; shared by every mode that sends.
 pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: bool) -> Result<Exit> {
-    let mut report = Report {
-        message_id: outgoing.message_id.clone(),
-        from: outgoing.from.clone(),
-        accepted: vec![],
-        rejected: vec![],
-        reply: None,
-        tls: None,
-        error: None,
-        exit_code: None,
+    let mut report = Report::new(&outgoing.message_id, &outgoing.from);
+    let mut result = Transport::new(settings, verbose)
+        .and_then(|t| t.deliver_with_retries(outgoing, &mut report));
+    let mut code = match &result {
+        Ok(()) => report.exit(),
+        Err(err) => exit::code_for(err),
     };
-    let result = deliver(settings, verbose, outgoing, &mut report);
-    let code = match &result {
-        Ok(()) => {
-            let codes: Vec<u16> = report.rejected.iter().map(|r| r.code).collect();
-            exit::for_recipients(report.accepted.len(), &codes)
+    if code == Exit::TempFail && settings.queue {
+        match queue(settings, outgoing, &mut report, &result) {
+            Ok((id, queued)) => {
+                eprintln!(
+                    "mailsend: queued as {id}: {}",
+                    report.error.as_deref().unwrap_or_default()
+                );
+                report.queued = Some(id);
+                code =
+                    exit::for_recipients(report.accepted.len() + queued, &report.permanent_codes());
+                result = Ok(());
+            }
+            Err(e) => result = Err(e.context("message not sent, and it could not be queued")),
         }
-        Err(err) => {
-            report.error = Some(format!("{err:#}"));
-            exit::code_for(err)
-        }
-    };
+    }
+    if let Err(err) = &result {
+        report.error = Some(format!("{err:#}"));
+    }
     if let Some(target) = &settings.log {
-        output::log(
-            target,
-            settings.account.as_deref(),
-            outgoing.bytes.len(),
-            &outgoing.recipients,
-            &report,
-            code,
-        );
+        output::log(target, settings.account.as_deref(), outgoing, &report, code);
     }
     match result {
         Ok(()) => {
@@ -110,52 +110,191 @@ pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: boo
     }
 }
 
-/// Connects, authenticates and sends; fills in `report` as it goes.
-fn deliver(
+/// Puts what could not be delivered yet into the outbox: every recipient
+/// not yet accepted after a failed session, or those refused for now.
+/// Returns the outbox id and how many recipients wait there.
+fn queue(
     settings: &Settings,
-    verbose: bool,
     outgoing: &Outgoing,
     report: &mut Report,
-) -> Result<()> {
-    let host = settings.host.as_deref().ok_or_else(|| {
-        Failure::config("no SMTP server configured")
-            .with_hint("set MAILSEND_HOST (environment or .env, see .env.example), pass --host, or add a config file account")
-    })?;
-    let credentials = match (&settings.user, &settings.password) {
-        (None, _) => None,
-        (Some(user), Some(PasswordSource::Value(p))) => Some((user, p.clone())),
-        (Some(user), Some(PasswordSource::Command(c))) => {
-            Some((user, run_password_command(c, settings.timeout)?))
-        }
-        (Some(_), None) => {
-            return Err(Failure::config("a user name is configured but no password")
-                .with_hint("set MAILSEND_PASSWORD or MAILSEND_PASSWORD_COMMAND")
-                .into());
-        }
+    result: &Result<()>,
+) -> Result<(String, usize)> {
+    let recipients: Vec<String> = match result {
+        Ok(()) => report
+            .rejected
+            .iter()
+            .filter(|r| r.is_temporary())
+            .map(|r| r.address.clone())
+            .collect(),
+        Err(_) => outgoing
+            .recipients
+            .iter()
+            .filter(|r| !report.accepted.contains(r))
+            .cloned()
+            .collect(),
     };
-    let tls = match settings.tls {
-        TlsMode::None => None,
-        _ => Some(TlsConfig::new(settings.ca_file.as_deref())?),
+    let last_error = match result {
+        Ok(()) => report
+            .rejected
+            .iter()
+            .find(|r| r.is_temporary())
+            .map(|r| format!("{} {} {}", r.address, r.code, r.text)),
+        Err(e) => Some(format!("{e:#}")),
     };
-    let endpoint = Endpoint {
-        host,
-        port: settings.port,
-        mode: settings.tls,
-        tls: tls.as_ref(),
-        timeout: settings.timeout,
-        verbose,
+    report.error = last_error.clone();
+    report.rejected.retain(|r| !r.is_temporary());
+    let now = outbox::now();
+    let entry = outbox::Entry {
+        id: String::new(),
+        created: now,
+        account: settings.account.clone(),
+        message_id: outgoing.message_id.clone(),
+        from: outgoing.from.clone(),
+        recipients: recipients.clone(),
+        delivered: report.accepted.clone(),
+        refused: report.rejected.clone(),
+        attempts: 1,
+        next_attempt: now,
+        last_error,
+        failed: None,
     };
-    let mut client = Client::connect(&endpoint)?;
-    report.tls = client.tls_version().map(str::to_owned);
-    if let Some((user, password)) = credentials {
-        client.login(user, &password)?;
+    let id = Outbox::open(settings)?.add(entry, &outgoing.bytes)?;
+    Ok((id, recipients.len()))
+}
+
+/// What one session with the server achieved.
+pub struct Attempt {
+    pub accepted: Vec<String>,
+    pub rejected: Vec<Rejection>,
+    pub reply: Option<String>,
+    pub tls: Option<String>,
+}
+
+/// The server, the credentials and the TLS configuration, prepared once
+/// for any number of sessions (the password command runs only once).
+pub struct Transport<'a> {
+    settings: &'a Settings,
+    host: &'a str,
+    credentials: Option<(&'a str, Secret)>,
+    tls: Option<TlsConfig>,
+    verbose: bool,
+}
+
+impl<'a> Transport<'a> {
+    pub fn new(settings: &'a Settings, verbose: bool) -> Result<Transport<'a>> {
+        let host = settings.host.as_deref().ok_or_else(|| {
+            Failure::config("no SMTP server configured").with_hint(
+                "set MAILSEND_HOST (environment or .env, see .env.example), pass --host, or add a config file account",
+            )
+        })?;
+        let credentials = match (&settings.user, &settings.password) {
+            (None, _) => None,
+            (Some(user), Some(PasswordSource::Value(p))) => Some((user.as_str(), p.clone())),
+            (Some(user), Some(PasswordSource::Command(c))) => {
+                Some((user.as_str(), run_password_command(c, settings.timeout)?))
+            }
+            (Some(_), None) => {
+                return Err(Failure::config("a user name is configured but no password")
+                    .with_hint("set MAILSEND_PASSWORD or MAILSEND_PASSWORD_COMMAND")
+                    .into());
+            }
+        };
+        let tls = match settings.tls {
+            TlsMode::None => None,
+            _ => Some(TlsConfig::new(settings.ca_file.as_deref())?),
+        };
+        Ok(Transport {
+            settings,
+            host,
+            credentials,
+            tls,
+            verbose,
+        })
     }
-    let delivery = client.send(&outgoing.from, &outgoing.recipients, &outgoing.bytes)?;
-    client.quit();
-    report.accepted = delivery.accepted;
-    report.rejected = delivery.rejected;
-    report.reply = delivery.reply.map(|r| r.to_string());
-    Ok(())
+
+    /// One session: connect, authenticate, send to `recipients`.
+    pub fn attempt(&self, outgoing: &Outgoing, recipients: &[String]) -> Result<Attempt> {
+        let endpoint = Endpoint {
+            host: self.host,
+            port: self.settings.port,
+            mode: self.settings.tls,
+            tls: self.tls.as_ref(),
+            timeout: self.settings.timeout,
+            verbose: self.verbose,
+        };
+        let mut client = Client::connect(&endpoint)?;
+        let tls = client.tls_version().map(str::to_owned);
+        if let Some((user, password)) = &self.credentials {
+            client.login(user, password)?;
+        }
+        let delivery = client.send(&outgoing.from, recipients, &outgoing.bytes)?;
+        client.quit();
+        Ok(Attempt {
+            accepted: delivery.accepted,
+            rejected: delivery.rejected,
+            reply: delivery.reply.map(|r| r.to_string()),
+            tls,
+        })
+    }
+
+    /// Sessions until every recipient accepted or refused for good, or
+    /// until `retry_for` runs out: temporary failures (connection, timeout,
+    /// 4xx, connection lost before the reply to DATA) are retried with
+    /// exponential backoff and jitter, only for recipients not yet served.
+    /// Permanent failures are never retried.
+    fn deliver_with_retries(&self, outgoing: &Outgoing, report: &mut Report) -> Result<()> {
+        let deadline = Instant::now() + self.settings.retry_for;
+        let mut delay = Duration::from_secs(1);
+        let mut pending = outgoing.recipients.clone();
+        loop {
+            let result = self.attempt(outgoing, &pending);
+            let temporary: Vec<Rejection> = match result {
+                Ok(attempt) => {
+                    report.tls = attempt.tls.or(report.tls.take());
+                    report.reply = attempt.reply.or(report.reply.take());
+                    report.accepted.extend(attempt.accepted);
+                    let (temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
+                        .rejected
+                        .into_iter()
+                        .partition(Rejection::is_temporary);
+                    report.rejected.extend(permanent);
+                    if temporary.is_empty() {
+                        return Ok(());
+                    }
+                    temporary
+                }
+                Err(err) if exit::code_for(&err) != Exit::TempFail => return Err(err),
+                Err(err) => {
+                    if Instant::now() + delay > deadline {
+                        return Err(err);
+                    }
+                    self.wait(&err.to_string(), &mut delay);
+                    continue;
+                }
+            };
+            if Instant::now() + delay > deadline {
+                report.rejected.extend(temporary);
+                return Ok(());
+            }
+            pending = temporary.iter().map(|r| r.address.clone()).collect();
+            self.wait(
+                &format!("{} refused for now", pending.join(", ")),
+                &mut delay,
+            );
+        }
+    }
+
+    fn wait(&self, why: &str, delay: &mut Duration) {
+        let jittered = delay.mul_f64(0.8 + fastrand::f64() * 0.4);
+        if self.verbose {
+            eprintln!(
+                "mailsend: {why}; retrying in {}",
+                humantime::format_duration(Duration::from_millis(jittered.as_millis() as u64))
+            );
+        }
+        std::thread::sleep(jittered);
+        *delay = (*delay * 2).min(Duration::from_secs(300));
+    }
 }
 
 /// Gathers and validates everything the message needs. `None` means the

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use openssl::ssl::SslStream;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::TlsMode;
 use crate::exit::Exit;
@@ -87,11 +87,18 @@ impl fmt::Display for Reply {
 }
 
 /// A recipient the server refused.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Rejection {
     pub address: String,
     pub code: u16,
     pub text: String,
+}
+
+impl Rejection {
+    /// A 4xx refusal: the same recipient may be accepted later.
+    pub fn is_temporary(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
 }
 
 /// What happened to one message.

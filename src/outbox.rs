@@ -1,0 +1,533 @@
+//! The outbox: messages kept for a later retry, safe across crashes.
+//!
+//! Layout under the outbox directory (mode 700):
+//! `ID/message.eml` + `ID/meta.json` for each queued message, `failed/ID/`
+//! for messages that failed for good, `.tmp/` for entries being built or
+//! removed, and `.lock` for `flush`. An entry is built complete in `.tmp/`
+//! (files fsynced) and renamed into place, and the directory is fsynced;
+//! removal is a rename out of the way before deleting. A crash at any
+//! instant therefore leaves either no entry or a complete one. The one
+//! window for a duplicate is a crash between the server's 250 and the
+//! removal rename.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::ServerArgs;
+use crate::config::Settings;
+use crate::exit::{self, Exit, Failure};
+use crate::send::{Outgoing, Transport};
+use crate::smtp::Rejection;
+
+const MESSAGE: &str = "message.eml";
+const META: &str = "meta.json";
+
+/// The state of one queued message, kept in `meta.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: String,
+    /// Unix seconds when it was queued.
+    pub created: u64,
+    pub account: Option<String>,
+    pub message_id: String,
+    /// The envelope sender.
+    pub from: String,
+    /// Recipients still to deliver to.
+    pub recipients: Vec<String>,
+    /// Recipients that already have it.
+    #[serde(default)]
+    pub delivered: Vec<String>,
+    /// Recipients refused for good.
+    #[serde(default)]
+    pub refused: Vec<Rejection>,
+    pub attempts: u32,
+    /// Unix seconds of the next attempt `flush` makes.
+    pub next_attempt: u64,
+    pub last_error: Option<String>,
+    /// Why it was moved to `failed/`.
+    #[serde(default)]
+    pub failed: Option<String>,
+}
+
+/// An open outbox directory.
+pub struct Outbox {
+    root: PathBuf,
+}
+
+/// Seconds since the epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Outbox {
+    /// Opens (creating if needed) the outbox the settings name.
+    pub fn open(settings: &Settings) -> Result<Outbox> {
+        let root = settings.outbox.clone().ok_or_else(|| {
+            Failure::config("no outbox directory: HOME and XDG_STATE_HOME are unset")
+                .with_hint("set `outbox = \"/var/spool/mailsend\"` in the config file account, or MAILSEND_OUTBOX")
+        })?;
+        for dir in [root.clone(), root.join(".tmp"), root.join("failed")] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| {
+                    Failure::config(format!("cannot create outbox {}: {e}", dir.display()))
+                })?;
+        }
+        Ok(Outbox { root })
+    }
+
+    /// Queues a message; returns its id.
+    pub fn add(&self, mut entry: Entry, message: &[u8]) -> Result<String> {
+        let id = format!(
+            "{:x}-{:08x}",
+            entry.created.max(1) * 1000 + u64::from(fastrand::u16(..)),
+            fastrand::u32(..)
+        );
+        entry.id = id.clone();
+        let tmp = self.root.join(".tmp").join(&id);
+        fs::DirBuilder::new().mode(0o700).create(&tmp)?;
+        write_synced(&tmp.join(MESSAGE), message)?;
+        write_synced(&tmp.join(META), &serde_json::to_vec_pretty(&entry)?)?;
+        sync_dir(&tmp)?;
+        fs::rename(&tmp, self.root.join(&id))?;
+        sync_dir(&self.root)?;
+        Ok(id)
+    }
+
+    /// Queued entries, oldest first.
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        Self::read_entries(&self.root)
+    }
+
+    /// Entries in `failed/`, oldest first.
+    pub fn failed(&self) -> Result<Vec<Entry>> {
+        Self::read_entries(&self.root.join("failed"))
+    }
+
+    fn read_entries(dir: &Path) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for item in
+            fs::read_dir(dir).with_context(|| format!("reading outbox {}", dir.display()))?
+        {
+            let item = item?;
+            let name = item.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name == "failed" {
+                continue;
+            }
+            let meta = item.path().join(META);
+            match fs::read(&meta) {
+                Ok(bytes) => entries.push(
+                    serde_json::from_slice::<Entry>(&bytes)
+                        .with_context(|| format!("outbox entry {} is damaged", meta.display()))?,
+                ),
+                // Moved away by a concurrent flush between read_dir and here.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", meta.display())),
+            }
+        }
+        entries.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(entries)
+    }
+
+    /// The directory of entry `id`, queued or failed; a malformed or
+    /// unknown id is `NOINPUT` (66).
+    pub fn locate(&self, id: &str) -> Result<PathBuf> {
+        let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let candidates = [self.root.join(id), self.root.join("failed").join(id)];
+        match candidates
+            .into_iter()
+            .find(|p| valid && p.join(META).is_file())
+        {
+            Some(dir) => Ok(dir),
+            None => Err(Failure::no_input(format!(
+                "no message '{id}' in the outbox {}",
+                self.root.display()
+            ))
+            .into()),
+        }
+    }
+
+    pub fn message(&self, id: &str) -> Result<Vec<u8>> {
+        let path = self.locate(id)?.join(MESSAGE);
+        fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Rewrites an entry's state atomically.
+    pub fn update(&self, entry: &Entry) -> Result<()> {
+        let dir = self.root.join(&entry.id);
+        let tmp = dir.join(".meta.json.tmp");
+        write_synced(&tmp, &serde_json::to_vec_pretty(entry)?)?;
+        fs::rename(&tmp, dir.join(META))?;
+        sync_dir(&dir)
+    }
+
+    /// Removes a queued entry (it was delivered, or the user dropped it).
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let dir = self.locate(id)?;
+        let gone = self
+            .root
+            .join(".tmp")
+            .join(format!("{id}.removed-{:08x}", fastrand::u32(..)));
+        fs::rename(&dir, &gone)?;
+        sync_dir(dir.parent().unwrap_or(&self.root))?;
+        fs::remove_dir_all(&gone)?;
+        Ok(())
+    }
+
+    /// Moves an entry to `failed/`, recording why. Never deletes it.
+    pub fn fail(&self, entry: &mut Entry, reason: String) -> Result<()> {
+        entry.failed = Some(reason);
+        self.update(entry)?;
+        fs::rename(
+            self.root.join(&entry.id),
+            self.root.join("failed").join(&entry.id),
+        )?;
+        sync_dir(&self.root.join("failed"))?;
+        sync_dir(&self.root)
+    }
+
+    /// Takes the flush lock without waiting; `None` if another flush holds it.
+    pub fn try_lock(&self) -> Result<Option<File>> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.root.join(".lock"))?;
+        // SAFETY: flock on a file descriptor we own for the call's duration.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(file));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(err.into())
+        }
+    }
+
+    /// Deletes leftovers of adds and removals that a crash interrupted.
+    /// Only call under the flush lock; fresh ones may be an add in progress.
+    pub fn clean_leftovers(&self) {
+        let Ok(items) = fs::read_dir(self.root.join(".tmp")) else {
+            return;
+        };
+        for item in items.flatten() {
+            let old = item
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(600));
+            let removed = item.file_name().to_string_lossy().contains(".removed-");
+            if old || removed {
+                let _ = fs::remove_dir_all(item.path());
+            }
+        }
+    }
+}
+
+/// The delay before attempt `attempts + 1`: 1 min, doubling, at most 1 h,
+/// with ±20 % jitter so that many queued messages do not retry in step.
+pub fn backoff(attempts: u32) -> Duration {
+    let base = 60u64
+        .saturating_mul(1 << attempts.saturating_sub(1).min(6))
+        .min(3600);
+    Duration::from_secs(base).mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+/// The exit code of many results (outbox flush): a permanent failure
+/// outranks a temporary one, which outranks success; the first permanent
+/// failure's code is kept.
+pub fn merge(a: Exit, b: Exit) -> Exit {
+    let rank = |e: Exit| match e {
+        Exit::Ok => 0,
+        Exit::TempFail => 1,
+        _ => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+/// `mailsend outbox list`: one line per queued (and failed) message.
+pub fn list(args: &ServerArgs) -> Result<Exit> {
+    let outbox = Outbox::open(&Settings::resolve(args, None)?)?;
+    let now = now();
+    for (state, entries) in [("queued", outbox.entries()?), ("failed", outbox.failed()?)] {
+        for e in entries {
+            let next = if state == "failed" {
+                "-".to_owned()
+            } else if e.next_attempt <= now {
+                "due".to_owned()
+            } else {
+                format!(
+                    "in {}",
+                    humantime::format_duration(Duration::from_secs(e.next_attempt - now))
+                )
+            };
+            let why = e
+                .failed
+                .as_deref()
+                .or(e.last_error.as_deref())
+                .unwrap_or_default();
+            println!(
+                "{}  {state}  attempts={}  next={next}  from={}  to={}  {why}",
+                e.id,
+                e.attempts,
+                e.from,
+                e.recipients.join(",")
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// `mailsend outbox show ID`: the state as JSON, a blank line, the message.
+pub fn show(args: &ServerArgs, id: &str) -> Result<Exit> {
+    let outbox = Outbox::open(&Settings::resolve(args, None)?)?;
+    let meta = fs::read(outbox.locate(id)?.join(META))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&meta)?;
+    out.write_all(b"\n\n")?;
+    out.write_all(&outbox.message(id)?)?;
+    Ok(Exit::Ok)
+}
+
+/// `mailsend outbox drop ID`: deletes a queued or failed message.
+pub fn drop_entry(args: &ServerArgs, id: &str) -> Result<Exit> {
+    let outbox = Outbox::open(&Settings::resolve(args, None)?)?;
+    outbox.remove(id)?;
+    eprintln!("mailsend: dropped {id}");
+    Ok(Exit::Ok)
+}
+
+/// `mailsend outbox flush`: one attempt for every message that is due
+/// (every message with `all`), under a lock so that runs from cron never
+/// overlap; a second flush exits 0 at once. An entry is removed only after
+/// the server's 250 to DATA; a permanent failure, or a temporary one past
+/// the queue lifetime, moves it to `failed/`.
+pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
+    let base = Settings::resolve(args, None)?;
+    let outbox = Outbox::open(&base)?;
+    let Some(_lock) = outbox.try_lock()? else {
+        if verbose {
+            eprintln!("mailsend: another outbox flush is running");
+        }
+        return Ok(Exit::Ok);
+    };
+    outbox.clean_leftovers();
+    let mut code = Exit::Ok;
+    for mut entry in outbox.entries()? {
+        if !all && entry.next_attempt > now() {
+            continue;
+        }
+        let outcome = flush_one(&outbox, args, &mut entry, verbose);
+        let entry_code = match outcome {
+            Ok(c) => c,
+            Err(err) => {
+                eprintln!("mailsend: error: {}: {err:#}", entry.id);
+                exit::code_for(&err)
+            }
+        };
+        code = merge(code, entry_code);
+    }
+    Ok(code)
+}
+
+fn flush_one(outbox: &Outbox, args: &ServerArgs, entry: &mut Entry, verbose: bool) -> Result<Exit> {
+    let account_args = ServerArgs {
+        account: entry.account.clone().or_else(|| args.account.clone()),
+        ..args.clone()
+    };
+    let settings = Settings::resolve(&account_args, None)?;
+    let outgoing = Outgoing {
+        message_id: entry.message_id.clone(),
+        from: entry.from.clone(),
+        recipients: entry.recipients.clone(),
+        bytes: outbox.message(&entry.id)?,
+    };
+    let result =
+        Transport::new(&settings, verbose).and_then(|t| t.attempt(&outgoing, &entry.recipients));
+    entry.attempts += 1;
+    let error = match result {
+        Ok(attempt) => {
+            entry.delivered.extend(attempt.accepted);
+            let (temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
+                .rejected
+                .into_iter()
+                .partition(Rejection::is_temporary);
+            entry.refused.extend(permanent);
+            entry.recipients = temporary.iter().map(|r| r.address.clone()).collect();
+            match temporary.first() {
+                None if entry.refused.is_empty() => {
+                    outbox.remove(&entry.id)?;
+                    if verbose {
+                        eprintln!(
+                            "mailsend: {} delivered ({})",
+                            entry.id,
+                            attempt.reply.unwrap_or_default()
+                        );
+                    }
+                    return Ok(Exit::Ok);
+                }
+                None => {
+                    let refused: Vec<String> = entry
+                        .refused
+                        .iter()
+                        .map(|r| format!("{}: {} {}", r.address, r.code, r.text))
+                        .collect();
+                    let reason = format!("refused: {}", refused.join("; "));
+                    eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
+                    let code = exit::for_recipients(
+                        entry.delivered.len(),
+                        &entry.refused.iter().map(|r| r.code).collect::<Vec<_>>(),
+                    );
+                    outbox.fail(entry, reason)?;
+                    return Ok(code);
+                }
+                Some(r) => anyhow::Error::from(Failure::new(
+                    Exit::TempFail,
+                    format!("{} refused for now: {} {}", r.address, r.code, r.text),
+                )),
+            }
+        }
+        Err(err) => err,
+    };
+    let code = exit::code_for(&error);
+    let reason = format!("{error:#}");
+    let expired = now().saturating_sub(entry.created) > settings.queue_lifetime.as_secs();
+    if code != Exit::TempFail || expired {
+        let reason = if expired && code == Exit::TempFail {
+            format!(
+                "gave up after {}: {reason}",
+                humantime::format_duration(settings.queue_lifetime)
+            )
+        } else {
+            reason
+        };
+        eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
+        outbox.fail(entry, reason)?;
+        return Ok(if code == Exit::TempFail {
+            Exit::Unavailable
+        } else {
+            code
+        });
+    }
+    entry.last_error = Some(reason);
+    entry.next_attempt = now() + backoff(entry.attempts).as_secs();
+    outbox.update(entry)?;
+    if verbose {
+        eprintln!(
+            "mailsend: {} still queued: {}",
+            entry.id,
+            entry.last_error.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(Exit::TempFail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outbox() -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("outbox");
+        for d in [root.clone(), root.join(".tmp"), root.join("failed")] {
+            fs::create_dir_all(d).unwrap();
+        }
+        (dir, Outbox { root })
+    }
+
+    fn entry() -> Entry {
+        Entry {
+            id: String::new(),
+            created: now(),
+            account: None,
+            message_id: "<m@example.com>".into(),
+            from: "a@example.com".into(),
+            recipients: vec!["b@example.com".into()],
+            delivered: vec![],
+            refused: vec![],
+            attempts: 0,
+            next_attempt: now(),
+            last_error: Some("421 try later".into()),
+            failed: None,
+        }
+    }
+
+    #[test]
+    fn add_list_update_fail_remove() {
+        let (_d, ob) = outbox();
+        let id = ob.add(entry(), b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        assert_eq!(ob.message(&id).unwrap(), b"Subject: x\r\n\r\nbody\r\n");
+        let mut e = ob.entries().unwrap().remove(0);
+        assert_eq!(e.id, id);
+        e.attempts = 3;
+        ob.update(&e).unwrap();
+        assert_eq!(ob.entries().unwrap()[0].attempts, 3);
+        ob.fail(&mut e, "550 no such user".into()).unwrap();
+        assert!(ob.entries().unwrap().is_empty());
+        assert_eq!(
+            ob.failed().unwrap()[0].failed.as_deref(),
+            Some("550 no such user")
+        );
+        let id2 = ob.add(entry(), b"x").unwrap();
+        ob.remove(&id2).unwrap();
+        assert!(ob.entries().unwrap().is_empty());
+        assert!(ob.locate("../etc").is_err());
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        let (_d, ob) = outbox();
+        let held = ob.try_lock().unwrap();
+        assert!(held.is_some());
+        assert!(ob.try_lock().unwrap().is_none());
+        drop(held);
+        assert!(ob.try_lock().unwrap().is_some());
+    }
+
+    #[test]
+    fn merge_rule() {
+        assert_eq!(merge(Exit::Ok, Exit::TempFail), Exit::TempFail);
+        assert_eq!(merge(Exit::TempFail, Exit::Unavailable), Exit::Unavailable);
+        assert_eq!(merge(Exit::Unavailable, Exit::TempFail), Exit::Unavailable);
+        assert_eq!(merge(Exit::NoPerm, Exit::Unavailable), Exit::NoPerm);
+        assert_eq!(merge(Exit::Ok, Exit::Ok), Exit::Ok);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!((48..=72).contains(&backoff(1).as_secs()));
+        assert!((96..=144).contains(&backoff(2).as_secs()));
+        assert!(backoff(30).as_secs() <= 4320);
+    }
+}
