@@ -373,8 +373,13 @@ fn flush_one(outbox: &Outbox, args: &ServerArgs, entry: &mut Entry, verbose: boo
         recipients: entry.recipients.clone(),
         bytes: outbox.message(&entry.id)?,
     };
-    let result =
-        Transport::new(&settings, verbose).and_then(|t| t.attempt(&outgoing, &entry.recipients));
+    let all_done = |a: &crate::send::Attempt| a.rejected.is_empty() && entry.refused.is_empty();
+    let result = Transport::new(&settings, verbose).and_then(|t| {
+        t.attempt_then(&outgoing, &entry.recipients, |a| match all_done(a) {
+            true => outbox.remove(&entry.id),
+            false => Ok(()),
+        })
+    });
     entry.attempts += 1;
     let error = match result {
         Ok(attempt) => {
@@ -387,7 +392,7 @@ fn flush_one(outbox: &Outbox, args: &ServerArgs, entry: &mut Entry, verbose: boo
             entry.recipients = temporary.iter().map(|r| r.address.clone()).collect();
             match temporary.first() {
                 None if entry.refused.is_empty() => {
-                    outbox.remove(&entry.id)?;
+                    // Already removed, right after the server's reply.
                     if verbose {
                         eprintln!(
                             "mailsend: {} delivered ({})",

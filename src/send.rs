@@ -214,6 +214,18 @@ impl<'a> Transport<'a> {
 
     /// One session: connect, authenticate, send to `recipients`.
     pub fn attempt(&self, outgoing: &Outgoing, recipients: &[String]) -> Result<Attempt> {
+        self.attempt_then(outgoing, recipients, |_| Ok(()))
+    }
+
+    /// Like `attempt`, and runs `settle` as soon as the server has replied
+    /// to the message, before QUIT: the outbox removes a delivered entry
+    /// there, keeping the window for a duplicate as short as it can be.
+    pub fn attempt_then(
+        &self,
+        outgoing: &Outgoing,
+        recipients: &[String],
+        settle: impl FnOnce(&Attempt) -> Result<()>,
+    ) -> Result<Attempt> {
         let endpoint = Endpoint {
             host: self.host,
             port: self.settings.port,
@@ -228,13 +240,15 @@ impl<'a> Transport<'a> {
             client.login(user, password)?;
         }
         let delivery = client.send(&outgoing.from, recipients, &outgoing.bytes)?;
-        client.quit();
-        Ok(Attempt {
+        let attempt = Attempt {
             accepted: delivery.accepted,
             rejected: delivery.rejected,
             reply: delivery.reply.map(|r| r.to_string()),
             tls,
-        })
+        };
+        settle(&attempt)?;
+        client.quit();
+        Ok(attempt)
     }
 
     /// Sessions until every recipient accepted or refused for good, or

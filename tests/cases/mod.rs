@@ -1,5 +1,6 @@
 mod compose;
 mod errors;
+mod outbox;
 mod security;
 mod send;
 mod sendmail;

@@ -30,7 +30,9 @@ stop() {
         sleep 0.1
     done
     pid=$(head -1 "$dir/queue/pid/master.pid" 2>/dev/null | tr -d ' ' || true)
-    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    if [ -n "$pid" ]; then
+        kill -9 "$pid" 2>/dev/null || true
+    fi
 }
 
 start() {
@@ -151,8 +153,8 @@ postlog   unix-dgram n - n - 1 postlogd
 CF
 
     cat > "$conf/recipient_access" <<'CF'
-/^refuse550@example\.test$/   550 5.1.1 <refuse550@example.test>: Recipient address rejected: no such mailbox (interop)
-/^defer451@example\.test$/    451 4.2.0 <defer451@example.test>: Recipient address rejected: try again later (interop)
+/^refuse550@example\.test$/   550 5.1.1 no such mailbox (interop)
+/^defer451@example\.test$/    451 4.2.0 try again later (interop)
 CF
     cat > "$conf/sender_eod_access" <<'CF'
 /^reject-eod@example\.test$/  554 5.7.1 Message refused after end of data (interop policy)

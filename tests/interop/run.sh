@@ -81,6 +81,7 @@ fi
 # ---------------------------------------------------------------- workspace
 work=$(mktemp -d /tmp/mailsend-interop.XXXXXX)
 chmod 0755 "$work" # Postfix daemons (user postfix) must reach the queue, sasldb and Maildir
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     "$here/postfix.sh" stop "$work/postfix" >/dev/null 2>&1 || true
     [ "${INTEROP_KEEP:-}" = 1 ] || rm -rf "$work"

@@ -172,9 +172,10 @@ class ScriptedServer:
         sock.settimeout(30)
         try:
             if sc.implicit_tls:
-                sock = self._handshake(sock, session)
-                if sock is None:
+                tls = self._handshake(sock, session)
+                if tls is None:
                     return
+                sock = tls
             conn = _Conn(sock)
             if sc.greeting is None:
                 # Say nothing; wait for the client to give up (or the suite to end).

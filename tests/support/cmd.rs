@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::Command;
+use std::process::{Child, Command, Stdio};
 
 use super::pki::Pki;
 use super::server::TestServer;
@@ -17,13 +17,14 @@ pub const USER: &str = "sender@example.com";
 pub struct Mailsend {
     pub dir: tempfile::TempDir,
     cmd: Command,
+    stdin: Vec<u8>,
 }
 
 impl Mailsend {
     /// `mailsend` with no configuration at all.
     pub fn bare() -> Mailsend {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::in_dir(dir, Command::cargo_bin("mailsend").expect("binary built"))
+        Self::in_dir(dir, Command::new(assert_cmd::cargo::cargo_bin("mailsend")))
     }
 
     /// The binary run under the name `sendmail` (a symlink), as cron,
@@ -48,9 +49,12 @@ impl Mailsend {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", dir.path())
-            .current_dir(dir.path())
-            .timeout(std::time::Duration::from_secs(60));
-        Mailsend { dir, cmd }
+            .current_dir(dir.path());
+        Mailsend {
+            dir,
+            cmd,
+            stdin: Vec::new(),
+        }
     }
 
     /// `mailsend` configured for `server` through MAILSEND_* variables,
@@ -67,6 +71,13 @@ impl Mailsend {
             .env("MAILSEND_PASSWORD", PASSWORD)
             .env("MAILSEND_TIMEOUT", "5s");
         m
+    }
+
+    /// Uses `dir` as HOME and working directory, so that several runs
+    /// share one outbox and config.
+    pub fn home(&mut self, dir: &Path) -> &mut Self {
+        self.cmd.env("HOME", dir).current_dir(dir);
+        self
     }
 
     pub fn current_dir(&mut self, dir: &Path) -> &mut Self {
@@ -94,7 +105,7 @@ impl Mailsend {
     }
 
     pub fn stdin(&mut self, input: impl Into<Vec<u8>>) -> &mut Self {
-        self.cmd.write_stdin(input);
+        self.stdin = input.into();
         self
     }
 
@@ -117,9 +128,23 @@ impl Mailsend {
         self.dir.path()
     }
 
-    /// Runs it; never panics on a non-zero exit.
+    /// Starts it in the background (stdin empty), to control it directly,
+    /// e.g. to kill it.
+    pub fn spawn(&mut self) -> Child {
+        self.cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn mailsend")
+    }
+
+    /// Runs it to the end (at most 60 s); never panics on a non-zero exit.
     pub fn run(&mut self) -> Run {
-        let output = self.cmd.output().expect("run mailsend");
+        let cmd = std::mem::replace(&mut self.cmd, Command::new("false"));
+        let output = assert_cmd::Command::from_std(cmd)
+            .timeout(std::time::Duration::from_secs(60))
+            .write_stdin(std::mem::take(&mut self.stdin))
+            .output()
+            .expect("run mailsend");
         Run { output }
     }
 }

@@ -64,6 +64,27 @@ pub struct Behaviour {
     /// goes silent without replying; "." means after the message content, before
     /// the end-of-data reply.
     pub delay_reply_after: Option<String>,
+    /// Some(n): the faults above (greeting, silence, replies, drop, delay)
+    /// apply to the first n sessions only; later ones behave normally, as a
+    /// server does once it recovers.
+    pub fault_sessions: Option<usize>,
+}
+
+impl Behaviour {
+    /// The same server with every fault cleared.
+    fn recovered(&self) -> Behaviour {
+        let normal = Behaviour::default();
+        Behaviour {
+            silent: false,
+            greeting: normal.greeting,
+            mail_reply: None,
+            rcpt_replies: Vec::new(),
+            data_reply: None,
+            drop_during_data: false,
+            delay_reply_after: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for Behaviour {
@@ -83,6 +104,7 @@ impl Default for Behaviour {
             data_reply: None,
             drop_during_data: false,
             delay_reply_after: None,
+            fault_sessions: None,
         }
     }
 }
@@ -194,7 +216,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(b: Behaviour) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind test SMTP server");
+        Self::start_on(b, 0)
+    }
+
+    /// Starts on a chosen port (0: any), e.g. where a test first found
+    /// nothing listening.
+    pub fn start_on(b: Behaviour, port: u16) -> TestServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind test SMTP server");
         let addr = listener.local_addr().expect("local_addr");
         let acceptor = (b.security != Security::Plain)
             .then(|| TlsAcceptor::new(Pki::shared().identity(b.cert)).expect("build TlsAcceptor"));
@@ -212,7 +240,11 @@ impl TestServer {
                     st.sessions.push(Session::default());
                     st.sessions.len() - 1
                 };
-                let (b, sh, acceptor) = (b.clone(), sh.clone(), acceptor.clone());
+                let b = match b.fault_sessions {
+                    Some(n) if id >= n => Arc::new(b.recovered()),
+                    _ => b.clone(),
+                };
+                let (sh, acceptor) = (sh.clone(), acceptor.clone());
                 std::thread::spawn(move || {
                     let mut smtp = Smtp::new(tcp, &b, acceptor.as_ref(), &sh, id);
                     if let Err(e) = smtp.run() {

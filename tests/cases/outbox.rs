@@ -1,0 +1,432 @@
+//! Never lose a message: retries, the outbox, and flush surviving kill -9.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+use crate::support::cmd::Mailsend;
+
+fn send_args() -> [&'static str; 6] {
+    [
+        "--to",
+        "a@example.com",
+        "--subject",
+        "queued",
+        "--body",
+        "keep me",
+    ]
+}
+
+/// mailsend for `port` with HOME (and so the outbox) in `home`.
+fn at(port: u16, home: &Path) -> Mailsend {
+    let server_like = TestServer::start(Behaviour::default());
+    let mut m = Mailsend::to(&server_like);
+    drop(server_like);
+    m.env("MAILSEND_PORT", &port.to_string()).home(home);
+    m
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn message_ids(server: &TestServer) -> Vec<String> {
+    server
+        .sessions()
+        .iter()
+        .flat_map(|s| s.transactions.iter())
+        .filter(|t| t.reply.starts_with("250"))
+        .filter_map(|t| header(&t.data, "message-id"))
+        .collect()
+}
+
+#[test]
+fn temporary_failure_then_success_within_retry_for() {
+    let server = TestServer::start(with_auth(Behaviour {
+        data_reply: Some("451 4.3.0 Try again later".into()),
+        fault_sessions: Some(1),
+        ..Behaviour::default()
+    }));
+    Mailsend::to(&server)
+        .args(["--retry-for", "20s"])
+        .args(send_args())
+        .run()
+        .expect(0);
+    let sessions = server.wait_sessions(2, Duration::from_secs(20));
+    assert_eq!(sessions.len(), 2);
+    let first = header(&sessions[0].transactions[0].data, "message-id");
+    let second = header(&sessions[1].transactions[0].data, "message-id");
+    assert_eq!(first, second, "the retry sends the same message");
+    assert!(sessions[1].transactions[0].reply.starts_with("250"));
+}
+
+#[test]
+fn without_retry_for_a_temporary_failure_fails_fast() {
+    let server = TestServer::start(with_auth(Behaviour {
+        data_reply: Some("451 4.3.0 Try again later".into()),
+        fault_sessions: Some(1),
+        ..Behaviour::default()
+    }));
+    Mailsend::to(&server).args(send_args()).run().expect(75);
+    assert_eq!(server.wait_sessions(1, Duration::from_secs(10)).len(), 1);
+}
+
+#[test]
+fn permanent_failure_is_never_retried() {
+    let server = TestServer::start(with_auth(Behaviour {
+        data_reply: Some("554 5.7.1 rejected".into()),
+        fault_sessions: Some(1),
+        ..Behaviour::default()
+    }));
+    Mailsend::to(&server)
+        .args(["--retry-for", "20s"])
+        .args(send_args())
+        .run()
+        .expect(69);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.sessions().len(), 1);
+}
+
+#[test]
+fn dropped_during_data_is_retried() {
+    let server = TestServer::start(with_auth(Behaviour {
+        drop_during_data: true,
+        fault_sessions: Some(1),
+        ..Behaviour::default()
+    }));
+    Mailsend::to(&server)
+        .args(["--retry-for", "20s"])
+        .args(send_args())
+        .run()
+        .expect(0);
+    assert_eq!(message_ids(&server).len(), 1);
+}
+
+#[test]
+fn only_recipients_refused_for_now_are_retried() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("b@example.com".into(), "451 4.2.1 mailbox busy".into())],
+        fault_sessions: Some(1),
+        ..Behaviour::default()
+    }));
+    Mailsend::to(&server)
+        .args([
+            "--retry-for",
+            "20s",
+            "--to",
+            "a@example.com,b@example.com",
+            "--body",
+            "x",
+        ])
+        .run()
+        .expect(0);
+    let sessions = server.wait_sessions(2, Duration::from_secs(20));
+    assert_eq!(sessions[0].transactions[0].rcpt_to, ["a@example.com"]);
+    assert_eq!(sessions[1].transactions[0].rcpt_to, ["b@example.com"]);
+}
+
+#[test]
+fn queued_while_down_then_flushed_exactly_once() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let run = at(port, home.path())
+        .args(["--queue", "--json"])
+        .args(send_args())
+        .run()
+        .expect(0);
+    let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+    let id = json["queued"].as_str().expect("queued id").to_owned();
+    assert!(
+        run.stderr().contains(&format!("queued as {id}")),
+        "{}",
+        run.stderr()
+    );
+
+    let list = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0);
+    assert!(
+        list.stdout().contains(&id) && list.stdout().contains("queued"),
+        "{}",
+        list.stdout()
+    );
+    let shown = at(port, home.path())
+        .args(["outbox", "show", &id])
+        .run()
+        .expect(0);
+    assert!(shown.stdout().contains("keep me"));
+
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(0);
+    assert_eq!(
+        message_ids(&server),
+        [json["message_id"].as_str().expect("id").to_owned()]
+    );
+    let tx = only_transaction(&server);
+    assert_eq!(body(&tx.data), b"keep me\r\n");
+
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert_eq!(server.sessions().len(), 1, "a second flush sends nothing");
+    let list = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0);
+    assert_eq!(list.stdout(), "");
+}
+
+#[test]
+fn permanent_failure_at_flush_moves_to_failed() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    at(port, home.path())
+        .args(["--queue"])
+        .args(send_args())
+        .run()
+        .expect(0);
+    let _server = TestServer::start_on(
+        with_auth(Behaviour {
+            rcpt_replies: vec![("a@example.com".into(), "550 5.1.1 no such user".into())],
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    let run = at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(69);
+    assert!(
+        run.stderr().contains("moved to failed/"),
+        "{}",
+        run.stderr()
+    );
+    let list = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0);
+    assert!(
+        list.stdout().contains("failed") && list.stdout().contains("550 5.1.1"),
+        "{}",
+        list.stdout()
+    );
+}
+
+#[test]
+fn temporary_failure_at_flush_stays_queued_and_backs_off() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    at(port, home.path())
+        .args(["--queue"])
+        .args(send_args())
+        .run()
+        .expect(0);
+    // Still down: the entry stays, its next attempt moves into the future.
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(75);
+    let list = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0);
+    assert!(
+        list.stdout().contains("attempts=2") && list.stdout().contains("next=in "),
+        "{}",
+        list.stdout()
+    );
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(0);
+    assert!(
+        server.sessions().is_empty(),
+        "not due yet: flush waits for the backoff"
+    );
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert_eq!(message_ids(&server).len(), 1);
+}
+
+#[test]
+fn a_second_flush_does_not_wait_for_the_first() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    at(port, home.path())
+        .args(["--queue"])
+        .args(send_args())
+        .run()
+        .expect(0);
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let lock = home.path().join(".local/state/mailsend/outbox/.lock");
+    // util-linux flock holds the outbox lock as a running flush would.
+    // -o: flock itself holds the lock, so killing it releases the lock.
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .expect("util-linux flock");
+    std::thread::sleep(Duration::from_millis(300));
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "-v"])
+        .run()
+        .expect(0);
+    assert!(
+        run.stderr().contains("another outbox flush is running"),
+        "{}",
+        run.stderr()
+    );
+    assert!(server.sessions().is_empty());
+    holder.kill().expect("kill");
+    let _ = holder.wait();
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(0);
+    assert_eq!(message_ids(&server).len(), 1);
+}
+
+#[test]
+fn drop_removes_an_entry_and_unknown_ids_are_noinput() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let run = at(port, home.path())
+        .args(["--queue", "--json"])
+        .args(send_args())
+        .run()
+        .expect(0);
+    let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+    let id = json["queued"].as_str().expect("id").to_owned();
+    at(port, home.path())
+        .args(["outbox", "drop", &id])
+        .run()
+        .expect(0);
+    at(port, home.path())
+        .args(["outbox", "show", &id])
+        .run()
+        .expect(66);
+    at(port, home.path())
+        .args(["outbox", "drop", "../../etc"])
+        .run()
+        .expect(66);
+}
+
+#[test]
+fn permanent_refusal_is_not_queued() {
+    let home = tempfile::tempdir().expect("home");
+    let server = TestServer::start(with_auth(Behaviour {
+        data_reply: Some("554 5.7.1 spam".into()),
+        ..Behaviour::default()
+    }));
+    at(server.port(), home.path())
+        .args(["--queue"])
+        .args(send_args())
+        .run()
+        .expect(69);
+    let list = at(server.port(), home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0);
+    assert_eq!(list.stdout(), "");
+}
+
+/// kill -9 of `outbox flush` at random instants, many times: afterwards
+/// every message was delivered or is still queued; none is lost. Half of
+/// the kills land at a random time, half right after the server accepted a
+/// message (the one window where a duplicate is possible).
+#[test]
+fn flush_survives_kill_9_at_random_points() {
+    const MESSAGES: usize = 60;
+    const KILLS: usize = 50;
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let mut queued_ids = Vec::new();
+    for i in 0..MESSAGES {
+        let run = at(port, home.path())
+            .args([
+                "--queue",
+                "--json",
+                "--to",
+                "a@example.com",
+                "--body",
+                &format!("message {i}"),
+            ])
+            .run()
+            .expect(0);
+        let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+        queued_ids.push(json["message_id"].as_str().expect("id").to_owned());
+    }
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let mut rng = 0x9E3779B97F4A7C15u64;
+    let mut kills = 0;
+    while kills < KILLS {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let before = message_ids(&server).len();
+        let mut child = at(port, home.path())
+            .args(["outbox", "flush", "--all"])
+            .spawn();
+        if rng.is_multiple_of(2) {
+            std::thread::sleep(Duration::from_micros(rng % 150_000));
+        } else {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while message_ids(&server).len() == before && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        kills += 1;
+        // What is left must always be complete, readable entries.
+        let list = at(port, home.path())
+            .args(["outbox", "list"])
+            .run()
+            .expect(0);
+        if list.stdout().is_empty() {
+            break;
+        }
+    }
+    let delivered_while_killing = message_ids(&server).len();
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    let list = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0);
+    assert_eq!(list.stdout(), "", "everything delivered in the end");
+
+    let mut delivered: HashMap<String, usize> = HashMap::new();
+    for id in message_ids(&server) {
+        *delivered.entry(id).or_default() += 1;
+    }
+    let lost: Vec<&String> = queued_ids
+        .iter()
+        .filter(|id| !delivered.contains_key(*id))
+        .collect();
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    let duplicates: usize = delivered.values().map(|n| n - 1).sum();
+    eprintln!(
+        "kill -9 test: {MESSAGES} messages, {kills} kills, {delivered_while_killing} deliveries while killing, {duplicates} duplicates"
+    );
+    assert!(
+        delivered_while_killing > 0,
+        "the kills interrupted flushes that were delivering"
+    );
+    assert!(
+        duplicates <= kills,
+        "at most one duplicate per kill (the 250-to-removal window)"
+    );
+}
