@@ -214,6 +214,36 @@ fn every_recipient_refused_is_unavailable_and_temporary_is_tempfail() {
     }
 }
 
+/// The reads in which MAIL, the RCPTs and DATA reached the server.
+fn transaction_reads(session: &Session) -> Vec<usize> {
+    session
+        .commands
+        .iter()
+        .filter(|c| {
+            ["MAIL", "RCPT", "DATA"]
+                .iter()
+                .any(|v| c.line.to_ascii_uppercase().starts_with(v))
+        })
+        .map(|c| c.read)
+        .collect()
+}
+
+#[test]
+fn pipelining_sends_the_envelope_in_one_round_trip() {
+    let server = submission();
+    let three = "a@example.com,b@example.com,c@example.com";
+    Mailsend::to(&server)
+        .args(["--to", three, "--body", "x"])
+        .run()
+        .expect(0);
+    let reads = transaction_reads(&only_session(&server));
+    assert_eq!(reads.len(), 5, "MAIL, 3 RCPT, DATA");
+    assert!(
+        reads.iter().all(|r| *r == reads[0]),
+        "one write, one round trip: {reads:?}"
+    );
+}
+
 #[test]
 fn without_pipelining_each_command_waits_for_its_reply() {
     let server = TestServer::start(with_auth(Behaviour {
@@ -227,6 +257,13 @@ fn without_pipelining_each_command_waits_for_its_reply() {
     let session = only_session(&server);
     assert!(session.violations.is_empty(), "{:?}", session.violations);
     assert_eq!(session.transactions[0].rcpt_to.len(), 2);
+    let reads = transaction_reads(&session);
+    let mut distinct = reads.clone();
+    distinct.dedup();
+    assert_eq!(
+        distinct, reads,
+        "each command in its own round trip: {reads:?}"
+    );
 }
 
 #[test]

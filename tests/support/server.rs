@@ -115,6 +115,10 @@ pub struct Command {
     pub line: String,
     /// TLS was up when the line arrived.
     pub tls: bool,
+    /// Which read from the socket brought it: lines with the same number
+    /// came in one read, i.e. the client did not wait for a reply between
+    /// them (PIPELINING).
+    pub read: usize,
 }
 
 /// Everything recorded about one connection.
@@ -370,6 +374,8 @@ struct Conn {
     stream: Stream,
     buf: Vec<u8>,
     pos: usize,
+    /// Reads that returned data so far.
+    reads: usize,
 }
 
 impl Conn {
@@ -380,6 +386,7 @@ impl Conn {
         let mut chunk = [0u8; 64 * 1024];
         let n = self.stream.read(&mut chunk)?;
         self.buf.extend_from_slice(&chunk[..n]);
+        self.reads += usize::from(n > 0);
         Ok(n)
     }
 
@@ -528,6 +535,7 @@ impl<'a> Smtp<'a> {
             stream: Stream::Tcp(tcp),
             buf: Vec::new(),
             pos: 0,
+            reads: 0,
         };
         let s = Session::default();
         Smtp {
@@ -564,6 +572,7 @@ impl<'a> Smtp<'a> {
             self.s.commands.push(Command {
                 line: line.clone(),
                 tls,
+                read: self.conn.reads,
             });
             self.publish();
         }
