@@ -350,18 +350,22 @@ mod tests {
         }
     }
 
+    /// The header lines every test message starts with.
+    const HEAD: &str = "From: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@example.com>\r\n\
+Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
+Message-ID: <fixed.1@example.com>\r\n\
+To: ops@example.net\r\n\
+Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
+MIME-Version: 1.0\r\n";
+
     fn text(d: &Draft) -> String {
         String::from_utf8(d.compose().unwrap().formatted()).unwrap()
     }
 
     #[test]
     fn plain_text_message_is_exact() {
-        let expected = "From: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@example.com>\r\n\
-Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
-Message-ID: <fixed.1@example.com>\r\n\
-To: ops@example.net\r\n\
-Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
-MIME-Version: 1.0\r\n\
+        let expected = HEAD.to_owned()
+            + "\
 Content-Type: text/plain; charset=utf-8\r\n\
 Content-Transfer-Encoding: 7bit\r\n\
 \r\n\
@@ -374,12 +378,8 @@ line two\r\n";
     fn text_and_html_are_alternative_parts() {
         let mut d = draft();
         d.html = Some("<p>hi</p>".into());
-        let expected = "From: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@example.com>\r\n\
-Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
-Message-ID: <fixed.1@example.com>\r\n\
-To: ops@example.net\r\n\
-Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
-MIME-Version: 1.0\r\n\
+        let expected = HEAD.to_owned()
+            + "\
 Content-Type: multipart/alternative; boundary=\"BOUNDARY-alt\"\r\n\
 \r\n\
 --BOUNDARY-alt\r\n\
@@ -406,12 +406,8 @@ Content-Transfer-Encoding: 7bit\r\n\
             content_type: ContentType::parse("application/pdf").unwrap(),
             bytes: vec![0, 159, 146, 150],
         });
-        let expected = "From: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zoe@example.com>\r\n\
-Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n\
-Message-ID: <fixed.1@example.com>\r\n\
-To: ops@example.net\r\n\
-Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
-MIME-Version: 1.0\r\n\
+        let expected = HEAD.to_owned()
+            + "\
 Content-Type: multipart/mixed; boundary=\"BOUNDARY-mixed\"\r\n\
 \r\n\
 --BOUNDARY-mixed\r\n\
