@@ -26,6 +26,12 @@ use crate::smtp::{SmtpError, Stage};
 /// Directories where distributions keep hashed (`c_rehash`) CA links.
 const CERT_DIRS: &[&str] = &["/etc/ssl/certs", "/etc/pki/tls/certs", "/etc/openssl/certs"];
 
+/// Bundles that distributions generate from those directories.
+const DISTRIBUTION_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
 /// A client TLS configuration: verification always on, TLS 1.2 or newer.
 pub struct TlsConfig {
     context: SslContext,
@@ -123,36 +129,71 @@ pub fn version(stream: &SslStream<TcpStream>) -> String {
     stream.ssl().version_str().to_owned()
 }
 
-/// Trusts the system's roots. When the user points OpenSSL elsewhere
-/// (`SSL_CERT_FILE`/`SSL_CERT_DIR`) or no hashed directory exists, this is
-/// OpenSSL's own default; otherwise roots are looked up in the hashed
-/// directory on demand, reading only the one or two files a chain needs.
+/// Trusts the system's roots, looked up on demand in a hashed directory
+/// (`SSL_CERT_DIR`'s, else the distribution's), reading only the one or two
+/// files a chain needs. `SSL_CERT_FILE` is loaded as well, unless it is the
+/// distribution bundle that such a directory already holds (many images
+/// export `SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt`). Without any
+/// hashed directory this is OpenSSL's own default.
 fn load_system_roots(builder: &mut SslContextBuilder) -> anyhow::Result<()> {
-    let user_chose =
-        std::env::var_os("SSL_CERT_FILE").is_some() || std::env::var_os("SSL_CERT_DIR").is_some();
-    match hashed_cert_dir().filter(|_| !user_chose) {
-        Some(dir) => {
-            let lookup = builder
-                .cert_store_mut()
-                .add_lookup(X509Lookup::hash_dir())?;
-            lookup.add_dir(&dir.to_string_lossy(), SslFiletype::PEM)?;
-        }
-        None => builder.set_default_verify_paths()?,
+    let dirs: Vec<PathBuf> = match std::env::var_os("SSL_CERT_DIR") {
+        Some(list) => std::env::split_paths(&list)
+            .filter(|d| has_hashed_links(d))
+            .collect(),
+        None => hashed_cert_dir().into_iter().collect(),
+    };
+    if dirs.is_empty() {
+        builder.set_default_verify_paths()?;
+        return Ok(());
+    }
+    for dir in &dirs {
+        let lookup = builder
+            .cert_store_mut()
+            .add_lookup(X509Lookup::hash_dir())?;
+        lookup.add_dir(&dir.to_string_lossy(), SslFiletype::PEM)?;
+    }
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from)
+        && !is_bundle_of(&file, &dirs)
+    {
+        // As OpenSSL does, a missing or unreadable SSL_CERT_FILE adds nothing.
+        let _ = builder.load_verify_locations(Some(&file), None);
     }
     Ok(())
 }
 
-/// The first known CA directory that holds hashed links (`1234abcd.0`).
-fn hashed_cert_dir() -> Option<PathBuf> {
-    CERT_DIRS.iter().map(PathBuf::from).find(|dir| {
-        std::fs::read_dir(dir).is_ok_and(|entries| {
-            entries.flatten().any(|e| {
-                let name = e.file_name();
-                let name = name.to_string_lossy();
-                name.len() == 10
-                    && name.ends_with(".0")
-                    && name[..8].bytes().all(|b| b.is_ascii_hexdigit())
-            })
+/// Whether `file` is a distribution's bundle generated from one of `dirs`
+/// (it lies in that directory): trusting the directory trusts the same roots.
+fn is_bundle_of(file: &Path, dirs: &[PathBuf]) -> bool {
+    let Ok(file) = std::fs::canonicalize(file) else {
+        return false;
+    };
+    let known = DISTRIBUTION_BUNDLES
+        .iter()
+        .filter_map(|b| std::fs::canonicalize(b).ok())
+        .any(|b| b == file);
+    known
+        && dirs
+            .iter()
+            .filter_map(|d| std::fs::canonicalize(d).ok())
+            .any(|d| file.parent() == Some(d.as_path()))
+}
+
+fn has_hashed_links(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.len() == 10
+                && name.ends_with(".0")
+                && name[..8].bytes().all(|b| b.is_ascii_hexdigit())
         })
     })
+}
+
+/// The first known CA directory that holds hashed links (`1234abcd.0`).
+fn hashed_cert_dir() -> Option<PathBuf> {
+    CERT_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .find(|dir| has_hashed_links(dir))
 }

@@ -5,6 +5,15 @@
 //! binary; the files then live under cargo's `CARGO_TARGET_TMPDIR`.
 
 use std::net::IpAddr;
+
+/// Where [`Pki::shared`] writes: cargo's `CARGO_TARGET_TMPDIR` in tests;
+/// `$SINK_DIR` or the system temp dir elsewhere (the benchmark's sink).
+fn scratch_dir() -> PathBuf {
+    match option_env!("CARGO_TARGET_TMPDIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("SINK_DIR").map_or_else(std::env::temp_dir, PathBuf::from),
+    }
+}
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -72,9 +81,7 @@ impl Pki {
         static PKI: OnceLock<Pki> = OnceLock::new();
         PKI.get_or_init(|| {
             // Statics are never dropped: sweep dirs left by earlier runs.
-            let tmp = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR"))
-                .into_iter()
-                .flatten();
+            let tmp = std::fs::read_dir(scratch_dir()).into_iter().flatten();
             for e in tmp
                 .flatten()
                 .filter(|e| e.file_name().to_string_lossy().starts_with("pki-"))
@@ -86,8 +93,8 @@ impl Pki {
             }
             let dir = tempfile::Builder::new()
                 .prefix("pki-")
-                .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-                .expect("create PKI dir in CARGO_TARGET_TMPDIR");
+                .tempdir_in(scratch_dir())
+                .expect("create PKI dir");
             Self::generate(dir)
         })
     }
