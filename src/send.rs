@@ -236,10 +236,22 @@ impl<'a> Transport<'a> {
         };
         let mut client = Client::connect(&endpoint)?;
         let tls = client.tls_version().map(str::to_owned);
-        if let Some((user, password)) = &self.credentials {
-            client.login(user, password)?;
-        }
-        let delivery = client.send(&outgoing.from, recipients, &outgoing.bytes)?;
+        let session = |client: &mut Client| {
+            client.check_size(outgoing.bytes.len())?;
+            if let Some((user, password)) = &self.credentials {
+                client.login(user, password)?;
+            }
+            client.send(&outgoing.from, recipients, &outgoing.bytes)
+        };
+        let delivery = match session(&mut client) {
+            Ok(delivery) => delivery,
+            Err(err) => {
+                if err.server_still_there() {
+                    client.quit();
+                }
+                return Err(err.into());
+            }
+        };
         let attempt = Attempt {
             accepted: delivery.accepted,
             rejected: delivery.rejected,

@@ -38,6 +38,7 @@ pub enum Stage {
     MailFrom,
     RcptTo,
     Data,
+    Message,
     EndOfData,
 }
 
@@ -53,6 +54,7 @@ impl fmt::Display for Stage {
             Stage::MailFrom => "MAIL FROM",
             Stage::RcptTo => "RCPT TO",
             Stage::Data => "DATA",
+            Stage::Message => "sending the message",
             Stage::EndOfData => "end of data",
         })
     }
@@ -158,6 +160,15 @@ pub enum SmtpError {
 }
 
 impl SmtpError {
+    /// The server is still talking to us (it refused something), so the
+    /// session can end with a polite QUIT.
+    pub fn server_still_there(&self) -> bool {
+        matches!(
+            self,
+            SmtpError::Refused { .. } | SmtpError::TooBig { .. } | SmtpError::NoAuth { .. }
+        )
+    }
+
     /// The exit code this failure means (PRODUCT.md's table).
     pub fn exit(&self) -> Exit {
         match self {
@@ -408,6 +419,18 @@ impl Client {
     /// One mail transaction. Every recipient gets its own reply; the
     /// message goes to those accepted. With PIPELINING, MAIL, every RCPT
     /// and DATA leave in one write.
+    /// Refuses, before anything is sent, a message larger than the SIZE the
+    /// server advertised (RFC 1870): the server would refuse it with 552.
+    pub fn check_size(&self, message_len: usize) -> Result<(), SmtpError> {
+        match self.caps.size {
+            Some(limit) if message_len as u64 > limit => Err(SmtpError::TooBig {
+                size: message_len,
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     pub fn send(
         &mut self,
         from: &str,
@@ -415,14 +438,7 @@ impl Client {
         message: &[u8],
     ) -> Result<Delivery, SmtpError> {
         let data = wire_data(message);
-        if let Some(limit) = self.caps.size
-            && data.len() as u64 > limit
-        {
-            return Err(SmtpError::TooBig {
-                size: data.len(),
-                limit,
-            });
-        }
+        self.check_size(data.len())?;
         let mut mail = format!("MAIL FROM:<{from}>");
         if self.caps.size.is_some() {
             mail.push_str(&format!(" SIZE={}", data.len()));
@@ -502,7 +518,7 @@ impl Client {
         }
         self.log_client(&format!("<{} bytes of message data>", message.len()));
         self.log_client(".");
-        self.write(Stage::EndOfData, &data)?;
+        self.write(Stage::Message, &data)?;
         let reply = self.expect(Stage::EndOfData, |r| r.code == 250)?;
         delivery.reply = Some(reply);
         Ok(delivery)

@@ -101,7 +101,13 @@ fn auth_rejected_is_noperm_with_server_text() {
         ..Behaviour::default()
     });
     send(&server, 77).error_mentions("535 5.7.8");
-    assert!(only_session(&server).transactions.is_empty());
+    let session = only_session(&server);
+    assert!(session.transactions.is_empty());
+    assert_eq!(
+        session.lines().last(),
+        Some(&"QUIT"),
+        "a refused session still ends politely"
+    );
 }
 
 #[test]
@@ -151,7 +157,10 @@ fn message_over_advertised_size_is_refused_locally() {
         .run()
         .expect(69);
     run.error_mentions("limit of 1000 bytes");
-    assert!(!only_session(&server).reached_data);
+    let session = only_session(&server);
+    assert!(!session.reached_data);
+    assert!(session.auth.is_none(), "checked before logging in");
+    assert_eq!(session.lines().last(), Some(&"QUIT"));
 }
 
 #[test]
