@@ -524,8 +524,10 @@ impl Client {
         Ok(delivery)
     }
 
-    /// Ends the session politely; errors no longer matter here.
+    /// Ends the session politely; errors no longer matter here, and a
+    /// server slow to say goodbye costs at most two seconds.
     pub fn quit(mut self) {
+        self.timeout = self.timeout.min(Duration::from_secs(2));
         if self.command(Stage::Ehlo, "QUIT").is_ok() {
             let _ = self.read_reply(Stage::Ehlo);
         }
