@@ -11,8 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use lettre::Message;
+use lettre::message::header::ContentTransferEncoding;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0};
-use lettre::message::{Mailbox, Mailboxes, MultiPart, SinglePart};
+use lettre::message::{Body, Mailbox, Mailboxes, MultiPart, SinglePart};
 
 use crate::exit::Failure;
 
@@ -291,9 +292,17 @@ impl Draft {
                 Content::Alternative(alt) => mixed.multipart(alt),
             };
             for a in &self.attachments {
+                // Always base64: lettre would send ASCII-only content as 7bit,
+                // and line endings in 7bit parts are rewritten to CRLF on the
+                // way; base64 keeps every attachment byte for byte.
+                let body =
+                    Body::new_with_encoding(a.bytes.clone(), ContentTransferEncoding::Base64)
+                        .map_err(|_| {
+                            Failure::data(format!("cannot encode attachment {}", a.filename))
+                        })?;
                 multi = multi.singlepart(
                     lettre::message::Attachment::new(a.filename.clone())
-                        .body(a.bytes.clone(), a.content_type.clone()),
+                        .body(body, a.content_type.clone()),
                 );
             }
             builder.multipart(multi)

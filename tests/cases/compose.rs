@@ -165,28 +165,45 @@ fn attachments_are_binary_exact_with_guessed_types_and_rfc2231_names() {
         "type guessed from the name"
     );
 
-    let boundary = {
-        let ct = header(&tx.data, "content-type").expect("ct");
-        ct.split("boundary=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .expect("boundary")
-            .to_owned()
-    };
+    let decoded = attachment(&tx.data, "filename=\"data.bin\"");
+    assert!(decoded == bytes, "attachment round-trips byte for byte");
+}
+
+/// The decoded content of the attachment part whose headers contain `marker`.
+fn attachment(message: &[u8], marker: &str) -> Vec<u8> {
+    let data = String::from_utf8_lossy(message);
+    let ct = header(message, "content-type").expect("content-type");
+    let boundary = ct
+        .split("boundary=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("boundary");
     let part = data
         .split(&format!("--{boundary}"))
-        .find(|p| p.contains("filename=\"data.bin\""))
-        .expect("data.bin part");
-    let encoded: String = part
-        .split("\r\n\r\n")
-        .nth(1)
-        .expect("part body")
-        .split_whitespace()
-        .collect();
-    let decoded = base64::engine::general_purpose::STANDARD
+        .find(|p| p.contains(marker))
+        .expect("attachment part");
+    let (head, body) = part.split_once("\r\n\r\n").expect("part body");
+    assert!(head.contains("Content-Transfer-Encoding: base64"), "{head}");
+    let encoded: String = body.split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .expect("base64");
-    assert!(decoded == bytes, "attachment round-trips byte for byte");
+        .expect("base64")
+}
+
+#[test]
+fn ascii_attachments_keep_their_line_endings() {
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    let lf = m.file("x.bin", "a\nb\n");
+    let mixed = m.file("table.csv", "a,b\n1,2\r\n3\rend");
+    m.args(["--to", "a@example.com", "--body", "x", "--attach"])
+        .args([&lf])
+        .args(["--attach"])
+        .args([&mixed]);
+    m.run().expect(0);
+    let tx = only_transaction(&server);
+    assert_eq!(attachment(&tx.data, "x.bin"), b"a\nb\n");
+    assert_eq!(attachment(&tx.data, "table.csv"), b"a,b\n1,2\r\n3\rend");
 }
 
 #[test]
