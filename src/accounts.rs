@@ -98,7 +98,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
         Failure::config(format!(
             "config file {}{line}: {}",
             path.display(),
-            e.message().trim().replace('\n', " ")
+            without_values(e.message())
         ))
     })?;
     if file.accounts.values().any(|a| a.password.is_some()) && path != Path::new("/dev/null") {
@@ -126,6 +126,21 @@ pub fn load(path: &Path) -> Result<Loaded> {
         path: path.to_path_buf(),
         file,
     })
+}
+
+/// A TOML error message on one line, without the offending value, which
+/// may be a password (`invalid type: integer `1234`, expected a string`).
+/// Key names (`unknown field `hots``) are kept.
+fn without_values(message: &str) -> String {
+    let message = message.trim().replace('\n', " ");
+    if !(message.starts_with("invalid type") || message.starts_with("invalid value")) {
+        return message;
+    }
+    let mut out = String::new();
+    for (i, part) in message.split('`').enumerate() {
+        out.push_str(if i % 2 == 1 { "…" } else { part });
+    }
+    out
 }
 
 /// A file that holds a secret must not be readable by group or others.
@@ -261,6 +276,13 @@ password_command = "pass show alerts"
             "{err}"
         );
         assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn type_errors_do_not_echo_the_value() {
+        let (_d, path) = write("[accounts.a]\npassword = 12345678\n", 0o600);
+        let err = load(&path).unwrap_err().to_string();
+        assert!(!err.contains("12345678") && err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -218,4 +218,9 @@ pub struct ServerArgs {
     /// Read settings from this .env file instead of ./.env
     #[arg(long, value_name = "PATH", help_heading = "Configuration")]
     pub env_file: Option<PathBuf>,
+
+    /// Ignore ./.env: sendmail mode runs in whatever directory its caller
+    /// (git, PHP, cron) happens to be in.
+    #[arg(skip)]
+    pub ignore_cwd_dotenv: bool,
 }

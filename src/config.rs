@@ -291,9 +291,10 @@ impl<E: Fn(&str) -> Option<String>> Layers<E> {
 /// Reads the `.env` file: `--env-file PATH` must exist (66); `./.env` is
 /// optional. Only `MAILSEND_*` keys are kept. A file holding a password
 /// must not be readable by others.
-fn read_dotenv(explicit: Option<&Path>) -> Result<(HashMap<String, String>, PathBuf)> {
-    let (path, required) = match explicit {
+fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, String>, PathBuf)> {
+    let (path, required) = match args.env_file.as_deref() {
         Some(p) => (p.to_path_buf(), true),
+        None if args.ignore_cwd_dotenv => return Ok((HashMap::new(), PathBuf::new())),
         None => (PathBuf::from(".env"), false),
     };
     let iter = match dotenvy::from_path_iter(&path) {
@@ -310,10 +311,20 @@ fn read_dotenv(explicit: Option<&Path>) -> Result<(HashMap<String, String>, Path
             .into());
         }
     };
+    if !required {
+        refuse_if_foreign(&path)?;
+    }
     let mut vars = HashMap::new();
     for item in iter {
+        // dotenvy's message quotes the whole line, which may hold a secret:
+        // name only the file and the line number.
         let (key, value) = item.map_err(|e| {
-            Failure::config(format!("cannot parse env file {}: {e}", path.display()))
+            let line = match &e {
+                dotenvy::Error::LineParse(text, _) => line_number(&path, text),
+                _ => None,
+            };
+            let at = line.map(|n| format!(", line {n}")).unwrap_or_default();
+            Failure::config(format!("cannot parse env file {}{at}", path.display()))
         })?;
         if key.starts_with("MAILSEND_") {
             vars.insert(key, value);
@@ -325,6 +336,38 @@ fn read_dotenv(explicit: Option<&Path>) -> Result<(HashMap<String, String>, Path
         accounts::refuse_if_shared(&path, "holds MAILSEND_PASSWORD")?;
     }
     Ok((vars, path))
+}
+
+/// `./.env` comes from whatever directory mailsend runs in: it could name
+/// another server and CA, or a password command. Read it only when it is
+/// the user's own and nobody else can write it.
+fn refuse_if_foreign(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Failure::no_input(format!(
+            "cannot read env file {}: {}",
+            path.display(),
+            e.kind()
+        ))
+    })?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(Failure::config(format!(
+            "not reading {}: it belongs to another user or others can write it",
+            path.display()
+        ))
+        .with_hint("remove it, make it yours with mode 600, or name a file with --env-file")
+        .into());
+    }
+    Ok(())
+}
+
+/// The line number of the first line of `text` in the file at `path`.
+fn line_number(path: &Path, text: &str) -> Option<usize> {
+    let first = text.lines().next()?;
+    let content = std::fs::read_to_string(path).ok()?;
+    content.lines().position(|l| l == first).map(|i| i + 1)
 }
 
 fn io_reason(e: &dotenvy::Error) -> String {
@@ -347,7 +390,7 @@ impl Settings {
         sender: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Settings> {
-        let (dotenv, dotenv_path) = read_dotenv(args.env_file.as_deref())?;
+        let (dotenv, dotenv_path) = read_dotenv(args)?;
         let mut layers = Layers {
             env,
             dotenv,

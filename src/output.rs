@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -137,7 +138,7 @@ pub fn log(target: &str, account: Option<&str>, outgoing: &Outgoing, report: &Re
         ),
     };
     let line = format!(
-        "account={} from={} to={} size={size} message_id={} {outcome}",
+        "account={} from={} to={} size={size} message_id={:?} {outcome}",
         account.unwrap_or("-"),
         report.from,
         recipients.join(","),
@@ -154,6 +155,7 @@ pub fn log(target: &str, account: Option<&str>, outgoing: &Outgoing, report: &Re
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(target)
         .and_then(|mut f| f.write_all(stamped.as_bytes()));
     if let Err(e) = written {

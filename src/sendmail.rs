@@ -113,6 +113,7 @@ pub fn run(args: &[String]) -> Result<Exit> {
     let server = ServerArgs {
         config: opts.config.clone(),
         account: opts.account.clone(),
+        ignore_cwd_dotenv: true,
         ..ServerArgs::default()
     };
     let settings = Settings::resolve(&server, qualified_sender)?;

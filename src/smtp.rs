@@ -269,16 +269,59 @@ impl Capabilities {
     }
 }
 
+/// A TCP stream whose reads all end by one deadline, however the server
+/// trickles its bytes: each read waits only for the time that is left.
+/// Writes are bounded per call by the socket's write timeout instead, so a
+/// large message on a slow link is not cut off while it makes progress.
+pub struct Timed {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl Timed {
+    pub fn new(tcp: TcpStream, timeout: Duration) -> Timed {
+        Timed {
+            tcp,
+            deadline: Instant::now() + timeout,
+        }
+    }
+
+    fn restart(&mut self, timeout: Duration) {
+        self.deadline = Instant::now() + timeout;
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.tcp.set_read_timeout(Some(left))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<SslStream<TcpStream>>),
+    Plain(Timed),
+    Tls(Box<SslStream<Timed>>),
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
+    fn timed(&mut self) -> &mut Timed {
         match self {
             Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref(),
+            Stream::Tls(s) => s.get_mut(),
         }
     }
 }
@@ -327,6 +370,9 @@ pub struct Client {
     verbose: bool,
     helo: String,
     tls_version: Option<String>,
+    /// Strings that must never be shown, should the server echo them
+    /// (some servers quote the AUTH command in their error reply).
+    redact: Vec<String>,
 }
 
 impl Client {
@@ -340,6 +386,7 @@ impl Client {
             Err(_) => "localhost".into(),
         };
         let tls_config = || ep.tls.expect("a TLS mode has a TLS configuration");
+        let tcp = Timed::new(tcp, ep.timeout);
         let (stream, tls_version) = match ep.mode {
             TlsMode::Implicit => {
                 let s = tls_config().connect(ep.host, tcp, ep.timeout)?;
@@ -355,6 +402,7 @@ impl Client {
             verbose: ep.verbose,
             helo,
             tls_version,
+            redact: Vec::new(),
         };
         client.log_tls();
         client.expect(Stage::Greeting, |r| r.code == 220)?;
@@ -373,9 +421,10 @@ impl Client {
                     detail: "data sent before the TLS handshake".into(),
                 });
             }
-            let Stream::Plain(tcp) = client.reader.into_inner() else {
+            let Stream::Plain(mut tcp) = client.reader.into_inner() else {
                 unreachable!("STARTTLS is only sent on a plain stream")
             };
+            tcp.restart(ep.timeout);
             let s = tls_config().connect(ep.host, tcp, ep.timeout)?;
             client.tls_version = Some(tls::version(&s));
             client.reader = BufReader::with_capacity(8192, Stream::Tls(Box::new(s)));
@@ -398,8 +447,13 @@ impl Client {
             "credentials are only sent under TLS"
         );
         let offers = |m: &str| self.caps.auth.iter().any(|a| a == m);
+        let token = BASE64.encode(format!("\0{user}\0{}", password.expose()));
+        self.redact = vec![
+            token.clone(),
+            BASE64.encode(password.expose()),
+            password.expose().to_owned(),
+        ];
         if offers("PLAIN") {
-            let token = BASE64.encode(format!("\0{user}\0{}", password.expose()));
             self.secret_command(&format!("AUTH PLAIN {token}"), "AUTH PLAIN <redacted>")?;
         } else if offers("LOGIN") {
             self.command(Stage::Auth, "AUTH LOGIN")?;
@@ -594,22 +648,10 @@ impl Client {
 
     /// Reads one (possibly multi-line) reply, all of it within the timeout.
     fn read_reply(&mut self, stage: Stage) -> Result<Reply, SmtpError> {
-        let deadline = Instant::now() + self.timeout;
+        self.reader.get_mut().timed().restart(self.timeout);
         let mut lines = Vec::new();
         let mut code = None;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(SmtpError::Timeout {
-                    stage,
-                    after: self.timeout,
-                });
-            }
-            self.reader
-                .get_ref()
-                .tcp()
-                .set_read_timeout(Some(remaining))
-                .map_err(|e| SmtpError::from_io(stage, &e, self.timeout))?;
             let mut raw = Vec::new();
             let n = (&mut self.reader)
                 .take(MAX_LINE)
@@ -618,8 +660,13 @@ impl Client {
             if n == 0 {
                 return Err(SmtpError::Closed { stage });
             }
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\r', '\n']);
+            let mut line = String::from_utf8_lossy(&raw)
+                .trim_end_matches(['\r', '\n'])
+                .to_owned();
+            for secret in self.redact.iter().filter(|s| !s.is_empty()) {
+                line = line.replace(secret.as_str(), "<redacted>");
+            }
+            let line = line.as_str();
             self.log_server(line);
             let bad = |detail: String| SmtpError::Protocol { stage, detail };
             let this_code = line

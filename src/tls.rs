@@ -8,7 +8,8 @@
 //! start (~85 ms of CPU measured here); we look roots up lazily in the
 //! hashed certificate directory instead, which trusts the same roots.
 
-use std::net::{IpAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,12 +69,12 @@ impl TlsConfig {
 
     /// Performs the handshake over `tcp` (whose timeouts bound it) and
     /// checks the certificate chain and that it names `host`.
-    pub fn connect(
+    pub fn connect<S: Read + Write>(
         &self,
         host: &str,
-        tcp: TcpStream,
+        tcp: S,
         timeout: Duration,
-    ) -> Result<SslStream<TcpStream>, SmtpError> {
+    ) -> Result<SslStream<S>, SmtpError> {
         let setup = |e: openssl::error::ErrorStack| SmtpError::Tls {
             host: host.to_owned(),
             reason: e.to_string(),
@@ -125,7 +126,7 @@ impl TlsConfig {
 }
 
 /// The negotiated protocol, e.g. `TLSv1.3`.
-pub fn version(stream: &SslStream<TcpStream>) -> String {
+pub fn version<S>(stream: &SslStream<S>) -> String {
     stream.ssl().version_str().to_owned()
 }
 

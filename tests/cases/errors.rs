@@ -73,6 +73,26 @@ fn silent_server_costs_at_most_the_timeout() {
 }
 
 #[test]
+fn a_trickling_server_cannot_stretch_the_timeout() {
+    let server = TestServer::start(Behaviour {
+        trickle_greeting: Some(Duration::from_millis(300)),
+        ..Behaviour::default()
+    });
+    let started = Instant::now();
+    let run = Mailsend::to(&server)
+        .args(["--timeout", "1s", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(75);
+    // The whole greeting would take ~8 s; each byte arrives well within 1 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    run.error_mentions("no answer from the server within 1s (greeting)");
+}
+
+#[test]
 fn server_that_stops_answering_after_data_times_out() {
     let server = TestServer::start(with_auth(Behaviour {
         delay_reply_after: Some(".".into()),

@@ -180,3 +180,49 @@ fn account_settings_send_without_any_environment() {
     assert!(session.authenticated);
     assert_eq!(session.transactions[0].mail_from, USER);
 }
+
+#[test]
+fn a_dotenv_others_can_write_is_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut m = Mailsend::bare();
+    let path = m.file(
+        ".env",
+        "MAILSEND_HOST=attacker.example.com\nMAILSEND_PASSWORD_COMMAND=touch pwned\n",
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let run = m
+        .args(["--from", USER, "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78);
+    run.error_mentions("not reading .env");
+    assert!(!m.path().join("pwned").exists());
+}
+
+#[test]
+fn a_malformed_dotenv_line_is_named_not_quoted() {
+    let mut m = Mailsend::bare();
+    m.private_file(
+        ".env",
+        format!("MAILSEND_HOST=h.example.com\nMAILSEND_PASSWORD=\"{PASSWORD}\n"),
+    );
+    let run = m
+        .args(["--from", USER, "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78);
+    run.error_mentions("cannot parse env file .env, line 2");
+}
+
+#[test]
+fn sendmail_mode_ignores_the_callers_dotenv() {
+    let server = submission();
+    let mut m = Mailsend::sendmail(&server);
+    m.private_file(
+        ".env",
+        "MAILSEND_HOST=elsewhere.example.com\nMAILSEND_PORT=1\n",
+    );
+    m.args(["-i", "x@example.com"])
+        .stdin("Subject: x\n\nx\n")
+        .run()
+        .expect(0);
+    assert!(only_session(&server).authenticated);
+}

@@ -68,6 +68,12 @@ pub struct Behaviour {
     /// apply to the first n sessions only; later ones behave normally, as a
     /// server does once it recovers.
     pub fault_sessions: Option<usize>,
+    /// Some(d): send the greeting one byte every `d`, as a stalling server
+    /// (or a tarpit) would.
+    pub trickle_greeting: Option<Duration>,
+    /// Refuse AUTH with a 501 that quotes the client's command, as some
+    /// servers do (the quote holds the credentials).
+    pub echo_auth: bool,
 }
 
 impl Behaviour {
@@ -82,6 +88,7 @@ impl Behaviour {
             data_reply: None,
             drop_during_data: false,
             delay_reply_after: None,
+            trickle_greeting: None,
             ..self.clone()
         }
     }
@@ -105,6 +112,8 @@ impl Default for Behaviour {
             drop_during_data: false,
             delay_reply_after: None,
             fault_sessions: None,
+            trickle_greeting: None,
+            echo_auth: false,
         }
     }
 }
@@ -612,7 +621,22 @@ impl<'a> Smtp<'a> {
         if self.b.security == Security::ImplicitTls {
             self.start_tls()?;
         }
-        self.send(&self.b.greeting.clone())?;
+        if let Some(pause) = self.b.trickle_greeting {
+            for byte in format!("{}\r\n", self.b.greeting).bytes() {
+                std::thread::sleep(pause);
+                if self
+                    .conn
+                    .stream
+                    .write_all(&[byte])
+                    .and_then(|()| self.conn.stream.flush())
+                    .is_err()
+                {
+                    return Ok(()); // the client gave up, as it should
+                }
+            }
+        } else {
+            self.send(&self.b.greeting.clone())?;
+        }
         if !self.b.greeting.starts_with("220") {
             return Ok(());
         }
@@ -767,6 +791,9 @@ impl<'a> Smtp<'a> {
         let Some(creds) = creds else {
             return self.send("501 5.5.2 Error: invalid base64 or SASL response");
         };
+        if self.b.echo_auth {
+            return self.send(&format!("501 5.5.2 syntax error in AUTH {mech} {initial}"));
+        }
         let ok = creds == (user, pass);
         self.s.auth = Some(creds);
         if ok {
