@@ -134,17 +134,21 @@ pub fn run(args: &[String]) -> Result<Exit> {
         Some(f) => Some(message::parse_mailbox("the account's from", f)?),
         None => None,
     };
-    let envelope_from = match (qualified_sender, &account_from) {
-        (Some(s), _) => message::parse_mailbox("-f", s)?.email.to_string(),
-        (None, Some(m)) => m.email.to_string(),
-        (None, None) => {
-            return Err(Failure::config("no sender address for sendmail mode")
-                .with_hint(
-                    "set `from` in the config file account or MAILSEND_FROM, or pass -f ADDR",
-                )
-                .into());
-        }
+    let sender_mailbox = match qualified_sender {
+        Some(s) => Some(message::parse_mailbox("-f", s)?),
+        None => None,
     };
+    // The address a From header is qualified with: the account's, else -f's.
+    let Some(from_mailbox) = account_from.or_else(|| sender_mailbox.clone()) else {
+        return Err(Failure::config("no sender address for sendmail mode")
+            .with_hint("set `from` in the config file account or MAILSEND_FROM, or pass -f ADDR")
+            .into());
+    };
+    let envelope_from = sender_mailbox
+        .as_ref()
+        .unwrap_or(&from_mailbox)
+        .email
+        .to_string();
 
     let mut recipients = Vec::new();
     let arg_recipients: Vec<&str> = opts
@@ -184,13 +188,11 @@ pub fn run(args: &[String]) -> Result<Exit> {
 
     draft.remove("bcc");
     draft.remove("resent-bcc");
-    if let Some(account_from) = &account_from {
-        draft.fix_from(
-            settings.set_from_header,
-            account_from,
-            opts.full_name.as_deref(),
-        )?;
-    }
+    draft.fix_from(
+        settings.set_from_header,
+        &from_mailbox,
+        opts.full_name.as_deref(),
+    )?;
     if draft.values("date").is_empty() {
         draft.add(&format_header(header::Date::new(SystemTime::now())));
     }
@@ -219,9 +221,9 @@ pub fn run(args: &[String]) -> Result<Exit> {
 /// (`root`) that the aliases table maps, falling back to its `default`.
 fn resolve_recipient(item: &str, aliases: &BTreeMap<String, String>) -> Result<Vec<String>> {
     let (bare, _) = strip_comments(item);
-    let bare = bare.trim();
-    if bare.is_empty() || bare.ends_with(":;") {
-        return Ok(vec![]); // an empty group such as `undisclosed-recipients:;`
+    let bare = without_group_syntax(&bare);
+    if bare.is_empty() {
+        return Ok(vec![]); // e.g. the empty group `undisclosed-recipients:;`
     }
     if bare.contains('@') {
         let mailbox = message::parse_mailbox("recipient", bare)?;
@@ -243,6 +245,42 @@ fn resolve_recipient(item: &str, aliases: &BTreeMap<String, String>) -> Result<V
         out.push(message::parse_mailbox("alias", item)?.email.to_string());
     }
     Ok(out)
+}
+
+/// One item of a list, without RFC 5322 group syntax around it: the
+/// `team:` label before a group's first member and the `;` after its last.
+fn without_group_syntax(item: &str) -> &str {
+    let item = item.trim().trim_end_matches(';').trim_end();
+    match find_unquoted(item, ':') {
+        Some(colon) if !item[..colon].contains(['<', '@']) => item[colon + 1..].trim(),
+        _ => item,
+    }
+}
+
+/// The byte index of the first `wanted` outside a quoted string.
+fn find_unquoted(text: &str, wanted: char) -> Option<usize> {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            _ if c == wanted && !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The byte index of the last `wanted` outside a quoted string.
+fn rfind_unquoted(text: &str, wanted: char) -> Option<usize> {
+    let mut found = None;
+    let mut rest = 0;
+    while let Some(i) = find_unquoted(&text[rest..], wanted) {
+        found = Some(rest + i);
+        rest += i + wanted.len_utf8();
+    }
+    found
 }
 
 fn dedup_ignore_case(list: &mut Vec<String>) {
@@ -311,18 +349,21 @@ fn format_header<H: header::Header>(h: H) -> String {
     headers.to_string()
 }
 
-/// The message as read: header fields kept line for line, so that what
-/// mailsend does not need to change goes out exactly as it came in.
+/// The message as read: header fields kept line for line, byte for byte,
+/// so that what mailsend does not need to change goes out exactly as it
+/// came in.
 struct RawMessage {
     /// Each field with its continuation lines, CRLF-terminated.
-    fields: Vec<String>,
+    fields: Vec<Vec<u8>>,
     body: Vec<u8>,
 }
 
 impl RawMessage {
     /// Splits `input` into header fields and body. Lines may end in LF or
     /// CRLF; a leading mbox `From ` line is dropped; without `ignore_dots`
-    /// a line holding only `.` ends the message, as in sendmail.
+    /// a line holding only `.` ends the message, as in sendmail. A bare CR
+    /// inside the header block becomes a space: the wire turns it into a
+    /// line break, and so it could start a header (a `Bcc:`) unseen here.
     fn parse(input: &[u8], ignore_dots: bool) -> RawMessage {
         let mut lines: Vec<&[u8]> = input
             .split_inclusive(|b| *b == b'\n')
@@ -335,21 +376,25 @@ impl RawMessage {
         if !ignore_dots && let Some(end) = lines.iter().position(|l| *l == b".") {
             lines.truncate(end);
         }
-        let mut fields: Vec<String> = Vec::new();
+        let mut fields: Vec<Vec<u8>> = Vec::new();
         let mut rest = lines.as_slice();
         while let Some((line, tail)) = rest.split_first() {
-            let text = String::from_utf8_lossy(line);
             if line.is_empty() {
                 rest = tail;
                 break;
             }
+            let mut clean: Vec<u8> = line
+                .iter()
+                .map(|&b| if b == b'\r' { b' ' } else { b })
+                .collect();
+            clean.extend_from_slice(b"\r\n");
             if line[0] == b' ' || line[0] == b'\t' {
                 match fields.last_mut() {
-                    Some(field) => field.push_str(&format!("{text}\r\n")),
+                    Some(field) => field.extend_from_slice(&clean),
                     None => break,
                 }
             } else if is_field_start(line) {
-                fields.push(format!("{text}\r\n"));
+                fields.push(clean);
             } else {
                 break; // not a header: the body starts here
             }
@@ -367,93 +412,108 @@ impl RawMessage {
         self.body.iter().all(u8::is_ascii_whitespace)
     }
 
+    /// The field's name and unfolded value, as text for parsing.
+    fn split(field: &[u8]) -> Option<(String, String)> {
+        let text = String::from_utf8_lossy(field);
+        let (name, value) = text.split_once(':')?;
+        Some((
+            name.trim().to_ascii_lowercase(),
+            value.replace("\r\n", "").trim().to_owned(),
+        ))
+    }
+
     /// Unfolded values of every field called `name` (case-insensitive).
     fn values(&self, name: &str) -> Vec<String> {
         self.fields
             .iter()
-            .filter_map(|f| {
-                let (n, v) = f.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.replace("\r\n", "").trim().to_owned())
-            })
+            .filter_map(|f| Self::split(f))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
             .collect()
     }
 
     fn remove(&mut self, name: &str) {
-        self.fields.retain(|f| {
-            !f.split_once(':')
-                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        });
+        self.fields
+            .retain(|f| !Self::split(f).is_some_and(|(n, _)| n.eq_ignore_ascii_case(name)));
     }
 
     fn add(&mut self, field: &str) {
-        self.fields.push(field.to_owned());
+        self.fields.push(field.as_bytes().to_vec());
     }
 
     /// Applies the From policy: a missing From is added and one whose
-    /// address has no domain (`root (Cron Daemon)`) is rewritten to the
-    /// account's address, keeping its display name; `always` rewrites any.
+    /// address has no domain (`root (Cron Daemon)`) is rewritten to
+    /// `sender`'s address, keeping its display name as written (encoded
+    /// words and quotes included); `always` rewrites any.
     fn fix_from(
         &mut self,
         policy: FromPolicy,
-        account: &Mailbox,
+        sender: &Mailbox,
         full_name: Option<&str>,
     ) -> Result<()> {
         if policy == FromPolicy::Never {
             return Ok(());
         }
         let current = self.values("from");
-        let (needs, name) = match current.first() {
+        let (needs, kept) = match current.first() {
             None => (true, None),
             Some(value) => {
                 let (bare, comment) = strip_comments(value);
-                let qualified = bare.contains('@');
-                let phrase = bare
-                    .split('<')
-                    .next()
-                    .filter(|_| bare.contains('<'))
-                    .map(|p| p.trim().trim_matches('"'));
-                let name = phrase
+                let phrase = rfind_unquoted(&bare, '<').map(|at| bare[..at].trim().to_owned());
+                let kept = phrase
                     .filter(|p| !p.is_empty())
-                    .map(str::to_owned)
-                    .or(comment);
-                (policy == FromPolicy::Always || !qualified, name)
+                    .or_else(|| comment.map(|c| quoted(&c)));
+                (policy == FromPolicy::Always || !bare.contains('@'), kept)
             }
         };
         if !needs {
             return Ok(());
         }
-        let name = name
-            .or_else(|| full_name.map(str::to_owned))
-            .filter(|n| !n.trim().is_empty())
-            .or_else(|| account.name.clone());
-        message::check_header_text("the From display name", name.as_deref().unwrap_or_default())?;
+        let field = match kept {
+            // Already in header syntax, from a header line: kept verbatim.
+            Some(raw) if raw.is_ascii() => format!("From: {raw} <{}>\r\n", sender.email),
+            other => {
+                let name = other
+                    .map(|n| n.trim_matches('"').to_owned())
+                    .or_else(|| full_name.map(str::to_owned))
+                    .filter(|n| !n.trim().is_empty())
+                    .or_else(|| sender.name.clone());
+                message::check_header_text(
+                    "the From display name",
+                    name.as_deref().unwrap_or_default(),
+                )?;
+                let mailbox = Mailbox::new(name, sender.email.clone());
+                format_header(header::From::from(lettre::message::Mailboxes::from(
+                    mailbox,
+                )))
+            }
+        };
         self.remove("from");
-        let mailbox = Mailbox::new(name, account.email.clone());
-        self.fields.insert(
-            0,
-            format_header(header::From::from(lettre::message::Mailboxes::from(
-                mailbox,
-            ))),
-        );
+        self.fields.insert(0, field.into_bytes());
         Ok(())
     }
 
     fn into_bytes(self) -> Vec<u8> {
-        let mut out: Vec<u8> = self.fields.concat().into_bytes();
+        let mut out: Vec<u8> = self.fields.concat();
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&self.body);
         out
     }
 }
 
-/// `Name:` at the start of a line, with a valid RFC 5322 field name.
+/// `text` as an RFC 5322 quoted string.
+fn quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `Name:` at the start of a line, with a valid RFC 5322 field name;
+/// white space before the colon is the obsolete but legal `Bcc : x` form.
 fn is_field_start(line: &[u8]) -> bool {
-    match line.iter().position(|b| *b == b':') {
-        Some(0) | None => false,
-        Some(colon) => line[..colon].iter().all(|b| (33..=126).contains(b)),
-    }
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    let name = line[..colon].trim_ascii_end();
+    !name.is_empty() && name.iter().all(|b| (33..=126).contains(b))
 }
 
 #[cfg(test)]
@@ -463,17 +523,61 @@ mod tests {
     #[test]
     fn parses_lf_input_and_keeps_fields_exact() {
         let m = RawMessage::parse(
-            b"From root  Mon Jan 1\nSubject: a\n  folded\nTo: x@example.com\n\nbody\n.\nafter\n",
+            b"From root  Mon Jan 1\nSubject: caf\xe9\n  folded\nTo: x@example.com\n\nbody\n.\nafter\n",
             false,
         );
         assert_eq!(
             m.fields,
-            ["Subject: a\r\n  folded\r\n", "To: x@example.com\r\n"]
+            [
+                b"Subject: caf\xe9\r\n  folded\r\n".to_vec(),
+                b"To: x@example.com\r\n".to_vec()
+            ]
         );
         assert_eq!(m.body, b"body\r\n");
-        assert_eq!(m.values("subject"), ["a  folded"]);
+        assert_eq!(m.values("to"), ["x@example.com"]);
         let m = RawMessage::parse(b"Subject: a\r\n\r\nbody\r\n.\r\nafter", true);
         assert_eq!(m.body, b"body\r\n.\r\nafter\r\n");
+    }
+
+    #[test]
+    fn no_header_can_hide_from_bcc_removal() {
+        let mut m = RawMessage::parse(
+            b"To: a@example.com\nSubject: hi\rBcc: s@example.org\nBcc : t@example.org\n\nx\n",
+            true,
+        );
+        m.remove("bcc");
+        let out = m.into_bytes();
+        assert_eq!(
+            out,
+            b"To: a@example.com\r\nSubject: hi Bcc: s@example.org\r\n\r\nx\r\n"
+        );
+        assert_eq!(
+            crate::smtp::wire_data(&out)
+                .windows(5)
+                .filter(|w| w.eq_ignore_ascii_case(b"\nbcc"))
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn display_names_are_kept_as_written() {
+        let sender: Mailbox = "server@example.com".parse().unwrap();
+        for (from, expected) in [
+            (
+                "=?UTF-8?B?WsO2ZQ==?= <root>",
+                "=?UTF-8?B?WsO2ZQ==?= <server@example.com>",
+            ),
+            ("\"Doe, <J>\" <root>", "\"Doe, <J>\" <server@example.com>"),
+            (
+                "root (Cron \"Daemon\")",
+                "\"Cron \\\"Daemon\\\"\" <server@example.com>",
+            ),
+        ] {
+            let mut m = RawMessage::parse(format!("From: {from}\n\nx\n").as_bytes(), false);
+            m.fix_from(FromPolicy::Auto, &sender, None).unwrap();
+            assert_eq!(m.values("from"), [expected]);
+        }
     }
 
     #[test]

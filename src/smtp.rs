@@ -153,6 +153,11 @@ pub enum SmtpError {
     Untrusted { host: String, reason: String },
     #[error("TLS with {host} failed: {reason}")]
     Tls { host: String, reason: String },
+    #[error("the server does not offer {name}, and {why}")]
+    MissingExtension {
+        name: &'static str,
+        why: &'static str,
+    },
     #[error("message is {size} bytes, over the server's limit of {limit} bytes")]
     TooBig { size: usize, limit: u64 },
     #[error("server broke the protocol ({stage}): {detail}")]
@@ -165,7 +170,10 @@ impl SmtpError {
     pub fn server_still_there(&self) -> bool {
         matches!(
             self,
-            SmtpError::Refused { .. } | SmtpError::TooBig { .. } | SmtpError::NoAuth { .. }
+            SmtpError::Refused { .. }
+                | SmtpError::TooBig { .. }
+                | SmtpError::NoAuth { .. }
+                | SmtpError::MissingExtension { .. }
         )
     }
 
@@ -192,6 +200,7 @@ impl SmtpError {
             SmtpError::Refused { .. } | SmtpError::TooBig { .. } => Exit::Unavailable,
             SmtpError::NoStartTls { .. }
             | SmtpError::NoAuth { .. }
+            | SmtpError::MissingExtension { .. }
             | SmtpError::Tls { .. }
             | SmtpError::Protocol { .. } => Exit::Protocol,
             SmtpError::Untrusted { .. } => Exit::NoPerm,
@@ -261,7 +270,13 @@ impl Capabilities {
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "8BITMIME" => caps.eightbitmime = true,
                 "SIZE" => caps.size = words.next().and_then(|n| n.parse().ok()).filter(|n| *n > 0),
-                "AUTH" => caps.auth = words.map(str::to_ascii_uppercase).collect(),
+                "AUTH" => caps.auth.extend(words.map(str::to_ascii_uppercase)),
+                // The pre-RFC 4954 form some old servers still send.
+                k if k.starts_with("AUTH=") => caps.auth.extend(
+                    std::iter::once(&k[5..])
+                        .chain(words)
+                        .map(str::to_ascii_uppercase),
+                ),
                 _ => {}
             }
         }
@@ -491,19 +506,35 @@ impl Client {
         recipients: &[String],
         message: &[u8],
     ) -> Result<Delivery, SmtpError> {
-        let data = wire_data(message);
-        self.check_size(data.len())?;
+        self.check_size(message.len())?;
         let mut mail = format!("MAIL FROM:<{from}>");
         if self.caps.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", data.len()));
+            mail.push_str(&format!(" SIZE={}", message.len()));
         }
-        if self.caps.eightbitmime && !message.is_ascii() {
+        let utf8_envelope = !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        if utf8_envelope && !self.caps.smtputf8 {
+            return Err(SmtpError::MissingExtension {
+                name: "SMTPUTF8",
+                why: "an address is not ASCII",
+            });
+        }
+        if !message.is_ascii() {
+            if !self.caps.eightbitmime {
+                return Err(SmtpError::MissingExtension {
+                    name: "8BITMIME",
+                    why: "the message has 8-bit data",
+                });
+            }
             mail.push_str(" BODY=8BITMIME");
         }
-        let needs_utf8 = !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
-        if needs_utf8 && self.caps.smtputf8 {
+        let head_end = message
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(message.len());
+        if utf8_envelope || (self.caps.smtputf8 && !message[..head_end].is_ascii()) {
             mail.push_str(" SMTPUTF8");
         }
+        let data = wire_data(message);
         let rcpts: Vec<String> = recipients
             .iter()
             .map(|r| format!("RCPT TO:<{r}>"))

@@ -448,3 +448,22 @@ fn at_a_terminal_the_body_is_typed_and_ends_at_ctrl_d() {
         "typed body sent: {screen}"
     );
 }
+
+#[test]
+fn a_utf8_address_needs_smtputf8() {
+    let old = TestServer::start(with_auth(Behaviour {
+        seven_bit_only: true,
+        ..Behaviour::default()
+    }));
+    Mailsend::to(&old)
+        .args(["--to", "zoë@example.com", "--body", "x"])
+        .run()
+        .expect(76)
+        .error_mentions("SMTPUTF8");
+    let new = submission();
+    Mailsend::to(&new)
+        .args(["--to", "zoë@example.com", "--body", "x"])
+        .run()
+        .expect(0);
+    assert!(only_transaction(&new).mail_params.contains("SMTPUTF8"));
+}

@@ -347,3 +347,45 @@ fn skip_empty_from_the_account() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(server.sessions().is_empty());
 }
+
+#[test]
+fn group_syntax_and_a_from_made_from_dash_f() {
+    // A local relay account with no `from` and no user: From comes from -f.
+    let server = TestServer::start(Behaviour {
+        security: crate::support::server::Security::Plain,
+        ..Behaviour::default()
+    });
+    let mut m = Mailsend::sendmail(&server);
+    m.config(&format!(
+        "[accounts.relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        server.port()
+    ));
+    m.args(["-t", "-i", "-f", "ops@example.com", "-F", "Ops Team"])
+        .stdin(
+            "To: team: a@example.com, b@example.com;, undisclosed-recipients:;\nSubject: g\n\nx\n",
+        )
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert_eq!(tx.rcpt_to, ["a@example.com", "b@example.com"]);
+    assert_eq!(tx.mail_from, "ops@example.com");
+    assert_eq!(
+        header(&tx.data, "from").as_deref(),
+        Some("\"Ops Team\" <ops@example.com>")
+    );
+}
+
+#[test]
+fn eight_bit_data_needs_a_server_that_takes_it() {
+    let server = TestServer::start(with_auth(Behaviour {
+        seven_bit_only: true,
+        ..Behaviour::default()
+    }));
+    let run = Mailsend::sendmail(&server)
+        .args(["-i", "x@example.com"])
+        .stdin("Subject: s\n\nGrüße\n")
+        .run()
+        .expect(76);
+    run.error_mentions("does not offer 8BITMIME");
+    assert!(only_session(&server).transactions.is_empty());
+}

@@ -74,6 +74,8 @@ pub struct Behaviour {
     /// Refuse AUTH with a 501 that quotes the client's command, as some
     /// servers do (the quote holds the credentials).
     pub echo_auth: bool,
+    /// Advertise neither 8BITMIME nor SMTPUTF8, as an old server would.
+    pub seven_bit_only: bool,
 }
 
 impl Behaviour {
@@ -114,6 +116,7 @@ impl Default for Behaviour {
             fault_sessions: None,
             trickle_greeting: None,
             echo_auth: false,
+            seven_bit_only: false,
         }
     }
 }
@@ -684,7 +687,9 @@ impl<'a> Smtp<'a> {
                 ext.extend(starttls.then(|| "STARTTLS".into()));
                 let auth = b.auth.is_some() && self.auth_allowed();
                 ext.extend(auth.then(|| "AUTH PLAIN LOGIN".into()));
-                ext.extend(["8BITMIME".into(), "SMTPUTF8".into()]);
+                if !self.b.seven_bit_only {
+                    ext.extend(["8BITMIME".into(), "SMTPUTF8".into()]);
+                }
                 let last = ext.len() - 1;
                 let lines: Vec<_> = ext
                     .iter()
