@@ -608,13 +608,15 @@ pub fn show(args: &ServerArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// `30s`, `500ms`, `2m`, `5d`, or a bare number of seconds.
+/// `30s`, `500ms`, `2m`, `5d`, or a bare number of seconds; at most a
+/// year (longer makes no sense here, and would overflow clock arithmetic).
 fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    match text.parse::<u64>() {
-        Ok(secs) => Some(Duration::from_secs(secs)),
-        Err(_) => humantime::parse_duration(text).ok(),
-    }
+    let d = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(text).ok()?,
+    };
+    (d <= Duration::from_secs(366 * 24 * 3600)).then_some(d)
 }
 
 /// Runs the password command (`sh -c`), bounded by `timeout`; its standard
@@ -633,11 +635,18 @@ pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> 
         .spawn()
         .map_err(|e| fail(format!("cannot start sh: {e}")))?;
     let mut stdout = child.stdout.take().expect("stdout was piped");
-    let reader = std::thread::spawn(move || {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut out = Vec::new();
-        stdout.read_to_end(&mut out).map(|_| out)
+        let _ = tx.send(stdout.read_to_end(&mut out).map(|_| out));
     });
     let deadline = Instant::now() + timeout;
+    let too_slow = || {
+        fail(format!(
+            "no answer within {}",
+            humantime::format_duration(timeout)
+        ))
+    };
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -645,20 +654,17 @@ pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> 
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(fail(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            ))
-            .into());
+            return Err(too_slow().into());
         }
         std::thread::sleep(Duration::from_millis(5));
     };
     if !status.success() {
         return Err(fail(format!("it exited with {status}")).into());
     }
-    let out = reader
-        .join()
-        .map_err(|_| fail("reader thread failed".into()))?
+    // A background child of the command may still hold its stdout open.
+    let out = rx
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        .map_err(|_| too_slow())?
         .map_err(|e| fail(format!("cannot read its output: {e}")))?;
     let text = String::from_utf8(out).map_err(|_| fail("its output is not UTF-8".into()))?;
     let password = text.trim_end_matches(['\r', '\n', ' ', '\t']).to_owned();
@@ -763,6 +769,7 @@ mod tests {
         assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
         assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
         assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("18446744073709551615"), None);
     }
 
     #[test]
@@ -772,6 +779,9 @@ mod tests {
         let err = run_password_command("exit 3", Duration::from_secs(5)).unwrap_err();
         assert_eq!(crate::exit::code_for(&err), Exit::Config);
         let err = run_password_command("sleep 5", Duration::from_millis(100)).unwrap_err();
+        assert!(err.to_string().contains("no answer"), "{err}");
+        let err =
+            run_password_command("sleep 5 & echo pw", Duration::from_millis(300)).unwrap_err();
         assert!(err.to_string().contains("no answer"), "{err}");
     }
 }

@@ -24,7 +24,7 @@ use crate::cli::ServerArgs;
 use crate::config::Settings;
 use crate::exit::{self, Exit, Failure};
 use crate::send::{Outgoing, Transport};
-use crate::smtp::Rejection;
+use crate::smtp::{Rejection, SmtpError};
 
 const MESSAGE: &str = "message.eml";
 const META: &str = "meta.json";
@@ -116,26 +116,36 @@ impl Outbox {
         Self::read_entries(&self.root.join("failed"))
     }
 
+    /// Entries under `dir`, oldest first. One that cannot be read (its
+    /// meta.json damaged by hand or by a disk fault) is reported and left in
+    /// place, so that it never stops the others.
     fn read_entries(dir: &Path) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
         for item in
             fs::read_dir(dir).with_context(|| format!("reading outbox {}", dir.display()))?
         {
             let item = item?;
-            let name = item.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.') || name == "failed" {
+            let name = item.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "failed" || !item.path().is_dir() {
                 continue;
             }
             let meta = item.path().join(META);
-            match fs::read(&meta) {
-                Ok(bytes) => entries.push(
-                    serde_json::from_slice::<Entry>(&bytes)
-                        .with_context(|| format!("outbox entry {} is damaged", meta.display()))?,
-                ),
+            let parsed = match fs::read(&meta) {
+                Ok(bytes) => serde_json::from_slice::<Entry>(&bytes).map_err(|e| e.to_string()),
                 // Moved away by a concurrent flush between read_dir and here.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("reading {}", meta.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => Err(e.to_string()),
+            };
+            match parsed {
+                Ok(mut entry) => {
+                    // The directory name is the id, whatever meta.json says.
+                    entry.id = name;
+                    entries.push(entry);
+                }
+                Err(why) => eprintln!(
+                    "mailsend: warning: outbox entry {} is damaged ({why}); left in place",
+                    item.path().display()
+                ),
             }
         }
         entries.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
@@ -169,6 +179,8 @@ impl Outbox {
     pub fn update(&self, entry: &Entry) -> Result<()> {
         let dir = self.root.join(&entry.id);
         let tmp = dir.join(".meta.json.tmp");
+        // Left by a crash during an earlier update: it never became meta.json.
+        let _ = fs::remove_file(&tmp);
         write_synced(&tmp, &serde_json::to_vec_pretty(entry)?)?;
         fs::rename(&tmp, dir.join(META))?;
         sync_dir(&dir)
@@ -330,9 +342,14 @@ pub fn drop_entry(args: &ServerArgs, id: &str) -> Result<Exit> {
 
 /// `mailsend outbox flush`: one attempt for every message that is due
 /// (every message with `all`), under a lock so that runs from cron never
-/// overlap; a second flush exits 0 at once. An entry is removed only after
-/// the server's 250 to DATA; a permanent failure, or a temporary one past
-/// the queue lifetime, moves it to `failed/`.
+/// overlap; a second flush exits 0 at once. Messages are taken account by
+/// account: the password command runs once per account, and when a server
+/// cannot be reached its other messages wait for the next flush instead of
+/// each waiting out the timeout. An entry is removed only after the
+/// server's 250 to DATA; a refusal by the server, or a temporary failure
+/// past the queue lifetime, moves it to `failed/`. A problem on this side
+/// (configuration, password command) stops the flush and leaves every
+/// entry as it was.
 pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
     let base = Settings::resolve(args, None)?;
     let outbox = Outbox::open(&base)?;
@@ -343,30 +360,54 @@ pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
         return Ok(Exit::Ok);
     };
     outbox.clean_leftovers();
+    let due: Vec<Entry> = outbox
+        .entries()?
+        .into_iter()
+        .filter(|e| all || e.next_attempt <= now())
+        .collect();
+    let mut accounts: Vec<Option<String>> = due.iter().map(|e| e.account.clone()).collect();
+    accounts.sort();
+    accounts.dedup();
     let mut code = Exit::Ok;
-    for mut entry in outbox.entries()? {
-        if !all && entry.next_attempt > now() {
-            continue;
-        }
-        let outcome = flush_one(&outbox, args, &mut entry, verbose);
-        let entry_code = match outcome {
-            Ok(c) => c,
-            Err(err) => {
-                eprintln!("mailsend: error: {}: {err:#}", entry.id);
-                exit::code_for(&err)
+    for account in accounts {
+        let settings = Settings::resolve(
+            &ServerArgs {
+                account: account.clone().or_else(|| args.account.clone()),
+                ..args.clone()
+            },
+            None,
+        )?;
+        let transport = Transport::new(&settings, verbose)?;
+        let mut waiting = 0;
+        for mut entry in due.iter().filter(|e| e.account == account).cloned() {
+            if waiting > 0 {
+                waiting += 1;
+                continue;
             }
-        };
-        code = merge(code, entry_code);
+            let (entry_code, unreachable) =
+                flush_one(&outbox, &transport, &settings, &mut entry, verbose)?;
+            code = merge(code, entry_code);
+            waiting = usize::from(unreachable);
+        }
+        if waiting > 1 && verbose {
+            eprintln!(
+                "mailsend: server unreachable: {} more messages wait for the next flush",
+                waiting - 1
+            );
+        }
     }
     Ok(code)
 }
 
-fn flush_one(outbox: &Outbox, args: &ServerArgs, entry: &mut Entry, verbose: bool) -> Result<Exit> {
-    let account_args = ServerArgs {
-        account: entry.account.clone().or_else(|| args.account.clone()),
-        ..args.clone()
-    };
-    let settings = Settings::resolve(&account_args, None)?;
+/// One attempt for one entry. Returns its exit code and whether the server
+/// could not be reached at all. Errors are local problems only.
+fn flush_one(
+    outbox: &Outbox,
+    transport: &Transport,
+    settings: &Settings,
+    entry: &mut Entry,
+    verbose: bool,
+) -> Result<(Exit, bool)> {
     let outgoing = Outgoing {
         message_id: entry.message_id.clone(),
         from: entry.from.clone(),
@@ -374,11 +415,9 @@ fn flush_one(outbox: &Outbox, args: &ServerArgs, entry: &mut Entry, verbose: boo
         bytes: outbox.message(&entry.id)?,
     };
     let all_done = |a: &crate::send::Attempt| a.rejected.is_empty() && entry.refused.is_empty();
-    let result = Transport::new(&settings, verbose).and_then(|t| {
-        t.attempt_then(&outgoing, &entry.recipients, |a| match all_done(a) {
-            true => outbox.remove(&entry.id),
-            false => Ok(()),
-        })
+    let result = transport.attempt_then(&outgoing, &entry.recipients, |a| match all_done(a) {
+        true => outbox.remove(&entry.id),
+        false => Ok(()),
     });
     entry.attempts += 1;
     let error = match result {
@@ -400,7 +439,7 @@ fn flush_one(outbox: &Outbox, args: &ServerArgs, entry: &mut Entry, verbose: boo
                             attempt.reply.unwrap_or_default()
                         );
                     }
-                    return Ok(Exit::Ok);
+                    return Ok((Exit::Ok, false));
                 }
                 None => {
                     let refused: Vec<String> = entry
@@ -410,12 +449,10 @@ fn flush_one(outbox: &Outbox, args: &ServerArgs, entry: &mut Entry, verbose: boo
                         .collect();
                     let reason = format!("refused: {}", refused.join("; "));
                     eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
-                    let code = exit::for_recipients(
-                        entry.delivered.len(),
-                        &entry.refused.iter().map(|r| r.code).collect::<Vec<_>>(),
-                    );
+                    let codes: Vec<u16> = entry.refused.iter().map(|r| r.code).collect();
+                    let code = exit::for_recipients(entry.delivered.len(), &codes);
                     outbox.fail(entry, reason)?;
-                    return Ok(code);
+                    return Ok((code, false));
                 }
                 Some(r) => anyhow::Error::from(Failure::new(
                     Exit::TempFail,
@@ -425,6 +462,29 @@ fn flush_one(outbox: &Outbox, args: &ServerArgs, entry: &mut Entry, verbose: boo
         }
         Err(err) => err,
     };
+    // Only what the server did may move an entry; a local problem stops here.
+    let Some(smtp) = error.chain().find_map(|c| c.downcast_ref::<SmtpError>()) else {
+        if error.chain().any(|c| {
+            c.downcast_ref::<Failure>()
+                .is_some_and(|f| f.exit != Exit::TempFail)
+        }) {
+            return Err(error.context(format!("flushing {}", entry.id)));
+        }
+        return requeue(outbox, settings, entry, error, verbose).map(|c| (c, false));
+    };
+    let unreachable = smtp.server_unreachable();
+    requeue(outbox, settings, entry, error, verbose).map(|c| (c, unreachable))
+}
+
+/// After a failed attempt: back off and keep the entry, or move it to
+/// `failed/` when the failure is permanent or the entry too old.
+fn requeue(
+    outbox: &Outbox,
+    settings: &Settings,
+    entry: &mut Entry,
+    error: anyhow::Error,
+    verbose: bool,
+) -> Result<Exit> {
     let code = exit::code_for(&error);
     let reason = format!("{error:#}");
     let expired = now().saturating_sub(entry.created) > settings.queue_lifetime.as_secs();

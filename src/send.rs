@@ -86,7 +86,20 @@ pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: boo
                     exit::for_recipients(report.accepted.len() + queued, &report.permanent_codes());
                 result = Ok(());
             }
-            Err(e) => result = Err(e.context("message not sent, and it could not be queued")),
+            Err(e) => {
+                // Still a temporary failure of the message: say both why it
+                // was not sent and why it could not be kept.
+                let why = result
+                    .as_ref()
+                    .err()
+                    .map(|r| format!("{r:#}"))
+                    .unwrap_or_else(|| "some recipients refused for now".into());
+                result = Err(Failure::new(
+                    Exit::TempFail,
+                    format!("{why}; and it could not be queued: {e:#}"),
+                )
+                .into());
+            }
         }
     }
     if let Err(err) = &result {
@@ -105,7 +118,13 @@ pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: boo
                 report.exit_code = Some(code as u8);
                 output::print(&report, true);
             }
-            Err(err.context("message not sent"))
+            Err(match report.accepted.is_empty() {
+                true => err.context("message not sent"),
+                false => err.context(format!(
+                    "message delivered to {}, but not to the other recipients",
+                    report.accepted.join(", ")
+                )),
+            })
         }
     }
 }
@@ -129,7 +148,9 @@ fn queue(
         Err(_) => outgoing
             .recipients
             .iter()
-            .filter(|r| !report.accepted.contains(r))
+            .filter(|r| {
+                !report.accepted.contains(r) && !report.rejected.iter().any(|x| &x.address == *r)
+            })
             .cloned()
             .collect(),
     };

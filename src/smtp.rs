@@ -177,6 +177,22 @@ impl SmtpError {
         )
     }
 
+    /// The server could not be reached or would not start a session: other
+    /// messages for it would fail the same way right now.
+    pub fn server_unreachable(&self) -> bool {
+        match self {
+            SmtpError::Resolve { .. } | SmtpError::Connect { .. } => true,
+            SmtpError::Timeout { stage, .. } | SmtpError::Closed { stage } => {
+                matches!(
+                    stage,
+                    Stage::Connect | Stage::TlsHandshake | Stage::Greeting | Stage::Ehlo
+                )
+            }
+            SmtpError::Refused { stage, .. } => *stage == Stage::Greeting,
+            _ => false,
+        }
+    }
+
     /// The exit code this failure means (PRODUCT.md's table).
     pub fn exit(&self) -> Exit {
         match self {

@@ -430,3 +430,131 @@ fn flush_survives_kill_9_at_random_points() {
         "at most one duplicate per kill (the 250-to-removal window)"
     );
 }
+
+#[test]
+fn a_local_problem_stops_flush_and_keeps_every_entry() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    at(port, home.path())
+        .args(["--queue"])
+        .args(send_args())
+        .run()
+        .expect(0);
+    let run = at(port, home.path())
+        .env_remove("MAILSEND_HOST")
+        .args(["outbox", "flush"])
+        .run()
+        .expect(78);
+    run.error_mentions("no SMTP server configured");
+    let list = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0);
+    assert!(
+        list.stdout().contains("queued") && list.stdout().contains("attempts=1"),
+        "{}",
+        list.stdout()
+    );
+}
+
+#[test]
+fn damaged_and_half_updated_entries_do_not_block_the_others() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    for _ in 0..2 {
+        at(port, home.path())
+            .args(["--queue"])
+            .args(send_args())
+            .run()
+            .expect(0);
+    }
+    let outbox = home.path().join(".local/state/mailsend/outbox");
+    let mut dirs: Vec<_> = std::fs::read_dir(&outbox)
+        .expect("outbox")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    dirs.sort();
+    std::fs::write(dirs[0].join("meta.json"), "").expect("damage one entry");
+    std::fs::write(dirs[1].join(".meta.json.tmp"), "left by a crash").expect("stale temp file");
+
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let run = at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(0);
+    assert!(run.stderr().contains("is damaged"), "{}", run.stderr());
+    assert_eq!(
+        message_ids(&server).len(),
+        1,
+        "the healthy entry was delivered"
+    );
+    assert!(
+        dirs[0].exists(),
+        "the damaged entry is left in place for a human"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_tried_once_per_flush() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    for _ in 0..3 {
+        at(port, home.path())
+            .args(["--queue"])
+            .args(send_args())
+            .run()
+            .expect(0);
+    }
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "-v"])
+        .run()
+        .expect(75);
+    assert!(
+        run.stderr()
+            .contains("2 more messages wait for the next flush"),
+        "{}",
+        run.stderr()
+    );
+    let list = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0);
+    assert_eq!(
+        list.stdout().matches("attempts=2").count(),
+        1,
+        "{}",
+        list.stdout()
+    );
+    assert_eq!(
+        list.stdout().matches("attempts=1").count(),
+        2,
+        "{}",
+        list.stdout()
+    );
+}
+
+#[test]
+fn a_partial_delivery_then_failure_says_who_got_it() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("b@example.com".into(), "451 4.2.1 busy".into())],
+        ..Behaviour::default()
+    }));
+    let mut m = Mailsend::to(&server);
+    m.args([
+        "--retry-for",
+        "1500ms",
+        "--to",
+        "a@example.com,b@example.com",
+        "--body",
+        "x",
+    ]);
+    let run = std::thread::spawn(move || m.run());
+    // a gets the message, b is refused for now; then the server goes away
+    // while mailsend waits to retry b.
+    server.wait_sessions(1, Duration::from_secs(20));
+    drop(server);
+    let run = run.join().expect("mailsend ran").expect(75);
+    run.error_mentions("message delivered to a@example.com, but not to the other recipients");
+}

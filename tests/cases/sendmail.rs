@@ -102,9 +102,8 @@ fn real_callers_invocations_deliver() {
 #[test]
 fn mailsend_sendmail_subcommand_is_the_same() {
     let server = submission();
-    let m = Mailsend::bare();
+    let mut m = Mailsend::bare();
     m.config(&account_config(&server, ""));
-    let mut m = m;
     m.args(["sendmail", "-t", "-i"])
         .stdin("To: a@example.com\nSubject: s\n\nbody\n")
         .run()
@@ -263,7 +262,7 @@ fn usage_errors() {
 fn account_is_chosen_by_envelope_sender() {
     let main = submission();
     let other = submission();
-    let m = Mailsend::sendmail(&main);
+    let mut m = Mailsend::sendmail(&main);
     let text = format!(
         "{}\n[accounts.other]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{USER}\"\npassword = \"{}\"\nfrom = \"alerts@example.net\"\nca_file = \"{}\"\n",
         account_config(&main, ""),
@@ -272,7 +271,6 @@ fn account_is_chosen_by_envelope_sender() {
         crate::support::pki::Pki::shared().ca_file.display()
     );
     m.config(&text);
-    let mut m = m;
     m.args(["-f", "alerts@example.net", "x@example.com"])
         .stdin("Subject: x\n\nx\n")
         .run()
@@ -312,13 +310,12 @@ fn works_under_crons_bare_environment() {
 #[test]
 fn log_file_gets_one_line_per_message_without_the_password() {
     let server = submission();
-    let m = Mailsend::sendmail(&server);
+    let mut m = Mailsend::sendmail(&server);
     let log = m.path().join("mail.log");
     m.config(&account_config(
         &server,
         &format!("log = \"{}\"", log.display()),
     ));
-    let mut m = m;
     m.args(["-i", "x@example.com"])
         .stdin("Subject: x\n\nx\n")
         .run()
@@ -337,9 +334,8 @@ fn log_file_gets_one_line_per_message_without_the_password() {
 #[test]
 fn skip_empty_from_the_account() {
     let server = submission();
-    let m = Mailsend::sendmail(&server);
+    let mut m = Mailsend::sendmail(&server);
     m.config(&account_config(&server, "skip_empty = true"));
-    let mut m = m;
     m.args(["-i", "x@example.com"])
         .stdin("Subject: nothing\n\n\n")
         .run()

@@ -148,9 +148,8 @@ fn config_show_proves_precedence_flag_env_dotenv_account_default() {
 
 #[test]
 fn config_file_typos_and_unknown_accounts_are_config_errors() {
-    let m = Mailsend::bare();
+    let mut m = Mailsend::bare();
     m.config("[accounts.main]\nhots = \"smtp.example.com\"\n");
-    let mut m = m;
     let run = m
         .args(["--to", "a@example.com", "--body", "x"])
         .run()
@@ -158,9 +157,8 @@ fn config_file_typos_and_unknown_accounts_are_config_errors() {
     run.error_mentions("hots").error_mentions("config.toml");
 
     let server = submission();
-    let m = Mailsend::bare();
+    let mut m = Mailsend::bare();
     m.config(&crate::support::cmd::account_config(&server, ""));
-    let mut m = m;
     m.args(["--account", "nope", "--to", "a@example.com", "--body", "x"])
         .run()
         .expect(78)
@@ -170,9 +168,8 @@ fn config_file_typos_and_unknown_accounts_are_config_errors() {
 #[test]
 fn account_settings_send_without_any_environment() {
     let server = submission();
-    let m = Mailsend::bare();
+    let mut m = Mailsend::bare();
     m.config(&crate::support::cmd::account_config(&server, ""));
-    let mut m = m;
     m.args(["--to", "a@example.com", "--body", "x"])
         .run()
         .expect(0);

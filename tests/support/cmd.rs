@@ -34,14 +34,17 @@ impl Mailsend {
         let link = dir.path().join("sendmail");
         std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("mailsend"), &link)
             .expect("symlink");
-        let m = Self::in_dir(dir, Command::new(link));
+        let mut m = Self::in_dir(dir, Command::new(link));
         m.config(&account_config(server, ""));
         m
     }
 
     /// Writes `~/.config/mailsend/config.toml` (mode 600).
-    pub fn config(&self, text: &str) -> PathBuf {
+    /// Writes `~/.config/mailsend/config.toml` (mode 600) and lets
+    /// mailsend look for it.
+    pub fn config(&mut self, text: &str) -> PathBuf {
         std::fs::create_dir_all(self.dir.path().join(".config/mailsend")).expect("mkdir");
+        self.cmd.env_remove("MAILSEND_CONFIG");
         self.private_file(".config/mailsend/config.toml", text)
     }
 
@@ -49,6 +52,8 @@ impl Mailsend {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", dir.path())
+            // Never the machine's /etc/mailsend/config.toml: an empty file.
+            .env("MAILSEND_CONFIG", "/dev/null")
             .current_dir(dir.path());
         Mailsend {
             dir,
