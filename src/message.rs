@@ -192,6 +192,14 @@ pub fn parse_header(text: &str) -> Result<(HeaderName, String)> {
         ))
         .into());
     }
+    // Folding happens at white space only: a longer unbroken run would
+    // make a line over RFC 5322's 998 octets.
+    if value.split_whitespace().any(|word| word.len() > 900) {
+        return Err(Failure::data(format!(
+            "header {name} has a run of more than 900 characters without a space"
+        ))
+        .into());
+    }
     let name = HeaderName::new_from_ascii(name.to_owned())
         .map_err(|_| Failure::data(format!("invalid header name '{name}'")))?;
     Ok((name, value.to_owned()))
@@ -465,6 +473,8 @@ AJ+Slg==\r\n\
         assert!(parse_header("Bcc: x@example.com").is_err());
         assert!(parse_header("No colon").is_err());
         assert!(parse_header("Bad Name: v").is_err());
+        assert!(parse_header(&format!("X-Long: {}", "a".repeat(1200))).is_err());
+        assert!(parse_header(&format!("X-Long: {}", "word ".repeat(300))).is_ok());
         assert!(check_header_text("subject", "a\nb").is_err());
     }
 

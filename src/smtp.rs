@@ -233,6 +233,9 @@ impl SmtpError {
             SmtpError::NoStartTls { .. } => {
                 "use --tls tls if the server speaks TLS from the start (port 465)".into()
             }
+            SmtpError::Timeout { stage: Stage::EndOfData, .. } | SmtpError::Closed { stage: Stage::EndOfData } => {
+                "the whole message was sent: the server may have accepted it, so a retry can deliver it twice".into()
+            }
             SmtpError::Timeout { .. } => "check host and port, or raise --timeout".into(),
             SmtpError::Refused {
                 stage: Stage::Auth,
@@ -780,8 +783,13 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Sm
         })?
         .collect();
     let mut last = None;
+    let deadline = Instant::now() + timeout;
     for addr in &addrs {
-        match TcpStream::connect_timeout(addr, timeout) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(addr, left) {
             Ok(tcp) => {
                 let setup = |e: io::Error| SmtpError::from_io(Stage::Connect, &e, timeout);
                 tcp.set_nodelay(true).map_err(setup)?;

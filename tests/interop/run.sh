@@ -10,6 +10,18 @@
 #   INTEROP_MATRIX=path    where to write the fault matrix (default: in the
 #                          temporary directory; tests/interop/MATRIX.md is
 #                          the copy for the README)
+#   INTEROP_SYSTEM_MODE=divert  replace /usr/sbin/sendmail, /etc/mailsend and
+#                          root's crontab for the run instead of using a private
+#                          mount namespace (see system.sh; the default falls
+#                          back to divert only where namespaces are not allowed)
+#
+# suite.py holds the checks against Postfix, the recording server and the
+# fault server; system.py those with real system programs: Debian's cron
+# (MAILTO mail through mailsend as /usr/sbin/sendmail), git send-email,
+# HOME unset with /etc/mailsend/config.toml, and the outbox. Installs
+# postfix, sasl2-bin, libsasl2-modules, openssl, cron, git, git-email and
+# libmailtools-perl when missing. Every system path is put back on exit
+# (system.sh stop), and by the next run if this one was killed.
 #
 # Prints `ok - name` / `not ok - name: details` per check, the duration,
 # and last `N passed, M failed`. Exits non-zero if anything failed or
@@ -58,6 +70,21 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
         finish
     fi
 fi
+# For the system checks (system.py): Debian's cron, git send-email. Without
+# them only those checks fail. git-email needs Mail::Address (libmailtools-perl),
+# which it only recommends.
+extra_pkgs=()
+for pkg in cron git git-email libmailtools-perl; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || extra_pkgs+=("$pkg")
+done
+if [ ${#extra_pkgs[@]} -gt 0 ]; then
+    echo "# installing ${extra_pkgs[*]}"
+    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${extra_pkgs[@]}"; }
+    if ! { apt_install || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt_install; }; } \
+        > /tmp/mailsend-interop-apt.log 2>&1 </dev/null; then
+        not_ok "install ${extra_pkgs[*]}" "apt-get failed, see /tmp/mailsend-interop-apt.log: $(tail -3 /tmp/mailsend-interop-apt.log | tr '\n' ' ')"
+    fi
+fi
 if ! command -v python3 >/dev/null; then
     not_ok "python3 available" "python3 not found"
     finish
@@ -85,6 +112,7 @@ work=$(mktemp -d /tmp/mailsend-interop.XXXXXX)
 chmod 0755 "$work" # Postfix daemons (user postfix) must reach the queue, sasldb and Maildir
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
+    "$here/system.sh" stop $$ >/dev/null 2>&1 || true
     "$here/postfix.sh" stop "$work/postfix" >/dev/null 2>&1 || true
     [ "${INTEROP_KEEP:-}" = 1 ] || rm -rf "$work"
 }
@@ -140,6 +168,48 @@ if ! out=$(timeout 60 python3 "$here/smoke.py" "$work/postfix/mail/inbox" "$work
 fi
 ok "Postfix delivers smtplib's messages (plain port; submission with STARTTLS + AUTH)"
 
+# ---------------------------------------------------------------- system paths
+# Debian's cron mails a job's output with /usr/sbin/sendmail (built in, no
+# option to change it), reading root's crontab; mailsend with HOME unset reads
+# /etc/mailsend/config.toml. system.sh gives cron and those checks these paths
+# (see there); cron starts now, so that its first run (at the next full minute)
+# overlaps suite.py, and system.py checks the mail at the end.
+sys=$work/system
+mkdir -p "$sys"
+cron_token=$(head -c 9 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')
+cat > "$sys/config.toml" <<CF
+# /etc/mailsend/config.toml during the interop suite (tests/interop/system.sh)
+[aliases]
+root = "cron-target@example.test"
+
+[accounts.system]
+default = true
+host = "127.0.0.1"
+port = $p_sub
+tls = "starttls"
+user = "sender@example.test"
+password = "$(cat "$work/postfix/password")"
+from = "Cron <cron@example.test>"
+ca_file = "$work/pki/ca.pem"
+timeout = "10s"
+queue = true
+outbox = "$sys/outbox"
+log = "$sys/mailsend.log"
+CF
+# MAILSEND_FROM reaches the job; if it reached the mailer too, From would say so.
+cat > "$sys/crontab" <<CF
+# root's crontab during the interop suite (tests/interop/system.sh)
+MAILTO=root
+MAILSEND_FROM=Crontab Variable <crontab-var@example.test>
+* * * * * echo "cron-output-$cron_token"; echo "job saw MAILSEND_FROM=\$MAILSEND_FROM"
+CF
+if out=$("$here/system.sh" start "$sys" "$bin" $$ 2>&1 </dev/null); then
+    echo "$out" | grep '^#' || true
+    ok "system paths ready for cron and the HOME-unset checks ($(tr '\n' ' ' < "$sys/status" | sed 's/cron_started=[0-9]* //; s/ $//'))"
+else
+    not_ok "system paths ready for cron and the HOME-unset checks" "$(echo "$out" | tail -3 | tr '\n' ' ')"
+fi
+
 # ---------------------------------------------------------------- checks
 export INTEROP_BIN=$bin INTEROP_WORK=$work INTEROP_PKI=$work/pki
 export INTEROP_MAILDIR=$work/postfix/mail/inbox INTEROP_POSTFIX_LOG=$work/postfix/log/postfix.log
@@ -155,7 +225,19 @@ if [ ! -s "$work/counts" ]; then
 fi
 read -r s_passed s_failed < "$work/counts"
 echo "# fault matrix written to $INTEROP_MATRIX"
-if [ "$s_failed" -gt 0 ] || [ "$rc" -ne 0 ]; then
+
+export INTEROP_SYSTEM=$sys INTEROP_SYSTEM_SH=$here/system.sh INTEROP_CRON_TOKEN=$cron_token
+export INTEROP_COUNTS=$work/counts-system
+timeout 300 python3 "$here/system.py" </dev/null
+rc2=$?
+if [ -s "$work/counts-system" ]; then
+    read -r y_passed y_failed < "$work/counts-system"
+    s_passed=$((s_passed + y_passed)) s_failed=$((s_failed + y_failed))
+else
+    not_ok "system.py ran to the end" "exited $rc2 without writing its counts"
+fi
+[ "$rc" -ne 0 ] || rc=$rc2
+if [ "$s_failed" -gt 0 ] || [ "$rc" -ne 0 ] || [ "$setup_failed" -gt 0 ]; then
     echo "# Postfix log (last 20 lines):"
     tail -20 "$work/postfix/log/postfix.log" | sed 's/^/#   /'
 fi
