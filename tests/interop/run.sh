@@ -211,6 +211,8 @@ else
 fi
 
 # ---------------------------------------------------------------- checks
+# __pycache__ is ignored, but two .pyc files are tracked: leave them alone.
+export PYTHONDONTWRITEBYTECODE=1
 export INTEROP_BIN=$bin INTEROP_WORK=$work INTEROP_PKI=$work/pki
 export INTEROP_MAILDIR=$work/postfix/mail/inbox INTEROP_POSTFIX_LOG=$work/postfix/log/postfix.log
 export INTEROP_PASSWORD_FILE=$work/postfix/password INTEROP_POSTFIX_VERSION=$pf_version
