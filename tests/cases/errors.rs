@@ -106,15 +106,6 @@ fn server_that_stops_answering_after_data_times_out() {
 }
 
 #[test]
-fn greeting_421_is_tempfail() {
-    let server = TestServer::start(Behaviour {
-        greeting: "421 4.3.2 Service not available".into(),
-        ..Behaviour::default()
-    });
-    send(&server, 75).error_mentions("421 4.3.2 Service not available");
-}
-
-#[test]
 fn auth_rejected_is_noperm_with_server_text() {
     let server = TestServer::start(Behaviour {
         auth: Some((USER.into(), "another password".into())),
@@ -130,31 +121,47 @@ fn auth_rejected_is_noperm_with_server_text() {
     );
 }
 
+/// Server replies and the exit code each must give, quoted in the error.
 #[test]
-fn refused_after_data_is_unavailable() {
-    let server = TestServer::start(with_auth(Behaviour {
-        data_reply: Some("554 5.7.1 Message rejected as spam".into()),
-        ..Behaviour::default()
-    }));
-    send(&server, 69).error_mentions("554 5.7.1 Message rejected as spam");
-}
-
-#[test]
-fn temporary_refusal_after_data_is_tempfail() {
-    let server = TestServer::start(with_auth(Behaviour {
-        data_reply: Some("451 4.3.0 Try again later".into()),
-        ..Behaviour::default()
-    }));
-    send(&server, 75).error_mentions("451 4.3.0");
-}
-
-#[test]
-fn mail_from_refused() {
-    let server = TestServer::start(with_auth(Behaviour {
-        mail_reply: Some("553 5.7.1 Sender address rejected: not owned by user".into()),
-        ..Behaviour::default()
-    }));
-    send(&server, 69).error_mentions("553 5.7.1");
+fn server_refusals_map_to_exit_codes() {
+    let cases: [(Behaviour, i32, &str); 4] = [
+        (
+            Behaviour {
+                greeting: "421 4.3.2 Service not available".into(),
+                ..Behaviour::default()
+            },
+            75,
+            "421 4.3.2 Service not available",
+        ),
+        (
+            Behaviour {
+                data_reply: Some("554 5.7.1 Message rejected as spam".into()),
+                ..Behaviour::default()
+            },
+            69,
+            "554 5.7.1 Message rejected as spam",
+        ),
+        (
+            Behaviour {
+                data_reply: Some("451 4.3.0 Try again later".into()),
+                ..Behaviour::default()
+            },
+            75,
+            "451 4.3.0 Try again later",
+        ),
+        (
+            Behaviour {
+                mail_reply: Some("553 5.7.1 Sender address rejected: not owned by user".into()),
+                ..Behaviour::default()
+            },
+            69,
+            "553 5.7.1 Sender address rejected",
+        ),
+    ];
+    for (behaviour, code, reply) in cases {
+        let server = TestServer::start(with_auth(behaviour));
+        send(&server, code).error_mentions(reply);
+    }
 }
 
 #[test]

@@ -19,11 +19,18 @@ fn send_args() -> [&'static str; 6] {
 
 /// mailsend for `port` with HOME (and so the outbox) in `home`.
 fn at(port: u16, home: &Path) -> Mailsend {
-    let server_like = TestServer::start(Behaviour::default());
-    let mut m = Mailsend::to(&server_like);
-    drop(server_like);
-    m.env("MAILSEND_PORT", &port.to_string()).home(home);
+    let mut m = Mailsend::to_port(port);
+    m.home(home);
     m
+}
+
+/// What `mailsend outbox list` prints.
+fn outbox_list(port: u16, home: &Path) -> String {
+    at(port, home)
+        .args(["outbox", "list"])
+        .run()
+        .expect(0)
+        .stdout()
 }
 
 fn free_port() -> u16 {
@@ -143,15 +150,8 @@ fn queued_while_down_then_flushed_exactly_once() {
         run.stderr()
     );
 
-    let list = at(port, home.path())
-        .args(["outbox", "list"])
-        .run()
-        .expect(0);
-    assert!(
-        list.stdout().contains(&id) && list.stdout().contains("queued"),
-        "{}",
-        list.stdout()
-    );
+    let list = outbox_list(port, home.path());
+    assert!(list.contains(&id) && list.contains("queued"), "{}", list);
     let shown = at(port, home.path())
         .args(["outbox", "show", &id])
         .run()
@@ -175,11 +175,8 @@ fn queued_while_down_then_flushed_exactly_once() {
         .run()
         .expect(0);
     assert_eq!(server.sessions().len(), 1, "a second flush sends nothing");
-    let list = at(port, home.path())
-        .args(["outbox", "list"])
-        .run()
-        .expect(0);
-    assert_eq!(list.stdout(), "");
+    let list = outbox_list(port, home.path());
+    assert_eq!(list, "");
 }
 
 #[test]
@@ -207,14 +204,11 @@ fn permanent_failure_at_flush_moves_to_failed() {
         "{}",
         run.stderr()
     );
-    let list = at(port, home.path())
-        .args(["outbox", "list"])
-        .run()
-        .expect(0);
+    let list = outbox_list(port, home.path());
     assert!(
-        list.stdout().contains("failed") && list.stdout().contains("550 5.1.1"),
+        list.contains("failed") && list.contains("550 5.1.1"),
         "{}",
-        list.stdout()
+        list
     );
 }
 
@@ -232,14 +226,11 @@ fn temporary_failure_at_flush_stays_queued_and_backs_off() {
         .args(["outbox", "flush"])
         .run()
         .expect(75);
-    let list = at(port, home.path())
-        .args(["outbox", "list"])
-        .run()
-        .expect(0);
+    let list = outbox_list(port, home.path());
     assert!(
-        list.stdout().contains("attempts=2") && list.stdout().contains("next=in "),
+        list.contains("attempts=2") && list.contains("next=in "),
         "{}",
-        list.stdout()
+        list
     );
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
     at(port, home.path())
@@ -333,11 +324,8 @@ fn permanent_refusal_is_not_queued() {
         .args(send_args())
         .run()
         .expect(69);
-    let list = at(server.port(), home.path())
-        .args(["outbox", "list"])
-        .run()
-        .expect(0);
-    assert_eq!(list.stdout(), "");
+    let list = outbox_list(server.port(), home.path());
+    assert_eq!(list, "");
 }
 
 /// kill -9 of `outbox flush` at random instants, many times: afterwards
@@ -389,11 +377,8 @@ fn flush_survives_kill_9_at_random_points() {
         let _ = child.wait();
         kills += 1;
         // What is left must always be complete, readable entries.
-        let list = at(port, home.path())
-            .args(["outbox", "list"])
-            .run()
-            .expect(0);
-        if list.stdout().is_empty() {
+        let list = outbox_list(port, home.path());
+        if list.is_empty() {
             break;
         }
     }
@@ -402,11 +387,8 @@ fn flush_survives_kill_9_at_random_points() {
         .args(["outbox", "flush", "--all"])
         .run()
         .expect(0);
-    let list = at(port, home.path())
-        .args(["outbox", "list"])
-        .run()
-        .expect(0);
-    assert_eq!(list.stdout(), "", "everything delivered in the end");
+    let list = outbox_list(port, home.path());
+    assert_eq!(list, "", "everything delivered in the end");
 
     let mut delivered: HashMap<String, usize> = HashMap::new();
     for id in message_ids(&server) {
@@ -446,14 +428,11 @@ fn a_local_problem_stops_flush_and_keeps_every_entry() {
         .run()
         .expect(78);
     run.error_mentions("no SMTP server configured");
-    let list = at(port, home.path())
-        .args(["outbox", "list"])
-        .run()
-        .expect(0);
+    let list = outbox_list(port, home.path());
     assert!(
-        list.stdout().contains("queued") && list.stdout().contains("attempts=1"),
+        list.contains("queued") && list.contains("attempts=1"),
         "{}",
-        list.stdout()
+        list
     );
 }
 
@@ -517,22 +496,9 @@ fn an_unreachable_server_is_tried_once_per_flush() {
         "{}",
         run.stderr()
     );
-    let list = at(port, home.path())
-        .args(["outbox", "list"])
-        .run()
-        .expect(0);
-    assert_eq!(
-        list.stdout().matches("attempts=2").count(),
-        1,
-        "{}",
-        list.stdout()
-    );
-    assert_eq!(
-        list.stdout().matches("attempts=1").count(),
-        2,
-        "{}",
-        list.stdout()
-    );
+    let list = outbox_list(port, home.path());
+    assert_eq!(list.matches("attempts=2").count(), 1, "{}", list);
+    assert_eq!(list.matches("attempts=1").count(), 2, "{}", list);
 }
 
 #[test]

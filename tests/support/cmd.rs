@@ -65,9 +65,14 @@ impl Mailsend {
     /// `mailsend` configured for `server` through MAILSEND_* variables,
     /// with credentials, trusting the test CA.
     pub fn to(server: &TestServer) -> Mailsend {
+        Self::to_port(server.port())
+    }
+
+    /// Like `to`, for a port where nothing may be listening (yet).
+    pub fn to_port(port: u16) -> Mailsend {
         let mut m = Mailsend::bare();
         m.env("MAILSEND_HOST", "127.0.0.1")
-            .env("MAILSEND_PORT", &server.port().to_string())
+            .env("MAILSEND_PORT", &port.to_string())
             .env(
                 "MAILSEND_CA_FILE",
                 Pki::shared().ca_file.to_str().expect("utf-8 path"),
