@@ -314,7 +314,7 @@ def t_home_unset(c: Check) -> None:
         msg = email.message_from_bytes(copies[0][1], policy=POLICY)
         c.equal(addresses(msg, "From"), [("Cron", "cron@example.test")], "From")
         c.equal(raw_body(copies[0][1]), b"t\n", "body")
-    c.expect(re.search(rf"account=system .*message_id={re.escape(j.get('message_id', '-'))} result=sent",
+    c.expect(re.search(rf"account=system .*message_id=\"{re.escape(j.get('message_id', '-'))}\" result=sent",
                        mailer_log()),
              f"the account's log file has no line for the message: {log_tail()}")
 
