@@ -10,10 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -619,61 +617,6 @@ fn parse_duration(text: &str) -> Option<Duration> {
     (d <= Duration::from_secs(366 * 24 * 3600)).then_some(d)
 }
 
-/// Runs the password command (`sh -c`), bounded by `timeout`; its standard
-/// output, without trailing white space, is the password.
-pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> {
-    let fail = |why: String| {
-        Failure::config(format!("password command failed: {why}"))
-            .with_hint("check MAILSEND_PASSWORD_COMMAND / --password-command")
-    };
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| fail(format!("cannot start sh: {e}")))?;
-    let mut stdout = child.stdout.take().expect("stdout was piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = tx.send(stdout.read_to_end(&mut out).map(|_| out));
-    });
-    let deadline = Instant::now() + timeout;
-    let too_slow = || {
-        fail(format!(
-            "no answer within {}",
-            humantime::format_duration(timeout)
-        ))
-    };
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(too_slow().into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    if !status.success() {
-        return Err(fail(format!("it exited with {status}")).into());
-    }
-    // A background child of the command may still hold its stdout open.
-    let out = rx
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .map_err(|_| too_slow())?
-        .map_err(|e| fail(format!("cannot read its output: {e}")))?;
-    let text = String::from_utf8(out).map_err(|_| fail("its output is not UTF-8".into()))?;
-    let password = text.trim_end_matches(['\r', '\n', ' ', '\t']).to_owned();
-    if password.is_empty() {
-        return Err(fail("it printed nothing".into()).into());
-    }
-    Ok(Secret::new(password))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -770,18 +713,5 @@ mod tests {
         assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("18446744073709551615"), None);
-    }
-
-    #[test]
-    fn password_command_output_is_trimmed() {
-        let p = run_password_command("printf 's3cret\\n'", Duration::from_secs(5)).unwrap();
-        assert_eq!(p.expose(), "s3cret");
-        let err = run_password_command("exit 3", Duration::from_secs(5)).unwrap_err();
-        assert_eq!(crate::exit::code_for(&err), Exit::Config);
-        let err = run_password_command("sleep 5", Duration::from_millis(100)).unwrap_err();
-        assert!(err.to_string().contains("no answer"), "{err}");
-        let err =
-            run_password_command("sleep 5 & echo pw", Duration::from_millis(300)).unwrap_err();
-        assert!(err.to_string().contains("no answer"), "{err}");
     }
 }

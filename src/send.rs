@@ -12,12 +12,12 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 
 use crate::cli::SendArgs;
-use crate::config::{PasswordSource, Settings, TlsMode, run_password_command};
+use crate::config::{PasswordSource, Settings, TlsMode};
 use crate::exit::{self, Exit, Failure};
 use crate::message::{self, Attachment, Draft};
 use crate::outbox::{self, Outbox};
 use crate::output::{self, Report};
-use crate::secret::Secret;
+use crate::secret::{Secret, run_password_command};
 use crate::smtp::{Client, Endpoint, Rejection};
 use crate::tls::TlsConfig;
 
