@@ -132,6 +132,11 @@ pub struct SendArgs {
     #[arg(long, value_name = "HEADER")]
     pub header: Vec<String>,
 
+    /// Send only if the server accepts every recipient; otherwise nobody gets
+    /// it (exit 69 for a permanent refusal, 75 for a temporary one)
+    #[arg(long)]
+    pub all_or_nothing: bool,
+
     /// Print the message to stdout and the envelope to stderr; connect nowhere
     #[arg(long)]
     pub dry_run: bool,

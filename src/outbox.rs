@@ -54,6 +54,9 @@ pub struct Entry {
     /// Why it was moved to `failed/`.
     #[serde(default)]
     pub failed: Option<String>,
+    /// Sent with `--all-or-nothing`: to every recipient at once or to none.
+    #[serde(default)]
+    pub all_or_nothing: bool,
 }
 
 /// An open outbox directory.
@@ -413,6 +416,7 @@ fn flush_one(
         from: entry.from.clone(),
         recipients: entry.recipients.clone(),
         bytes: outbox.message(&entry.id)?,
+        all_or_nothing: entry.all_or_nothing,
     };
     let all_done = |a: &crate::send::Attempt| a.rejected.is_empty() && entry.refused.is_empty();
     let result = transport.attempt_then(&outgoing, &entry.recipients, |a| match all_done(a) {
@@ -423,12 +427,19 @@ fn flush_one(
     let error = match result {
         Ok(attempt) => {
             entry.delivered.extend(attempt.accepted);
-            let (temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
+            let (mut temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
                 .rejected
                 .into_iter()
                 .partition(Rejection::is_temporary);
+            // All-or-nothing: a permanent refusal fails the whole message,
+            // and after a temporary one every recipient is tried again.
+            if attempt.aborted && !permanent.is_empty() {
+                entry.refused.append(&mut temporary);
+            }
             entry.refused.extend(permanent);
-            entry.recipients = temporary.iter().map(|r| r.address.clone()).collect();
+            if !attempt.aborted || temporary.is_empty() {
+                entry.recipients = temporary.iter().map(|r| r.address.clone()).collect();
+            }
             match temporary.first() {
                 None if entry.refused.is_empty() => {
                     // Already removed, right after the server's reply.
@@ -450,7 +461,10 @@ fn flush_one(
                     let reason = format!("refused: {}", refused.join("; "));
                     eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
                     let codes: Vec<u16> = entry.refused.iter().map(|r| r.code).collect();
-                    let code = exit::for_recipients(entry.delivered.len(), &codes);
+                    let code = match entry.all_or_nothing {
+                        true => Exit::Unavailable,
+                        false => exit::for_recipients(entry.delivered.len(), &codes),
+                    };
                     outbox.fail(entry, reason)?;
                     return Ok((code, false));
                 }
@@ -545,6 +559,7 @@ mod tests {
             next_attempt: now(),
             last_error: Some("421 try later".into()),
             failed: None,
+            all_or_nothing: false,
         }
     }
 

@@ -32,6 +32,9 @@ pub struct Report {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<u8>,
+    /// `--all-or-nothing` withheld the message because of a refusal.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub aborted: bool,
 }
 
 impl Report {
@@ -46,6 +49,7 @@ impl Report {
             queued: None,
             error: None,
             exit_code: None,
+            aborted: false,
         }
     }
 
@@ -58,8 +62,16 @@ impl Report {
             .collect()
     }
 
-    /// The exit code of a finished session (see `exit::for_recipients`).
+    /// The exit code of a finished session (see `exit::for_recipients`);
+    /// a withheld all-or-nothing message is 69 if a refusal is permanent,
+    /// else 75.
     pub fn exit(&self) -> Exit {
+        if self.aborted {
+            return match self.permanent_codes().is_empty() {
+                true => Exit::TempFail,
+                false => Exit::Unavailable,
+            };
+        }
         let codes: Vec<u16> = self.rejected.iter().map(|r| r.code).collect();
         crate::exit::for_recipients(self.accepted.len(), &codes)
     }

@@ -35,6 +35,7 @@ pub fn run(args: &SendArgs) -> Result<Exit> {
         from: draft.from.email.to_string(),
         recipients: draft.recipients(),
         bytes: draft.compose()?.formatted(),
+        all_or_nothing: args.all_or_nothing,
     };
     if args.dry_run {
         outgoing.print_dry_run()?;
@@ -49,6 +50,8 @@ pub struct Outgoing {
     pub from: String,
     pub recipients: Vec<String>,
     pub bytes: Vec<u8>,
+    /// Send only if every recipient is accepted (`--all-or-nothing`).
+    pub all_or_nothing: bool,
 }
 
 impl Outgoing {
@@ -139,6 +142,7 @@ fn queue(
     result: &Result<()>,
 ) -> Result<(String, usize)> {
     let recipients: Vec<String> = match result {
+        Ok(()) if report.aborted => outgoing.recipients.clone(),
         Ok(()) => report
             .rejected
             .iter()
@@ -178,6 +182,7 @@ fn queue(
         next_attempt: now,
         last_error,
         failed: None,
+        all_or_nothing: outgoing.all_or_nothing,
     };
     let id = Outbox::open(settings)?.add(entry, &outgoing.bytes)?;
     Ok((id, recipients.len()))
@@ -189,6 +194,8 @@ pub struct Attempt {
     pub rejected: Vec<Rejection>,
     pub reply: Option<String>,
     pub tls: Option<String>,
+    /// All-or-nothing: someone was refused, so nobody got it.
+    pub aborted: bool,
 }
 
 /// The server, the credentials and the TLS configuration, prepared once
@@ -262,7 +269,12 @@ impl<'a> Transport<'a> {
             if let Some((user, password)) = &self.credentials {
                 client.login(user, password)?;
             }
-            client.send(&outgoing.from, recipients, &outgoing.bytes)
+            client.send(
+                &outgoing.from,
+                recipients,
+                &outgoing.bytes,
+                outgoing.all_or_nothing,
+            )
         };
         let delivery = match session(&mut client) {
             Ok(delivery) => delivery,
@@ -278,6 +290,7 @@ impl<'a> Transport<'a> {
             rejected: delivery.rejected,
             reply: delivery.reply.map(|r| r.to_string()),
             tls,
+            aborted: delivery.aborted,
         };
         settle(&attempt)?;
         client.quit();
@@ -300,12 +313,17 @@ impl<'a> Transport<'a> {
                     report.tls = attempt.tls.or(report.tls.take());
                     report.reply = attempt.reply.or(report.reply.take());
                     report.accepted.extend(attempt.accepted);
+                    report.aborted = attempt.aborted;
                     let (temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
                         .rejected
                         .into_iter()
                         .partition(Rejection::is_temporary);
+                    // All-or-nothing with a permanent refusal can never succeed.
+                    let settled =
+                        temporary.is_empty() || (attempt.aborted && !permanent.is_empty());
                     report.rejected.extend(permanent);
-                    if temporary.is_empty() {
+                    if settled {
+                        report.rejected.extend(temporary);
                         return Ok(());
                     }
                     temporary
@@ -323,7 +341,9 @@ impl<'a> Transport<'a> {
                 report.rejected.extend(temporary);
                 return Ok(());
             }
-            pending = temporary.iter().map(|r| r.address.clone()).collect();
+            if !report.aborted {
+                pending = temporary.iter().map(|r| r.address.clone()).collect();
+            }
             self.wait(
                 &format!("{} refused for now", pending.join(", ")),
                 &mut delay,

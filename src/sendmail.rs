@@ -213,6 +213,7 @@ pub fn run(args: &[String]) -> Result<Exit> {
         from: envelope_from,
         recipients,
         bytes: draft.into_bytes(),
+        all_or_nothing: false,
     };
     send::submit(&settings, &outgoing, false, opts.verbose)
 }

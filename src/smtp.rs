@@ -110,6 +110,8 @@ pub struct Delivery {
     pub rejected: Vec<Rejection>,
     /// The reply to the end of data, when the message was sent.
     pub reply: Option<Reply>,
+    /// All-or-nothing: a recipient was refused, so the message went to none.
+    pub aborted: bool,
 }
 
 impl Delivery {
@@ -519,11 +521,14 @@ impl Client {
         }
     }
 
+    /// With `all_or_nothing`, DATA is sent only once every recipient was
+    /// accepted (so it is not pipelined); otherwise the session is reset.
     pub fn send(
         &mut self,
         from: &str,
         recipients: &[String],
         message: &[u8],
+        all_or_nothing: bool,
     ) -> Result<Delivery, SmtpError> {
         self.check_size(message.len())?;
         let mut mail = format!("MAIL FROM:<{from}>");
@@ -563,13 +568,14 @@ impl Client {
             accepted: Vec::new(),
             rejected: Vec::new(),
             reply: None,
+            aborted: false,
         };
+        // DATA joins the pipelined batch unless it may have to be withheld.
+        let pipeline_data = !all_or_nothing;
         let data_reply = if self.caps.pipelining {
             let mut batch = String::new();
-            for line in std::iter::once(&mail)
-                .chain(&rcpts)
-                .chain(std::iter::once(&"DATA".to_owned()))
-            {
+            let data = pipeline_data.then(|| "DATA".to_owned());
+            for line in std::iter::once(&mail).chain(&rcpts).chain(data.as_ref()) {
                 batch.push_str(line);
                 batch.push_str("\r\n");
                 self.log_client(line);
@@ -577,9 +583,12 @@ impl Client {
             self.write(Stage::MailFrom, batch.as_bytes())?;
             let mail_reply = self.read_reply(Stage::MailFrom)?;
             self.collect_rcpt_replies(recipients, &mut delivery)?;
-            let data_reply = self.read_reply(Stage::Data)?;
+            let data_reply = match pipeline_data {
+                true => Some(self.read_reply(Stage::Data)?),
+                false => None,
+            };
             if !mail_reply.is_positive() {
-                if data_reply.code == 354 {
+                if data_reply.is_some_and(|r| r.code == 354) {
                     self.write(Stage::Data, b".\r\n")?;
                     let _ = self.read_reply(Stage::EndOfData);
                 }
@@ -597,12 +606,25 @@ impl Client {
                 let reply = self.read_reply(Stage::RcptTo)?;
                 delivery.record(rcpt, reply);
             }
-            if delivery.accepted.is_empty() {
+            None
+        };
+        if all_or_nothing && !delivery.rejected.is_empty() {
+            // Nobody gets it: those the server accepted are simply not sent.
+            self.reset();
+            delivery.accepted.clear();
+            delivery.aborted = true;
+            return Ok(delivery);
+        }
+        let data_reply = match data_reply {
+            Some(reply) => reply,
+            None if delivery.accepted.is_empty() => {
                 self.reset();
                 return Ok(delivery);
             }
-            self.command(Stage::Data, "DATA")?;
-            self.read_reply(Stage::Data)?
+            None => {
+                self.command(Stage::Data, "DATA")?;
+                self.read_reply(Stage::Data)?
+            }
         };
 
         if delivery.accepted.is_empty() {

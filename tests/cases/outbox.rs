@@ -524,3 +524,36 @@ fn a_partial_delivery_then_failure_says_who_got_it() {
     let run = run.join().expect("mailsend ran").expect(75);
     run.error_mentions("message delivered to a@example.com, but not to the other recipients");
 }
+
+#[test]
+fn all_or_nothing_holds_at_flush_too() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    at(port, home.path())
+        .args([
+            "--queue",
+            "--all-or-nothing",
+            "--to",
+            "a@example.com,c@example.com",
+            "--body",
+            "x",
+        ])
+        .run()
+        .expect(0);
+    let server = TestServer::start_on(
+        with_auth(Behaviour {
+            rcpt_replies: vec![("c@example.com".into(), "550 5.1.1 no such user".into())],
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(69);
+    assert!(
+        server.sessions().iter().all(|s| !s.reached_data),
+        "nobody got it"
+    );
+    assert!(outbox_list(port, home.path()).contains("failed"));
+}

@@ -467,3 +467,64 @@ fn a_utf8_address_needs_smtputf8() {
         .expect(0);
     assert!(only_transaction(&new).mail_params.contains("SMTPUTF8"));
 }
+
+#[test]
+fn all_or_nothing_sends_to_nobody_when_one_is_refused() {
+    for (reply, code) in [("550 5.1.1 no such user", 69), ("451 4.2.1 busy", 75)] {
+        let server = TestServer::start(with_auth(Behaviour {
+            rcpt_replies: vec![("c@example.com".into(), reply.into())],
+            ..Behaviour::default()
+        }));
+        let run = Mailsend::to(&server)
+            .args([
+                "--all-or-nothing",
+                "--json",
+                "--to",
+                "a@example.com,b@example.com,c@example.com",
+                "--body",
+                "x",
+            ])
+            .run()
+            .expect(code);
+        let session = only_session(&server);
+        assert!(
+            !session.reached_data,
+            "DATA is withheld: {:?}",
+            session.lines()
+        );
+        assert!(session.lines().contains(&"RSET"));
+        let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+        assert_eq!(json["accepted"], serde_json::json!([]));
+        assert_eq!(json["rejected"][0]["address"], "c@example.com");
+    }
+}
+
+#[test]
+fn all_or_nothing_retries_everyone_together() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("c@example.com".into(), "451 4.2.1 busy".into())],
+        fault_sessions: Some(1),
+        ..Behaviour::default()
+    }));
+    Mailsend::to(&server)
+        .args([
+            "--all-or-nothing",
+            "--retry-for",
+            "20s",
+            "--to",
+            "a@example.com,b@example.com,c@example.com",
+        ])
+        .args(["--body", "x"])
+        .run()
+        .expect(0);
+    let sessions = server.wait_sessions(2, Duration::from_secs(20));
+    assert!(sessions[0].transactions.iter().all(|t| t.data.is_empty()));
+    assert_eq!(
+        sessions[1].transactions[0].rcpt_to,
+        ["a@example.com", "b@example.com", "c@example.com"]
+    );
+    // The envelope is still pipelined; only DATA waits for the verdict.
+    let reads = transaction_reads(&sessions[1]);
+    assert_eq!(reads[..4], [reads[0]; 4]);
+    assert_ne!(reads[4], reads[0]);
+}
