@@ -319,6 +319,39 @@ def t_home_unset(c: Check) -> None:
              f"the account's log file has no line for the message: {log_tail()}")
 
 
+def t_syslog(c: Check) -> None:
+    """--log syslog: one line per message to /dev/log, facility mail."""
+    import socket
+    dev_log = Path("/dev/log")
+    if dev_log.exists():
+        # A system logger owns it here: nothing to intercept without taking
+        # it over, so say so instead of passing.
+        c.expect(False, "/dev/log belongs to this machine's logger; cannot check --log syslog here")
+        return
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(dev_log))
+    listener.settimeout(10)
+    try:
+        env = clean_env(MAILSEND_CONFIG="/dev/null", MAILSEND_PASSWORD=PASSWORD, HOME=str(WORK))
+        r = run([BIN, "--host", "127.0.0.1", "--port", str(PORT_SUB), "--ca-file", str(CA),
+                 "--user", "sender@example.test", "--to", "syslog@example.test", "--body", "s",
+                 "--log", "syslog", "--json"], env, WORK)
+        no_secret(c, r, PASSWORD)
+        c.equal(r.code, 0, f"exit code ({r.describe()})")
+        try:
+            line = listener.recv(8192).decode("utf-8", "replace")
+        except OSError as e:
+            c.expect(False, f"nothing arrived on /dev/log: {e}")
+            return
+        c.expect(line.startswith("<22>"), f"priority mail.info (<22>): {short(line)}")
+        c.expect(re.search(r"mailsend\[\d+\]: account=- from=sender@example.test to=syslog@example.test .*"
+                           r"result=sent reply=\"250 ", line), f"syslog line: {short(line, 400)}")
+        c.expect(PASSWORD not in line, "password in the syslog line")
+    finally:
+        listener.close()
+        dev_log.unlink(missing_ok=True)
+
+
 def t_etc_644(c: Check) -> None:
     if not system_ready(c):
         return
@@ -411,6 +444,7 @@ def main() -> int:
         ("git send-email --sendmail-cmd='mailsend sendmail': Subject, From, git's Message-ID and Date kept, "
          "patch body byte-identical", t_git),
         ("HOME unset (env -i, cwd /): /etc/mailsend/config.toml is used, message delivered", t_home_unset),
+        ("--log syslog: one line per message on /dev/log, facility mail, no password", t_syslog),
         ("Debian cron MAILTO=root -> mailsend as /usr/sbin/sendmail -> Postfix: From 'Cron Daemon' "
          "<account address>, Date and Message-ID added, X-Cron-Env kept", t_cron),
         ("Debian cron: the mailer runs with cron's own environment, not the crontab's", t_cron_env),
