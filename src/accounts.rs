@@ -6,6 +6,9 @@
 //! with flags and the environment is `config.rs`'s job.
 
 use std::collections::BTreeMap;
+use std::fs::{File, Metadata};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -81,15 +84,26 @@ pub fn locate(
     Ok(candidates.into_iter().flatten().find(|p| p.is_file()))
 }
 
-/// Reads and checks the file at `path`.
-pub fn load(path: &Path) -> Result<Loaded> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+/// Reads and checks the file at `path`. A file found by searching (not
+/// named by `--config`) that the user may not read is skipped: it is
+/// another user's, e.g. root's mode-600 `/etc/mailsend/config.toml`.
+pub fn load(path: &Path, explicit: bool) -> Result<Option<Loaded>> {
+    let cannot = |e: std::io::Error| {
         Failure::config(format!(
             "cannot read config file {}: {}",
             path.display(),
             e.kind()
         ))
-    })?;
+    };
+    let mut handle = match File::open(path) {
+        Ok(handle) => handle,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+        Err(e) => return Err(cannot(e).into()),
+    };
+    let meta = handle.metadata().map_err(cannot)?;
+    refuse_if_untrusted(path, &meta)?;
+    let mut text = String::new();
+    handle.read_to_string(&mut text).map_err(cannot)?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
@@ -101,8 +115,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
             without_values(e.message())
         ))
     })?;
-    if file.accounts.values().any(|a| a.password.is_some()) && path != Path::new("/dev/null") {
-        refuse_if_shared(path, "holds a password")?;
+    if file.accounts.values().any(|a| a.password.is_some()) {
+        refuse_if_shared(path, &meta, "holds a password")?;
     }
     let defaults: Vec<&String> = file
         .accounts
@@ -122,10 +136,10 @@ pub fn load(path: &Path) -> Result<Loaded> {
         ))
         .into());
     }
-    Ok(Loaded {
+    Ok(Some(Loaded {
         path: path.to_path_buf(),
         file,
-    })
+    }))
 }
 
 /// A TOML error message on one line, without the offending value, which
@@ -144,19 +158,34 @@ fn without_values(message: &str) -> String {
 }
 
 /// A file that holds a secret must not be readable by group or others.
-pub fn refuse_if_shared(path: &Path, why: &str) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| Failure::config(format!("cannot read {}: {}", path.display(), e.kind())))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
+/// The metadata is the open file's, so the path cannot be swapped between
+/// the check and the read.
+pub fn refuse_if_shared(path: &Path, meta: &Metadata, why: &str) -> Result<()> {
+    let mode = meta.mode();
+    if meta.is_file() && mode & 0o077 != 0 {
         return Err(Failure::config(format!(
             "{} {why} and is readable by others (mode {:o})",
             path.display(),
             mode & 0o777
         ))
         .with_hint(format!("run: chmod 600 {}", path.display()))
+        .into());
+    }
+    Ok(())
+}
+
+/// A settings file can name the server, the CA to trust and a command to
+/// run: read it only when it belongs to the user (or root) and nobody else
+/// can write it.
+pub fn refuse_if_untrusted(path: &Path, meta: &Metadata) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.is_file() && (!(meta.uid() == me || meta.uid() == 0) || meta.mode() & 0o022 != 0) {
+        return Err(Failure::config(format!(
+            "not reading {}: it belongs to another user or others can write it",
+            path.display()
+        ))
+        .with_hint("make it yours (or root's) and not writable by others, e.g. chmod 600")
         .into());
     }
     Ok(())
@@ -244,7 +273,7 @@ password_command = "pass show alerts"
     #[test]
     fn chooses_by_name_sender_default() {
         let (_d, path) = write(TWO, 0o644);
-        let loaded = load(&path).unwrap();
+        let loaded = load(&path, true).unwrap().unwrap();
         assert_eq!(loaded.choose(None, None).unwrap().unwrap().0, "work");
         assert_eq!(
             loaded
@@ -270,7 +299,7 @@ password_command = "pass show alerts"
     #[test]
     fn unknown_keys_name_key_line_and_file() {
         let (_d, path) = write("[accounts.a]\nhost = \"x\"\nhots = \"y\"\n", 0o600);
-        let err = load(&path).unwrap_err().to_string();
+        let err = load(&path, true).unwrap_err().to_string();
         assert!(
             err.contains("hots") && err.contains("line 3") && err.contains("config.toml"),
             "{err}"
@@ -281,18 +310,18 @@ password_command = "pass show alerts"
     #[test]
     fn type_errors_do_not_echo_the_value() {
         let (_d, path) = write("[accounts.a]\npassword = 12345678\n", 0o600);
-        let err = load(&path).unwrap_err().to_string();
+        let err = load(&path, true).unwrap_err().to_string();
         assert!(!err.contains("12345678") && err.contains("line 2"), "{err}");
     }
 
     #[test]
     fn a_password_in_a_shared_file_is_refused() {
         let (_d, path) = write("[accounts.a]\npassword = \"pw\"\n", 0o640);
-        let err = load(&path).unwrap_err();
+        let err = load(&path, true).unwrap_err();
         assert_eq!(crate::exit::code_for(&err), crate::exit::Exit::Config);
         assert!(crate::exit::hint_for(&err).unwrap().contains("chmod 600"));
         let (_d, path) = write("[accounts.a]\npassword = \"pw\"\n", 0o600);
-        assert!(load(&path).is_ok());
+        assert!(load(&path, true).is_ok());
     }
 
     #[test]

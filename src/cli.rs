@@ -72,7 +72,13 @@ pub enum OutboxAction {
         #[command(flatten)]
         server: Box<ServerArgs>,
     },
-    /// Delete a queued message without sending it
+    /// Put a failed message back in the queue, due now
+    Retry {
+        id: String,
+        #[command(flatten)]
+        server: Box<ServerArgs>,
+    },
+    /// Delete a queued or failed message without sending it
     Drop {
         id: String,
         #[command(flatten)]

@@ -82,6 +82,8 @@ pub struct Settings {
     /// The config-file account in use, if any.
     pub account: Option<String>,
     pub aliases: BTreeMap<String, String>,
+    /// Every account in the config file (flush visits their outboxes).
+    pub account_names: Vec<String>,
     /// Every resolved value with its origin, for `mailsend config show`.
     pub shown: Vec<(&'static str, String, String)>,
 }
@@ -295,25 +297,29 @@ fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, String>, PathBuf)> 
         None if args.ignore_cwd_dotenv => return Ok((HashMap::new(), PathBuf::new())),
         None => (PathBuf::from(".env"), false),
     };
-    let iter = match dotenvy::from_path_iter(&path) {
-        Ok(iter) => iter,
-        Err(dotenvy::Error::Io(e)) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+    let cannot = |e: std::io::Error| {
+        Failure::no_input(format!(
+            "cannot read env file {}: {}",
+            path.display(),
+            e.kind()
+        ))
+    };
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
             return Ok((HashMap::new(), path));
         }
-        Err(e) => {
-            return Err(Failure::no_input(format!(
-                "cannot read env file {}: {}",
-                path.display(),
-                io_reason(&e)
-            ))
-            .into());
-        }
+        Err(e) => return Err(cannot(e).into()),
     };
+    // Checked on the open file: the path cannot be swapped in between.
+    // ./.env comes from whatever directory mailsend runs in, so it must be
+    // the user's own; a file named with --env-file is the user's choice.
+    let meta = file.metadata().map_err(cannot)?;
     if !required {
-        refuse_if_foreign(&path)?;
+        accounts::refuse_if_untrusted(&path, &meta)?;
     }
     let mut vars = HashMap::new();
-    for item in iter {
+    for item in dotenvy::from_read_iter(file) {
         // dotenvy's message quotes the whole line, which may hold a secret:
         // name only the file and the line number.
         let (key, value) = item.map_err(|e| {
@@ -328,37 +334,10 @@ fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, String>, PathBuf)> 
             vars.insert(key, value);
         }
     }
-    if vars.get("MAILSEND_PASSWORD").is_some_and(|p| !p.is_empty())
-        && path != Path::new("/dev/null")
-    {
-        accounts::refuse_if_shared(&path, "holds MAILSEND_PASSWORD")?;
+    if vars.get("MAILSEND_PASSWORD").is_some_and(|p| !p.is_empty()) {
+        accounts::refuse_if_shared(&path, &meta, "holds MAILSEND_PASSWORD")?;
     }
     Ok((vars, path))
-}
-
-/// `./.env` comes from whatever directory mailsend runs in: it could name
-/// another server and CA, or a password command. Read it only when it is
-/// the user's own and nobody else can write it.
-fn refuse_if_foreign(path: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
-        Failure::no_input(format!(
-            "cannot read env file {}: {}",
-            path.display(),
-            e.kind()
-        ))
-    })?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me || meta.mode() & 0o022 != 0 {
-        return Err(Failure::config(format!(
-            "not reading {}: it belongs to another user or others can write it",
-            path.display()
-        ))
-        .with_hint("remove it, make it yours with mode 600, or name a file with --env-file")
-        .into());
-    }
-    Ok(())
 }
 
 /// The line number of the first line of `text` in the file at `path`.
@@ -366,13 +345,6 @@ fn line_number(path: &Path, text: &str) -> Option<usize> {
     let first = text.lines().next()?;
     let content = std::fs::read_to_string(path).ok()?;
     content.lines().position(|l| l == first).map(|i| i + 1)
-}
-
-fn io_reason(e: &dotenvy::Error) -> String {
-    match e {
-        dotenvy::Error::Io(io) => io.kind().to_string(),
-        other => other.to_string(),
-    }
 }
 
 impl Settings {
@@ -406,8 +378,14 @@ impl Settings {
             .map(|s| PathBuf::from(s.value));
         let env_fn = |var: &str| (layers.env)(var);
         let mut aliases = BTreeMap::new();
-        if let Some(path) = accounts::locate(config_path, &env_fn)? {
-            let loaded = accounts::load(&path)?;
+        let mut account_names = Vec::new();
+        let explicit = config_path.is_some();
+        let located = accounts::locate(config_path, &env_fn)?;
+        let loaded = match &located {
+            Some(path) => accounts::load(path, explicit)?,
+            None => None,
+        };
+        if let (Some(path), Some(loaded)) = (located, loaded) {
             let name = layers
                 .get(args.account.as_deref(), &ACCOUNT)
                 .map(|s| s.value);
@@ -417,6 +395,7 @@ impl Settings {
                 show("account", name.clone(), &"");
                 layers.account = Some((name, account, path.clone()));
             }
+            account_names = loaded.file.accounts.keys().cloned().collect();
             aliases = loaded.file.aliases;
         } else if let Some(name) = layers.get(args.account.as_deref(), &ACCOUNT) {
             return Err(Failure::config(format!(
@@ -573,6 +552,7 @@ impl Settings {
             set_from_header,
             account,
             aliases,
+            account_names,
             shown,
         })
     }

@@ -6,7 +6,8 @@
 //! attachments; or `sendmail.rs`, which reads a whole message) →
 //! `message.rs` (composes the RFC 5322 message with lettre) → `smtp.rs`
 //! over `tls.rs` (the SMTP dialogue: STARTTLS, AUTH, one reply per
-//! recipient) → `output.rs` (human line or JSON, log line). `exit.rs` turns
+//! recipient) → `output.rs` (human line or JSON, log line). What cannot be
+//! sent yet waits in `outbox.rs`; `queue.rs` works it (`mailsend outbox`). `exit.rs` turns
 //! any error into one sysexits.h code; `secret.rs` keeps passwords out of
 //! every output.
 
@@ -17,6 +18,7 @@ mod exit;
 mod message;
 mod outbox;
 mod output;
+mod queue;
 mod secret;
 mod send;
 mod sendmail;
@@ -75,14 +77,15 @@ fn dispatch(cli: Cli) -> Result<Exit> {
             action: ConfigAction::Show { server },
         }) => config::show(&server),
         Some(Command::Outbox { action }) => match action {
-            OutboxAction::List { server } => outbox::list(&server),
-            OutboxAction::Show { id, server } => outbox::show(&server, &id),
+            OutboxAction::List { server } => queue::list(&server),
+            OutboxAction::Show { id, server } => queue::show(&server, &id),
             OutboxAction::Flush {
                 all,
                 verbose,
                 server,
-            } => outbox::flush(&server, all, verbose),
-            OutboxAction::Drop { id, server } => outbox::drop_entry(&server, &id),
+            } => queue::flush(&server, all, verbose),
+            OutboxAction::Retry { id, server } => queue::retry(&server, &id),
+            OutboxAction::Drop { id, server } => queue::drop_entry(&server, &id),
         },
     }
 }

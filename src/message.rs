@@ -114,6 +114,9 @@ pub fn parse_mailboxes(flag: &str, values: &[String]) -> Result<Vec<Mailbox>> {
         if parsed.is_empty() || parsed.len() != split_list(value).len() {
             return Err(invalid().into());
         }
+        for name in parsed.iter().filter_map(|m| m.name.as_deref()) {
+            check_foldable(&format!("a display name in {flag}"), name)?;
+        }
         out.extend(parsed);
     }
     Ok(out)
@@ -192,21 +195,28 @@ pub fn parse_header(text: &str) -> Result<(HeaderName, String)> {
         ))
         .into());
     }
-    // Folding happens at white space only: a longer unbroken run would
-    // make a line over RFC 5322's 998 octets.
-    if value.split_whitespace().any(|word| word.len() > 900) {
-        return Err(Failure::data(format!(
-            "header {name} has a run of more than 900 characters without a space"
-        ))
-        .into());
-    }
+    check_foldable(&format!("header {name}"), value)?;
     let name = HeaderName::new_from_ascii(name.to_owned())
         .map_err(|_| Failure::data(format!("invalid header name '{name}'")))?;
     Ok((name, value.to_owned()))
 }
 
-/// Checks a free-text header value (the subject) for line breaks.
+/// Header lines are folded at white space only: a longer unbroken run
+/// would make a line over RFC 5322's 998 octets.
+fn check_foldable(what: &str, value: &str) -> Result<()> {
+    if value.split_whitespace().any(|word| word.len() > 900) {
+        return Err(Failure::data(format!(
+            "{what} has a run of more than 900 characters without a space"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Checks a free-text header value (the subject) for line breaks and
+/// runs too long to fold.
 pub fn check_header_text(what: &str, value: &str) -> Result<()> {
+    check_foldable(what, value)?;
     if value.chars().any(|c| c.is_control() && c != '\t') {
         return Err(Failure::data(format!(
             "{what} contains a line break or control character: '{}'",
@@ -476,6 +486,9 @@ AJ+Slg==\r\n\
         assert!(parse_header(&format!("X-Long: {}", "a".repeat(1200))).is_err());
         assert!(parse_header(&format!("X-Long: {}", "word ".repeat(300))).is_ok());
         assert!(check_header_text("subject", "a\nb").is_err());
+        assert!(check_header_text("subject", &"a".repeat(2000)).is_err());
+        let long_name = format!("{} <a@example.com>", "n".repeat(1200));
+        assert!(parse_mailboxes("--to", &[long_name]).is_err());
     }
 
     #[test]

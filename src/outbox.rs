@@ -20,11 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::ServerArgs;
 use crate::config::Settings;
-use crate::exit::{self, Exit, Failure};
-use crate::send::{Outgoing, Transport};
-use crate::smtp::{Rejection, SmtpError};
+use crate::exit::{Exit, Failure};
+use crate::smtp::Rejection;
 
 const MESSAGE: &str = "message.eml";
 const META: &str = "meta.json";
@@ -76,9 +74,15 @@ impl Outbox {
     /// Opens (creating if needed) the outbox the settings name.
     pub fn open(settings: &Settings) -> Result<Outbox> {
         let root = settings.outbox.clone().ok_or_else(|| {
-            Failure::config("no outbox directory: HOME and XDG_STATE_HOME are unset")
-                .with_hint("set `outbox = \"/var/spool/mailsend\"` in the config file account, or MAILSEND_OUTBOX")
+            Failure::config("no outbox directory: HOME and XDG_STATE_HOME are unset").with_hint(
+                "set `outbox = \"/var/spool/mailsend\"` in the config file account, or MAILSEND_OUTBOX",
+            )
         })?;
+        Self::at(root)
+    }
+
+    /// Opens (creating if needed) the outbox in `root`.
+    pub fn at(root: PathBuf) -> Result<Outbox> {
         for dir in [root.clone(), root.join(".tmp"), root.join("failed")] {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -132,6 +136,13 @@ impl Outbox {
             if name.starts_with('.') || name == "failed" || !item.path().is_dir() {
                 continue;
             }
+            if !is_id(&name) {
+                eprintln!(
+                    "mailsend: warning: {} is not an outbox entry; left alone",
+                    item.path().display()
+                );
+                continue;
+            }
             let meta = item.path().join(META);
             let parsed = match fs::read(&meta) {
                 Ok(bytes) => serde_json::from_slice::<Entry>(&bytes).map_err(|e| e.to_string()),
@@ -178,15 +189,9 @@ impl Outbox {
         fs::read(&path).with_context(|| format!("reading {}", path.display()))
     }
 
-    /// Rewrites an entry's state atomically.
+    /// Rewrites a queued entry's state atomically.
     pub fn update(&self, entry: &Entry) -> Result<()> {
-        let dir = self.root.join(&entry.id);
-        let tmp = dir.join(".meta.json.tmp");
-        // Left by a crash during an earlier update: it never became meta.json.
-        let _ = fs::remove_file(&tmp);
-        write_synced(&tmp, &serde_json::to_vec_pretty(entry)?)?;
-        fs::rename(&tmp, dir.join(META))?;
-        sync_dir(&dir)
+        write_meta(&self.root.join(&entry.id), entry)
     }
 
     /// Removes a queued entry (it was delivered, or the user dropped it).
@@ -210,6 +215,26 @@ impl Outbox {
             self.root.join(&entry.id),
             self.root.join("failed").join(&entry.id),
         )?;
+        sync_dir(&self.root.join("failed"))?;
+        sync_dir(&self.root)
+    }
+
+    /// Moves an entry from `failed/` back into the queue, due now; a message
+    /// that failed because recipients were refused is retried for them.
+    pub fn retry(&self, id: &str) -> Result<()> {
+        let dir = self.locate(id)?;
+        if dir.parent() != Some(self.root.join("failed").as_path()) {
+            return Err(Failure::usage(format!("{id} is queued, not failed")).into());
+        }
+        let mut entry: Entry = serde_json::from_slice(&fs::read(dir.join(META))?)?;
+        if entry.recipients.is_empty() {
+            entry.recipients = entry.refused.drain(..).map(|r| r.address).collect();
+        }
+        entry.id = id.to_owned();
+        entry.failed = None;
+        entry.next_attempt = now();
+        write_meta(&dir, &entry)?;
+        fs::rename(&dir, self.root.join(id))?;
         sync_dir(&self.root.join("failed"))?;
         sync_dir(&self.root)
     }
@@ -254,6 +279,11 @@ impl Outbox {
     }
 }
 
+/// Entry ids are hex digits and dashes: never a path.
+fn is_id(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
 /// The delay before attempt `attempts + 1`: 1 min, doubling, at most 1 h,
 /// with ±20 % jitter so that many queued messages do not retry in step.
 pub fn backoff(attempts: u32) -> Duration {
@@ -261,6 +291,16 @@ pub fn backoff(attempts: u32) -> Duration {
         .saturating_mul(1 << attempts.saturating_sub(1).min(6))
         .min(3600);
     Duration::from_secs(base).mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+/// Writes `meta.json` in `dir` atomically: temp file, fsync, rename, fsync.
+fn write_meta(dir: &Path, entry: &Entry) -> Result<()> {
+    let tmp = dir.join(".meta.json.tmp");
+    // Left by a crash during an earlier update: it never became meta.json.
+    let _ = fs::remove_file(&tmp);
+    write_synced(&tmp, &serde_json::to_vec_pretty(entry)?)?;
+    fs::rename(&tmp, dir.join(META))?;
+    sync_dir(dir)
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -289,247 +329,6 @@ pub fn merge(a: Exit, b: Exit) -> Exit {
         _ => 2,
     };
     if rank(b) > rank(a) { b } else { a }
-}
-
-/// `mailsend outbox list`: one line per queued (and failed) message.
-pub fn list(args: &ServerArgs) -> Result<Exit> {
-    let outbox = Outbox::open(&Settings::resolve(args, None)?)?;
-    let now = now();
-    for (state, entries) in [("queued", outbox.entries()?), ("failed", outbox.failed()?)] {
-        for e in entries {
-            let next = if state == "failed" {
-                "-".to_owned()
-            } else if e.next_attempt <= now {
-                "due".to_owned()
-            } else {
-                format!(
-                    "in {}",
-                    humantime::format_duration(Duration::from_secs(e.next_attempt - now))
-                )
-            };
-            let why = e
-                .failed
-                .as_deref()
-                .or(e.last_error.as_deref())
-                .unwrap_or_default();
-            println!(
-                "{}  {state}  attempts={}  next={next}  from={}  to={}  {why}",
-                e.id,
-                e.attempts,
-                e.from,
-                e.recipients.join(",")
-            );
-        }
-    }
-    Ok(Exit::Ok)
-}
-
-/// `mailsend outbox show ID`: the state as JSON, a blank line, the message.
-pub fn show(args: &ServerArgs, id: &str) -> Result<Exit> {
-    let outbox = Outbox::open(&Settings::resolve(args, None)?)?;
-    let meta = fs::read(outbox.locate(id)?.join(META))?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(&meta)?;
-    out.write_all(b"\n\n")?;
-    out.write_all(&outbox.message(id)?)?;
-    Ok(Exit::Ok)
-}
-
-/// `mailsend outbox drop ID`: deletes a queued or failed message.
-pub fn drop_entry(args: &ServerArgs, id: &str) -> Result<Exit> {
-    let outbox = Outbox::open(&Settings::resolve(args, None)?)?;
-    outbox.remove(id)?;
-    eprintln!("mailsend: dropped {id}");
-    Ok(Exit::Ok)
-}
-
-/// `mailsend outbox flush`: one attempt for every message that is due
-/// (every message with `all`), under a lock so that runs from cron never
-/// overlap; a second flush exits 0 at once. Messages are taken account by
-/// account: the password command runs once per account, and when a server
-/// cannot be reached its other messages wait for the next flush instead of
-/// each waiting out the timeout. An entry is removed only after the
-/// server's 250 to DATA; a refusal by the server, or a temporary failure
-/// past the queue lifetime, moves it to `failed/`. A problem on this side
-/// (configuration, password command) stops the flush and leaves every
-/// entry as it was.
-pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
-    let base = Settings::resolve(args, None)?;
-    let outbox = Outbox::open(&base)?;
-    let Some(_lock) = outbox.try_lock()? else {
-        if verbose {
-            eprintln!("mailsend: another outbox flush is running");
-        }
-        return Ok(Exit::Ok);
-    };
-    outbox.clean_leftovers();
-    let due: Vec<Entry> = outbox
-        .entries()?
-        .into_iter()
-        .filter(|e| all || e.next_attempt <= now())
-        .collect();
-    let mut accounts: Vec<Option<String>> = due.iter().map(|e| e.account.clone()).collect();
-    accounts.sort();
-    accounts.dedup();
-    let mut code = Exit::Ok;
-    for account in accounts {
-        let settings = Settings::resolve(
-            &ServerArgs {
-                account: account.clone().or_else(|| args.account.clone()),
-                ..args.clone()
-            },
-            None,
-        )?;
-        let transport = Transport::new(&settings, verbose)?;
-        let mut waiting = 0;
-        for mut entry in due.iter().filter(|e| e.account == account).cloned() {
-            if waiting > 0 {
-                waiting += 1;
-                continue;
-            }
-            let (entry_code, unreachable) =
-                flush_one(&outbox, &transport, &settings, &mut entry, verbose)?;
-            code = merge(code, entry_code);
-            waiting = usize::from(unreachable);
-        }
-        if waiting > 1 && verbose {
-            eprintln!(
-                "mailsend: server unreachable: {} more messages wait for the next flush",
-                waiting - 1
-            );
-        }
-    }
-    Ok(code)
-}
-
-/// One attempt for one entry. Returns its exit code and whether the server
-/// could not be reached at all. Errors are local problems only.
-fn flush_one(
-    outbox: &Outbox,
-    transport: &Transport,
-    settings: &Settings,
-    entry: &mut Entry,
-    verbose: bool,
-) -> Result<(Exit, bool)> {
-    let outgoing = Outgoing {
-        message_id: entry.message_id.clone(),
-        from: entry.from.clone(),
-        recipients: entry.recipients.clone(),
-        bytes: outbox.message(&entry.id)?,
-        all_or_nothing: entry.all_or_nothing,
-    };
-    let all_done = |a: &crate::send::Attempt| a.rejected.is_empty() && entry.refused.is_empty();
-    let result = transport.attempt_then(&outgoing, &entry.recipients, |a| match all_done(a) {
-        true => outbox.remove(&entry.id),
-        false => Ok(()),
-    });
-    entry.attempts += 1;
-    let error = match result {
-        Ok(attempt) => {
-            entry.delivered.extend(attempt.accepted);
-            let (mut temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
-                .rejected
-                .into_iter()
-                .partition(Rejection::is_temporary);
-            // All-or-nothing: a permanent refusal fails the whole message,
-            // and after a temporary one every recipient is tried again.
-            if attempt.aborted && !permanent.is_empty() {
-                entry.refused.append(&mut temporary);
-            }
-            entry.refused.extend(permanent);
-            if !attempt.aborted || temporary.is_empty() {
-                entry.recipients = temporary.iter().map(|r| r.address.clone()).collect();
-            }
-            match temporary.first() {
-                None if entry.refused.is_empty() => {
-                    // Already removed, right after the server's reply.
-                    if verbose {
-                        eprintln!(
-                            "mailsend: {} delivered ({})",
-                            entry.id,
-                            attempt.reply.unwrap_or_default()
-                        );
-                    }
-                    return Ok((Exit::Ok, false));
-                }
-                None => {
-                    let refused: Vec<String> = entry
-                        .refused
-                        .iter()
-                        .map(|r| format!("{}: {} {}", r.address, r.code, r.text))
-                        .collect();
-                    let reason = format!("refused: {}", refused.join("; "));
-                    eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
-                    let codes: Vec<u16> = entry.refused.iter().map(|r| r.code).collect();
-                    let code = match entry.all_or_nothing {
-                        true => Exit::Unavailable,
-                        false => exit::for_recipients(entry.delivered.len(), &codes),
-                    };
-                    outbox.fail(entry, reason)?;
-                    return Ok((code, false));
-                }
-                Some(r) => anyhow::Error::from(Failure::new(
-                    Exit::TempFail,
-                    format!("{} refused for now: {} {}", r.address, r.code, r.text),
-                )),
-            }
-        }
-        Err(err) => err,
-    };
-    // Only what the server did may move an entry; a local problem stops here.
-    let Some(smtp) = error.chain().find_map(|c| c.downcast_ref::<SmtpError>()) else {
-        if error.chain().any(|c| {
-            c.downcast_ref::<Failure>()
-                .is_some_and(|f| f.exit != Exit::TempFail)
-        }) {
-            return Err(error.context(format!("flushing {}", entry.id)));
-        }
-        return requeue(outbox, settings, entry, error, verbose).map(|c| (c, false));
-    };
-    let unreachable = smtp.server_unreachable();
-    requeue(outbox, settings, entry, error, verbose).map(|c| (c, unreachable))
-}
-
-/// After a failed attempt: back off and keep the entry, or move it to
-/// `failed/` when the failure is permanent or the entry too old.
-fn requeue(
-    outbox: &Outbox,
-    settings: &Settings,
-    entry: &mut Entry,
-    error: anyhow::Error,
-    verbose: bool,
-) -> Result<Exit> {
-    let code = exit::code_for(&error);
-    let reason = format!("{error:#}");
-    let expired = now().saturating_sub(entry.created) > settings.queue_lifetime.as_secs();
-    if code != Exit::TempFail || expired {
-        let reason = if expired && code == Exit::TempFail {
-            format!(
-                "gave up after {}: {reason}",
-                humantime::format_duration(settings.queue_lifetime)
-            )
-        } else {
-            reason
-        };
-        eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
-        outbox.fail(entry, reason)?;
-        return Ok(if code == Exit::TempFail {
-            Exit::Unavailable
-        } else {
-            code
-        });
-    }
-    entry.last_error = Some(reason);
-    entry.next_attempt = now() + backoff(entry.attempts).as_secs();
-    outbox.update(entry)?;
-    if verbose {
-        eprintln!(
-            "mailsend: {} still queued: {}",
-            entry.id,
-            entry.last_error.as_deref().unwrap_or_default()
-        );
-    }
-    Ok(Exit::TempFail)
 }
 
 #[cfg(test)]

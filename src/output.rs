@@ -96,12 +96,7 @@ impl fmt::Display for Report {
 /// is a terminal, so cron and scripts stay silent on success (cron would
 /// mail any output back).
 pub fn print(report: &Report, json: bool) {
-    for r in &report.rejected {
-        eprintln!(
-            "mailsend: error: recipient {} refused: {} {}",
-            r.address, r.code, r.text
-        );
-    }
+    print_rejections(report);
     let mut out = std::io::stdout().lock();
     let result = if json {
         serde_json::to_writer(&mut out, report)
@@ -118,6 +113,16 @@ pub fn print(report: &Report, json: bool) {
     };
     if let Err(e) = result {
         eprintln!("mailsend: warning: cannot write the result to stdout: {e}");
+    }
+}
+
+/// One error line on stderr per refused recipient.
+pub fn print_rejections(report: &Report) {
+    for r in &report.rejected {
+        eprintln!(
+            "mailsend: error: recipient {} refused: {} {}",
+            r.address, r.code, r.text
+        );
     }
 }
 

@@ -120,6 +120,8 @@ pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: boo
             if json {
                 report.exit_code = Some(code as u8);
                 output::print(&report, true);
+            } else {
+                output::print_rejections(&report);
             }
             Err(match report.accepted.is_empty() {
                 true => err.context("message not sent"),
@@ -153,7 +155,11 @@ fn queue(
             .recipients
             .iter()
             .filter(|r| {
-                !report.accepted.contains(r) && !report.rejected.iter().any(|x| &x.address == *r)
+                !report.accepted.contains(r)
+                    && !report
+                        .rejected
+                        .iter()
+                        .any(|x| &x.address == *r && !x.is_temporary())
             })
             .cloned()
             .collect(),
@@ -306,6 +312,9 @@ impl<'a> Transport<'a> {
         let deadline = Instant::now() + self.settings.retry_for;
         let mut delay = Duration::from_secs(1);
         let mut pending = outgoing.recipients.clone();
+        // Refused for now in an earlier session: reported if no later one
+        // settles them.
+        let mut refused_for_now: Vec<Rejection> = Vec::new();
         loop {
             let result = self.attempt(outgoing, &pending);
             let temporary: Vec<Rejection> = match result {
@@ -328,9 +337,13 @@ impl<'a> Transport<'a> {
                     }
                     temporary
                 }
-                Err(err) if exit::code_for(&err) != Exit::TempFail => return Err(err),
+                Err(err) if exit::code_for(&err) != Exit::TempFail => {
+                    report.rejected.append(&mut refused_for_now);
+                    return Err(err);
+                }
                 Err(err) => {
                     if Instant::now() + delay > deadline {
+                        report.rejected.append(&mut refused_for_now);
                         return Err(err);
                     }
                     self.wait(&err.to_string(), &mut delay);
@@ -344,6 +357,7 @@ impl<'a> Transport<'a> {
             if !report.aborted {
                 pending = temporary.iter().map(|r| r.address.clone()).collect();
             }
+            refused_for_now = temporary;
             self.wait(
                 &format!("{} refused for now", pending.join(", ")),
                 &mut delay,

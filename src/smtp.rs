@@ -195,6 +195,31 @@ impl SmtpError {
         }
     }
 
+    /// The failure is about the session, not one message (login refused,
+    /// certificate not trusted, a required extension missing): every
+    /// message for this server would fail the same way until it is fixed.
+    pub fn session_level(&self) -> bool {
+        match self {
+            SmtpError::Refused { stage, .. } => {
+                matches!(
+                    stage,
+                    Stage::Greeting | Stage::Ehlo | Stage::StartTls | Stage::Auth
+                )
+            }
+            SmtpError::Protocol { stage, .. } => {
+                matches!(
+                    stage,
+                    Stage::Greeting | Stage::Ehlo | Stage::StartTls | Stage::TlsHandshake
+                )
+            }
+            SmtpError::Untrusted { .. }
+            | SmtpError::Tls { .. }
+            | SmtpError::NoStartTls { .. }
+            | SmtpError::NoAuth { .. } => true,
+            _ => self.server_unreachable(),
+        }
+    }
+
     /// The exit code this failure means (PRODUCT.md's table).
     pub fn exit(&self) -> Exit {
         match self {
@@ -211,7 +236,7 @@ impl SmtpError {
                 stage: Stage::Auth, ..
             } => Exit::NoPerm,
             SmtpError::Refused {
-                stage: Stage::StartTls,
+                stage: Stage::StartTls | Stage::Ehlo,
                 ..
             } => Exit::Protocol,
             SmtpError::Refused { reply, .. } if reply.code < 400 => Exit::Protocol,
@@ -931,5 +956,6 @@ mod tests {
         assert_eq!(refused(Stage::EndOfData, 554).exit(), Exit::Unavailable);
         assert_eq!(refused(Stage::Greeting, 421).exit(), Exit::TempFail);
         assert_eq!(refused(Stage::StartTls, 502).exit(), Exit::Protocol);
+        assert_eq!(refused(Stage::Ehlo, 502).exit(), Exit::Protocol);
     }
 }

@@ -492,7 +492,7 @@ fn an_unreachable_server_is_tried_once_per_flush() {
         .expect(75);
     assert!(
         run.stderr()
-            .contains("2 more messages wait for the next flush"),
+            .contains("2 more messages for this server wait for the next flush"),
         "{}",
         run.stderr()
     );
@@ -522,7 +522,8 @@ fn a_partial_delivery_then_failure_says_who_got_it() {
     server.wait_sessions(1, Duration::from_secs(20));
     drop(server);
     let run = run.join().expect("mailsend ran").expect(75);
-    run.error_mentions("message delivered to a@example.com, but not to the other recipients");
+    run.error_mentions("message delivered to a@example.com, but not to the other recipients")
+        .error_mentions("recipient b@example.com refused: 451 4.2.1 busy");
 }
 
 #[test]
@@ -556,4 +557,122 @@ fn all_or_nothing_holds_at_flush_too() {
         "nobody got it"
     );
     assert!(outbox_list(port, home.path()).contains("failed"));
+}
+
+#[test]
+fn a_refused_login_at_flush_keeps_the_queue() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    for _ in 0..3 {
+        at(port, home.path())
+            .args(["--queue"])
+            .args(send_args())
+            .run()
+            .expect(0);
+    }
+    let server = TestServer::start_on(
+        Behaviour {
+            auth: Some((
+                crate::support::cmd::USER.into(),
+                "a different password".into(),
+            )),
+            ..Behaviour::default()
+        },
+        port,
+    );
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(77);
+    run.error_mentions("535");
+    assert_eq!(
+        server.sessions().len(),
+        1,
+        "one login attempt, not one per message"
+    );
+    let list = outbox_list(port, home.path());
+    assert_eq!(
+        list.matches("queued").count(),
+        3,
+        "nothing moved to failed/: {list}"
+    );
+}
+
+#[test]
+fn an_unreadable_entry_does_not_block_the_others() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    for _ in 0..2 {
+        at(port, home.path())
+            .args(["--queue"])
+            .args(send_args())
+            .run()
+            .expect(0);
+    }
+    let outbox = home.path().join(".local/state/mailsend/outbox");
+    let mut dirs: Vec<_> = std::fs::read_dir(&outbox)
+        .expect("outbox")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    dirs.sort();
+    std::fs::remove_file(dirs[0].join("message.eml")).expect("lose one message file");
+    std::fs::create_dir(outbox.join("copy-of-something")).expect("stray dir");
+    std::fs::write(outbox.join("copy-of-something/meta.json"), "{}").expect("stray meta");
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let run = at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(75);
+    assert!(
+        run.stderr().contains("cannot be read") && run.stderr().contains("not an outbox entry"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(message_ids(&server).len(), 1, "the healthy entry went");
+}
+
+#[test]
+fn an_accounts_own_outbox_is_flushed_and_failed_entries_can_be_retried() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let own = home.path().join("spool");
+    let config = home.path().join(".config/mailsend/config.toml");
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");
+    let account = crate::support::cmd::account_config(&TestServer::start(Behaviour::default()), "");
+    std::fs::write(
+        &config,
+        format!("{account}outbox = \"{}\"\n", own.display()),
+    )
+    .expect("config");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let config_home = |args: &[&str]| {
+        let mut m = at(port, home.path());
+        m.env_remove("MAILSEND_CONFIG").args(args).run()
+    };
+    config_home(&["--queue", "--to", "a@example.com", "--body", "x"]).expect(0);
+    assert!(
+        own.read_dir()
+            .expect("own outbox")
+            .flatten()
+            .any(|e| e.path().join("meta.json").is_file())
+    );
+
+    let server = TestServer::start_on(
+        with_auth(Behaviour {
+            rcpt_replies: vec![("a@example.com".into(), "550 5.1.1 no such user".into())],
+            fault_sessions: Some(1),
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    config_home(&["outbox", "flush"]).expect(69);
+    let list = config_home(&["outbox", "list"]).expect(0).stdout();
+    let id = list.split_whitespace().next().expect("an entry").to_owned();
+    assert!(list.contains("failed"), "{list}");
+    config_home(&["outbox", "retry", &id]).expect(0);
+    config_home(&["outbox", "flush"]).expect(0);
+    assert_eq!(message_ids(&server).len(), 1, "delivered after the retry");
 }

@@ -223,3 +223,17 @@ fn sendmail_mode_ignores_the_callers_dotenv() {
         .expect(0);
     assert!(only_session(&server).authenticated);
 }
+
+#[test]
+fn a_config_file_others_can_write_is_not_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut m = Mailsend::bare();
+    let path = m.config("[accounts.a]\nhost = \"127.0.0.1\"\npassword_command = \"touch pwned; echo pw\"\nuser = \"u@example.com\"\n");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let run = m
+        .args(["--from", USER, "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78);
+    run.error_mentions("others can write it");
+    assert!(!m.path().join("pwned").exists(), "its command never ran");
+}

@@ -1,0 +1,356 @@
+//! `mailsend outbox list|show|flush|drop|retry`: working the outbox.
+//!
+//! The storage and its crash-safety are `outbox.rs`; this file decides
+//! what to send when and what a result means for an entry. Every outbox
+//! in use is visited: the default one and those of config-file accounts
+//! that set their own `outbox`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::cli::ServerArgs;
+use crate::config::Settings;
+use crate::exit::{self, Exit, Failure};
+use crate::outbox::{Entry, Outbox, backoff, merge, now};
+use crate::send::{Attempt, Outgoing, Transport};
+use crate::smtp::{Rejection, SmtpError};
+
+/// The outboxes to visit: the default settings' and every account's.
+fn outboxes(args: &ServerArgs) -> Result<Vec<Outbox>> {
+    let base = Settings::resolve(args, None)?;
+    let mut dirs: Vec<PathBuf> = base.outbox.iter().cloned().collect();
+    for name in &base.account_names {
+        let account = ServerArgs {
+            account: Some(name.clone()),
+            ..args.clone()
+        };
+        if let Ok(settings) = Settings::resolve(&account, None) {
+            dirs.extend(settings.outbox);
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    if dirs.is_empty() {
+        // Outbox::open says what to configure.
+        return Ok(vec![Outbox::open(&base)?]);
+    }
+    dirs.into_iter().map(Outbox::at).collect()
+}
+
+/// `list`: one line per queued and failed message.
+pub fn list(args: &ServerArgs) -> Result<Exit> {
+    let now = now();
+    for outbox in outboxes(args)? {
+        for (state, entries) in [("queued", outbox.entries()?), ("failed", outbox.failed()?)] {
+            for e in entries {
+                let next = match state {
+                    "failed" => "-".to_owned(),
+                    _ if e.next_attempt <= now => "due".to_owned(),
+                    _ => format!(
+                        "in {}",
+                        humantime::format_duration(Duration::from_secs(e.next_attempt - now))
+                    ),
+                };
+                let why = e
+                    .failed
+                    .as_deref()
+                    .or(e.last_error.as_deref())
+                    .unwrap_or_default();
+                println!(
+                    "{}  {state}  attempts={}  next={next}  from={}  to={}  {why}",
+                    e.id,
+                    e.attempts,
+                    e.from,
+                    e.recipients.join(",")
+                );
+            }
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// The outbox that holds entry `id` (NOINPUT if none does).
+fn holding(args: &ServerArgs, id: &str) -> Result<Outbox> {
+    let mut last = None;
+    for outbox in outboxes(args)? {
+        match outbox.locate(id) {
+            Ok(_) => return Ok(outbox),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| Failure::no_input(format!("no message '{id}' in the outbox")).into()))
+}
+
+/// `show ID`: the state as JSON, a blank line, the message.
+pub fn show(args: &ServerArgs, id: &str) -> Result<Exit> {
+    let outbox = holding(args, id)?;
+    let meta = std::fs::read(outbox.locate(id)?.join("meta.json"))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&meta)?;
+    out.write_all(b"\n\n")?;
+    out.write_all(&outbox.message(id)?)?;
+    Ok(Exit::Ok)
+}
+
+/// `drop ID`: deletes a queued or failed message.
+pub fn drop_entry(args: &ServerArgs, id: &str) -> Result<Exit> {
+    holding(args, id)?.remove(id)?;
+    eprintln!("mailsend: dropped {id}");
+    Ok(Exit::Ok)
+}
+
+/// `retry ID`: puts a failed message back in the queue, due now.
+pub fn retry(args: &ServerArgs, id: &str) -> Result<Exit> {
+    holding(args, id)?.retry(id)?;
+    eprintln!("mailsend: {id} queued again");
+    Ok(Exit::Ok)
+}
+
+/// `flush`: one attempt for every message that is due (every message with
+/// `all`), in every outbox, each under its lock so that runs from cron
+/// never overlap (a second flush leaves a locked outbox alone and exits 0).
+///
+/// Messages go account by account: the password command runs once per
+/// account. When a server cannot be reached, or refuses the session itself
+/// (login, certificate, STARTTLS), its other messages wait for the next
+/// flush and nothing moves to `failed/`; that only happens to a message the
+/// server refused, or one still failing past the queue lifetime. A problem
+/// on this side (an unknown account, a failing password command, an
+/// unreadable entry) is reported and skipped; the others still go. The exit
+/// code merges them all (see `outbox::merge`).
+pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
+    let mut code = Exit::Ok;
+    for outbox in outboxes(args)? {
+        let Some(_lock) = outbox.try_lock()? else {
+            if verbose {
+                eprintln!("mailsend: another outbox flush is running");
+            }
+            continue;
+        };
+        outbox.clean_leftovers();
+        code = merge(code, flush_outbox(&outbox, args, all, verbose)?);
+    }
+    Ok(code)
+}
+
+fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
+    let due: Vec<Entry> = outbox
+        .entries()?
+        .into_iter()
+        .filter(|e| all || e.next_attempt <= now())
+        .collect();
+    let mut accounts: Vec<Option<String>> = due.iter().map(|e| e.account.clone()).collect();
+    accounts.sort();
+    accounts.dedup();
+    let mut code = Exit::Ok;
+    for account in accounts {
+        let entries: Vec<Entry> = due
+            .iter()
+            .filter(|e| e.account == account)
+            .cloned()
+            .collect();
+        let account_args = ServerArgs {
+            account: account.clone().or_else(|| args.account.clone()),
+            ..args.clone()
+        };
+        let who = account
+            .as_deref()
+            .unwrap_or("the default settings")
+            .to_owned();
+        let mut skip = |err: anyhow::Error| {
+            eprintln!(
+                "mailsend: error: {} messages for {who} wait: {err:#}",
+                entries.len()
+            );
+            code = merge(code, exit::code_for(&err));
+        };
+        let settings = match Settings::resolve(&account_args, None) {
+            Ok(settings) => settings,
+            Err(err) => {
+                skip(err);
+                continue;
+            }
+        };
+        let transport = match Transport::new(&settings, verbose) {
+            Ok(transport) => transport,
+            Err(err) => {
+                skip(err);
+                continue;
+            }
+        };
+        for (done, mut entry) in entries.iter().cloned().enumerate() {
+            let (entry_code, stop) = flush_one(outbox, &transport, &settings, &mut entry, verbose);
+            code = merge(code, entry_code);
+            let waiting = entries.len() - done - 1;
+            if stop && waiting > 0 {
+                if verbose {
+                    eprintln!(
+                        "mailsend: {waiting} more messages for this server wait for the next flush"
+                    );
+                }
+                break;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// One attempt for one entry: its exit code, and whether the failure was
+/// the server's or the session's (so the account's other entries should
+/// not be tried now).
+fn flush_one(
+    outbox: &Outbox,
+    transport: &Transport,
+    settings: &Settings,
+    entry: &mut Entry,
+    verbose: bool,
+) -> (Exit, bool) {
+    let bytes = match outbox.message(&entry.id) {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            eprintln!(
+                "mailsend: warning: outbox entry {} cannot be read ({err:#}); left in place",
+                entry.id
+            );
+            return (Exit::TempFail, false);
+        }
+    };
+    let outgoing = Outgoing {
+        message_id: entry.message_id.clone(),
+        from: entry.from.clone(),
+        recipients: entry.recipients.clone(),
+        bytes,
+        all_or_nothing: entry.all_or_nothing,
+    };
+    let refused_before = !entry.refused.is_empty();
+    let result = transport.attempt_then(&outgoing, &entry.recipients, |a: &Attempt| {
+        match a.rejected.is_empty() && !refused_before {
+            // Delivered to everyone: gone before QUIT, for the shortest
+            // window in which a crash could cause a duplicate.
+            true => outbox.remove(&entry.id),
+            false => Ok(()),
+        }
+    });
+    entry.attempts += 1;
+    let outcome = match result {
+        Ok(attempt) => settle(outbox, entry, attempt, verbose),
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok(code) => (code, false),
+        Err(err) => {
+            let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
+            let session = smtp.is_some_and(SmtpError::session_level);
+            match requeue(outbox, settings, entry, err, session, verbose) {
+                Ok(code) => (code, session),
+                Err(e) => {
+                    eprintln!("mailsend: error: {}: {e:#}", entry.id);
+                    (exit::code_for(&e), false)
+                }
+            }
+        }
+    }
+}
+
+/// After a session that reached the recipients: the entry is done (already
+/// removed), failed for good, or still has recipients refused for now
+/// (returned as an error for `requeue`).
+fn settle(outbox: &Outbox, entry: &mut Entry, attempt: Attempt, verbose: bool) -> Result<Exit> {
+    entry.delivered.extend(attempt.accepted);
+    let (mut temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
+        .rejected
+        .into_iter()
+        .partition(Rejection::is_temporary);
+    // All-or-nothing: a permanent refusal fails the whole message, and
+    // after a temporary one every recipient is tried again.
+    if attempt.aborted && !permanent.is_empty() {
+        entry.refused.append(&mut temporary);
+    }
+    entry.refused.extend(permanent);
+    if !attempt.aborted || temporary.is_empty() {
+        entry.recipients = temporary.iter().map(|r| r.address.clone()).collect();
+    }
+    if let Some(r) = temporary.first() {
+        return Err(Failure::new(
+            Exit::TempFail,
+            format!("{} refused for now: {} {}", r.address, r.code, r.text),
+        )
+        .into());
+    }
+    if entry.refused.is_empty() {
+        if verbose {
+            eprintln!(
+                "mailsend: {} delivered ({})",
+                entry.id,
+                attempt.reply.unwrap_or_default()
+            );
+        }
+        return Ok(Exit::Ok);
+    }
+    let refused: Vec<String> = entry
+        .refused
+        .iter()
+        .map(|r| format!("{}: {} {}", r.address, r.code, r.text))
+        .collect();
+    let reason = format!("refused: {}", refused.join("; "));
+    eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
+    let codes: Vec<u16> = entry.refused.iter().map(|r| r.code).collect();
+    let code = match entry.all_or_nothing {
+        true => Exit::Unavailable,
+        false => exit::for_recipients(entry.delivered.len(), &codes),
+    };
+    outbox.fail(entry, reason)?;
+    Ok(code)
+}
+
+/// After a failed attempt: back off and keep the entry, or move it to
+/// `failed/` when the message itself was refused, or it is too old. A
+/// failure of the session (`session`: login, certificate, unreachable)
+/// keeps it: fixing the configuration must not need `outbox retry`.
+fn requeue(
+    outbox: &Outbox,
+    settings: &Settings,
+    entry: &mut Entry,
+    error: anyhow::Error,
+    session: bool,
+    verbose: bool,
+) -> Result<Exit> {
+    let code = exit::code_for(&error);
+    let reason = format!("{error:#}");
+    let expired = now().saturating_sub(entry.created) > settings.queue_lifetime.as_secs();
+    let temporary = code == Exit::TempFail || session;
+    if !temporary || expired {
+        let reason = match expired && temporary {
+            true => format!(
+                "gave up after {}: {reason}",
+                humantime::format_duration(settings.queue_lifetime)
+            ),
+            false => reason,
+        };
+        eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
+        outbox.fail(entry, reason)?;
+        return Ok(if code == Exit::TempFail {
+            Exit::Unavailable
+        } else {
+            code
+        });
+    }
+    if session && code != Exit::TempFail {
+        eprintln!("mailsend: error: {}: {reason}", entry.id);
+    }
+    entry.last_error = Some(reason);
+    entry.next_attempt = now() + backoff(entry.attempts).as_secs();
+    outbox.update(entry)?;
+    if verbose {
+        eprintln!(
+            "mailsend: {} still queued: {}",
+            entry.id,
+            entry.last_error.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(code)
+}
