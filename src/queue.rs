@@ -226,44 +226,44 @@ fn flush_one(
         bytes,
         all_or_nothing: entry.all_or_nothing,
     };
-    let refused_before = !entry.refused.is_empty();
-    let result = transport.attempt_then(&outgoing, &entry.recipients, |a: &Attempt| {
-        match a.rejected.is_empty() && !refused_before {
-            // Delivered to everyone: gone before QUIT, for the shortest
-            // window in which a crash could cause a duplicate.
-            true => outbox.remove(&entry.id),
-            false => Ok(()),
-        }
-    });
+    // Whatever the server answered is recorded before QUIT: a delivered
+    // entry is removed, a partly delivered one rewritten, so that a crash
+    // after the reply can duplicate the message only for the window of one
+    // rename.
+    let recipients = entry.recipients.clone();
     entry.attempts += 1;
-    let outcome = match result {
-        Ok(attempt) => settle(outbox, entry, attempt, verbose),
-        Err(err) => Err(err),
-    };
-    match outcome {
-        Ok(code) => (code, false),
-        Err(err) => {
+    let mut settled: Option<Result<Exit>> = None;
+    let result = transport.attempt_then(&outgoing, &recipients, |attempt: &Attempt| {
+        let outcome = settle(outbox, entry, attempt, verbose).or_else(|refused_for_now| {
+            requeue(outbox, settings, entry, refused_for_now, false, verbose)
+        });
+        settled = Some(outcome);
+        Ok(())
+    });
+    let outcome = match (settled, result) {
+        (Some(outcome), _) => outcome.map(|code| (code, false)),
+        (None, Ok(_)) => unreachable!("a finished attempt has been settled"),
+        (None, Err(err)) => {
             let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
             let session = smtp.is_some_and(SmtpError::session_level);
-            match requeue(outbox, settings, entry, err, session, verbose) {
-                Ok(code) => (code, session),
-                Err(e) => {
-                    eprintln!("mailsend: error: {}: {e:#}", entry.id);
-                    (exit::code_for(&e), false)
-                }
-            }
+            requeue(outbox, settings, entry, err, session, verbose).map(|code| (code, session))
         }
-    }
+    };
+    outcome.unwrap_or_else(|e| {
+        eprintln!("mailsend: error: {}: {e:#}", entry.id);
+        (exit::code_for(&e), false)
+    })
 }
 
-/// After a session that reached the recipients: the entry is done (already
-/// removed), failed for good, or still has recipients refused for now
-/// (returned as an error for `requeue`).
-fn settle(outbox: &Outbox, entry: &mut Entry, attempt: Attempt, verbose: bool) -> Result<Exit> {
-    entry.delivered.extend(attempt.accepted);
+/// After a session that reached the recipients: the entry is done
+/// (removed), failed for good, or still has recipients refused for now
+/// (returned as an error, for `requeue`).
+fn settle(outbox: &Outbox, entry: &mut Entry, attempt: &Attempt, verbose: bool) -> Result<Exit> {
+    entry.delivered.extend(attempt.accepted.iter().cloned());
     let (mut temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
         .rejected
-        .into_iter()
+        .iter()
+        .cloned()
         .partition(Rejection::is_temporary);
     // All-or-nothing: a permanent refusal fails the whole message, and
     // after a temporary one every recipient is tried again.
@@ -282,11 +282,12 @@ fn settle(outbox: &Outbox, entry: &mut Entry, attempt: Attempt, verbose: bool) -
         .into());
     }
     if entry.refused.is_empty() {
+        outbox.remove(&entry.id)?;
         if verbose {
             eprintln!(
                 "mailsend: {} delivered ({})",
                 entry.id,
-                attempt.reply.unwrap_or_default()
+                attempt.reply.as_deref().unwrap_or_default()
             );
         }
         return Ok(Exit::Ok);

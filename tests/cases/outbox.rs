@@ -334,7 +334,7 @@ fn permanent_refusal_is_not_queued() {
 /// message (the one window where a duplicate is possible).
 #[test]
 fn flush_survives_kill_9_at_random_points() {
-    const MESSAGES: usize = 60;
+    const MESSAGES: usize = 100;
     const KILLS: usize = 50;
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
@@ -366,7 +366,7 @@ fn flush_survives_kill_9_at_random_points() {
             .args(["outbox", "flush", "--all"])
             .spawn();
         if rng.is_multiple_of(2) {
-            std::thread::sleep(Duration::from_micros(rng % 150_000));
+            std::thread::sleep(Duration::from_micros(rng % 20_000));
         } else {
             let deadline = std::time::Instant::now() + Duration::from_secs(5);
             while message_ids(&server).len() == before && std::time::Instant::now() < deadline {
@@ -377,8 +377,16 @@ fn flush_survives_kill_9_at_random_points() {
         let _ = child.wait();
         kills += 1;
         // What is left must always be complete, readable entries.
-        let list = outbox_list(port, home.path());
-        if list.is_empty() {
+        let list = at(port, home.path())
+            .args(["outbox", "list"])
+            .run()
+            .expect(0);
+        assert!(
+            !list.stderr().contains("warning"),
+            "after a kill: {}",
+            list.stderr()
+        );
+        if list.stdout().is_empty() {
             break;
         }
     }
@@ -406,6 +414,10 @@ fn flush_survives_kill_9_at_random_points() {
     assert!(
         delivered_while_killing > 0,
         "the kills interrupted flushes that were delivering"
+    );
+    assert!(
+        kills >= KILLS / 2,
+        "the outbox emptied after {kills} kills: too few to mean much"
     );
     assert!(
         duplicates <= kills,
