@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,8 @@ pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> 
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
+        // Its own process group, so that a timeout ends its children too.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -71,7 +74,7 @@ pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> 
             break status;
         }
         if Instant::now() >= deadline {
-            let _ = child.kill();
+            kill_group(child.id());
             let _ = child.wait();
             return Err(too_slow().into());
         }
@@ -83,7 +86,10 @@ pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> 
     // A background child of the command may still hold its stdout open.
     let out = rx
         .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        .map_err(|_| too_slow())?
+        .map_err(|_| {
+            kill_group(child.id());
+            too_slow()
+        })?
         .map_err(|e| fail(format!("cannot read its output: {e}")))?;
     let text = String::from_utf8(out).map_err(|_| fail("its output is not UTF-8".into()))?;
     let password = text.trim_end_matches(['\r', '\n', ' ', '\t']).to_owned();
@@ -91,6 +97,12 @@ pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> 
         return Err(fail("it printed nothing".into()).into());
     }
     Ok(Secret::new(password))
+}
+
+/// Ends the password command and everything it started.
+fn kill_group(pid: u32) {
+    // SAFETY: signals only the process group created for the command.
+    unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
 }
 
 #[cfg(test)]

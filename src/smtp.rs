@@ -531,9 +531,6 @@ impl Client {
         Ok(())
     }
 
-    /// One mail transaction. Every recipient gets its own reply; the
-    /// message goes to those accepted. With PIPELINING, MAIL, every RCPT
-    /// and DATA leave in one write.
     /// Refuses, before anything is sent, a message larger than the SIZE the
     /// server advertised (RFC 1870): the server would refuse it with 552.
     pub fn check_size(&self, message_len: usize) -> Result<(), SmtpError> {
@@ -546,8 +543,11 @@ impl Client {
         }
     }
 
-    /// With `all_or_nothing`, DATA is sent only once every recipient was
-    /// accepted (so it is not pipelined); otherwise the session is reset.
+    /// One mail transaction. Every recipient gets its own reply; the
+    /// message goes to those accepted. With PIPELINING, MAIL, every RCPT
+    /// and DATA leave in one write. With `all_or_nothing`, DATA is sent only
+    /// once every recipient was accepted (so it is not pipelined);
+    /// otherwise the session is reset.
     pub fn send(
         &mut self,
         from: &str,
