@@ -70,6 +70,15 @@ pub fn header(data: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
+/// Whether any line of `data` is a Bcc header (any case). Not a search
+/// for "bcc" anywhere: a random Message-ID can hold those hex digits.
+pub fn has_bcc_line(data: &[u8]) -> bool {
+    String::from_utf8_lossy(data).split("\r\n").any(|line| {
+        line.to_ascii_lowercase().starts_with("bcc:")
+            || line.to_ascii_lowercase().starts_with("bcc :")
+    })
+}
+
 /// The body after the header block.
 pub fn body(data: &[u8]) -> Vec<u8> {
     let pos = data

@@ -156,11 +156,7 @@ fn headers_are_added_only_when_missing_and_bcc_is_stripped() {
         tx.data_str(),
         "From: Dev <dev@example.com>\r\nTo: a@example.com\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <given@example.com>\r\nSubject: s\r\n\r\nbody\r\n"
     );
-    assert!(
-        !String::from_utf8_lossy(&tx.raw_data)
-            .to_ascii_lowercase()
-            .contains("bcc")
-    );
+    assert!(!has_bcc_line(&tx.raw_data));
 }
 
 #[test]
