@@ -33,6 +33,27 @@ fn outbox_list(port: u16, home: &Path) -> String {
         .stdout()
 }
 
+/// Queues `n` messages while nothing listens on `port`; returns the entry
+/// directories, oldest first.
+fn queue_some(port: u16, home: &Path, n: usize) -> Vec<std::path::PathBuf> {
+    for _ in 0..n {
+        at(port, home)
+            .args(["--queue"])
+            .args(send_args())
+            .run()
+            .expect(0);
+    }
+    let outbox = home.join(".local/state/mailsend/outbox");
+    let mut dirs: Vec<_> = std::fs::read_dir(&outbox)
+        .expect("outbox")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("meta.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
@@ -452,21 +473,7 @@ fn a_local_problem_stops_flush_and_keeps_every_entry() {
 fn damaged_and_half_updated_entries_do_not_block_the_others() {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
-    for _ in 0..2 {
-        at(port, home.path())
-            .args(["--queue"])
-            .args(send_args())
-            .run()
-            .expect(0);
-    }
-    let outbox = home.path().join(".local/state/mailsend/outbox");
-    let mut dirs: Vec<_> = std::fs::read_dir(&outbox)
-        .expect("outbox")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("meta.json").is_file())
-        .collect();
-    dirs.sort();
+    let dirs = queue_some(port, home.path(), 2);
     std::fs::write(dirs[0].join("meta.json"), "").expect("damage one entry");
     std::fs::write(dirs[1].join(".meta.json.tmp"), "left by a crash").expect("stale temp file");
 
@@ -491,13 +498,7 @@ fn damaged_and_half_updated_entries_do_not_block_the_others() {
 fn an_unreachable_server_is_tried_once_per_flush() {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
-    for _ in 0..3 {
-        at(port, home.path())
-            .args(["--queue"])
-            .args(send_args())
-            .run()
-            .expect(0);
-    }
+    queue_some(port, home.path(), 3);
     let run = at(port, home.path())
         .args(["outbox", "flush", "-v"])
         .run()
@@ -575,13 +576,7 @@ fn all_or_nothing_holds_at_flush_too() {
 fn a_refused_login_at_flush_keeps_the_queue() {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
-    for _ in 0..3 {
-        at(port, home.path())
-            .args(["--queue"])
-            .args(send_args())
-            .run()
-            .expect(0);
-    }
+    queue_some(port, home.path(), 3);
     let server = TestServer::start_on(
         Behaviour {
             auth: Some((
@@ -614,21 +609,8 @@ fn a_refused_login_at_flush_keeps_the_queue() {
 fn an_unreadable_entry_does_not_block_the_others() {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
-    for _ in 0..2 {
-        at(port, home.path())
-            .args(["--queue"])
-            .args(send_args())
-            .run()
-            .expect(0);
-    }
+    let dirs = queue_some(port, home.path(), 2);
     let outbox = home.path().join(".local/state/mailsend/outbox");
-    let mut dirs: Vec<_> = std::fs::read_dir(&outbox)
-        .expect("outbox")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("meta.json").is_file())
-        .collect();
-    dirs.sort();
     std::fs::remove_file(dirs[0].join("message.eml")).expect("lose one message file");
     std::fs::create_dir(outbox.join("copy-of-something")).expect("stray dir");
     std::fs::write(outbox.join("copy-of-something/meta.json"), "{}").expect("stray meta");
