@@ -95,13 +95,13 @@ pub fn load(path: &Path, explicit: bool) -> Result<Option<Loaded>> {
             e.kind()
         ))
     };
-    let mut handle = match File::open(path) {
+    let mut handle = match open_settings_file(path, explicit) {
         Ok(handle) => handle,
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
         Err(e) => return Err(cannot(e).into()),
     };
     let meta = handle.metadata().map_err(cannot)?;
-    refuse_if_untrusted(path, &meta)?;
+    refuse_if_untrusted(path, &meta, explicit)?;
     let mut text = String::new();
     handle.read_to_string(&mut text).map_err(cannot)?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| {
@@ -175,20 +175,41 @@ pub fn refuse_if_shared(path: &Path, meta: &Metadata, why: &str) -> Result<()> {
 }
 
 /// A settings file can name the server, the CA to trust and a command to
-/// run: read it only when it belongs to the user (or root) and nobody else
-/// can write it.
-pub fn refuse_if_untrusted(path: &Path, meta: &Metadata) -> Result<()> {
+/// run: read it only when it is a regular file that belongs to the user
+/// (or root) and that nobody else can write. A file the user named on
+/// purpose (`--config /dev/null`) may be something else.
+pub fn refuse_if_untrusted(path: &Path, meta: &Metadata, named: bool) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    if meta.is_file() && (!(meta.uid() == me || meta.uid() == 0) || meta.mode() & 0o022 != 0) {
-        return Err(Failure::config(format!(
-            "not reading {}: it belongs to another user or others can write it",
-            path.display()
-        ))
-        .with_hint("make it yours (or root's) and not writable by others, e.g. chmod 600")
-        .into());
+    let refuse = |why: &str| -> Result<()> {
+        Err(Failure::config(format!("not reading {}: {why}", path.display()))
+            .with_hint("make it a regular file of yours (or root's), not writable by others, e.g. chmod 600")
+            .into())
+    };
+    if !meta.is_file() {
+        return if named {
+            Ok(())
+        } else {
+            refuse("it is not a regular file")
+        };
+    }
+    if !(meta.uid() == me || meta.uid() == 0) || meta.mode() & 0o022 != 0 {
+        return refuse("it belongs to another user or others can write it");
     }
     Ok(())
+}
+
+/// Opens a settings file. One found by searching is opened without
+/// blocking, so a FIFO planted in its place cannot hang mailsend (its type
+/// is checked on the open file right after); one the user named may be a
+/// pipe on purpose (`--env-file <(pass show smtp)`).
+pub fn open_settings_file(path: &Path, named: bool) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = if named { 0 } else { libc::O_NONBLOCK };
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
 }
 
 impl Loaded {

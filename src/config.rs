@@ -76,6 +76,9 @@ pub struct Settings {
     pub queue: bool,
     /// The outbox directory, when one is configured or can be derived.
     pub outbox: Option<PathBuf>,
+    /// The outbox under XDG_STATE_HOME or HOME, whatever is configured:
+    /// messages queued before an `outbox` key was set may wait there.
+    pub default_outbox: Option<PathBuf>,
     /// How long a queued message is retried before it is moved to failed/.
     pub queue_lifetime: Duration,
     pub set_from_header: FromPolicy,
@@ -304,7 +307,7 @@ fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, String>, PathBuf)> 
             e.kind()
         ))
     };
-    let file = match std::fs::File::open(&path) {
+    let file = match accounts::open_settings_file(&path, required) {
         Ok(file) => file,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
             return Ok((HashMap::new(), path));
@@ -316,7 +319,7 @@ fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, String>, PathBuf)> 
     // the user's own; a file named with --env-file is the user's choice.
     let meta = file.metadata().map_err(cannot)?;
     if !required {
-        accounts::refuse_if_untrusted(&path, &meta)?;
+        accounts::refuse_if_untrusted(&path, &meta, false)?;
     }
     let mut vars = HashMap::new();
     for item in dotenvy::from_read_iter(file) {
@@ -519,15 +522,16 @@ impl Settings {
         let ca_file = get(args.ca_file.as_deref().and_then(Path::to_str), &CA_FILE)
             .map(|s| PathBuf::from(s.value));
         let log = get(args.log.as_deref(), &LOG).map(|s| s.value);
+        let default_outbox = {
+            let nonempty = |var: &str| (layers.env)(var).filter(|v| !v.is_empty());
+            nonempty("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+                .map(|state| state.join("mailsend/outbox"))
+        };
         let outbox = get(None, &OUTBOX)
             .map(|s| PathBuf::from(s.value))
-            .or_else(|| {
-                let nonempty = |var: &str| (layers.env)(var).filter(|v| !v.is_empty());
-                nonempty("XDG_STATE_HOME")
-                    .map(PathBuf::from)
-                    .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-                    .map(|state| state.join("mailsend/outbox"))
-            });
+            .or_else(|| default_outbox.clone());
         let account_flag =
             |f: fn(&Account) -> Option<bool>| layers.account.as_ref().and_then(|(_, a, _)| f(a));
         let queue = args.queue || account_flag(|a| a.queue).unwrap_or(false);
@@ -548,6 +552,7 @@ impl Settings {
             retry_for,
             queue,
             outbox,
+            default_outbox,
             queue_lifetime,
             set_from_header,
             account,

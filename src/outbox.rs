@@ -81,6 +81,11 @@ impl Outbox {
         Self::at(root)
     }
 
+    /// An outbox that exists already, opened without creating anything.
+    pub fn existing(root: PathBuf) -> Outbox {
+        Outbox { root }
+    }
+
     /// Opens (creating if needed) the outbox in `root`.
     pub fn at(root: PathBuf) -> Result<Outbox> {
         for dir in [root.clone(), root.join(".tmp"), root.join("failed")] {
@@ -128,9 +133,12 @@ impl Outbox {
     /// place, so that it never stops the others.
     fn read_entries(dir: &Path) -> Result<Vec<Entry>> {
         let mut entries = Vec::new();
-        for item in
-            fs::read_dir(dir).with_context(|| format!("reading outbox {}", dir.display()))?
-        {
+        let items = match fs::read_dir(dir) {
+            Ok(items) => items,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(entries),
+            Err(e) => return Err(e).with_context(|| format!("reading outbox {}", dir.display())),
+        };
+        for item in items {
             let item = item?;
             let name = item.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || name == "failed" || !item.path().is_dir() {
@@ -233,6 +241,8 @@ impl Outbox {
         entry.id = id.to_owned();
         entry.failed = None;
         entry.next_attempt = now();
+        // A new lease of life: the queue lifetime counts from now.
+        entry.created = now();
         write_meta(&dir, &entry)?;
         fs::rename(&dir, self.root.join(id))?;
         sync_dir(&self.root.join("failed"))?;

@@ -3,7 +3,7 @@
 //! The storage and its crash-safety are `outbox.rs`; this file decides
 //! what to send when and what a result means for an entry. Every outbox
 //! in use is visited: the default one and those of config-file accounts
-//! that set their own `outbox`.
+//! that set their own `outbox`. Commands that only look never create one.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,32 +18,56 @@ use crate::outbox::{Entry, Outbox, backoff, merge, now};
 use crate::send::{Attempt, Outgoing, Transport};
 use crate::smtp::{Rejection, SmtpError};
 
-/// The outboxes to visit: the default settings' and every account's.
-fn outboxes(args: &ServerArgs) -> Result<Vec<Outbox>> {
+/// The outbox directories in use (the default one under XDG_STATE_HOME or
+/// HOME, the default settings' and every account's), and the exit code of
+/// any account that could not be read.
+fn outbox_dirs(args: &ServerArgs) -> Result<(Vec<PathBuf>, Exit)> {
     let base = Settings::resolve(args, None)?;
-    let mut dirs: Vec<PathBuf> = base.outbox.iter().cloned().collect();
+    let mut code = Exit::Ok;
+    let mut dirs: Vec<PathBuf> = base
+        .outbox
+        .iter()
+        .chain(&base.default_outbox)
+        .cloned()
+        .collect();
     for name in &base.account_names {
         let account = ServerArgs {
             account: Some(name.clone()),
             ..args.clone()
         };
-        if let Ok(settings) = Settings::resolve(&account, None) {
-            dirs.extend(settings.outbox);
+        match Settings::resolve(&account, None) {
+            Ok(settings) => dirs.extend(settings.outbox),
+            Err(err) => {
+                eprintln!("mailsend: error: account {name}: {err:#}");
+                code = merge(code, exit::code_for(&err));
+            }
         }
     }
     dirs.sort();
     dirs.dedup();
     if dirs.is_empty() {
-        // Outbox::open says what to configure.
-        return Ok(vec![Outbox::open(&base)?]);
+        Outbox::open(&base)?; // says what to configure
     }
-    dirs.into_iter().map(Outbox::at).collect()
+    Ok((dirs, code))
+}
+
+/// The outboxes that already exist, for commands that only look.
+fn existing_outboxes(args: &ServerArgs) -> Result<(Vec<Outbox>, Exit)> {
+    let (dirs, code) = outbox_dirs(args)?;
+    Ok((
+        dirs.into_iter()
+            .filter(|d| d.is_dir())
+            .map(Outbox::existing)
+            .collect(),
+        code,
+    ))
 }
 
 /// `list`: one line per queued and failed message.
 pub fn list(args: &ServerArgs) -> Result<Exit> {
     let now = now();
-    for outbox in outboxes(args)? {
+    let (outboxes, code) = existing_outboxes(args)?;
+    for outbox in outboxes {
         for (state, entries) in [("queued", outbox.entries()?), ("failed", outbox.failed()?)] {
             for e in entries {
                 let next = match state {
@@ -69,13 +93,13 @@ pub fn list(args: &ServerArgs) -> Result<Exit> {
             }
         }
     }
-    Ok(Exit::Ok)
+    Ok(code)
 }
 
 /// The outbox that holds entry `id` (NOINPUT if none does).
 fn holding(args: &ServerArgs, id: &str) -> Result<Outbox> {
     let mut last = None;
-    for outbox in outboxes(args)? {
+    for outbox in existing_outboxes(args)?.0 {
         match outbox.locate(id) {
             Ok(_) => return Ok(outbox),
             Err(e) => last = Some(e),
@@ -83,6 +107,24 @@ fn holding(args: &ServerArgs, id: &str) -> Result<Outbox> {
     }
     Err(last
         .unwrap_or_else(|| Failure::no_input(format!("no message '{id}' in the outbox")).into()))
+}
+
+/// Runs `change` on the outbox holding `id`, under its flush lock, so
+/// that no flush is sending the message meanwhile.
+fn while_locked(
+    args: &ServerArgs,
+    id: &str,
+    change: impl FnOnce(&Outbox) -> Result<()>,
+) -> Result<()> {
+    let outbox = holding(args, id)?;
+    let Some(_lock) = outbox.try_lock()? else {
+        return Err(Failure::new(
+            Exit::TempFail,
+            "an outbox flush is running; try again when it ends",
+        )
+        .into());
+    };
+    change(&outbox)
 }
 
 /// `show ID`: the state as JSON, a blank line, the message.
@@ -98,14 +140,14 @@ pub fn show(args: &ServerArgs, id: &str) -> Result<Exit> {
 
 /// `drop ID`: deletes a queued or failed message.
 pub fn drop_entry(args: &ServerArgs, id: &str) -> Result<Exit> {
-    holding(args, id)?.remove(id)?;
+    while_locked(args, id, |outbox| outbox.remove(id))?;
     eprintln!("mailsend: dropped {id}");
     Ok(Exit::Ok)
 }
 
 /// `retry ID`: puts a failed message back in the queue, due now.
 pub fn retry(args: &ServerArgs, id: &str) -> Result<Exit> {
-    holding(args, id)?.retry(id)?;
+    while_locked(args, id, |outbox| outbox.retry(id))?;
     eprintln!("mailsend: {id} queued again");
     Ok(Exit::Ok)
 }
@@ -123,8 +165,16 @@ pub fn retry(args: &ServerArgs, id: &str) -> Result<Exit> {
 /// unreadable entry) is reported and skipped; the others still go. The exit
 /// code merges them all (see `outbox::merge`).
 pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
-    let mut code = Exit::Ok;
-    for outbox in outboxes(args)? {
+    let (dirs, mut code) = outbox_dirs(args)?;
+    for dir in dirs {
+        let outbox = match Outbox::at(dir) {
+            Ok(outbox) => outbox,
+            Err(err) => {
+                eprintln!("mailsend: error: {err:#}");
+                code = merge(code, exit::code_for(&err));
+                continue;
+            }
+        };
         let Some(_lock) = outbox.try_lock()? else {
             if verbose {
                 eprintln!("mailsend: another outbox flush is running");

@@ -46,16 +46,28 @@ pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> 
         Failure::config(format!("password command failed: {why}"))
             .with_hint("check MAILSEND_PASSWORD_COMMAND / --password-command")
     };
-    let mut child = Command::new("sh")
-        .arg("-c")
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
         .arg(command)
-        // Its own process group, so that a timeout ends its children too.
-        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    // Without a terminal (cron, daemons) the command gets a process group of
+    // its own, so that a timeout ends its children too. At a terminal it
+    // stays in the foreground group: it may prompt there (gpg, age, pass).
+    let own_group = std::fs::File::open("/dev/tty").is_err();
+    if own_group {
+        sh.process_group(0);
+    }
+    let mut child = sh
         .spawn()
         .map_err(|e| fail(format!("cannot start sh: {e}")))?;
+    let end = |child: &mut std::process::Child| match own_group {
+        true => kill_group(child.id()),
+        false => {
+            let _ = child.kill();
+        }
+    };
     let mut stdout = child.stdout.take().expect("stdout was piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -74,7 +86,7 @@ pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> 
             break status;
         }
         if Instant::now() >= deadline {
-            kill_group(child.id());
+            end(&mut child);
             let _ = child.wait();
             return Err(too_slow().into());
         }
@@ -87,7 +99,7 @@ pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> 
     let out = rx
         .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         .map_err(|_| {
-            kill_group(child.id());
+            end(&mut child);
             too_slow()
         })?
         .map_err(|e| fail(format!("cannot read its output: {e}")))?;

@@ -183,7 +183,9 @@ fn queue(
         from: outgoing.from.clone(),
         recipients: recipients.clone(),
         delivered: report.accepted.clone(),
-        refused: report.rejected.clone(),
+        // Refused for good at send time: already reported, and not the
+        // outbox's to fail again.
+        refused: Vec::new(),
         attempts: 1,
         next_attempt: now,
         last_error,

@@ -236,9 +236,15 @@ impl SmtpError {
                 stage: Stage::Auth, ..
             } => Exit::NoPerm,
             SmtpError::Refused {
-                stage: Stage::StartTls | Stage::Ehlo,
+                stage: Stage::StartTls,
                 ..
             } => Exit::Protocol,
+            // 500-504: the server did not understand EHLO; anything else
+            // (554 "your address is blocked") is a refusal like any other.
+            SmtpError::Refused {
+                stage: Stage::Ehlo,
+                reply,
+            } if (500..=504).contains(&reply.code) => Exit::Protocol,
             SmtpError::Refused { reply, .. } if reply.code < 400 => Exit::Protocol,
             SmtpError::Refused { .. } | SmtpError::TooBig { .. } => Exit::Unavailable,
             SmtpError::NoStartTls { .. }
@@ -957,5 +963,6 @@ mod tests {
         assert_eq!(refused(Stage::Greeting, 421).exit(), Exit::TempFail);
         assert_eq!(refused(Stage::StartTls, 502).exit(), Exit::Protocol);
         assert_eq!(refused(Stage::Ehlo, 502).exit(), Exit::Protocol);
+        assert_eq!(refused(Stage::Ehlo, 554).exit(), Exit::Unavailable);
     }
 }

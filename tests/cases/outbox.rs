@@ -670,3 +670,68 @@ fn an_accounts_own_outbox_is_flushed_and_failed_entries_can_be_retried() {
     config_home(&["outbox", "flush"]).expect(0);
     assert_eq!(message_ids(&server).len(), 1, "delivered after the retry");
 }
+
+#[test]
+fn refusals_reported_at_send_time_do_not_fail_the_flush() {
+    let home = tempfile::tempdir().expect("home");
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![
+            ("b@example.com".into(), "550 5.1.1 no such user".into()),
+            ("c@example.com".into(), "450 4.2.1 busy".into()),
+        ],
+        fault_sessions: Some(1),
+        ..Behaviour::default()
+    }));
+    let port = server.port();
+    let run = at(port, home.path())
+        .args([
+            "--queue",
+            "--to",
+            "a@example.com,b@example.com,c@example.com",
+            "--body",
+            "x",
+        ])
+        .run()
+        .expect(65);
+    run.error_mentions("b@example.com refused: 550");
+    // c is accepted now: the flush delivered everything it had to.
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert_eq!(
+        outbox_list(port, home.path()),
+        "",
+        "nothing left, nothing in failed/"
+    );
+    let sessions = server.wait_sessions(2, Duration::from_secs(10));
+    assert_eq!(sessions[1].transactions[0].rcpt_to, ["c@example.com"]);
+}
+
+#[test]
+fn an_outbox_that_cannot_be_opened_does_not_stop_the_others() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    queue_some(port, home.path(), 1);
+    let config = home.path().join(".config/mailsend/config.toml");
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");
+    // An account whose outbox lies under a file: it can never be created.
+    std::fs::write(
+        &config,
+        "[accounts.broken]\nhost = \"127.0.0.1\"\noutbox = \"/dev/null/outbox\"\n",
+    )
+    .expect("config");
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let mut m = at(port, home.path());
+    let run = m
+        .env_remove("MAILSEND_CONFIG")
+        .args(["outbox", "flush"])
+        .run()
+        .expect(78);
+    run.error_mentions("cannot create outbox /dev/null/outbox");
+    assert_eq!(
+        message_ids(&server).len(),
+        1,
+        "the default outbox was still flushed"
+    );
+}

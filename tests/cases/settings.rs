@@ -237,3 +237,43 @@ fn a_config_file_others_can_write_is_not_read() {
     run.error_mentions("others can write it");
     assert!(!m.path().join("pwned").exists(), "its command never ran");
 }
+
+#[test]
+fn a_fifo_in_place_of_dotenv_is_refused_without_hanging() {
+    let mut m = Mailsend::bare();
+    let fifo = m.path().join(".env");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let run = m
+        .args(["--from", USER, "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78);
+    run.error_mentions("not a regular file");
+}
+
+#[test]
+fn an_env_file_may_be_a_pipe_the_user_names() {
+    let mut m = Mailsend::bare();
+    // As with --env-file <(pass show smtp): a pipe that is written later.
+    let run = m
+        .args([
+            "--dry-run",
+            "--to",
+            "a@example.com",
+            "--body",
+            "x",
+            "--env-file",
+            "/dev/stdin",
+        ])
+        .stdin("MAILSEND_FROM=piped@example.com\n")
+        .run()
+        .expect(0);
+    assert!(
+        run.stderr().contains("envelope from: <piped@example.com>"),
+        "{}",
+        run.stderr()
+    );
+}
