@@ -59,6 +59,16 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// A submission server whose first session ends the message with `reply`;
+/// later sessions accept it, as a server does once it recovers.
+fn replying_once(reply: &str) -> TestServer {
+    TestServer::start(with_auth(Behaviour {
+        data_reply: Some(reply.into()),
+        fault_sessions: Some(1),
+        ..Behaviour::default()
+    }))
+}
+
 fn message_ids(server: &TestServer) -> Vec<String> {
     server
         .sessions()
@@ -71,11 +81,7 @@ fn message_ids(server: &TestServer) -> Vec<String> {
 
 #[test]
 fn temporary_failure_then_success_within_retry_for() {
-    let server = TestServer::start(with_auth(Behaviour {
-        data_reply: Some("451 4.3.0 Try again later".into()),
-        fault_sessions: Some(1),
-        ..Behaviour::default()
-    }));
+    let server = replying_once("451 4.3.0 Try again later");
     Mailsend::to(&server)
         .args(["--retry-for", "20s"])
         .args(send_args())
@@ -91,22 +97,14 @@ fn temporary_failure_then_success_within_retry_for() {
 
 #[test]
 fn without_retry_for_a_temporary_failure_fails_fast() {
-    let server = TestServer::start(with_auth(Behaviour {
-        data_reply: Some("451 4.3.0 Try again later".into()),
-        fault_sessions: Some(1),
-        ..Behaviour::default()
-    }));
+    let server = replying_once("451 4.3.0 Try again later");
     Mailsend::to(&server).args(send_args()).run().expect(75);
     assert_eq!(server.wait_sessions(1, Duration::from_secs(10)).len(), 1);
 }
 
 #[test]
 fn permanent_failure_is_never_retried() {
-    let server = TestServer::start(with_auth(Behaviour {
-        data_reply: Some("554 5.7.1 rejected".into()),
-        fault_sessions: Some(1),
-        ..Behaviour::default()
-    }));
+    let server = replying_once("554 5.7.1 rejected");
     Mailsend::to(&server)
         .args(["--retry-for", "20s"])
         .args(send_args())
