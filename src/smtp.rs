@@ -473,7 +473,9 @@ impl Client {
         };
         client.log_tls();
         client.expect(Stage::Greeting, |r| r.code == 220)?;
-        client.ehlo()?;
+        // A plain relay that predates ESMTP may only know HELO (RFC 5321
+        // 4.1.1.1); with TLS or AUTH required, EHLO is a must.
+        client.ehlo(ep.mode == TlsMode::None)?;
         if ep.mode == TlsMode::StartTls {
             if !client.caps.starttls {
                 return Err(SmtpError::NoStartTls {
@@ -496,7 +498,7 @@ impl Client {
             client.tls_version = Some(tls::version(&s));
             client.reader = BufReader::with_capacity(8192, Stream::Tls(Box::new(s)));
             client.log_tls();
-            client.ehlo()?;
+            client.ehlo(false)?;
         }
         Ok(client)
     }
@@ -712,11 +714,21 @@ impl Client {
         }
     }
 
-    fn ehlo(&mut self) -> Result<(), SmtpError> {
-        let helo = format!("EHLO {}", self.helo);
-        self.command(Stage::Ehlo, &helo)?;
-        let reply = self.expect(Stage::Ehlo, |r| r.code == 250)?;
-        self.caps = Capabilities::parse(&reply);
+    fn ehlo(&mut self, helo_fallback: bool) -> Result<(), SmtpError> {
+        let ehlo = format!("EHLO {}", self.helo);
+        self.command(Stage::Ehlo, &ehlo)?;
+        match self.expect(Stage::Ehlo, |r| r.code == 250) {
+            Ok(reply) => self.caps = Capabilities::parse(&reply),
+            Err(SmtpError::Refused { reply, .. })
+                if helo_fallback && (500..=504).contains(&reply.code) =>
+            {
+                let helo = format!("HELO {}", self.helo);
+                self.command(Stage::Ehlo, &helo)?;
+                self.expect(Stage::Ehlo, |r| r.code == 250)?;
+                self.caps = Capabilities::default();
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 

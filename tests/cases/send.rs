@@ -528,3 +528,35 @@ fn all_or_nothing_retries_everyone_together() {
     assert_eq!(reads[..4], [reads[0]; 4]);
     assert_ne!(reads[4], reads[0]);
 }
+
+#[test]
+fn a_plain_relay_that_only_knows_helo() {
+    let relay = TestServer::start(Behaviour {
+        security: Security::Plain,
+        helo_only: true,
+        ..Behaviour::default()
+    });
+    let mut m = Mailsend::to(&relay);
+    m.env_remove("MAILSEND_USER")
+        .env_remove("MAILSEND_PASSWORD")
+        .env("MAILSEND_FROM", "cron@example.com");
+    m.args(["--tls", "none", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(0);
+    let lines = only_session(&relay)
+        .lines()
+        .iter()
+        .map(|l| l.split(' ').next().unwrap_or("").to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(lines[..2], ["EHLO", "HELO"]);
+
+    // With TLS required there is no falling back: EHLO is needed for STARTTLS.
+    let old = TestServer::start(Behaviour {
+        helo_only: true,
+        ..Behaviour::default()
+    });
+    Mailsend::to(&old)
+        .args(["--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(76);
+}

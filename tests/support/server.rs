@@ -76,6 +76,8 @@ pub struct Behaviour {
     pub echo_auth: bool,
     /// Advertise neither 8BITMIME nor SMTPUTF8, as an old server would.
     pub seven_bit_only: bool,
+    /// Answer EHLO with 502, as a server that predates ESMTP does.
+    pub helo_only: bool,
 }
 
 impl Behaviour {
@@ -117,6 +119,7 @@ impl Default for Behaviour {
             trickle_greeting: None,
             echo_auth: false,
             seven_bit_only: false,
+            helo_only: false,
         }
     }
 }
@@ -677,6 +680,7 @@ impl<'a> Smtp<'a> {
                 (self.ehlo, self.tx) = (true, None);
                 self.send("250 localhost")?;
             }
+            "EHLO" if self.b.helo_only => self.send("502 5.5.2 Error: command not recognized")?,
             "EHLO" => {
                 (self.ehlo, self.tx) = (true, None);
                 let b = self.b;
