@@ -280,20 +280,15 @@ fn flush_one(
     // entry is removed, a partly delivered one rewritten, so that a crash
     // after the reply can duplicate the message only for the window of one
     // rename.
-    let recipients = entry.recipients.clone();
     entry.attempts += 1;
-    let mut settled: Option<Result<Exit>> = None;
-    let result = transport.attempt_then(&outgoing, &recipients, |attempt: &Attempt| {
-        let outcome = settle(outbox, entry, attempt, verbose).or_else(|refused_for_now| {
+    let result = transport.attempt_then(&outgoing, &outgoing.recipients, |attempt: &Attempt| {
+        settle(outbox, entry, attempt, verbose).or_else(|refused_for_now| {
             requeue(outbox, settings, entry, refused_for_now, false, verbose)
-        });
-        settled = Some(outcome);
-        Ok(())
+        })
     });
-    let outcome = match (settled, result) {
-        (Some(outcome), _) => outcome.map(|code| (code, false)),
-        (None, Ok(_)) => unreachable!("a finished attempt has been settled"),
-        (None, Err(err)) => {
+    let outcome = match result {
+        Ok((_, settled)) => settled.map(|code| (code, false)),
+        Err(err) => {
             let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
             let session = smtp.is_some_and(SmtpError::session_level);
             requeue(outbox, settings, entry, err, session, verbose).map(|code| (code, session))

@@ -250,18 +250,20 @@ impl<'a> Transport<'a> {
 
     /// One session: connect, authenticate, send to `recipients`.
     pub fn attempt(&self, outgoing: &Outgoing, recipients: &[String]) -> Result<Attempt> {
-        self.attempt_then(outgoing, recipients, |_| Ok(()))
+        self.attempt_then(outgoing, recipients, |_| ())
+            .map(|(attempt, ())| attempt)
     }
 
     /// Like `attempt`, and runs `settle` as soon as the server has replied
-    /// to the message, before QUIT: the outbox removes a delivered entry
-    /// there, keeping the window for a duplicate as short as it can be.
-    pub fn attempt_then(
+    /// to the message, before QUIT, returning what it returns: the outbox
+    /// records the outcome there, keeping the window for a duplicate as
+    /// short as it can be.
+    pub fn attempt_then<T>(
         &self,
         outgoing: &Outgoing,
         recipients: &[String],
-        settle: impl FnOnce(&Attempt) -> Result<()>,
-    ) -> Result<Attempt> {
+        settle: impl FnOnce(&Attempt) -> T,
+    ) -> Result<(Attempt, T)> {
         let endpoint = Endpoint {
             host: self.host,
             port: self.settings.port,
@@ -300,9 +302,9 @@ impl<'a> Transport<'a> {
             tls,
             aborted: delivery.aborted,
         };
-        settle(&attempt)?;
+        let settled = settle(&attempt);
         client.quit();
-        Ok(attempt)
+        Ok((attempt, settled))
     }
 
     /// Sessions until every recipient accepted or refused for good, or
