@@ -34,8 +34,10 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, ConfigAction, OutboxAction};
 use crate::exit::{Exit, Failure};
+use crate::output::errln;
 
 fn main() -> ExitCode {
+    forbid_core_dumps();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let invoked_as = argv
         .first()
@@ -60,9 +62,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code.into(),
         Err(err) => {
-            eprintln!("mailsend: error: {err:#}");
+            errln!("mailsend: error: {err:#}");
             if let Some(hint) = exit::hint_for(&err) {
-                eprintln!("mailsend: hint: {hint}");
+                errln!("mailsend: hint: {hint}");
             }
             exit::code_for(&err).into()
         }
@@ -87,6 +89,27 @@ fn dispatch(cli: Cli) -> Result<Exit> {
             OutboxAction::Retry { id, server } => queue::retry(&server, &id),
             OutboxAction::Drop { id, server } => queue::drop_entry(&server, &id),
         },
+    }
+}
+
+/// The process may hold a password: it must never end up in a core file
+/// (a crash, or `kill -ABRT`), nor be readable by another process of the
+/// same user through ptrace. Not dumpable covers both, whatever the
+/// core size limit or a piped `core_pattern` say.
+fn forbid_core_dumps() {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes one integer argument and
+    // touches no memory of ours.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0);
+    }
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads the struct we pass, which outlives the call.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
     }
 }
 

@@ -1,5 +1,9 @@
 //! What a user sees after a send: one human line or one JSON object on
 //! stdout, refusals and errors on stderr.
+//!
+//! Every line to stdout or stderr goes through [`outln!`] and [`errln!`]:
+//! a closed or full pipe (`mailsend -v ... | head -2`) must not stop a
+//! delivery halfway, as `println!`'s panic would.
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
@@ -11,6 +15,30 @@ use serde::Serialize;
 use crate::exit::Exit;
 use crate::send::Outgoing;
 use crate::smtp::Rejection;
+
+/// `println!` that never panics: a stdout that cannot be written is
+/// ignored (the exit code still tells the outcome).
+#[allow(unused_macros)]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        let _ = $crate::output::write_line(&mut std::io::stdout().lock(), format_args!($($arg)*));
+    };
+}
+
+/// `eprintln!` that never panics.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        let _ = $crate::output::write_line(&mut std::io::stderr().lock(), format_args!($($arg)*));
+    };
+}
+
+#[allow(unused_imports)] // outln: until every module prints through it
+pub(crate) use {errln, outln};
+
+/// Writes one line, for callers that want to know it failed.
+pub fn write_line(out: &mut impl Write, args: fmt::Arguments) -> std::io::Result<()> {
+    out.write_fmt(args).and_then(|()| out.write_all(b"\n"))
+}
 
 /// The result of one message, as `--json` prints it.
 #[derive(Debug, Serialize)]
@@ -112,16 +140,18 @@ pub fn print(report: &Report, json: bool) {
         Ok(())
     };
     if let Err(e) = result {
-        eprintln!("mailsend: warning: cannot write the result to stdout: {e}");
+        errln!("mailsend: warning: cannot write the result to stdout: {e}");
     }
 }
 
 /// One error line on stderr per refused recipient.
 pub fn print_rejections(report: &Report) {
     for r in &report.rejected {
-        eprintln!(
+        errln!(
             "mailsend: error: recipient {} refused: {} {}",
-            r.address, r.code, r.text
+            r.address,
+            r.code,
+            crate::smtp::printable(&r.text)
         );
     }
 }
@@ -176,7 +206,7 @@ pub fn log(target: &str, account: Option<&str>, outgoing: &Outgoing, report: &Re
         .open(target)
         .and_then(|mut f| f.write_all(stamped.as_bytes()));
     if let Err(e) = written {
-        eprintln!("mailsend: warning: cannot write log file {target}: {e}");
+        errln!("mailsend: warning: cannot write log file {target}: {e}");
     }
 }
 

@@ -39,6 +39,72 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Hides secrets in text that came from elsewhere (a server's reply),
+/// including fragments of them: a server that quotes most of an AUTH
+/// token must not put most of the password on a terminal or in a log.
+/// Every run of text that shares [`Redactor::WINDOW`] or more consecutive
+/// bytes with a secret becomes `<redacted>` (a shorter secret only when it
+/// appears whole). Errs on the side of hiding too much.
+#[derive(Default)]
+pub struct Redactor {
+    windows: std::collections::HashSet<[u8; Redactor::WINDOW]>,
+    short: Vec<String>,
+}
+
+impl Redactor {
+    /// The length of a fragment that counts as part of a secret.
+    pub const WINDOW: usize = 4;
+
+    /// Hides `secret` (and any fragment of it) from now on.
+    pub fn add(&mut self, secret: &str) {
+        let bytes = secret.as_bytes();
+        if bytes.len() < Self::WINDOW {
+            if !secret.is_empty() {
+                self.short.push(secret.to_owned());
+            }
+            return;
+        }
+        for w in bytes.windows(Self::WINDOW) {
+            if let Ok(w) = <[u8; Self::WINDOW]>::try_from(w) {
+                self.windows.insert(w);
+            }
+        }
+    }
+
+    /// `text` with every part of a secret replaced by `<redacted>`.
+    pub fn redact(&self, text: &str) -> String {
+        if self.windows.is_empty() && self.short.is_empty() {
+            return text.to_owned();
+        }
+        let bytes = text.as_bytes();
+        let mut hidden = vec![false; bytes.len()];
+        for (i, w) in bytes.windows(Self::WINDOW).enumerate() {
+            if <[u8; Self::WINDOW]>::try_from(w).is_ok_and(|w| self.windows.contains(&w)) {
+                hidden[i..i + Self::WINDOW].fill(true);
+            }
+        }
+        for s in &self.short {
+            for (i, _) in text.match_indices(s.as_str()) {
+                hidden[i..i + s.len()].fill(true);
+            }
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut in_secret = false;
+        for (i, c) in text.char_indices() {
+            if hidden[i..i + c.len_utf8()].iter().any(|&h| h) {
+                if !in_secret {
+                    out.push_str("<redacted>");
+                }
+                in_secret = true;
+            } else {
+                out.push(c);
+                in_secret = false;
+            }
+        }
+        out
+    }
+}
+
 /// Runs the password command (`sh -c`), bounded by `timeout`; its standard
 /// output, without trailing white space, is the password.
 pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> {
@@ -142,5 +208,29 @@ mod tests {
         let err =
             run_password_command("sleep 5 & echo pw", Duration::from_millis(300)).unwrap_err();
         assert!(err.to_string().contains("no answer"), "{err}");
+    }
+
+    #[test]
+    fn redacts_whole_and_partial_echoes() {
+        let mut r = Redactor::default();
+        r.add("AHNlbmRlcgBzM2NyM3Q="); // base64 of "\0sender\0s3cr3t"
+        r.add("s3cr3t");
+        r.add("ab");
+        let token = "AHNlbmRlcgBzM2NyM3Q=";
+        for echo in [token, &token[..token.len() - 4], &token[2..], &token[5..9]] {
+            let out = r.redact(&format!("501 5.5.2 syntax error in AUTH PLAIN {echo} end"));
+            assert_eq!(
+                out, "501 5.5.2 syntax error in AUTH PLAIN <redacted> end",
+                "{echo}"
+            );
+        }
+        assert_eq!(
+            r.redact("535 bad s3cr3 ab"),
+            "535 bad <redacted> <redacted>"
+        );
+        assert_eq!(r.redact("535 5.7.8 failed"), "535 5.7.8 failed");
+        // Multi-byte characters next to a secret stay whole.
+        r.add("pässwörd");
+        assert_eq!(r.redact("é pässw é"), "é <redacted> é");
     }
 }

@@ -86,7 +86,11 @@ impl TlsConfig {
             Err(_) => {
                 ssl.set_hostname(name).map_err(setup)?;
                 let param = ssl.param_mut();
-                param.set_hostflags(X509CheckFlags::NO_PARTIAL_WILDCARDS);
+                // RFC 9525 6.3: the name must be in subjectAltName; a
+                // certificate that names the host only in its CN is refused.
+                param.set_hostflags(
+                    X509CheckFlags::NO_PARTIAL_WILDCARDS | X509CheckFlags::NEVER_CHECK_SUBJECT,
+                );
                 param.set_host(name).map_err(setup)?;
             }
         }

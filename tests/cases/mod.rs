@@ -1,6 +1,7 @@
 mod compose;
 mod errors;
 mod outbox;
+mod protocol;
 mod security;
 mod send;
 mod sendmail;

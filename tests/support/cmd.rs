@@ -147,6 +147,13 @@ impl Mailsend {
             .expect("spawn mailsend")
     }
 
+    /// Like `spawn`, with stdout and stderr as given (e.g. pipes whose
+    /// read ends the test closes).
+    pub fn spawn_with(&mut self, stdout: Stdio, stderr: Stdio) -> Child {
+        self.cmd.stdout(stdout).stderr(stderr);
+        self.spawn()
+    }
+
     /// Runs it to the end (at most 60 s); never panics on a non-zero exit.
     pub fn run(&mut self) -> Run {
         let cmd = std::mem::replace(&mut self.cmd, Command::new("false"));

@@ -3,4 +3,5 @@
 
 pub mod cmd;
 pub mod pki;
+pub mod script;
 pub mod server;

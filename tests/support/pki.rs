@@ -43,6 +43,9 @@ pub enum Cert {
     Expired,
     /// `localhost`/127.0.0.1/::1, signed by a CA that is *not* in `ca_file`.
     Untrusted,
+    /// Trusted CA, `localhost` only as the subject's CN, no subjectAltName
+    /// (RFC 9525: must not match).
+    CnOnly,
 }
 
 /// A certificate chain (leaf only) and its PKCS#8 key, both PEM.
@@ -64,6 +67,7 @@ pub struct Pki {
     pub wrong_host: KeyPair,
     pub expired: KeyPair,
     pub untrusted: KeyPair,
+    pub cn_only: KeyPair,
 }
 
 type Signer<'a> = (&'a X509, &'a PKey<Private>);
@@ -105,6 +109,7 @@ impl Pki {
             Cert::WrongHost => &self.wrong_host,
             Cert::Expired => &self.expired,
             Cert::Untrusted => &self.untrusted,
+            Cert::CnOnly => &self.cn_only,
         }
     }
 
@@ -127,8 +132,8 @@ impl Pki {
 
         let (ca, ca_key) = make_cert("mailsend test CA", &[], None, valid, true);
         let (other_ca, other_key) = make_cert("untrusted test CA", &[], None, valid, true);
-        let leaf = |names: &[&str], signer: Signer, validity| {
-            let (cert, key) = make_cert(names[0], names, Some(signer), validity, false);
+        let leaf_named = |cn: &str, names: &[&str], signer: Signer, validity| {
+            let (cert, key) = make_cert(cn, names, Some(signer), validity, false);
             let cert_pem = cert.to_pem().expect("cert to PEM");
             let key_pem = key.private_key_to_pem_pkcs8().expect("key to PKCS#8 PEM");
             let identity = Identity::from_pkcs8(&cert_pem, &key_pem).expect("native-tls identity");
@@ -138,7 +143,11 @@ impl Pki {
                 identity,
             }
         };
+        let leaf = |names: &[&str], signer: Signer, validity| {
+            leaf_named(names[0], names, signer, validity)
+        };
         let good = leaf(&local, (&ca, &ca_key), valid);
+        let cn_only = leaf_named("localhost", &[], (&ca, &ca_key), valid);
         let wrong_host = leaf(&["wrong-host.example.net"], (&ca, &ca_key), valid);
         let expired = leaf(&local, (&ca, &ca_key), (now - 30 * DAY, now - DAY));
         let untrusted = leaf(&local, (&other_ca, &other_key), valid);
@@ -158,6 +167,7 @@ impl Pki {
             wrong_host,
             expired,
             untrusted,
+            cn_only,
         }
     }
 }

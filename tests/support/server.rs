@@ -74,6 +74,9 @@ pub struct Behaviour {
     /// Refuse AUTH with a 501 that quotes the client's command, as some
     /// servers do (the quote holds the credentials).
     pub echo_auth: bool,
+    /// With `echo_auth`: leave this many characters off the end of the
+    /// echoed credentials, as a server that cuts its quote does.
+    pub echo_auth_cut: usize,
     /// Advertise neither 8BITMIME nor SMTPUTF8, as an old server would.
     pub seven_bit_only: bool,
     /// Answer EHLO with 502, as a server that predates ESMTP does.
@@ -118,6 +121,7 @@ impl Default for Behaviour {
             fault_sessions: None,
             trickle_greeting: None,
             echo_auth: false,
+            echo_auth_cut: 0,
             seven_bit_only: false,
             helo_only: false,
         }
@@ -801,7 +805,8 @@ impl<'a> Smtp<'a> {
             return self.send("501 5.5.2 Error: invalid base64 or SASL response");
         };
         if self.b.echo_auth {
-            return self.send(&format!("501 5.5.2 syntax error in AUTH {mech} {initial}"));
+            let quoted = &initial[..initial.len().saturating_sub(self.b.echo_auth_cut)];
+            return self.send(&format!("501 5.5.2 syntax error in AUTH {mech} {quoted}"));
         }
         let ok = creds == (user, pass);
         self.s.auth = Some(creds);

@@ -1,0 +1,117 @@
+//! The message content as it goes after DATA (RFC 5321 4.5.2): CRLF line
+//! endings and dot-stuffing, and the terminating `.` line.
+
+/// The message as it goes on the wire after DATA: CRLF line endings
+/// (bare LF and CR normalised), dot-stuffed (RFC 5321 4.5.2), ending with
+/// CRLF and the terminating `.` line.
+pub fn wire_data(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < message.len() {
+        let b = message[i];
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        match b {
+            b'\r' if message.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+                at_line_start = true;
+            }
+            b'\r' | b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+            }
+            _ => {
+                out.push(b);
+                at_line_start = false;
+            }
+        }
+        i += 1;
+    }
+    if !at_line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_data_stuffs_dots_and_normalises_line_endings() {
+        assert_eq!(wire_data(b"a\r\n.\r\n..b\r\n"), b"a\r\n..\r\n...b\r\n.\r\n");
+        assert_eq!(
+            wire_data(b".start\nmid\n.\nend"),
+            b"..start\r\nmid\r\n..\r\nend\r\n.\r\n"
+        );
+        assert_eq!(wire_data(b""), b".\r\n");
+        assert_eq!(wire_data(b"x\r"), b"x\r\n.\r\n");
+    }
+
+    /// An independent reading of the wire form: split at CRLF, undo the
+    /// stuffing, stop at the lone dot.
+    fn unstuff(wire: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let text = wire.strip_suffix(b".\r\n")?;
+        let mut lines = Vec::new();
+        if text.is_empty() {
+            return Some(lines);
+        }
+        let text = text.strip_suffix(b"\r\n")?;
+        for line in text.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.contains(&b'\r') {
+                return None; // a bare CR
+            }
+            match line.strip_prefix(b".") {
+                Some(rest) => lines.push(rest.to_vec()),
+                None => lines.push(line.to_vec()),
+            }
+        }
+        Some(lines)
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever the bytes, the wire form has only CRLF line ends,
+            /// no line that is a lone dot before the end, and unstuffs back
+            /// to the input's lines (any of CRLF, LF or CR ending a line).
+            #[test]
+            fn stuffing_round_trips(bytes in proptest::collection::vec(
+                prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), any::<u8>()], 0..400)) {
+                let wire = wire_data(&bytes);
+                prop_assert!(wire.ends_with(b".\r\n"));
+                for (i, &b) in wire.iter().enumerate() {
+                    if b == b'\n' { prop_assert!(i > 0 && wire[i - 1] == b'\r'); }
+                    if b == b'\r' { prop_assert!(wire.get(i + 1) == Some(&b'\n')); }
+                }
+                let body = &wire[..wire.len() - 3];
+                prop_assert!(!body.windows(5).any(|w| w == b"\r\n.\r\n") && !body.starts_with(b".\r\n"));
+                // The input's lines: CRLF, then lone CR or LF, end a line.
+                let mut expected: Vec<Vec<u8>> = Vec::new();
+                let mut line = Vec::new();
+                let mut i = 0;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\r' | b'\n' => {
+                            expected.push(std::mem::take(&mut line));
+                            if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') { i += 1; }
+                        }
+                        b => line.push(b),
+                    }
+                    i += 1;
+                }
+                if !line.is_empty() { expected.push(line); }
+                prop_assert_eq!(unstuff(&wire), Some(expected));
+            }
+        }
+    }
+}
