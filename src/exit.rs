@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use crate::smtp::SmtpError;
+use crate::smtp::{Class, SmtpError};
 
 /// The sysexits.h codes mailsend uses (see README "Exit codes").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,10 +81,21 @@ pub fn code_for(err: &anyhow::Error) -> Exit {
             return failure.exit;
         }
         if let Some(smtp) = cause.downcast_ref::<SmtpError>() {
-            return smtp.exit();
+            return for_class(smtp.class());
         }
     }
     Exit::TempFail
+}
+
+/// The exit code of a class of SMTP failure (README "Exit codes").
+pub fn for_class(class: Class) -> Exit {
+    match class {
+        Class::Temporary => Exit::TempFail,
+        Class::Permanent => Exit::Unavailable,
+        Class::Auth | Class::Trust => Exit::NoPerm,
+        Class::Protocol => Exit::Protocol,
+        Class::NoSuchHost => Exit::NoHost,
+    }
 }
 
 /// The hint line to print under the error, if any cause carries one.
@@ -123,6 +134,27 @@ mod tests {
         assert_eq!(for_recipients(2, &[550, 451]), Exit::TempFail);
         assert_eq!(for_recipients(0, &[550, 553]), Exit::Unavailable);
         assert_eq!(for_recipients(0, &[550, 452]), Exit::TempFail);
+    }
+
+    #[test]
+    fn server_refusals_follow_the_reply_class() {
+        use crate::smtp::{Reply, Stage};
+        let refused = |stage, code| {
+            let reply = Reply {
+                code,
+                lines: vec![],
+            };
+            for_class(SmtpError::Refused { stage, reply }.class())
+        };
+        assert_eq!(refused(Stage::Auth, 535), Exit::NoPerm);
+        assert_eq!(refused(Stage::Auth, 454), Exit::TempFail);
+        assert_eq!(refused(Stage::Auth, 504), Exit::Protocol);
+        assert_eq!(refused(Stage::EndOfData, 554), Exit::Unavailable);
+        assert_eq!(refused(Stage::MailFrom, 354), Exit::Protocol);
+        assert_eq!(refused(Stage::Greeting, 421), Exit::TempFail);
+        assert_eq!(refused(Stage::StartTls, 502), Exit::Protocol);
+        assert_eq!(refused(Stage::Ehlo, 502), Exit::Protocol);
+        assert_eq!(refused(Stage::Ehlo, 554), Exit::Unavailable);
     }
 
     #[test]

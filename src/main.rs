@@ -23,7 +23,6 @@ mod secret;
 mod send;
 mod sendmail;
 mod smtp;
-mod tls;
 
 use std::ffi::OsString;
 use std::path::Path;

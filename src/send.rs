@@ -18,8 +18,8 @@ use crate::message::{self, Attachment, Draft};
 use crate::outbox::{self, Outbox};
 use crate::output::{self, Report};
 use crate::secret::{Secret, run_password_command};
+use crate::smtp::TlsConfig;
 use crate::smtp::{Client, Endpoint, Rejection};
-use crate::tls::TlsConfig;
 
 /// Runs a send as the flags ask; returns the exit code.
 pub fn run(args: &SendArgs) -> Result<Exit> {

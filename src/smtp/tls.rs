@@ -21,8 +21,8 @@ use openssl::x509::store::X509Lookup;
 use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509, X509VerifyResult};
 
+use super::error::{SmtpError, Stage};
 use crate::exit::Failure;
-use crate::smtp::{SmtpError, Stage};
 
 /// Directories where distributions keep hashed (`c_rehash`) CA links.
 const CERT_DIRS: &[&str] = &["/etc/ssl/certs", "/etc/pki/tls/certs", "/etc/openssl/certs"];

@@ -1,0 +1,300 @@
+//! Reaching the server: name resolution, TCP with one deadline for all
+//! addresses, implicit TLS or STARTTLS, and deadlines on every read.
+//! [`Client`] is a [`Session`] over such a connection, with the password
+//! login the send paths use.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use openssl::ssl::SslStream;
+
+use super::auth;
+use super::error::{SmtpError, Stage};
+use super::session::{Delivery, Options, Session, Wire};
+use super::tls::{self, TlsConfig};
+use crate::config::TlsMode;
+use crate::secret::Secret;
+
+/// A TCP stream whose reads all end by one deadline, however the server
+/// trickles its bytes: each read waits only for the time that is left.
+/// Writes are bounded per call by the socket's write timeout instead, so a
+/// large message on a slow link is not cut off while it makes progress.
+pub struct Timed {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl Timed {
+    pub fn new(tcp: TcpStream, timeout: Duration) -> Timed {
+        Timed {
+            tcp,
+            deadline: Instant::now() + timeout,
+        }
+    }
+
+    fn restart(&mut self, timeout: Duration) {
+        self.deadline = Instant::now() + timeout;
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.tcp.set_read_timeout(Some(left))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
+/// A connection to the server, in clear or encrypted.
+pub enum Stream {
+    Plain(Timed),
+    Tls(Box<SslStream<Timed>>),
+}
+
+impl Stream {
+    fn timed(&mut self) -> &mut Timed {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_mut(),
+        }
+    }
+
+    /// Sends TLS close_notify, if encrypted.
+    fn close(self) {
+        if let Stream::Tls(mut s) = self {
+            let _ = s.shutdown();
+        }
+    }
+}
+
+impl Wire for Stream {
+    fn set_deadline(&mut self, wait: Duration) {
+        self.timed().restart(wait);
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Where and how to connect.
+pub struct Endpoint<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub mode: TlsMode,
+    pub tls: Option<&'a TlsConfig>,
+    pub timeout: Duration,
+    /// Print the transcript to stderr.
+    pub verbose: bool,
+}
+
+/// An open, greeted, and (unless `TlsMode::None`) encrypted session.
+pub struct Client {
+    session: Session<Stream>,
+}
+
+impl Client {
+    /// Connects, reads the greeting, says EHLO and, in STARTTLS mode,
+    /// upgrades to TLS (refusing to go on if the server does not offer it).
+    pub fn connect(ep: &Endpoint) -> Result<Client, SmtpError> {
+        let tcp = connect_tcp(ep.host, ep.port, ep.timeout)?;
+        let helo = match tcp.local_addr() {
+            Ok(SocketAddr::V4(a)) => format!("[{}]", a.ip()),
+            Ok(SocketAddr::V6(a)) => format!("[IPv6:{}]", a.ip()),
+            Err(_) => "localhost".into(),
+        };
+        let options = Options {
+            helo,
+            timeout: ep.timeout,
+            verbose: ep.verbose,
+        };
+        let handshake = |tcp: Timed| -> Result<(Stream, String), SmtpError> {
+            let config = ep.tls.ok_or_else(|| SmtpError::Tls {
+                host: ep.host.to_owned(),
+                reason: "no TLS configuration".into(),
+            })?;
+            let s = config.connect(ep.host, tcp, ep.timeout)?;
+            let version = tls::version(&s);
+            Ok((Stream::Tls(Box::new(s)), version))
+        };
+        let tcp = Timed::new(tcp, ep.timeout);
+        let mut session = match ep.mode {
+            TlsMode::Implicit => {
+                let (stream, version) = handshake(tcp)?;
+                Session::new(stream, options, Some(version))
+            }
+            _ => Session::new(Stream::Plain(tcp), options, None),
+        };
+        session.greeting()?;
+        // A plain relay that predates ESMTP may only know HELO (RFC 5321
+        // 4.1.1.1); with TLS or AUTH required, EHLO is a must.
+        session.ehlo(ep.mode == TlsMode::None)?;
+        if ep.mode == TlsMode::StartTls {
+            if !session.capabilities().starttls {
+                return Err(SmtpError::NoStartTls {
+                    host: ep.host.to_owned(),
+                });
+            }
+            session = session.starttls(|stream| match stream {
+                Stream::Plain(tcp) => handshake(tcp),
+                Stream::Tls(_) => Err(SmtpError::Protocol {
+                    stage: Stage::StartTls,
+                    detail: "STARTTLS on an encrypted connection".into(),
+                }),
+            })?;
+        }
+        Ok(Client { session })
+    }
+
+    /// The negotiated TLS version, or `None` on a plain connection.
+    pub fn tls_version(&self) -> Option<&str> {
+        self.session.tls_version()
+    }
+
+    /// Authenticates with PLAIN (preferred) or LOGIN. Only ever called on a
+    /// TLS connection: `config.rs` refuses credentials with `TlsMode::None`.
+    pub fn login(&mut self, user: &str, password: &Secret) -> Result<(), SmtpError> {
+        if self.session.tls_version().is_none() {
+            return Err(SmtpError::Protocol {
+                stage: Stage::Auth,
+                detail: "credentials are only ever sent under TLS".into(),
+            });
+        }
+        let mut mechanism = auth::password_mechanism(self.session.capabilities(), user, password)?;
+        self.session.authenticate(mechanism.as_mut())
+    }
+
+    /// Refuses a message over the server's SIZE before sending anything.
+    pub fn check_size(&self, message_len: usize) -> Result<(), SmtpError> {
+        self.session.check_size(message_len)
+    }
+
+    /// One mail transaction; see [`Session::send`].
+    pub fn send(
+        &mut self,
+        from: &str,
+        recipients: &[String],
+        message: &[u8],
+        all_or_nothing: bool,
+    ) -> Result<Delivery, SmtpError> {
+        self.session.send(from, recipients, message, all_or_nothing)
+    }
+
+    /// QUIT, then TLS close_notify.
+    pub fn quit(self) {
+        self.session.quit().close();
+    }
+}
+
+/// The addresses of `host` (a name, an IP address or an `[address]`
+/// literal). Whether the name does not exist is told by the resolver's
+/// error code (EAI_NONAME, EAI_NODATA), never by its message, which
+/// differs between C libraries and languages.
+fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, SmtpError> {
+    use dns_lookup::{AddrInfoHints, LookupErrorKind};
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let bare = bare.strip_prefix("IPv6:").unwrap_or(bare);
+    let hints = AddrInfoHints {
+        socktype: libc::SOCK_STREAM,
+        ..AddrInfoHints::default()
+    };
+    let failed = |reason: String, no_such_host: bool| SmtpError::Resolve {
+        host: host.to_owned(),
+        reason,
+        no_such_host,
+    };
+    let found = dns_lookup::getaddrinfo(Some(bare), None, Some(hints)).map_err(|e| {
+        let no_such_host = matches!(e.kind(), LookupErrorKind::NoName | LookupErrorKind::NoData);
+        failed(io::Error::from(e).to_string(), no_such_host)
+    })?;
+    let mut addrs = Vec::new();
+    for info in found {
+        let mut addr = info.map_err(|e| failed(e.to_string(), false))?.sockaddr;
+        addr.set_port(port);
+        if !addrs.contains(&addr) {
+            addrs.push(addr);
+        }
+    }
+    Ok(addrs)
+}
+
+/// Resolves `host` and connects to the first address that answers, each
+/// attempt bounded by `timeout`. Sets TCP_NODELAY: the SMTP dialogue is
+/// small writes waiting for replies, which Nagle would hold back ~40 ms.
+fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, SmtpError> {
+    let addrs = resolve(host, port)?;
+    let mut last = None;
+    let deadline = Instant::now() + timeout;
+    for addr in &addrs {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match TcpStream::connect_timeout(addr, left) {
+            Ok(tcp) => {
+                let setup = |e: io::Error| SmtpError::from_io(Stage::Connect, &e, timeout);
+                tcp.set_nodelay(true).map_err(setup)?;
+                tcp.set_read_timeout(Some(timeout)).map_err(setup)?;
+                tcp.set_write_timeout(Some(timeout)).map_err(setup)?;
+                return Ok(tcp);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                last = Some(SmtpError::Timeout {
+                    stage: Stage::Connect,
+                    after: timeout,
+                });
+            }
+            Err(e) => {
+                last = Some(SmtpError::Connect {
+                    addr: addr.to_string(),
+                    cause: e,
+                })
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| SmtpError::Resolve {
+        host: host.to_owned(),
+        reason: "no address".into(),
+        no_such_host: true,
+    }))
+}

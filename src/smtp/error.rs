@@ -1,0 +1,270 @@
+//! What can go wrong in an SMTP session, where, and of which kind.
+//!
+//! The protocol reports a [`Class`]; only `exit.rs` turns it into an exit
+//! code, and only the caller decides what a class means for retries and
+//! the outbox.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use super::reply::Reply;
+
+/// The kinds of failure, as far as what to do next is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// May work later: unreachable, timed out, connection lost, 4xx.
+    Temporary,
+    /// Refused for good (5xx to the mail).
+    Permanent,
+    /// The server does not accept our credentials.
+    Auth,
+    /// The server's certificate is not trusted for the host.
+    Trust,
+    /// The server and mailsend cannot agree on the protocol (a missing
+    /// extension, a broken reply, a TLS failure).
+    Protocol,
+    /// The host name does not exist.
+    NoSuchHost,
+}
+
+/// Where in the dialogue something happened, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Connect,
+    TlsHandshake,
+    Greeting,
+    Ehlo,
+    StartTls,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+    Message,
+    EndOfData,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Connect => "connect",
+            Stage::TlsHandshake => "TLS handshake",
+            Stage::Greeting => "greeting",
+            Stage::Ehlo => "EHLO",
+            Stage::StartTls => "STARTTLS",
+            Stage::Auth => "AUTH",
+            Stage::MailFrom => "MAIL FROM",
+            Stage::RcptTo => "RCPT TO",
+            Stage::Data => "DATA",
+            Stage::Message => "sending the message",
+            Stage::EndOfData => "end of data",
+        })
+    }
+}
+
+/// Everything that can go wrong talking to a server.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("cannot resolve host '{host}': {reason}")]
+    Resolve {
+        host: String,
+        reason: String,
+        no_such_host: bool,
+    },
+    #[error("cannot connect to {addr}: {cause}")]
+    Connect { addr: String, cause: io::Error },
+    #[error("no answer from the server within {} ({stage})", humantime::format_duration(*after))]
+    Timeout { stage: Stage, after: Duration },
+    #[error("the server closed the connection ({stage})")]
+    Closed { stage: Stage },
+    #[error("network error ({stage}): {cause}")]
+    Io { stage: Stage, cause: io::Error },
+    #[error("server refused {stage}: {reply}")]
+    Refused { stage: Stage, reply: Reply },
+    #[error("server {host} does not offer STARTTLS; not sending anything in clear")]
+    NoStartTls { host: String },
+    #[error("server does not offer AUTH PLAIN or LOGIN{}", if offered.is_empty() { String::new() } else { format!(" (offers {offered})") })]
+    NoAuth { offered: String },
+    #[error("TLS certificate of {host} not trusted: {reason}")]
+    Untrusted { host: String, reason: String },
+    #[error("TLS with {host} failed: {reason}")]
+    Tls { host: String, reason: String },
+    /// The TLS layer failed after the handshake, e.g. the server's alert
+    /// that it wants a client certificate (TLS 1.3 sends it only then).
+    #[error("TLS session failed ({stage}): {reason}")]
+    TlsSession { stage: Stage, reason: String },
+    #[error("the server does not offer {name}, and {why}")]
+    MissingExtension {
+        name: &'static str,
+        why: &'static str,
+    },
+    #[error("message is {size} bytes, over the server's limit of {limit} bytes")]
+    TooBig { size: usize, limit: u64 },
+    #[error("no recipient to send the message to")]
+    NoRecipients,
+    #[error("server broke the protocol ({stage}): {detail}")]
+    Protocol { stage: Stage, detail: String },
+}
+
+impl SmtpError {
+    /// The server is still talking to us (it refused something), so the
+    /// session can end with a polite QUIT.
+    pub fn server_still_there(&self) -> bool {
+        matches!(
+            self,
+            SmtpError::Refused { .. }
+                | SmtpError::TooBig { .. }
+                | SmtpError::NoAuth { .. }
+                | SmtpError::MissingExtension { .. }
+        )
+    }
+
+    /// The server could not be reached or would not start a session: other
+    /// messages for it would fail the same way right now.
+    pub fn server_unreachable(&self) -> bool {
+        match self {
+            SmtpError::Resolve { .. } | SmtpError::Connect { .. } => true,
+            SmtpError::Timeout { stage, .. } | SmtpError::Closed { stage } => {
+                matches!(
+                    stage,
+                    Stage::Connect | Stage::TlsHandshake | Stage::Greeting | Stage::Ehlo
+                )
+            }
+            SmtpError::Refused { stage, .. } => *stage == Stage::Greeting,
+            _ => false,
+        }
+    }
+
+    /// The failure is about the session, not one message (login refused,
+    /// certificate not trusted, a required extension missing): every
+    /// message for this server would fail the same way until it is fixed.
+    pub fn session_level(&self) -> bool {
+        match self {
+            SmtpError::Refused { stage, .. } => {
+                matches!(
+                    stage,
+                    Stage::Greeting | Stage::Ehlo | Stage::StartTls | Stage::Auth
+                )
+            }
+            SmtpError::Protocol { stage, .. } => {
+                matches!(
+                    stage,
+                    Stage::Greeting | Stage::Ehlo | Stage::StartTls | Stage::TlsHandshake
+                )
+            }
+            SmtpError::Untrusted { .. }
+            | SmtpError::Tls { .. }
+            | SmtpError::TlsSession { .. }
+            | SmtpError::NoStartTls { .. }
+            | SmtpError::NoAuth { .. } => true,
+            _ => self.server_unreachable(),
+        }
+    }
+
+    /// What kind of failure this is; `exit.rs` turns the class into an
+    /// exit code (PRODUCT.md's table).
+    pub fn class(&self) -> Class {
+        match self {
+            SmtpError::Resolve {
+                no_such_host: true, ..
+            } => Class::NoSuchHost,
+            SmtpError::Resolve { .. }
+            | SmtpError::Connect { .. }
+            | SmtpError::Timeout { .. }
+            | SmtpError::Closed { .. }
+            | SmtpError::Io { .. } => Class::Temporary,
+            SmtpError::Refused { reply, .. } if reply.is_transient() => Class::Temporary,
+            // 504: the mechanism is not supported, a protocol mismatch
+            // rather than a refused login.
+            SmtpError::Refused {
+                stage: Stage::Auth,
+                reply,
+            } if reply.code == 504 => Class::Protocol,
+            SmtpError::Refused {
+                stage: Stage::Auth, ..
+            } => Class::Auth,
+            SmtpError::Refused {
+                stage: Stage::StartTls,
+                ..
+            } => Class::Protocol,
+            // 500-504: the server did not understand EHLO; anything else
+            // (554 "your address is blocked") is a refusal like any other.
+            SmtpError::Refused {
+                stage: Stage::Ehlo,
+                reply,
+            } if (500..=504).contains(&reply.code) => Class::Protocol,
+            SmtpError::Refused { reply, .. } if reply.code < 400 => Class::Protocol,
+            SmtpError::Refused { .. } | SmtpError::TooBig { .. } => Class::Permanent,
+            SmtpError::NoStartTls { .. }
+            | SmtpError::NoAuth { .. }
+            | SmtpError::MissingExtension { .. }
+            | SmtpError::Tls { .. }
+            | SmtpError::TlsSession { .. }
+            | SmtpError::Protocol { .. } => Class::Protocol,
+            SmtpError::Untrusted { .. } => Class::Trust,
+            SmtpError::NoRecipients => Class::Permanent,
+        }
+    }
+
+    /// A second line telling the user what to try.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            SmtpError::Untrusted { .. } => {
+                "if the server uses a private CA, trust it with --ca-file or MAILSEND_CA_FILE"
+                    .into()
+            }
+            SmtpError::NoStartTls { .. } => {
+                "use --tls tls if the server speaks TLS from the start (port 465)".into()
+            }
+            SmtpError::Timeout { stage: Stage::EndOfData, .. } | SmtpError::Closed { stage: Stage::EndOfData } => {
+                "the whole message was sent: the server may have accepted it, so a retry can deliver it twice".into()
+            }
+            SmtpError::Timeout { .. } => "check host and port, or raise --timeout".into(),
+            SmtpError::Tls { reason, .. } | SmtpError::TlsSession { reason, .. }
+                if reason.contains("certificate required")
+                    || reason.contains("handshake failure") =>
+            {
+                "the server may require a client certificate, which mailsend does not send".into()
+            }
+            SmtpError::Refused {
+                stage: Stage::Auth,
+                reply,
+            } if !reply.is_transient() => {
+                "check MAILSEND_USER and the password; Gmail needs an app password".into()
+            }
+            _ => return None,
+        })
+    }
+
+    /// Classifies an I/O error: a read timeout surfaces as `WouldBlock`
+    /// (EAGAIN) on Linux, not as `TimedOut`; an error of the TLS layer
+    /// (an alert from the server) is a TLS failure, not a network blip
+    /// worth retrying.
+    pub fn from_io(stage: Stage, e: &io::Error, after: Duration) -> SmtpError {
+        let ssl = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<openssl::ssl::Error>())
+            .and_then(openssl::ssl::Error::ssl_error);
+        if let Some(stack) = ssl {
+            let reason = stack
+                .errors()
+                .first()
+                .and_then(|e| e.reason().map(str::to_owned))
+                .unwrap_or_else(|| stack.to_string());
+            return SmtpError::TlsSession { stage, reason };
+        }
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                SmtpError::Timeout { stage, after }
+            }
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => SmtpError::Closed { stage },
+            kind => SmtpError::Io {
+                stage,
+                cause: io::Error::new(kind, e.to_string()),
+            },
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The session against scripted server bytes: every protocol rule checked
+//! without a socket.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use super::auth::{Login, Plain};
+use super::session::{Options, Session, Wire};
+use super::*;
+use crate::secret::Secret;
+
+/// A server that has already said everything it will say: reads hand out
+/// `server` at most `chunk` bytes at a time; every write is recorded as
+/// one entry, so a test sees which commands left together.
+struct Script {
+    server: Vec<u8>,
+    at: usize,
+    chunk: usize,
+    writes: Vec<Vec<u8>>,
+    deadlines: Vec<Duration>,
+}
+
+impl Script {
+    fn new(server: &str, chunk: usize) -> Script {
+        Script {
+            server: server.as_bytes().to_vec(),
+            at: 0,
+            chunk,
+            writes: Vec::new(),
+            deadlines: Vec::new(),
+        }
+    }
+
+    /// The client's writes, as text.
+    fn sent(&self) -> Vec<String> {
+        self.writes
+            .iter()
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect()
+    }
+}
+
+impl Read for Script {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.chunk).min(self.server.len() - self.at);
+        buf[..n].copy_from_slice(&self.server[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+impl Write for Script {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writes.push(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Wire for Script {
+    fn set_deadline(&mut self, wait: Duration) {
+        self.deadlines.push(wait);
+    }
+}
+
+fn options() -> Options {
+    Options {
+        helo: "[192.0.2.1]".into(),
+        timeout: Duration::from_secs(30),
+        verbose: false,
+    }
+}
+
+const GREETING_EHLO: &str = "220 mx.example.com ESMTP\r\n\
+    250-mx.example.com\r\n250-PIPELINING\r\n250-SIZE 100000\r\n250-8BITMIME\r\n\
+    250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n";
+
+/// A greeted session over `server` bytes (which start after EHLO's reply).
+fn session(server: &str, chunk: usize) -> Session<Script> {
+    let mut s = Session::new(
+        Script::new(&format!("{GREETING_EHLO}{server}"), chunk),
+        options(),
+        Some("TLSv1.3".into()),
+    );
+    s.greeting().expect("greeting");
+    s.ehlo(false).expect("ehlo");
+    s
+}
+
+fn to(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn replies_split_across_reads_and_multi_line_ehlo() {
+    for chunk in [1, 3, 7, 4096] {
+        let s = session("", chunk);
+        let caps = s.capabilities();
+        assert!(caps.pipelining && caps.starttls && caps.eightbitmime);
+        assert_eq!(caps.size, Some(100_000));
+        assert_eq!(caps.auth, ["PLAIN", "LOGIN"]);
+    }
+}
+
+#[test]
+fn a_code_that_changes_mid_reply_is_a_protocol_error() {
+    let mut s = Session::new(
+        Script::new("220 hi\r\n250-mx\r\n251 PIPELINING\r\n", 5),
+        options(),
+        None,
+    );
+    s.greeting().expect("greeting");
+    let err = s.ehlo(false).unwrap_err();
+    assert!(
+        matches!(&err, SmtpError::Protocol { stage: Stage::Ehlo, detail } if detail.contains("changed")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn one_session_carries_many_messages_with_pipelining() {
+    let per_message = "250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go\r\n250 2.0.0 queued\r\n";
+    let mut s = session(
+        &format!("{per_message}{per_message}{per_message}221 bye\r\n"),
+        64,
+    );
+    for i in 0..3 {
+        let d = s
+            .send(
+                "me@example.com",
+                &to(&["a@example.com"]),
+                format!("Subject: {i}\r\n\r\nbody\r\n").as_bytes(),
+                false,
+            )
+            .expect("sent");
+        assert_eq!(d.accepted, ["a@example.com"]);
+        assert_eq!(d.reply.map(|r| r.code), Some(250));
+    }
+    let script = s.quit();
+    let sent = script.sent();
+    // EHLO, then per message: one write with MAIL+RCPT+DATA, one with the
+    // content; then QUIT. No RSET between clean transactions.
+    assert_eq!(sent.len(), 1 + 3 * 2 + 1, "{sent:?}");
+    assert_eq!(
+        sent[1],
+        "MAIL FROM:<me@example.com> SIZE=20\r\nRCPT TO:<a@example.com>\r\nDATA\r\n"
+    );
+    assert_eq!(sent[2], "Subject: 0\r\n\r\nbody\r\n.\r\n");
+    assert!(sent.iter().all(|w| !w.starts_with("RSET")), "{sent:?}");
+    assert_eq!(sent[7], "QUIT\r\n");
+}
+
+#[test]
+fn a_failed_transaction_is_reset_before_the_next_one() {
+    // The first message is refused after DATA's 354 was never reached
+    // (DATA refused): the next one starts with RSET.
+    let server = "250 ok\r\n250 ok\r\n554 5.5.1 no\r\n\
+                  250 2.0.0 reset\r\n\
+                  250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n";
+    let mut s = session(server, 4096);
+    let err = s
+        .send("me@example.com", &to(&["a@example.com"]), b"x\r\n", false)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmtpError::Refused {
+                stage: Stage::Data,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    s.send("me@example.com", &to(&["a@example.com"]), b"y\r\n", false)
+        .expect("second message");
+    let sent = s.quit().sent();
+    assert_eq!(sent[2], "RSET\r\n", "{sent:?}");
+}
+
+#[test]
+fn bytes_after_the_starttls_220_abort_the_session() {
+    let s = Session::new(
+        Script::new(
+            "220 hi\r\n250-mx\r\n250 STARTTLS\r\n220 go ahead\r\n250 injected\r\n",
+            4096,
+        ),
+        options(),
+        None,
+    );
+    let mut s = s;
+    s.greeting().expect("greeting");
+    s.ehlo(false).expect("ehlo");
+    let mut handshook = false;
+    let err = s
+        .starttls(|stream| {
+            handshook = true;
+            Ok((stream, "TLSv1.3".to_string()))
+        })
+        .err()
+        .expect("refused");
+    assert!(!handshook, "no handshake after injected bytes");
+    assert!(
+        matches!(&err, SmtpError::Protocol { stage: Stage::StartTls, detail } if detail.contains("before the TLS handshake")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn starttls_says_ehlo_again_and_keeps_what_was_offered_in_clear() {
+    let mut s = Session::new(
+        Script::new(
+            "220 hi\r\n250-mx\r\n250 STARTTLS\r\n220 go ahead\r\n250-mx\r\n250 AUTH PLAIN\r\n",
+            1,
+        ),
+        options(),
+        None,
+    );
+    s.greeting().expect("greeting");
+    s.ehlo(false).expect("ehlo");
+    let s = s
+        .starttls(|stream| Ok((stream, "TLSv1.3".to_string())))
+        .expect("upgraded");
+    assert_eq!(s.tls_version(), Some("TLSv1.3"));
+    assert!(s.capabilities().offers_auth("PLAIN"));
+    assert!(!s.capabilities().starttls);
+    assert!(s.capabilities_before_tls().is_some_and(|c| c.starttls));
+}
+
+#[test]
+fn auth_login_answers_each_challenge_and_hides_the_secrets() {
+    let password = Secret::new("s3cr3t-Pa55".into());
+    // The server quotes most of the password back in its refusal.
+    let server = "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n535 5.7.8 bad czNjcjN0LVBhNT\r\n";
+    let mut s = session(server, 3);
+    let err = s
+        .authenticate(&mut Login::new("me@example.com", &password))
+        .unwrap_err();
+    let sent = s.quit().sent();
+    assert_eq!(sent[1], "AUTH LOGIN\r\n");
+    assert_eq!(sent[2], "bWVAZXhhbXBsZS5jb20=\r\n");
+    assert_eq!(sent[3], "czNjcjN0LVBhNTU=\r\n");
+    let shown = err.to_string();
+    assert!(shown.contains("535 5.7.8 bad <redacted>"), "{shown}");
+    assert!(!shown.contains("czNjcjN0"), "{shown}");
+}
+
+#[test]
+fn auth_plain_in_one_line_and_504_is_a_protocol_failure() {
+    let password = Secret::new("pw".into());
+    let mut s = session("504 5.5.4 Unrecognized authentication type\r\n", 4096);
+    let err = s
+        .authenticate(&mut Plain::new("me", &password))
+        .unwrap_err();
+    assert_eq!(err.class(), Class::Protocol);
+    let sent = s.quit().sent();
+    assert_eq!(sent[1], "AUTH PLAIN AG1lAHB3\r\n");
+}
+
+#[test]
+fn a_421_mid_session_is_reported_as_itself() {
+    // 421 to MAIL, and the server hangs up (no more bytes).
+    let mut s = session("421 4.3.2 shutting down\r\n", 4096);
+    let err = s
+        .send(
+            "me@example.com",
+            &to(&["a@example.com", "b@example.com"]),
+            b"x",
+            false,
+        )
+        .unwrap_err();
+    match err {
+        SmtpError::Refused { stage, reply } => {
+            assert_eq!(stage, Stage::MailFrom);
+            assert_eq!(reply.code, 421);
+            assert_eq!(err_class_of(421), Class::Temporary);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn err_class_of(code: u16) -> Class {
+    SmtpError::Refused {
+        stage: Stage::MailFrom,
+        reply: Reply {
+            code,
+            lines: vec![],
+        },
+    }
+    .class()
+}
+
+#[test]
+fn a_3xx_where_2xx_is_due_is_not_success() {
+    // Without PIPELINING: MAIL answered with 354.
+    let mut s = Session::new(
+        Script::new("220 hi\r\n250 mx\r\n354 what\r\n", 4096),
+        options(),
+        None,
+    );
+    s.greeting().expect("greeting");
+    s.ehlo(false).expect("ehlo");
+    let err = s
+        .send("me@example.com", &to(&["a@example.com"]), b"x", false)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmtpError::Refused {
+                stage: Stage::MailFrom,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), Class::Protocol);
+}
+
+#[test]
+fn no_recipient_never_reaches_the_server() {
+    let mut s = session("", 4096);
+    let err = s.send("me@example.com", &[], b"x", false).unwrap_err();
+    assert!(matches!(err, SmtpError::NoRecipients), "{err:?}");
+    assert_eq!(s.quit().sent().len(), 2, "only EHLO and QUIT");
+}
+
+#[test]
+fn the_end_of_data_reply_may_take_ten_minutes() {
+    let mut s = session("250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n", 4096);
+    s.send("me@example.com", &to(&["a@example.com"]), b"x", false)
+        .expect("sent");
+    let script = s.quit();
+    let longest = script.deadlines.iter().max().copied();
+    assert_eq!(longest, Some(Duration::from_secs(600)));
+}
