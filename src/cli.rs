@@ -317,6 +317,34 @@ impl ServerArgs {
     }
 }
 
+impl ServerArgs {
+    fn into_parts(self) -> (Delivery, Connection, Location) {
+        (
+            Delivery {
+                from: self.from,
+                skip_empty: self.skip_empty,
+                log: self.log,
+                retry_for: self.retry_for,
+                queue: self.queue,
+            },
+            Connection {
+                host: self.host,
+                port: self.port,
+                tls: self.tls,
+                user: self.user,
+                password_command: self.password_command,
+                ca_file: self.ca_file,
+                timeout: self.timeout,
+            },
+            Location {
+                account: self.account,
+                config: self.config,
+                env_file: self.env_file,
+            },
+        )
+    }
+}
+
 impl From<Location> for ServerArgs {
     fn from(location: Location) -> Self {
         ServerArgs::from_parts(Delivery::default(), Connection::default(), location)
@@ -334,10 +362,13 @@ impl FromArgMatches for ServerArgs {
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
-        let ignore_cwd_dotenv = self.ignore_cwd_dotenv;
+        let (mut delivery, mut connection, mut location) = self.clone().into_parts();
+        delivery.update_from_arg_matches(matches)?;
+        connection.update_from_arg_matches(matches)?;
+        location.update_from_arg_matches(matches)?;
         *self = ServerArgs {
-            ignore_cwd_dotenv,
-            ..ServerArgs::from_arg_matches(matches)?
+            ignore_cwd_dotenv: self.ignore_cwd_dotenv,
+            ..ServerArgs::from_parts(delivery, connection, location)
         };
         Ok(())
     }
@@ -352,5 +383,45 @@ impl Args for ServerArgs {
         Location::augment_args_for_update(Connection::augment_args_for_update(
             Delivery::augment_args_for_update(cmd),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn server_args_round_trip_through_clap() {
+        let cli = Cli::parse_from([
+            "mailsend",
+            "--from",
+            "f@example.com",
+            "--queue",
+            "--host",
+            "h.example.com",
+            "--ca-file",
+            "ca.pem",
+            "--env-file",
+            "e.env",
+        ]);
+        let s = cli.send.server;
+        assert_eq!(s.from.as_deref(), Some("f@example.com"));
+        assert!(s.queue && !s.skip_empty);
+        assert_eq!(s.host.as_deref(), Some("h.example.com"));
+        assert_eq!(s.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(s.env_file, Some(PathBuf::from("e.env")));
+
+        let mut s = ServerArgs {
+            ignore_cwd_dotenv: true,
+            host: Some("old".into()),
+            ..ServerArgs::default()
+        };
+        let matches = <ServerArgs as Args>::augment_args(clap::Command::new("t"))
+            .get_matches_from(["t", "--port", "2525"]);
+        s.update_from_arg_matches(&matches).unwrap();
+        assert!(s.ignore_cwd_dotenv);
+        assert_eq!(s.host.as_deref(), Some("old"));
+        assert_eq!(s.port.as_deref(), Some("2525"));
     }
 }

@@ -823,6 +823,28 @@ mod tests {
     }
 
     #[test]
+    fn non_utf8_text_is_refused_and_non_utf8_paths_are_kept() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = |name: &'static str| {
+            move |k: &str| (k == name).then(|| OsStr::from_bytes(b"a\xff").to_owned())
+        };
+        for var in [
+            "MAILSEND_HOST",
+            "MAILSEND_PORT",
+            "MAILSEND_PASSWORD_COMMAND",
+        ] {
+            let err = Settings::resolve_with(&cli(&[]), None, bad(var)).unwrap_err();
+            assert_eq!(crate::exit::code_for(&err), Exit::Config);
+            assert_eq!(err.to_string(), format!("{var} is not valid UTF-8"));
+        }
+        let s = Settings::resolve_with(&cli(&[]), None, bad("MAILSEND_CA_FILE")).unwrap();
+        assert_eq!(
+            s.ca_file.as_deref().map(|p| p.as_os_str().as_bytes()),
+            Some(&b"a\xff"[..])
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
