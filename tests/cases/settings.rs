@@ -297,6 +297,7 @@ fn dotenv_values_arrive_byte_for_byte_with_no_substitution() {
         .to_string();
     // Each password holds what a shell or dotenv would expand or unescape.
     for (password, written) in [
+        ("Xy$9abc$HOME!", "Xy$9abc$HOME!".to_owned()),
         (
             r#"Xy$9abc$HOME!\q${PATH}"'"#,
             r#"Xy$9abc$HOME!\q${PATH}"'"#.to_owned(),
