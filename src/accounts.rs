@@ -6,6 +6,7 @@
 //! with flags and the environment is `config.rs`'s job.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -65,7 +66,7 @@ pub struct Loaded {
 /// otherwise the first of the XDG, home and system paths that exists.
 pub fn locate(
     explicit: Option<PathBuf>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<Option<PathBuf>> {
     if let Some(path) = explicit {
         if !path.exists() {
@@ -353,7 +354,7 @@ password_command = "pass show alerts"
         std::fs::create_dir_all(xdg.join("mailsend")).unwrap();
         std::fs::create_dir_all(home.join(".config/mailsend")).unwrap();
         std::fs::write(home.join(".config/mailsend/config.toml"), "").unwrap();
-        let (x, h) = (xdg.display().to_string(), home.display().to_string());
+        let (x, h) = (xdg.clone().into_os_string(), home.clone().into_os_string());
         let env = move |k: &str| match k {
             "XDG_CONFIG_HOME" => Some(x.clone()),
             "HOME" => Some(h.clone()),

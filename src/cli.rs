@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 /// Send an email from the shell, a pipe or cron, over verified TLS.
 ///
@@ -48,18 +48,22 @@ pub enum Command {
     },
 }
 
+/// Each subcommand takes only the flags that mean something to it: the
+/// outbox commands that only look or move files take what locates the
+/// outbox (`Location`), flush also what opens a session (`Connection`).
+/// Anything else is a usage error (64), not a flag silently ignored.
 #[derive(Debug, Subcommand)]
 pub enum OutboxAction {
     /// List queued messages
     List {
         #[command(flatten)]
-        server: Box<ServerArgs>,
+        location: Location,
     },
     /// Print one queued message: its envelope and state, then the message
     Show {
         id: String,
         #[command(flatten)]
-        server: Box<ServerArgs>,
+        location: Location,
     },
     /// Send what is due; safe to run from cron and concurrently with itself
     Flush {
@@ -70,19 +74,21 @@ pub enum OutboxAction {
         #[arg(short, long)]
         verbose: bool,
         #[command(flatten)]
-        server: Box<ServerArgs>,
+        connection: Box<Connection>,
+        #[command(flatten)]
+        location: Location,
     },
     /// Put a failed message back in the queue, due now
     Retry {
         id: String,
         #[command(flatten)]
-        server: Box<ServerArgs>,
+        location: Location,
     },
     /// Delete a queued or failed message without sending it
     Drop {
         id: String,
         #[command(flatten)]
-        server: Box<ServerArgs>,
+        location: Location,
     },
 }
 
@@ -159,10 +165,10 @@ pub struct SendArgs {
     pub server: ServerArgs,
 }
 
-/// Settings shared by every mode; each also has a MAILSEND_* variable and
-/// a config-file key.
+/// What a message does beyond the server: sender, empty bodies, log,
+/// retries, queueing. Each also has a MAILSEND_* variable or config key.
 #[derive(Debug, Args, Default, Clone)]
-pub struct ServerArgs {
+pub struct Delivery {
     /// Sender, `Name <addr>` allowed [env: MAILSEND_FROM]
     #[arg(long, value_name = "ADDR")]
     pub from: Option<String>,
@@ -184,7 +190,11 @@ pub struct ServerArgs {
     /// Keep a message that cannot be sent yet in the outbox (exit 0, "queued as ID")
     #[arg(long)]
     pub queue: bool,
+}
 
+/// The server and how to reach it.
+#[derive(Debug, Args, Default, Clone)]
+pub struct Connection {
     /// SMTP server host name [env: MAILSEND_HOST]
     #[arg(long, help_heading = "Server")]
     pub host: Option<String>,
@@ -214,7 +224,11 @@ pub struct ServerArgs {
     /// [env: MAILSEND_TIMEOUT] [default: 30s]
     #[arg(long, value_name = "DURATION", help_heading = "Server")]
     pub timeout: Option<String>,
+}
 
+/// Where the settings are: the account, the config file, the .env file.
+#[derive(Debug, Args, Default, Clone)]
+pub struct Location {
     /// Account from the config file [env: MAILSEND_ACCOUNT] [default: the one
     /// marked `default = true`]
     #[arg(long, value_name = "NAME", help_heading = "Configuration")]
@@ -229,9 +243,185 @@ pub struct ServerArgs {
     /// Read settings from this .env file instead of ./.env
     #[arg(long, value_name = "PATH", help_heading = "Configuration")]
     pub env_file: Option<PathBuf>,
+}
 
+/// Every setting a flag can give, as `config.rs` reads them: the three
+/// groups above, flat. Sending and `config show` take them all; other
+/// subcommands take only their groups and convert (see `from_parts`).
+/// Paths stay `PathBuf` from the command line on: they need not be UTF-8.
+#[derive(Debug, Default, Clone)]
+pub struct ServerArgs {
+    pub from: Option<String>,
+    pub skip_empty: bool,
+    pub log: Option<String>,
+    pub retry_for: Option<String>,
+    pub queue: bool,
+    pub host: Option<String>,
+    pub port: Option<String>,
+    pub tls: Option<String>,
+    pub user: Option<String>,
+    pub password_command: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Option<String>,
+    pub account: Option<String>,
+    pub config: Option<PathBuf>,
+    pub env_file: Option<PathBuf>,
     /// Ignore ./.env: sendmail mode runs in whatever directory its caller
     /// (git, PHP, cron) happens to be in.
-    #[arg(skip)]
     pub ignore_cwd_dotenv: bool,
+}
+
+impl ServerArgs {
+    /// The flat settings from the groups a subcommand took; a group it
+    /// does not take is empty.
+    pub fn from_parts(delivery: Delivery, connection: Connection, location: Location) -> Self {
+        let Delivery {
+            from,
+            skip_empty,
+            log,
+            retry_for,
+            queue,
+        } = delivery;
+        let Connection {
+            host,
+            port,
+            tls,
+            user,
+            password_command,
+            ca_file,
+            timeout,
+        } = connection;
+        let Location {
+            account,
+            config,
+            env_file,
+        } = location;
+        ServerArgs {
+            from,
+            skip_empty,
+            log,
+            retry_for,
+            queue,
+            host,
+            port,
+            tls,
+            user,
+            password_command,
+            ca_file,
+            timeout,
+            account,
+            config,
+            env_file,
+            ignore_cwd_dotenv: false,
+        }
+    }
+}
+
+impl ServerArgs {
+    fn into_parts(self) -> (Delivery, Connection, Location) {
+        (
+            Delivery {
+                from: self.from,
+                skip_empty: self.skip_empty,
+                log: self.log,
+                retry_for: self.retry_for,
+                queue: self.queue,
+            },
+            Connection {
+                host: self.host,
+                port: self.port,
+                tls: self.tls,
+                user: self.user,
+                password_command: self.password_command,
+                ca_file: self.ca_file,
+                timeout: self.timeout,
+            },
+            Location {
+                account: self.account,
+                config: self.config,
+                env_file: self.env_file,
+            },
+        )
+    }
+}
+
+impl From<Location> for ServerArgs {
+    fn from(location: Location) -> Self {
+        ServerArgs::from_parts(Delivery::default(), Connection::default(), location)
+    }
+}
+
+/// `ServerArgs` as clap sees it: the three groups, in this order.
+impl FromArgMatches for ServerArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Ok(ServerArgs::from_parts(
+            Delivery::from_arg_matches(matches)?,
+            Connection::from_arg_matches(matches)?,
+            Location::from_arg_matches(matches)?,
+        ))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        let (mut delivery, mut connection, mut location) = self.clone().into_parts();
+        delivery.update_from_arg_matches(matches)?;
+        connection.update_from_arg_matches(matches)?;
+        location.update_from_arg_matches(matches)?;
+        *self = ServerArgs {
+            ignore_cwd_dotenv: self.ignore_cwd_dotenv,
+            ..ServerArgs::from_parts(delivery, connection, location)
+        };
+        Ok(())
+    }
+}
+
+impl Args for ServerArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Location::augment_args(Connection::augment_args(Delivery::augment_args(cmd)))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Location::augment_args_for_update(Connection::augment_args_for_update(
+            Delivery::augment_args_for_update(cmd),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn server_args_round_trip_through_clap() {
+        let cli = Cli::parse_from([
+            "mailsend",
+            "--from",
+            "f@example.com",
+            "--queue",
+            "--host",
+            "h.example.com",
+            "--ca-file",
+            "ca.pem",
+            "--env-file",
+            "e.env",
+        ]);
+        let s = cli.send.server;
+        assert_eq!(s.from.as_deref(), Some("f@example.com"));
+        assert!(s.queue && !s.skip_empty);
+        assert_eq!(s.host.as_deref(), Some("h.example.com"));
+        assert_eq!(s.ca_file, Some(PathBuf::from("ca.pem")));
+        assert_eq!(s.env_file, Some(PathBuf::from("e.env")));
+
+        let mut s = ServerArgs {
+            ignore_cwd_dotenv: true,
+            host: Some("old".into()),
+            ..ServerArgs::default()
+        };
+        let matches = <ServerArgs as Args>::augment_args(clap::Command::new("t"))
+            .get_matches_from(["t", "--port", "2525"]);
+        s.update_from_arg_matches(&matches).unwrap();
+        assert!(s.ignore_cwd_dotenv);
+        assert_eq!(s.host.as_deref(), Some("old"));
+        assert_eq!(s.port.as_deref(), Some("2525"));
+    }
 }

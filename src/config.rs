@@ -8,15 +8,19 @@
 //! Every value remembers where it came from, so an error names the flag or
 //! the variable (and file) to fix. Nothing here touches the network.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::accounts::{self, Account};
 use crate::cli::ServerArgs;
+use crate::dotenv;
 use crate::exit::{Exit, Failure};
 use crate::secret::Secret;
 
@@ -87,7 +91,7 @@ pub struct Settings {
     pub aliases: BTreeMap<String, String>,
     /// Every account in the config file (flush visits their outboxes).
     pub account_names: Vec<String>,
-    /// Every resolved value with its origin, for `mailsend config show`.
+    /// Every setting, its value and its origin, for `mailsend config show`.
     pub shown: Vec<(&'static str, String, String)>,
 }
 
@@ -133,9 +137,28 @@ impl fmt::Display for Origin {
     }
 }
 
-struct Sourced {
-    value: String,
+/// A value and the layer it came from. Values are OS strings as they
+/// arrive (paths need not be UTF-8); every other setting must be UTF-8.
+struct Sourced<T = String> {
+    value: T,
     origin: Origin,
+}
+
+impl Sourced<OsString> {
+    /// The value as text: one that is not UTF-8 is an error naming where it
+    /// came from, never silently ignored.
+    fn text(self) -> Result<Sourced, Failure> {
+        match self.value.into_string() {
+            Ok(value) => Ok(Sourced {
+                value,
+                origin: self.origin,
+            }),
+            Err(_) => Err(Failure::new(
+                self.origin.exit(),
+                format!("{} is not valid UTF-8", self.origin),
+            )),
+        }
+    }
 }
 
 impl Sourced {
@@ -238,16 +261,16 @@ const CONFIG: Key = Key {
 /// The environment, `.env` and account layers.
 struct Layers<E> {
     env: E,
-    dotenv: HashMap<String, String>,
+    dotenv: HashMap<String, OsString>,
     dotenv_path: PathBuf,
     account: Option<(String, Account, PathBuf)>,
 }
 
-impl<E: Fn(&str) -> Option<String>> Layers<E> {
+impl<E: Fn(&str) -> Option<OsString>> Layers<E> {
     /// The flag, else the variable from the environment, else from `.env`,
     /// else the account's key. Empty values count as unset, as a bare
     /// `VAR=` line in cron means.
-    fn get(&self, flag: Option<&str>, key: &Key) -> Option<Sourced> {
+    fn get(&self, flag: Option<&OsStr>, key: &Key) -> Option<Sourced<OsString>> {
         if let Some(v) = flag {
             return Some(Sourced {
                 value: v.to_owned(),
@@ -275,26 +298,51 @@ impl<E: Fn(&str) -> Option<String>> Layers<E> {
             "password" => account.password.clone(),
             "password_command" => account.password_command.clone(),
             "from" => account.from.clone(),
-            "ca_file" => account.ca_file.as_ref().map(|p| p.display().to_string()),
+            "ca_file" => return self.account_path(account.ca_file.as_ref(), key),
             "timeout" => account.timeout.clone(),
             "log" => account.log.clone(),
             "retry_for" => account.retry_for.clone(),
-            "outbox" => account.outbox.as_ref().map(|p| p.display().to_string()),
+            "outbox" => return self.account_path(account.outbox.as_ref(), key),
             "queue_lifetime" => account.queue_lifetime.clone(),
             "set_from_header" => account.set_from_header.clone(),
             _ => None,
         }?;
         Some(Sourced {
-            value,
+            value: value.into(),
             origin: Origin::Account(key.toml, name.clone(), path.clone()),
         })
     }
+
+    fn account_path(&self, value: Option<&PathBuf>, key: &Key) -> Option<Sourced<OsString>> {
+        let (name, _, path) = self.account.as_ref()?;
+        Some(Sourced {
+            value: value?.clone().into_os_string(),
+            origin: Origin::Account(key.toml, name.clone(), path.clone()),
+        })
+    }
+
+    /// Like `get`, for a setting that must be text.
+    fn text(&self, flag: Option<&str>, key: &Key) -> Result<Option<Sourced>, Failure> {
+        self.get(flag.map(OsStr::new), key)
+            .map(Sourced::text)
+            .transpose()
+    }
 }
+
+/// The variables whose value is a secret: a `.env` file that assigns one
+/// anywhere must be private, whatever its last assignment says.
+const SECRET_KEYS: &[&str] = &["MAILSEND_PASSWORD"];
+
+/// More than any settings file needs: a larger one (`--env-file
+/// /dev/zero`) is refused rather than read into memory.
+const MAX_ENV_FILE: u64 = 1 << 20;
 
 /// Reads the `.env` file: `--env-file PATH` must exist (66); `./.env` is
 /// optional. Only `MAILSEND_*` keys are kept. A file holding a password
-/// must not be readable by others.
-fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, String>, PathBuf)> {
+/// must not be readable by others. The file is read once, whole, before
+/// it is parsed: it may be a pipe (`--env-file <(pass show smtp)`), which
+/// could not be read again to report an error.
+fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, OsString>, PathBuf)> {
     let (path, required) = match args.env_file.as_deref() {
         Some(p) => (p.to_path_buf(), true),
         None if args.ignore_cwd_dotenv => return Ok((HashMap::new(), PathBuf::new())),
@@ -321,33 +369,35 @@ fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, String>, PathBuf)> 
     if !required {
         accounts::refuse_if_untrusted(&path, &meta, false)?;
     }
-    let mut vars = HashMap::new();
-    for item in dotenvy::from_read_iter(file) {
-        // dotenvy's message quotes the whole line, which may hold a secret:
-        // name only the file and the line number.
-        let (key, value) = item.map_err(|e| {
-            let line = match &e {
-                dotenvy::Error::LineParse(text, _) => line_number(&path, text),
-                _ => None,
-            };
-            let at = line.map(|n| format!(", line {n}")).unwrap_or_default();
-            Failure::config(format!("cannot parse env file {}{at}", path.display()))
-        })?;
-        if key.starts_with("MAILSEND_") {
-            vars.insert(key, value);
-        }
+    let mut bytes = Vec::new();
+    file.take(MAX_ENV_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_ENV_FILE {
+        return Err(Failure::config(format!(
+            "env file {} is larger than {} KiB",
+            path.display(),
+            MAX_ENV_FILE / 1024
+        ))
+        .into());
     }
-    if vars.get("MAILSEND_PASSWORD").is_some_and(|p| !p.is_empty()) {
-        accounts::refuse_if_shared(&path, &meta, "holds MAILSEND_PASSWORD")?;
+    // The error names the line, never its text: it may hold a password.
+    let assignments = dotenv::parse(&bytes)
+        .map_err(|e| Failure::config(format!("cannot parse env file {}, {e}", path.display())))?;
+    // Every assignment counts: `PASSWORD=secret` then `PASSWORD=` still
+    // leaves the secret in the file.
+    if let Some(secret) = assignments
+        .iter()
+        .find(|a| SECRET_KEYS.contains(&a.key.as_str()) && !a.value.is_empty())
+    {
+        accounts::refuse_if_shared(&path, &meta, &format!("holds {}", secret.key))?;
     }
+    let vars = assignments
+        .into_iter()
+        .filter(|a| a.key.starts_with("MAILSEND_"))
+        .map(|a| (a.key, a.value))
+        .collect();
     Ok((vars, path))
-}
-
-/// The line number of the first line of `text` in the file at `path`.
-fn line_number(path: &Path, text: &str) -> Option<usize> {
-    let first = text.lines().next()?;
-    let content = std::fs::read_to_string(path).ok()?;
-    content.lines().position(|l| l == first).map(|i| i + 1)
 }
 
 impl Settings {
@@ -355,13 +405,13 @@ impl Settings {
     /// the config file. `sender` (sendmail's `-f`) picks the account whose
     /// `from` matches, when no account is named.
     pub fn resolve(args: &ServerArgs, sender: Option<&str>) -> Result<Settings> {
-        Self::resolve_with(args, sender, |var| std::env::var(var).ok())
+        Self::resolve_with(args, sender, |var| std::env::var_os(var))
     }
 
     fn resolve_with(
         args: &ServerArgs,
         sender: Option<&str>,
-        env: impl Fn(&str) -> Option<String>,
+        env: impl Fn(&str) -> Option<OsString>,
     ) -> Result<Settings> {
         let (dotenv, dotenv_path) = read_dotenv(args)?;
         let mut layers = Layers {
@@ -370,15 +420,14 @@ impl Settings {
             dotenv_path,
             account: None,
         };
-        let mut shown = Vec::new();
-        let mut show = |key: &'static str, value: String, origin: &dyn fmt::Display| {
-            shown.push((key, value, origin.to_string()));
-        };
+        // Where each setting that was found came from, for `config show`.
+        let origins: RefCell<HashMap<&'static str, String>> = RefCell::default();
 
-        let config_flag = args.config.as_deref().and_then(Path::to_str);
-        let config_path = layers
-            .get(config_flag, &CONFIG)
-            .map(|s| PathBuf::from(s.value));
+        let config_found = layers.get(args.config.as_deref().map(OsStr::new), &CONFIG);
+        if let Some(s) = &config_found {
+            origins.borrow_mut().insert("config", s.origin.to_string());
+        }
+        let config_path = config_found.map(|s| PathBuf::from(s.value));
         let env_fn = |var: &str| (layers.env)(var);
         let mut aliases = BTreeMap::new();
         let mut account_names = Vec::new();
@@ -388,19 +437,20 @@ impl Settings {
             Some(path) => accounts::load(path, explicit)?,
             None => None,
         };
+        let account_name = layers.text(args.account.as_deref(), &ACCOUNT)?;
+        let mut config_shown = None;
         if let (Some(path), Some(loaded)) = (located, loaded) {
-            let name = layers
-                .get(args.account.as_deref(), &ACCOUNT)
-                .map(|s| s.value);
-            let chosen = loaded.choose(name.as_deref(), sender)?;
-            show("config", path.display().to_string(), &"found");
+            if let Some(s) = &account_name {
+                origins.borrow_mut().insert("account", s.origin.to_string());
+            }
+            let chosen = loaded.choose(account_name.as_ref().map(|s| s.value.as_str()), sender)?;
+            config_shown = Some(path.clone());
             if let Some((name, account)) = chosen {
-                show("account", name.clone(), &"");
-                layers.account = Some((name, account, path.clone()));
+                layers.account = Some((name, account, path));
             }
             account_names = loaded.file.accounts.keys().cloned().collect();
             aliases = loaded.file.aliases;
-        } else if let Some(name) = layers.get(args.account.as_deref(), &ACCOUNT) {
+        } else if let Some(name) = account_name {
             return Err(Failure::config(format!(
                 "account '{}' requested but no config file found",
                 name.value
@@ -412,20 +462,18 @@ impl Settings {
             .into());
         }
 
-        let mut get = |flag: Option<&str>, key: &Key| {
-            let found = layers.get(flag, key);
-            if let Some(s) = &found {
-                let value = if key.toml == "password" {
-                    "<redacted>".to_owned()
-                } else {
-                    s.value.clone()
-                };
-                show(key.toml, value, &s.origin);
+        let record = |found: &Option<Sourced<OsString>>, key: &Key| {
+            if let Some(s) = found {
+                origins.borrow_mut().insert(key.toml, s.origin.to_string());
             }
-            found
+        };
+        let text = |flag: Option<&str>, key: &Key| -> Result<Option<Sourced>, Failure> {
+            let found = layers.get(flag.map(OsStr::new), key);
+            record(&found, key);
+            found.map(Sourced::text).transpose()
         };
 
-        let tls = match get(args.tls.as_deref(), &TLS) {
+        let tls = match text(args.tls.as_deref(), &TLS)? {
             None => TlsMode::StartTls,
             Some(s) => match s.value.to_ascii_lowercase().as_str() {
                 "starttls" => TlsMode::StartTls,
@@ -439,7 +487,7 @@ impl Settings {
                 }
             },
         };
-        let port = match get(args.port.as_deref(), &PORT) {
+        let port = match text(args.port.as_deref(), &PORT)? {
             None => tls.default_port(),
             Some(s) => match s.value.trim().parse::<u16>() {
                 Ok(p) if p != 0 => p,
@@ -457,24 +505,24 @@ impl Settings {
                     }),
             };
         let timeout = duration(
-            get(args.timeout.as_deref(), &TIMEOUT),
+            text(args.timeout.as_deref(), &TIMEOUT)?,
             "timeout",
             Duration::from_secs(30),
             false,
         )?;
         let retry_for = duration(
-            get(args.retry_for.as_deref(), &RETRY_FOR),
+            text(args.retry_for.as_deref(), &RETRY_FOR)?,
             "retry time",
             Duration::ZERO,
             true,
         )?;
         let queue_lifetime = duration(
-            get(None, &QUEUE_LIFETIME),
+            text(None, &QUEUE_LIFETIME)?,
             "queue lifetime",
             Duration::from_secs(5 * 24 * 3600),
             false,
         )?;
-        let set_from_header = match get(None, &SET_FROM_HEADER) {
+        let set_from_header = match text(None, &SET_FROM_HEADER)? {
             None => FromPolicy::Auto,
             Some(s) => match s.value.as_str() {
                 "auto" => FromPolicy::Auto,
@@ -489,11 +537,12 @@ impl Settings {
             },
         };
 
-        let user = get(args.user.as_deref(), &USER).map(|s| s.value);
-        let password = match (
-            get(None, &PASSWORD),
-            get(args.password_command.as_deref(), &PASSWORD_COMMAND),
-        ) {
+        let user = text(args.user.as_deref(), &USER)?.map(|s| s.value);
+        let password_value = text(None, &PASSWORD)?;
+        let password_command = text(args.password_command.as_deref(), &PASSWORD_COMMAND)?;
+        let has_password = password_value.is_some();
+        let command = password_command.as_ref().map(|c| c.value.clone());
+        let password = match (password_value, password_command) {
             (Some(v), Some(c)) if c.origin.rank() < v.origin.rank() => {
                 Some(PasswordSource::Command(c.value))
             }
@@ -515,13 +564,16 @@ impl Settings {
                 .into());
         }
 
-        let from = get(args.from.as_deref(), &FROM)
-            .map(|s| s.value)
-            .or_else(|| user.clone().filter(|u| u.contains('@')));
-        let host = get(args.host.as_deref(), &HOST).map(|s| s.value);
-        let ca_file = get(args.ca_file.as_deref().and_then(Path::to_str), &CA_FILE)
-            .map(|s| PathBuf::from(s.value));
-        let log = get(args.log.as_deref(), &LOG).map(|s| s.value);
+        let from_set = text(args.from.as_deref(), &FROM)?.map(|s| s.value);
+        let from_is_user = from_set.is_none();
+        let from = from_set.or_else(|| user.clone().filter(|u| u.contains('@')));
+        let host = text(args.host.as_deref(), &HOST)?.map(|s| s.value);
+        let ca_file = {
+            let found = layers.get(args.ca_file.as_deref().map(OsStr::new), &CA_FILE);
+            record(&found, &CA_FILE);
+            found.map(|s| PathBuf::from(s.value))
+        };
+        let log = text(args.log.as_deref(), &LOG)?.map(|s| s.value);
         let default_outbox = {
             let nonempty = |var: &str| (layers.env)(var).filter(|v| !v.is_empty());
             nonempty("XDG_STATE_HOME")
@@ -529,14 +581,106 @@ impl Settings {
                 .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state")))
                 .map(|state| state.join("mailsend/outbox"))
         };
-        let outbox = get(None, &OUTBOX)
-            .map(|s| PathBuf::from(s.value))
-            .or_else(|| default_outbox.clone());
-        let account_flag =
-            |f: fn(&Account) -> Option<bool>| layers.account.as_ref().and_then(|(_, a, _)| f(a));
-        let queue = args.queue || account_flag(|a| a.queue).unwrap_or(false);
+        let outbox = {
+            let found = layers.get(None, &OUTBOX);
+            record(&found, &OUTBOX);
+            found.map(|s| PathBuf::from(s.value))
+        }
+        .or_else(|| default_outbox.clone());
+        // Flags that can only turn a setting on; else the account's key.
+        let switch = |flag: bool, name: &'static str, key: fn(&Account) -> Option<bool>| {
+            if flag {
+                origins
+                    .borrow_mut()
+                    .insert(name, format!("--{}", name.replace('_', "-")));
+                return true;
+            }
+            let Some((account, a, path)) = &layers.account else {
+                return false;
+            };
+            let value = key(a);
+            if value.is_some() {
+                origins.borrow_mut().insert(
+                    name,
+                    Origin::Account(name, account.clone(), path.clone()).to_string(),
+                );
+            }
+            value.unwrap_or(false)
+        };
+        let queue = switch(args.queue, "queue", |a| a.queue);
+        let skip_empty = switch(args.skip_empty, "skip_empty", |a| a.skip_empty);
         let account = layers.account.as_ref().map(|(name, ..)| name.clone());
-        let skip_empty = args.skip_empty || account_flag(|a| a.skip_empty).unwrap_or(false);
+
+        // Every setting, found or not, for `config show`.
+        let origins = origins.into_inner();
+        let mut shown = Vec::new();
+        let mut show = |key: &'static str, value: Option<String>, default: &str| {
+            let (value, origin) = match (value, origins.get(key)) {
+                (Some(value), Some(origin)) => (value, origin.clone()),
+                (Some(value), None) => (value, default.to_owned()),
+                (None, _) => ("-".to_owned(), "not set".to_owned()),
+            };
+            shown.push((key, value, origin));
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let span = |d: Duration| Some(humantime::format_duration(d).to_string());
+        show("config", path(&config_shown), "found");
+        show("account", account.clone(), "chosen in the config file");
+        show("host", host.clone(), "");
+        show("port", Some(port.to_string()), "default");
+        show(
+            "tls",
+            Some(
+                match tls {
+                    TlsMode::StartTls => "starttls",
+                    TlsMode::Implicit => "tls",
+                    TlsMode::None => "none",
+                }
+                .to_owned(),
+            ),
+            "default",
+        );
+        show("user", user.clone(), "");
+        show(
+            "password",
+            has_password.then(|| "<redacted>".to_owned()),
+            "",
+        );
+        show("password_command", command, "");
+        let from_origin = if from_is_user {
+            "default: the user name"
+        } else {
+            ""
+        };
+        show("from", from.clone(), from_origin);
+        show(
+            "ca_file",
+            path(&ca_file).or_else(|| Some("system roots".to_owned())),
+            "default",
+        );
+        show("timeout", span(timeout), "default");
+        show("retry_for", span(retry_for), "default");
+        show("queue", Some(queue.to_string()), "default");
+        show("skip_empty", Some(skip_empty.to_string()), "default");
+        show("log", log.clone(), "");
+        show(
+            "outbox",
+            path(&outbox),
+            "default: under XDG_STATE_HOME or HOME",
+        );
+        show("queue_lifetime", span(queue_lifetime), "default");
+        show(
+            "set_from_header",
+            Some(
+                match set_from_header {
+                    FromPolicy::Auto => "auto",
+                    FromPolicy::Always => "always",
+                    FromPolicy::Never => "never",
+                }
+                .to_owned(),
+            ),
+            "default",
+        );
 
         Ok(Settings {
             host,
@@ -563,26 +707,14 @@ impl Settings {
     }
 }
 
-/// `mailsend config show`: every resolved setting and where it came from,
+/// `mailsend config show`: every setting, its value and where it came
+/// from (a flag, a variable, `.env`, the config file, or the default),
 /// the password redacted.
 pub fn show(args: &ServerArgs) -> Result<Exit> {
     let settings = Settings::resolve(args, None)?;
     let mut out = String::new();
     for (key, value, origin) in &settings.shown {
         out.push_str(&format!("{key:<17} {value:<40} ({origin})\n"));
-    }
-    let defaults = [
-        ("tls", "starttls".to_owned()),
-        ("port", settings.port.to_string()),
-        (
-            "timeout",
-            humantime::format_duration(settings.timeout).to_string(),
-        ),
-    ];
-    for (key, value) in defaults {
-        if !settings.shown.iter().any(|(k, ..)| *k == key) {
-            out.push_str(&format!("{key:<17} {value:<40} (default)\n"));
-        }
     }
     for (name, target) in &settings.aliases {
         out.push_str(&format!("alias {name:<11} {target}\n"));
@@ -619,12 +751,12 @@ mod tests {
         crate::cli::Cli::parse_from(full).send.server
     }
 
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<OsString> {
         move |k| {
             pairs
                 .iter()
                 .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
+                .map(|(_, v)| OsString::from(v))
         }
     }
 
@@ -688,6 +820,28 @@ mod tests {
         let e = env(&[("MAILSEND_USER", "me"), ("MAILSEND_PASSWORD", "pw")]);
         let s = Settings::resolve_with(&cli(&["--password-command", "echo x"]), None, e).unwrap();
         assert!(matches!(s.password, Some(PasswordSource::Command(_))));
+    }
+
+    #[test]
+    fn non_utf8_text_is_refused_and_non_utf8_paths_are_kept() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = |name: &'static str| {
+            move |k: &str| (k == name).then(|| OsStr::from_bytes(b"a\xff").to_owned())
+        };
+        for var in [
+            "MAILSEND_HOST",
+            "MAILSEND_PORT",
+            "MAILSEND_PASSWORD_COMMAND",
+        ] {
+            let err = Settings::resolve_with(&cli(&[]), None, bad(var)).unwrap_err();
+            assert_eq!(crate::exit::code_for(&err), Exit::Config);
+            assert_eq!(err.to_string(), format!("{var} is not valid UTF-8"));
+        }
+        let s = Settings::resolve_with(&cli(&[]), None, bad("MAILSEND_CA_FILE")).unwrap();
+        assert_eq!(
+            s.ca_file.as_deref().map(|p| p.as_os_str().as_bytes()),
+            Some(&b"a\xff"[..])
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 mod accounts;
 mod cli;
 mod config;
+mod dotenv;
 mod exit;
 mod message;
 mod outbox;
@@ -31,7 +32,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigAction, OutboxAction};
+use crate::cli::{Cli, Command, ConfigAction, Delivery, OutboxAction, ServerArgs};
 use crate::exit::{Exit, Failure};
 use crate::output::errln;
 
@@ -78,15 +79,19 @@ fn dispatch(cli: Cli) -> Result<Exit> {
             action: ConfigAction::Show { server },
         }) => config::show(&server),
         Some(Command::Outbox { action }) => match action {
-            OutboxAction::List { server } => queue::list(&server),
-            OutboxAction::Show { id, server } => queue::show(&server, &id),
+            OutboxAction::List { location } => queue::list(&location.into()),
+            OutboxAction::Show { id, location } => queue::show(&location.into(), &id),
             OutboxAction::Flush {
                 all,
                 verbose,
-                server,
-            } => queue::flush(&server, all, verbose),
-            OutboxAction::Retry { id, server } => queue::retry(&server, &id),
-            OutboxAction::Drop { id, server } => queue::drop_entry(&server, &id),
+                connection,
+                location,
+            } => {
+                let server = ServerArgs::from_parts(Delivery::default(), *connection, location);
+                queue::flush(&server, all, verbose)
+            }
+            OutboxAction::Retry { id, location } => queue::retry(&location.into(), &id),
+            OutboxAction::Drop { id, location } => queue::drop_entry(&location.into(), &id),
         },
     }
 }

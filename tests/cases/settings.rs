@@ -1,5 +1,8 @@
 //! Configuration layers: flags > environment > .env > defaults.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use super::*;
 use crate::support::cmd::Mailsend;
 
@@ -276,4 +279,334 @@ fn an_env_file_may_be_a_pipe_the_user_names() {
         "{}",
         run.stderr()
     );
+}
+
+/// A server that accepts exactly `password` for USER.
+fn server_for_password(password: &str) -> crate::support::server::TestServer {
+    crate::support::server::TestServer::start(crate::support::server::Behaviour {
+        auth: Some((USER.into(), password.into())),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn dotenv_values_arrive_byte_for_byte_with_no_substitution() {
+    let ca = crate::support::pki::Pki::shared()
+        .ca_file
+        .display()
+        .to_string();
+    // Each password holds what a shell or dotenv would expand or unescape.
+    for (password, written) in [
+        ("Xy$9abc$HOME!", "Xy$9abc$HOME!".to_owned()),
+        (
+            r#"Xy$9abc$HOME!\q${PATH}"'"#,
+            r#"Xy$9abc$HOME!\q${PATH}"'"#.to_owned(),
+        ),
+        (
+            r#"Xy$9abc$HOME!\q${PATH}" #x"#,
+            r#"'Xy$9abc$HOME!\q${PATH}" #x'"#.to_owned(),
+        ),
+        (
+            r#"Xy$9abc$HOME!\n$(id)' #x"#,
+            r#""Xy$9abc$HOME!\n$(id)' #x""#.to_owned(),
+        ),
+    ] {
+        let server = server_for_password(password);
+        let m = Mailsend::bare();
+        m.private_file(
+            ".env",
+            format!(
+                "MAILSEND_HOST=127.0.0.1\nMAILSEND_PORT={}\nMAILSEND_CA_FILE={ca}\nMAILSEND_USER={USER}\nMAILSEND_PASSWORD={written}\n",
+                server.port()
+            ),
+        );
+        let mut m = m;
+        m.args(["--to", "a@example.com", "--body", "x"])
+            .run()
+            .expect(0);
+        let session = only_session(&server);
+        assert_eq!(
+            session.auth,
+            Some((USER.to_owned(), password.to_owned())),
+            "written as {written}"
+        );
+        assert!(session.authenticated);
+    }
+}
+
+#[test]
+fn a_malformed_env_file_that_is_a_fifo_fails_at_once() {
+    let mut m = Mailsend::bare();
+    let fifo = m.path().join("settings.env");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let writer = fifo.clone();
+    std::thread::spawn(move || {
+        // Blocks until mailsend opens the FIFO; then one write and EOF.
+        let _ = std::fs::write(writer, "MAILSEND_HOST=h.example.com\nMAILSEND_FROM=\"x\n");
+    });
+    let mut child = m
+        .args([
+            "--dry-run",
+            "--to",
+            "a@example.com",
+            "--body",
+            "x",
+            "--env-file",
+        ])
+        .args([&fifo])
+        .args(["--timeout", "1s"])
+        .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mailsend still runs 10 s after its env file ended");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(78));
+}
+
+#[test]
+fn a_readable_dotenv_that_ever_assigns_the_password_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    for name in [".env", "named.env"] {
+        let mut m = Mailsend::bare();
+        let path = m.file(
+            name,
+            format!("MAILSEND_USER={USER}\nMAILSEND_PASSWORD={PASSWORD}\nMAILSEND_PASSWORD=\n"),
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        if name != ".env" {
+            m.args(["--env-file", name]);
+        }
+        m.args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+            .run()
+            .expect(78)
+            .error_mentions("readable by others");
+    }
+}
+
+/// A directory whose name is not UTF-8, holding the test CA and files.
+fn non_utf8_dir(m: &Mailsend) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = m.path().join(std::ffi::OsStr::from_bytes(b"dir\xff"));
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::copy(
+        &crate::support::pki::Pki::shared().ca_file,
+        dir.join("ca.pem"),
+    )
+    .expect("copy");
+    dir
+}
+
+#[test]
+fn non_utf8_paths_work_as_flags_and_variables() {
+    // --ca-file and MAILSEND_CA_FILE
+    for by_flag in [true, false] {
+        let server = submission();
+        let mut m = Mailsend::to(&server);
+        let ca = non_utf8_dir(&m).join("ca.pem");
+        m.env_remove("MAILSEND_CA_FILE");
+        if by_flag {
+            m.args([std::ffi::OsStr::new("--ca-file"), ca.as_os_str()]);
+        } else {
+            m.env_os("MAILSEND_CA_FILE", &ca);
+        }
+        m.args(["--to", "a@example.com", "--body", "x"])
+            .run()
+            .expect(0);
+        assert!(only_session(&server).authenticated);
+    }
+    // --config and MAILSEND_CONFIG, with the CA beside it
+    for by_flag in [true, false] {
+        let server = submission();
+        let mut m = Mailsend::bare();
+        let dir = non_utf8_dir(&m);
+        let config = dir.join("config.toml");
+        m.private_file(
+            "plain.toml",
+            crate::support::cmd::account_config(&server, ""),
+        );
+        std::fs::rename(m.path().join("plain.toml"), &config).expect("move");
+        if by_flag {
+            m.args([std::ffi::OsStr::new("--config"), config.as_os_str()]);
+        } else {
+            m.env_os("MAILSEND_CONFIG", &config);
+        }
+        m.args(["--to", "a@example.com", "--body", "x"])
+            .run()
+            .expect(0);
+        assert!(only_session(&server).authenticated);
+    }
+    // --env-file
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    let dir = non_utf8_dir(&m);
+    let env_file = dir.join("settings.env");
+    std::fs::write(&env_file, "MAILSEND_FROM=envfile@example.com\n").expect("write");
+    m.args([std::ffi::OsStr::new("--env-file"), env_file.as_os_str()])
+        .args(["--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(0);
+    assert_eq!(only_transaction(&server).mail_from, "envfile@example.com");
+}
+
+#[test]
+fn a_non_utf8_value_is_an_error_naming_its_variable() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"x\xff");
+    for var in [
+        "MAILSEND_FROM",
+        "MAILSEND_USER",
+        "MAILSEND_TIMEOUT",
+        "MAILSEND_TLS",
+        "MAILSEND_HOST",
+        "MAILSEND_LOG",
+        "MAILSEND_ACCOUNT",
+        "MAILSEND_OUTBOX",
+    ] {
+        let mut m = Mailsend::bare();
+        if var != "MAILSEND_USER" {
+            m.env("MAILSEND_USER", "me@example.com");
+        }
+        m.env_os(var, bad)
+            .args(["--dry-run", "--to", "a@example.com", "--body", "x"]);
+        let run = m.run();
+        if var == "MAILSEND_OUTBOX" {
+            // A path: used as it is, not refused.
+            assert_eq!(run.code(), 0, "{}", run.stderr());
+            continue;
+        }
+        run.expect(78).error_mentions(var).error_mentions("UTF-8");
+    }
+}
+
+#[test]
+fn config_show_lists_every_setting_with_its_origin() {
+    let run = Mailsend::bare().args(["config", "show"]).run().expect(0);
+    let out = run.stdout();
+    for key in [
+        "config",
+        "host",
+        "port",
+        "tls",
+        "user",
+        "password",
+        "password_command",
+        "from",
+        "ca_file",
+        "timeout",
+        "retry_for",
+        "queue",
+        "skip_empty",
+        "log",
+        "outbox",
+        "queue_lifetime",
+        "set_from_header",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} line:\n{out}"));
+        assert!(line.ends_with(')'), "{line}");
+    }
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .expect("line")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("queue"), "queue false (default)");
+    assert_eq!(line("skip_empty"), "skip_empty false (default)");
+    assert_eq!(line("retry_for"), "retry_for 0s (default)");
+    assert_eq!(line("queue_lifetime"), "queue_lifetime 5days (default)");
+    assert_eq!(line("set_from_header"), "set_from_header auto (default)");
+
+    let mut m = Mailsend::bare();
+    m.config("[accounts.a]\nhost = \"h.example.com\"\nskip_empty = true\n");
+    let run = m
+        .args(["config", "show", "--queue", "--retry-for", "2m"])
+        .run()
+        .expect(0);
+    let out = run.stdout();
+    let find = |key: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(find("queue"), "queue true (--queue)");
+    assert_eq!(find("retry_for"), "retry_for 2m (--retry-for)");
+    assert!(
+        find("skip_empty").starts_with("skip_empty true (skip_empty of account a in "),
+        "{out}"
+    );
+}
+
+#[test]
+fn subcommands_refuse_flags_that_mean_nothing_to_them() {
+    for args in [
+        &["outbox", "list", "--queue"][..],
+        &["outbox", "list", "--skip-empty"],
+        &["outbox", "list", "--from", "x@example.com"],
+        &["outbox", "list", "--host", "h.example.com"],
+        &["outbox", "show", "ID", "--timeout", "5s"],
+        &["outbox", "drop", "ID", "--retry-for", "1m"],
+        &["outbox", "retry", "ID", "--log", "syslog"],
+        &["outbox", "flush", "--skip-empty"],
+        &["outbox", "flush", "--queue"],
+        &["outbox", "flush", "--from", "x@example.com"],
+        &["outbox", "flush", "--retry-for", "1m"],
+    ] {
+        let run = Mailsend::bare().args(args).run();
+        assert_eq!(run.code(), 64, "{args:?} was accepted: {}", run.stderr());
+    }
+    // What locates the outbox, or makes a session, still works.
+    let m = Mailsend::bare();
+    m.private_file("s.env", "MAILSEND_TIMEOUT=5s\n");
+    let mut m = m;
+    m.args([
+        "outbox",
+        "list",
+        "--env-file",
+        "s.env",
+        "--config",
+        "/dev/null",
+    ])
+    .run()
+    .expect(0);
+    Mailsend::bare()
+        .args([
+            "outbox",
+            "flush",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "1",
+            "--tls",
+            "tls",
+            "--timeout",
+            "1s",
+            "--user",
+            USER,
+            "--password-command",
+            "echo x",
+            "--ca-file",
+            "/dev/null",
+            "--env-file",
+            "/dev/null",
+        ])
+        .run()
+        .expect(0);
 }

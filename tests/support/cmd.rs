@@ -100,6 +100,12 @@ impl Mailsend {
         self
     }
 
+    /// Like `env`, for a value that need not be UTF-8.
+    pub fn env_os(&mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> &mut Self {
+        self.cmd.env(key, value);
+        self
+    }
+
     pub fn env_remove(&mut self, key: &str) -> &mut Self {
         self.cmd.env_remove(key);
         self
