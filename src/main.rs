@@ -4,12 +4,13 @@
 //! `cli.rs` (flags) → `config.rs` (flags + environment + `.env` +
 //! `accounts.rs`' config file into `Settings`) → `send.rs` (reads body and
 //! attachments; or `sendmail.rs`, which reads a whole message) →
-//! `message.rs` (composes the RFC 5322 message with lettre) → `smtp.rs`
-//! over `tls.rs` (the SMTP dialogue: STARTTLS, AUTH, one reply per
+//! `message.rs` (composes the RFC 5322 message with lettre) → `smtp/`
+//! (the SMTP client: `connect.rs` reaches the server over TCP and `tls.rs`,
+//! `session.rs` holds the dialogue: STARTTLS, AUTH, one reply per
 //! recipient) → `output.rs` (human line or JSON, log line). What cannot be
 //! sent yet waits in `outbox.rs`; `queue.rs` works it (`mailsend outbox`). `exit.rs` turns
-//! any error into one sysexits.h code; `secret.rs` keeps passwords out of
-//! every output.
+//! any error (or SMTP error class) into one sysexits.h code; `secret.rs`
+//! keeps passwords out of every output.
 
 mod accounts;
 mod cli;
