@@ -24,6 +24,10 @@ use crate::secret::Redactor;
 /// early makes a retry deliver the message twice.
 pub const END_OF_DATA_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Most commands written before their replies are read (RFC 2920 5:
+/// the client must not deadlock on a full TCP window).
+pub const MAX_GROUP: usize = 100;
+
 /// Most AUTH challenges answered before the exchange is called broken.
 const MAX_AUTH_STEPS: usize = 8;
 
@@ -76,6 +80,58 @@ impl Delivery {
     }
 }
 
+/// One message for [`Session::send_many`].
+pub struct Message<'a> {
+    pub from: &'a str,
+    pub recipients: &'a [String],
+    /// The message (RFC 5322), before dot-stuffing.
+    pub content: &'a [u8],
+}
+
+/// A message whose DATA was answered 354: its content goes at the head of
+/// the next group, and the end-of-data reply settles it.
+struct InFlight {
+    /// None: the content is empty and ends a DATA the server started
+    /// for a refused transaction; its outcome does not matter.
+    index: Option<usize>,
+    wire: Vec<u8>,
+    len: usize,
+    delivery: Delivery,
+}
+
+impl InFlight {
+    fn discarded(_data_reply: Reply) -> InFlight {
+        InFlight {
+            index: None,
+            wire: b".\r\n".to_vec(),
+            len: 0,
+            delivery: Delivery::default(),
+        }
+    }
+
+    /// Hands the outcome to `settle`, once the end-of-data reply is in.
+    fn settle(self, reply: Reply, settle: &mut impl FnMut(usize, Result<Delivery, SmtpError>)) {
+        let Some(index) = self.index else { return };
+        let outcome = if reply.is_positive() {
+            let mut delivery = self.delivery;
+            delivery.reply = Some(reply);
+            Ok(delivery)
+        } else {
+            Err(SmtpError::Refused {
+                stage: Stage::EndOfData,
+                reply,
+            })
+        };
+        settle(index, outcome);
+    }
+}
+
+fn rcpt_commands(recipients: &[String]) -> impl Iterator<Item = (Stage, String)> + '_ {
+    recipients
+        .iter()
+        .map(|r| (Stage::RcptTo, format!("RCPT TO:<{r}>")))
+}
+
 /// Settings of a session that do not depend on the stream.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -100,8 +156,9 @@ pub struct Session<S: Wire> {
     /// Secrets that must never be shown, should the server echo them
     /// (some servers quote the AUTH command in their error reply).
     redactor: Redactor,
-    /// The server said 421 (closing): a connection lost after it is
-    /// reported as that reply, which says why.
+    /// The server said 421 (closing), or refused MAIL: a connection lost
+    /// after it is reported as that reply, which says why. A later
+    /// positive reply clears a MAIL refusal (the session went on).
     closing: Option<(Stage, Reply)>,
     /// A transaction was started and not ended: RSET before the next.
     open_transaction: bool,
@@ -260,10 +317,11 @@ impl<S: Wire> Session<S> {
 
     /// One mail transaction. Every recipient gets its own reply; the
     /// message goes to those accepted. With PIPELINING, MAIL, every RCPT
-    /// and DATA leave in one write. With `all_or_nothing`, DATA is sent only
-    /// once every recipient was accepted (so it is not pipelined);
-    /// otherwise the session is reset. May be called again on the same
-    /// session for the next message.
+    /// and DATA leave in one write (in groups of at most [`MAX_GROUP`]
+    /// commands). With `all_or_nothing`, DATA is sent only once every
+    /// recipient was accepted (so it is not pipelined); otherwise the
+    /// session is reset. May be called again on the same session for the
+    /// next message.
     pub fn send(
         &mut self,
         from: &str,
@@ -271,119 +329,282 @@ impl<S: Wire> Session<S> {
         message: &[u8],
         all_or_nothing: bool,
     ) -> Result<Delivery, SmtpError> {
-        if recipients.is_empty() {
-            return Err(SmtpError::NoRecipients);
+        let one = Message {
+            from,
+            recipients,
+            content: message,
+        };
+        if !all_or_nothing {
+            let mut outcome = None;
+            self.send_many([one], |_, result| outcome = Some(result))?;
+            return outcome.unwrap_or(Err(SmtpError::NoRecipients));
         }
-        self.check_size(message.len())?;
-        let mail = self.mail_command(from, recipients, message)?;
-        if self.open_transaction {
-            self.reset();
-        }
-        let data = wire_data(message);
-        let rcpts: Vec<String> = recipients
-            .iter()
-            .map(|r| format!("RCPT TO:<{r}>"))
-            .collect();
-
+        let mail = self.prepare(&one)?;
         let mut delivery = Delivery::default();
         self.open_transaction = true;
-        // DATA joins the pipelined batch unless it may have to be withheld.
-        let pipeline_data = !all_or_nothing;
-        let data_reply = if self.caps.pipelining {
-            let mut batch = String::new();
-            let data = pipeline_data.then(|| "DATA".to_owned());
-            for line in std::iter::once(&mail).chain(&rcpts).chain(data.as_ref()) {
-                batch.push_str(line);
-                batch.push_str("\r\n");
-                self.log_client(line);
-            }
-            self.write(Stage::MailFrom, batch.as_bytes())?;
-            let mail_reply = self.read_reply(Stage::MailFrom)?;
-            let refused_mail = || SmtpError::Refused {
+        let mut commands = vec![(Stage::MailFrom, mail)];
+        commands.extend(rcpt_commands(recipients));
+        let replies = self.exchange(None, &commands, |_| ())?;
+        let mut replies = replies.into_iter();
+        let mail_reply = replies.next().ok_or(SmtpError::NoRecipients)?;
+        if !mail_reply.is_positive() {
+            return Err(SmtpError::Refused {
                 stage: Stage::MailFrom,
-                reply: mail_reply.clone(),
-            };
-            // A server that refused MAIL may close at once (421): say what
-            // it said, not that the connection went away.
-            let rest = self
-                .collect_rcpt_replies(recipients, &mut delivery)
-                .and_then(|()| match pipeline_data {
-                    true => self.read_reply(Stage::Data).map(Some),
-                    false => Ok(None),
-                });
-            let data_reply = match rest {
-                Ok(reply) => reply,
-                Err(e) if !mail_reply.is_positive() && !e.server_still_there() => {
-                    return Err(refused_mail());
-                }
-                Err(e) => return Err(e),
-            };
-            if !mail_reply.is_positive() {
-                if data_reply.is_some_and(|r| r.code == 354) {
-                    self.write(Stage::Data, b".\r\n")?;
-                    let _ = self.read_reply(Stage::EndOfData);
-                }
-                return Err(refused_mail());
-            }
-            data_reply
-        } else {
-            self.command(Stage::MailFrom, &mail)?;
-            self.expect(Stage::MailFrom, Reply::is_positive)?;
-            for (rcpt, line) in recipients.iter().zip(&rcpts) {
-                self.command(Stage::RcptTo, line)?;
-                let reply = self.read_reply(Stage::RcptTo)?;
-                delivery.record(rcpt, reply);
-            }
-            None
-        };
-        if all_or_nothing && !delivery.rejected.is_empty() {
+                reply: mail_reply,
+            });
+        }
+        for (rcpt, reply) in recipients.iter().zip(replies) {
+            delivery.record(rcpt, reply);
+        }
+        if !delivery.rejected.is_empty() {
             // Nobody gets it: those the server accepted are simply not sent.
             self.reset();
             delivery.accepted.clear();
             delivery.aborted = true;
             return Ok(delivery);
         }
-        let data_reply = match data_reply {
-            Some(reply) => reply,
-            None if delivery.accepted.is_empty() => {
-                self.reset();
-                return Ok(delivery);
-            }
-            None => {
-                self.command(Stage::Data, "DATA")?;
-                self.read_reply(Stage::Data)?
-            }
-        };
-
-        if delivery.accepted.is_empty() {
-            if data_reply.code == 354 {
-                // A server may start DATA even with no recipient: end it empty.
-                self.write(Stage::Data, b".\r\n")?;
-                let _ = self.read_reply(Stage::EndOfData);
-            }
-            self.reset();
-            return Ok(delivery);
-        }
+        self.command(Stage::Data, "DATA")?;
+        let data_reply = self.read_reply(Stage::Data)?;
         if data_reply.code != 354 {
             return Err(SmtpError::Refused {
                 stage: Stage::Data,
                 reply: data_reply,
             });
         }
-        self.log_client(&format!("<{} bytes of message data>", message.len()));
-        self.log_client(".");
-        self.write(Stage::Message, &data)?;
+        let wire = wire_data(message);
+        self.log_content(message.len());
+        self.write(Stage::Message, &wire)?;
+        let reply = self.end_of_data_reply()?;
+        delivery.reply = Some(reply);
+        Ok(delivery)
+    }
+
+    /// Sends `messages` one transaction each, and calls `settle` with
+    /// each one's outcome as soon as the server has given it, before
+    /// anything else happens. With PIPELINING, a message's content leaves
+    /// in the same write as the next message's MAIL, RCPTs and DATA (RFC
+    /// 2920 3.1), so each message costs about one round trip.
+    ///
+    /// An outcome is an error when the message was refused (MAIL, DATA or
+    /// the end of data) or cannot be sent to this server (too big, needs
+    /// an extension); the session goes on with the next message. When the
+    /// session itself fails (connection lost, timeout, a broken reply, a
+    /// 421), that error is returned, and the message it hit and those
+    /// after it are not settled: their fate is unknown or untouched.
+    pub fn send_many<'a>(
+        &mut self,
+        messages: impl IntoIterator<Item = Message<'a>>,
+        mut settle: impl FnMut(usize, Result<Delivery, SmtpError>),
+    ) -> Result<(), SmtpError> {
+        let mut in_flight: Option<InFlight> = None;
+        for (index, message) in messages.into_iter().enumerate() {
+            let mail = match self.prepare(&message) {
+                Ok(mail) => mail,
+                Err(e) => {
+                    settle(index, Err(e));
+                    continue;
+                }
+            };
+            let mut commands = Vec::with_capacity(message.recipients.len() + 3);
+            let reset = self.open_transaction && in_flight.is_none();
+            if reset {
+                commands.push((Stage::MailFrom, "RSET".to_owned()));
+            }
+            commands.push((Stage::MailFrom, mail));
+            commands.extend(rcpt_commands(message.recipients));
+            if self.caps.pipelining {
+                commands.push((Stage::Data, "DATA".to_owned()));
+            }
+            let mut head = in_flight.take();
+            let content = head.as_mut().map(|h| (std::mem::take(&mut h.wire), h.len));
+            let replies = self.exchange(content, &commands, |reply| {
+                // The first reply of the group ends the previous message.
+                if let Some(done) = head {
+                    done.settle(reply, &mut settle);
+                }
+            })?;
+            self.open_transaction = true;
+            let mut replies = replies.into_iter();
+            if reset {
+                replies.next(); // RSET's reply; a failure shows in MAIL's
+            }
+            let mail_reply = replies.next().ok_or(SmtpError::NoRecipients)?;
+            let mut delivery = Delivery::default();
+            for rcpt in message.recipients {
+                if let Some(reply) = replies.next() {
+                    delivery.record(rcpt, reply);
+                }
+            }
+            if !mail_reply.is_positive() {
+                if let Some(data_reply) = replies.next().filter(|r| r.code == 354) {
+                    in_flight = Some(InFlight::discarded(data_reply));
+                }
+                if mail_reply.code == 421 {
+                    return Err(SmtpError::Refused {
+                        stage: Stage::MailFrom,
+                        reply: mail_reply,
+                    });
+                }
+                self.open_transaction = false;
+                settle(
+                    index,
+                    Err(SmtpError::Refused {
+                        stage: Stage::MailFrom,
+                        reply: mail_reply,
+                    }),
+                );
+                continue;
+            }
+            let data_reply = match replies.next() {
+                Some(reply) => reply,
+                None if delivery.accepted.is_empty() => {
+                    settle(index, Ok(delivery));
+                    continue; // RSET at the head of the next group
+                }
+                None => {
+                    self.command(Stage::Data, "DATA")?;
+                    self.read_reply(Stage::Data)?
+                }
+            };
+            if delivery.accepted.is_empty() {
+                if data_reply.code == 354 {
+                    // A server may start DATA even with no recipient: end it empty.
+                    in_flight = Some(InFlight::discarded(data_reply));
+                }
+                settle(index, Ok(delivery));
+                continue;
+            }
+            if data_reply.code != 354 {
+                if data_reply.code == 421 {
+                    return Err(SmtpError::Refused {
+                        stage: Stage::Data,
+                        reply: data_reply,
+                    });
+                }
+                settle(
+                    index,
+                    Err(SmtpError::Refused {
+                        stage: Stage::Data,
+                        reply: data_reply,
+                    }),
+                );
+                continue;
+            }
+            in_flight = Some(InFlight {
+                index: Some(index),
+                wire: wire_data(message.content),
+                len: message.content.len(),
+                delivery,
+            });
+            if !self.caps.pipelining {
+                // Without PIPELINING nothing may follow the content.
+                let done = in_flight.take();
+                if let Some(done) = done {
+                    self.log_content(done.len);
+                    self.write(Stage::Message, &done.wire)?;
+                    let reply = self.read_end_of_data()?;
+                    done.settle(reply, &mut settle);
+                }
+            }
+        }
+        if let Some(done) = in_flight {
+            self.log_content(done.len);
+            self.write(Stage::Message, &done.wire)?;
+            let reply = self.read_end_of_data()?;
+            done.settle(reply, &mut settle);
+        }
+        Ok(())
+    }
+
+    /// Writes `head` (a message's content, if any) and `commands`, in
+    /// groups of at most [`MAX_GROUP`] commands (one at a time without
+    /// PIPELINING), and reads the replies: the end of data's first when
+    /// `head` is given, then one per command. A group is small enough
+    /// that its replies fit in the TCP buffers, so neither side can block
+    /// the other however many recipients a message has.
+    fn exchange(
+        &mut self,
+        head: Option<(Vec<u8>, usize)>,
+        commands: &[(Stage, String)],
+        end_of_data: impl FnOnce(Reply),
+    ) -> Result<Vec<Reply>, SmtpError> {
+        let group = if self.caps.pipelining { MAX_GROUP } else { 1 };
+        let mut replies = Vec::with_capacity(commands.len() + 1);
+        let mut head = head;
+        let mut end_of_data = Some(end_of_data);
+        for chunk in commands.chunks(group) {
+            let mut bytes = Vec::new();
+            if let Some((wire, len)) = &head {
+                self.log_content(*len);
+                bytes.extend_from_slice(wire);
+            }
+            for (_, line) in chunk {
+                self.log_client(line);
+                bytes.extend_from_slice(line.as_bytes());
+                bytes.extend_from_slice(b"\r\n");
+            }
+            let stage = chunk.first().map_or(Stage::MailFrom, |(s, _)| *s);
+            let stage = if head.is_some() {
+                Stage::Message
+            } else {
+                stage
+            };
+            self.write(stage, &bytes)?;
+            if head.take().is_some() {
+                let reply = self.read_end_of_data()?;
+                if let Some(f) = end_of_data.take() {
+                    f(reply);
+                }
+            }
+            for (stage, line) in chunk {
+                let reply = self.read_reply(*stage)?;
+                // One command at a time: after a refused MAIL, nothing
+                // else of this transaction is worth sending.
+                let refused_mail = line.starts_with("MAIL") && !reply.is_positive();
+                replies.push(reply);
+                if refused_mail && group == 1 {
+                    return Ok(replies);
+                }
+            }
+        }
+        Ok(replies)
+    }
+
+    /// The reply to the end of data, awaited at least 10 minutes; it ends
+    /// the transaction whatever it says.
+    fn read_end_of_data(&mut self) -> Result<Reply, SmtpError> {
         let wait = self.options.timeout.max(END_OF_DATA_TIMEOUT);
         let reply = self.read_reply_within(Stage::EndOfData, wait)?;
         self.open_transaction = false;
-        if !reply.is_positive() {
-            return Err(SmtpError::Refused {
+        Ok(reply)
+    }
+
+    /// The reply to the end of data; anything but 2xx is a refusal.
+    fn end_of_data_reply(&mut self) -> Result<Reply, SmtpError> {
+        let reply = self.read_end_of_data()?;
+        if reply.is_positive() {
+            Ok(reply)
+        } else {
+            Err(SmtpError::Refused {
                 stage: Stage::EndOfData,
                 reply,
-            });
+            })
         }
-        delivery.reply = Some(reply);
-        Ok(delivery)
+    }
+
+    /// Checks a message against what the server offers and returns its
+    /// MAIL command.
+    fn prepare(&self, message: &Message) -> Result<String, SmtpError> {
+        if message.recipients.is_empty() {
+            return Err(SmtpError::NoRecipients);
+        }
+        self.check_size(message.content.len())?;
+        self.mail_command(message.from, message.recipients, message.content)
+    }
+
+    fn log_content(&self, len: usize) {
+        self.log_client(&format!("<{len} bytes of message data>"));
+        self.log_client(".");
     }
 
     /// The MAIL command for this message, with the parameters it needs;
@@ -433,19 +654,6 @@ impl<S: Wire> Session<S> {
             let _ = self.read_reply(Stage::Ehlo);
         }
         self.reader.into_inner()
-    }
-
-    /// Reads the replies to pipelined RCPT commands, in order.
-    fn collect_rcpt_replies(
-        &mut self,
-        recipients: &[String],
-        delivery: &mut Delivery,
-    ) -> Result<(), SmtpError> {
-        for rcpt in recipients {
-            let reply = self.read_reply(Stage::RcptTo)?;
-            delivery.record(rcpt, reply);
-        }
-        Ok(())
     }
 
     /// RSET, ending any transaction; a failure shows in the next command.
@@ -520,8 +728,10 @@ impl<S: Wire> Session<S> {
         for line in reply.wire_lines() {
             self.log_server(&line);
         }
-        if reply.code == 421 {
+        if reply.code == 421 || (stage == Stage::MailFrom && reply.code >= 400) {
             self.closing = Some((stage, reply.clone()));
+        } else if reply.is_positive() && self.closing.as_ref().is_some_and(|(_, r)| r.code != 421) {
+            self.closing = None;
         }
         Ok(reply)
     }

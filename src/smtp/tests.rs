@@ -177,7 +177,10 @@ fn a_failed_transaction_is_reset_before_the_next_one() {
     s.send("me@example.com", &to(&["a@example.com"]), b"y\r\n", false)
         .expect("second message");
     let sent = s.quit().sent();
-    assert_eq!(sent[2], "RSET\r\n", "{sent:?}");
+    assert!(
+        sent[2].starts_with("RSET\r\nMAIL FROM:"),
+        "RSET leads the next group: {sent:?}"
+    );
 }
 
 #[test]
@@ -334,4 +337,145 @@ fn the_end_of_data_reply_may_take_ten_minutes() {
     let script = s.quit();
     let longest = script.deadlines.iter().max().copied();
     assert_eq!(longest, Some(Duration::from_secs(600)));
+}
+
+fn message<'a>(from: &'a str, recipients: &'a [String], content: &'a [u8]) -> session::Message<'a> {
+    session::Message {
+        from,
+        recipients,
+        content,
+    }
+}
+
+#[test]
+fn send_many_pipelines_each_content_with_the_next_envelope() {
+    let ok = "250 ok\r\n250 ok\r\n354 go\r\n";
+    // Group 1: env 1. Group 2: content 1 + env 2 (its EOD reply first).
+    // Group 3: content 2 + env 3, refused at MAIL. Then env 4, content 4.
+    let server = format!(
+        "{ok}250 q1\r\n{ok}250 q2\r\n550 5.7.1 sender refused\r\n503 no\r\n503 no\r\n{ok}250 q4\r\n221 bye\r\n"
+    );
+    let mut s = session(&server, 13);
+    let rcpt = to(&["a@example.com"]);
+    let contents: Vec<Vec<u8>> = (1..=4).map(|i| format!("m{i}\r\n").into_bytes()).collect();
+    let mut outcomes = Vec::new();
+    s.send_many(
+        contents.iter().map(|c| message("me@example.com", &rcpt, c)),
+        |i, r| {
+            outcomes.push((
+                i,
+                r.map(|d| d.reply.map(|r| r.text()))
+                    .map_err(|e| e.to_string()),
+            ))
+        },
+    )
+    .expect("session survives a refused message");
+    assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+    assert_eq!(outcomes[0], (0, Ok(Some("q1".into()))));
+    assert_eq!(outcomes[1], (1, Ok(Some("q2".into()))));
+    assert_eq!(outcomes[2].0, 2);
+    assert!(
+        outcomes[2]
+            .1
+            .as_ref()
+            .is_err_and(|e| e.contains("550 5.7.1")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[3], (3, Ok(Some("q4".into()))));
+    let sent = s.quit().sent();
+    assert!(sent[2].starts_with("m1\r\n.\r\nMAIL FROM:"), "{sent:?}");
+    assert!(sent[3].starts_with("m2\r\n.\r\nMAIL FROM:"), "{sent:?}");
+    // Message 3 was refused: its content is never sent.
+    assert!(sent.iter().all(|w| !w.contains("m3")), "{sent:?}");
+    assert!(sent[4].starts_with("MAIL FROM:"), "{sent:?}");
+    assert_eq!(sent[5], "m4\r\n.\r\n");
+}
+
+#[test]
+fn a_lost_connection_leaves_the_message_in_flight_unsettled() {
+    // Message 1's content goes out with message 2's envelope; the server
+    // then vanishes: neither may be reported as delivered or refused.
+    let mut s = session("250 ok\r\n250 ok\r\n354 go\r\n", 4096);
+    let rcpt = to(&["a@example.com"]);
+    let mut settled = Vec::new();
+    let err = s
+        .send_many(
+            [
+                message("me@example.com", &rcpt, b"1"),
+                message("me@example.com", &rcpt, b"2"),
+            ],
+            |i, _| settled.push(i),
+        )
+        .unwrap_err();
+    assert!(settled.is_empty(), "{settled:?}");
+    assert_eq!(err.class(), Class::Temporary);
+}
+
+#[test]
+fn thousands_of_recipients_go_in_bounded_groups() {
+    let n = 250;
+    let recipients: Vec<String> = (0..n).map(|i| format!("r{i}@example.com")).collect();
+    let mut server = String::from("250 ok\r\n");
+    server.push_str(&"250 ok\r\n".repeat(n));
+    server.push_str("354 go\r\n250 queued\r\n");
+    let mut s = session(&server, 4096);
+    let d = s
+        .send("me@example.com", &recipients, b"x", false)
+        .expect("sent");
+    assert_eq!(d.accepted.len(), n);
+    let sent = s.quit().sent();
+    // 251 commands + DATA = 252: groups of 100, 100 and 52.
+    let groups: Vec<usize> = sent[1..4]
+        .iter()
+        .map(|w| w.matches("\r\n").count())
+        .collect();
+    assert_eq!(groups, [100, 100, 52], "{sent:?}");
+}
+
+#[test]
+fn without_pipelining_one_command_at_a_time() {
+    let mut s = Session::new(
+        Script::new(
+            "220 hi\r\n250 mx\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n250 queued\r\n",
+            4096,
+        ),
+        options(),
+        None,
+    );
+    s.greeting().expect("greeting");
+    s.ehlo(false).expect("ehlo");
+    let d = s
+        .send(
+            "me@example.com",
+            &to(&["a@example.com", "b@example.com"]),
+            b"x",
+            false,
+        )
+        .expect("sent");
+    assert_eq!(d.accepted, ["b@example.com"]);
+    assert_eq!(d.rejected[0].code, 550);
+    let sent = s.quit().sent();
+    assert_eq!(
+        sent[1..6],
+        [
+            "MAIL FROM:<me@example.com>\r\n",
+            "RCPT TO:<a@example.com>\r\n",
+            "RCPT TO:<b@example.com>\r\n",
+            "DATA\r\n",
+            "x\r\n.\r\n"
+        ]
+    );
+}
+
+#[test]
+fn a_refused_mail_then_a_hang_up_is_quoted() {
+    let mut s = session("554 5.7.1 you are blocked\r\n", 4096);
+    let err = s
+        .send("me@example.com", &to(&["a@example.com"]), b"x", false)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("554 5.7.1 you are blocked"),
+        "{err}"
+    );
+    assert_eq!(err.class(), Class::Permanent);
 }
