@@ -176,6 +176,15 @@ fn read_checked(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Prints an error that does not end the command: its line, then its hint
+/// line if it has one (as `main` does for the one that ends it).
+pub fn report(prefix: &str, err: &anyhow::Error) {
+    eprintln!("mailsend: error: {prefix}{err:#}");
+    if let Some(hint) = crate::exit::hint_for(err) {
+        eprintln!("mailsend: hint: {hint}");
+    }
+}
+
 /// Whether `err` says a file is gone (e.g. moved away by a concurrent flush).
 fn is_not_found(err: &anyhow::Error) -> bool {
     err.chain().any(|c| {
@@ -302,7 +311,7 @@ impl Outbox {
                 // Moved away by a concurrent flush between read_dir and here.
                 Err(e) if is_not_found(&e) => continue,
                 Err(e) if crate::exit::code_for(&e) == Exit::Config => {
-                    eprintln!("mailsend: error: outbox entry {name} left alone: {e:#}");
+                    report(&format!("outbox entry {name} left alone: "), &e);
                     code = Exit::Config;
                     continue;
                 }

@@ -14,7 +14,7 @@ use anyhow::Result;
 use crate::cli::ServerArgs;
 use crate::config::Settings;
 use crate::exit::{self, Exit, Failure};
-use crate::outbox::{Entry, Outbox, backoff, merge, now};
+use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
 use crate::send::{Attempt, Outgoing, Transport};
 use crate::smtp::{Rejection, SmtpError};
 
@@ -61,7 +61,7 @@ fn existing_outboxes(args: &ServerArgs) -> Result<(Vec<Outbox>, Exit)> {
         match Outbox::existing(dir) {
             Ok(outbox) => outboxes.push(outbox),
             Err(err) => {
-                eprintln!("mailsend: error: {err:#}");
+                outbox::report("", &err);
                 code = merge(code, exit::code_for(&err));
             }
         }
@@ -148,11 +148,14 @@ fn while_locked(
 /// `show ID`: the state as JSON, a blank line, the message.
 pub fn show(args: &ServerArgs, id: &str) -> Result<Exit> {
     let outbox = holding(args, id)?;
+    // Both read before anything is printed: an entry refused halfway
+    // prints nothing.
     let meta = outbox.meta(id)?;
+    let message = outbox.message(id)?;
     let mut out = std::io::stdout().lock();
     out.write_all(&meta)?;
     out.write_all(b"\n\n")?;
-    out.write_all(&outbox.message(id)?)?;
+    out.write_all(&message)?;
     Ok(Exit::Ok)
 }
 
@@ -188,7 +191,7 @@ pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
         let outbox = match Outbox::at(dir) {
             Ok(outbox) => outbox,
             Err(err) => {
-                eprintln!("mailsend: error: {err:#}");
+                outbox::report("", &err);
                 code = merge(code, exit::code_for(&err));
                 continue;
             }
@@ -196,7 +199,7 @@ pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
         let lock = match outbox.try_lock() {
             Ok(lock) => lock,
             Err(err) => {
-                eprintln!("mailsend: error: {err:#}");
+                outbox::report("", &err);
                 code = merge(code, exit::code_for(&err));
                 continue;
             }

@@ -911,7 +911,7 @@ fn delivered_then_local_fault(
     rcpt_replies: Vec<(String, String)>,
     break_it: fn(&Path),
     repair: fn(&Path),
-) -> (TestServer, tempfile::TempDir, u16) {
+) -> (TestServer, tempfile::TempDir, u16, String) {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
     at(port, home.path())
@@ -934,10 +934,10 @@ fn delivered_then_local_fault(
     );
     let first = at(port, home.path())
         .args(["outbox", "flush", "--all"])
-        .run();
-    assert_ne!(first.code(), 0, "the fault is reported: {}", first.stderr());
+        .run()
+        .expect(75);
     repair(&outbox);
-    (server, home, port)
+    (server, home, port, first.stderr())
 }
 
 /// Replaces directory `name` of the outbox by a file (rename into it fails).
@@ -953,11 +953,17 @@ fn repair_dir(outbox: &Path, name: &str) {
 
 #[test]
 fn a_local_fault_after_delivery_never_sends_to_nobody_or_again() {
-    let (server, home, port) = delivered_then_local_fault(
+    let (server, home, port, stderr) = delivered_then_local_fault(
         "a@example.com",
         Vec::new(),
         |o| break_dir(o, ".tmp"),
         |o| repair_dir(o, ".tmp"),
+    );
+    assert!(
+        stderr.contains(
+            "delivered, but the outbox entry could not be removed (the next flush removes it)"
+        ),
+        "{stderr}"
     );
     assert_eq!(message_ids(&server).len(), 1);
     at(port, home.path())
@@ -981,11 +987,21 @@ fn a_local_fault_after_delivery_never_sends_to_nobody_or_again() {
 fn a_local_fault_while_failing_an_entry_keeps_who_is_owed_it() {
     // a and the Bcc get it, c is refused for good; then failed/ cannot
     // be written.
-    let (server, home, port) = delivered_then_local_fault(
+    let (server, home, port, stderr) = delivered_then_local_fault(
         "a@example.com,c@example.com",
         vec![("c@example.com".into(), "550 5.1.1 no such user".into())],
         |o| break_dir(o, "failed"),
         |o| repair_dir(o, "failed"),
+    );
+    assert!(stderr.contains("to failed/"), "{stderr}");
+    let shown = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0)
+        .stdout();
+    assert!(
+        shown.contains("queued"),
+        "still in the queue until moved: {shown}"
     );
     // 65: delivered to some, refused for good for another.
     at(port, home.path())
