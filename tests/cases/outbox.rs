@@ -1089,3 +1089,40 @@ fn all_or_nothing_retry_goes_to_everyone() {
         .expect("delivered");
     assert_eq!(delivered.rcpt_to, ["a@example.com", "c@example.com"]);
 }
+
+#[test]
+fn an_outbox_or_entry_of_another_user_is_refused() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let dirs = queue_some(port, home.path(), 2);
+    // Only root can give a file away; as anyone else the case cannot be
+    // built, and the mode cases above cover the rule.
+    if std::os::unix::fs::chown(&dirs[0], Some(65534), None).is_err() {
+        eprintln!("not root: skipped");
+        return;
+    }
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(78);
+    run.error_mentions("belongs to another user");
+    assert_eq!(
+        message_ids(&server).len(),
+        1,
+        "only the user's own entry went"
+    );
+    assert!(
+        dirs[0].join("message.eml").exists(),
+        "the other one is left alone"
+    );
+
+    let outbox = outbox_dir(home.path());
+    std::os::unix::fs::chown(&outbox, Some(65534), None).expect("chown");
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(78)
+        .error_mentions("not using outbox");
+    assert_eq!(message_ids(&server).len(), 1, "nothing more sent");
+}
