@@ -250,7 +250,11 @@ impl Outbox {
         }
         let id = format!(
             "{:x}-{:08x}",
-            entry.created.max(1) * 1000 + u64::from(fastrand::u16(..)),
+            entry
+                .created
+                .max(1)
+                .saturating_mul(1000)
+                .saturating_add(u64::from(fastrand::u16(..))),
             fastrand::u32(..)
         );
         entry.id = id.clone();
