@@ -278,6 +278,10 @@ fn a_second_flush_does_not_wait_for_the_first() {
         .expect(0);
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
     let lock = home.path().join(".local/state/mailsend/outbox/.lock");
+    // As mailsend makes it (flock(1) would follow the umask, and a lock
+    // file others can write is refused).
+    std::fs::write(&lock, "").expect("lock file");
+    chmod(&lock, 0o600);
     // util-linux flock holds the outbox lock as a running flush would.
     // -o: flock itself holds the lock, so killing it releases the lock.
     let mut holder = std::process::Command::new("flock")
