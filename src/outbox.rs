@@ -18,7 +18,7 @@
 //! files; the addresses in `meta.json` must be valid envelope addresses.
 //! A state rewrite never drops a recipient still owed the message.
 
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -117,7 +117,7 @@ const DIR_HINT: &str = "an outbox and everything in it must be yours (or root's)
 /// Refuses a directory of the outbox that is not a real directory (a
 /// symlink in its place is refused, unless `follow`: the outbox itself may
 /// be a symlink the user made) or that someone else controls.
-fn check_dir(path: &Path, follow: bool) -> Result<Metadata> {
+fn check_dir(path: &Path, follow: bool) -> Result<()> {
     let meta = match follow {
         true => fs::metadata(path),
         false => fs::symlink_metadata(path),
@@ -134,8 +134,7 @@ fn check_dir(path: &Path, follow: bool) -> Result<Metadata> {
     if !meta.is_dir() {
         return Err(not("it is not a directory"));
     }
-    accounts::refuse_if_foreign(path, &meta, "not using outbox", DIR_HINT)?;
-    Ok(meta)
+    accounts::refuse_if_foreign(path, &meta, "not using outbox", DIR_HINT)
 }
 
 /// Opens a file of the outbox without following a symlink (nor blocking on
@@ -307,7 +306,7 @@ impl Outbox {
                 );
                 continue;
             }
-            let parsed = match check_dir(&path, false).and_then(|_| read_checked(&path.join(META)))
+            let parsed = match check_dir(&path, false).and_then(|()| read_checked(&path.join(META)))
             {
                 Ok(bytes) => serde_json::from_slice::<Entry>(&bytes)
                     .map_err(|e| e.to_string())
