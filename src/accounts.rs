@@ -180,22 +180,37 @@ pub fn refuse_if_shared(path: &Path, meta: &Metadata, why: &str) -> Result<()> {
 /// (or root) and that nobody else can write. A file the user named on
 /// purpose (`--config /dev/null`) may be something else.
 pub fn refuse_if_untrusted(path: &Path, meta: &Metadata, named: bool) -> Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    let refuse = |why: &str| -> Result<()> {
-        Err(Failure::config(format!("not reading {}: {why}", path.display()))
-            .with_hint("make it a regular file of yours (or root's), not writable by others, e.g. chmod 600")
-            .into())
-    };
+    let hint =
+        "make it a regular file of yours (or root's), not writable by others, e.g. chmod 600";
     if !meta.is_file() {
         return if named {
             Ok(())
         } else {
-            refuse("it is not a regular file")
+            Err(Failure::config(format!(
+                "not reading {}: it is not a regular file",
+                path.display()
+            ))
+            .with_hint(hint)
+            .into())
         };
     }
+    refuse_if_foreign(path, meta, "not reading", hint)
+}
+
+/// The owner rule for anything mailsend acts on without asking (settings
+/// files, the outbox and its entries): it belongs to the user or root and
+/// neither group nor others can write it. `doing` starts the error line
+/// ("not reading"), `hint` says how to fix it.
+pub fn refuse_if_foreign(path: &Path, meta: &Metadata, doing: &str, hint: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
     if !(meta.uid() == me || meta.uid() == 0) || meta.mode() & 0o022 != 0 {
-        return refuse("it belongs to another user or others can write it");
+        return Err(Failure::config(format!(
+            "{doing} {}: it belongs to another user or others can write it",
+            path.display()
+        ))
+        .with_hint(hint.to_owned())
+        .into());
     }
     Ok(())
 }

@@ -9,17 +9,26 @@
 //! instant therefore leaves either no entry or a complete one. The one
 //! window for a duplicate is a crash between the server's 250 and the
 //! removal rename.
+//!
+//! Whatever is in the outbox gets mailed with the user's login, so nothing
+//! in it is trusted blindly: the directory, `.lock`, `.tmp/`, `failed/` and
+//! each entry must belong to the user (or root) and be writable by nobody
+//! else (the rule settings files follow, `accounts::refuse_if_foreign`);
+//! entry files are opened without following symlinks and must be regular
+//! files; the addresses in `meta.json` must be valid envelope addresses.
+//! A state rewrite never drops a recipient still owed the message.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::accounts;
 use crate::config::Settings;
 use crate::exit::{Exit, Failure};
 use crate::smtp::Rejection;
@@ -57,6 +66,132 @@ pub struct Entry {
     pub all_or_nothing: bool,
 }
 
+impl Entry {
+    /// The addresses must be plain envelope addresses: `meta.json` is a
+    /// file on disk, and what it says goes into MAIL FROM and RCPT TO.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        check_address("sender", &self.from)?;
+        for r in &self.recipients {
+            check_address("recipient", r)?;
+        }
+        for r in self
+            .delivered
+            .iter()
+            .chain(self.refused.iter().map(|r| &r.address))
+        {
+            check_address("recipient", r)?;
+        }
+        Ok(())
+    }
+
+    /// A recipient of `self` (the state on disk) that `next` would drop:
+    /// neither still owed, nor delivered, nor refused for good.
+    fn dropped_by<'a>(&'a self, next: &Entry) -> Option<&'a str> {
+        self.recipients
+            .iter()
+            .find(|r| {
+                !next.recipients.contains(r)
+                    && !next.delivered.contains(r)
+                    && !next.refused.iter().any(|x| &x.address == *r)
+            })
+            .map(String::as_str)
+    }
+}
+
+/// One envelope address: `local@domain` as lettre accepts it, with no
+/// control character (CR, LF, NUL...) and no angle bracket anywhere.
+fn check_address(what: &str, address: &str) -> std::result::Result<(), String> {
+    let plain = !address.is_empty()
+        && !address
+            .chars()
+            .any(|c| c.is_control() || c == '<' || c == '>');
+    if plain && lettre::Address::from_str(address).is_ok() {
+        Ok(())
+    } else {
+        Err(format!("invalid {what} '{}'", address.escape_debug()))
+    }
+}
+
+const DIR_HINT: &str = "an outbox and everything in it must be yours (or root's) and writable by nobody else: chmod 700 it, or use an outbox of your own";
+
+/// Refuses a directory of the outbox that is not a real directory (a
+/// symlink in its place is refused, unless `follow`: the outbox itself may
+/// be a symlink the user made) or that someone else controls.
+fn check_dir(path: &Path, follow: bool) -> Result<()> {
+    let meta = match follow {
+        true => fs::metadata(path),
+        false => fs::symlink_metadata(path),
+    }
+    .with_context(|| format!("reading outbox {}", path.display()))?;
+    let not = |why: &str| -> anyhow::Error {
+        Failure::config(format!("not using outbox {}: {why}", path.display()))
+            .with_hint(DIR_HINT)
+            .into()
+    };
+    if meta.file_type().is_symlink() {
+        return Err(not("it is a symbolic link"));
+    }
+    if !meta.is_dir() {
+        return Err(not("it is not a directory"));
+    }
+    accounts::refuse_if_foreign(path, &meta, "not using outbox", DIR_HINT)
+}
+
+/// Opens a file of the outbox without following a symlink (nor blocking on
+/// a FIFO) and checks the open file: a regular file of the user's (or
+/// root's) that nobody else can write.
+fn open_checked(path: &Path, options: &mut fs::OpenOptions) -> Result<File> {
+    let not = |why: &str| -> anyhow::Error {
+        Failure::config(format!("not reading {}: {why}", path.display()))
+            .with_hint(DIR_HINT)
+            .into()
+    };
+    let file = match options
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(not("it is a symbolic link"));
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        return Err(not("it is not a regular file"));
+    }
+    accounts::refuse_if_foreign(path, &meta, "not reading", DIR_HINT)?;
+    Ok(file)
+}
+
+/// The bytes of an entry file, read as `open_checked` says.
+fn read_checked(path: &Path) -> Result<Vec<u8>> {
+    let mut file = open_checked(path, fs::OpenOptions::new().read(true))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Prints an error that does not end the command: its line, then its hint
+/// line if it has one (as `main` does for the one that ends it).
+pub fn report(prefix: &str, err: &anyhow::Error) {
+    eprintln!("mailsend: error: {prefix}{err:#}");
+    if let Some(hint) = crate::exit::hint_for(err) {
+        eprintln!("mailsend: hint: {hint}");
+    }
+}
+
+/// Whether `err` says a file is gone (e.g. moved away by a concurrent flush).
+fn is_not_found(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    })
+}
+
 /// An open outbox directory.
 pub struct Outbox {
     root: PathBuf,
@@ -82,8 +217,14 @@ impl Outbox {
     }
 
     /// An outbox that exists already, opened without creating anything.
-    pub fn existing(root: PathBuf) -> Outbox {
-        Outbox { root }
+    pub fn existing(root: PathBuf) -> Result<Outbox> {
+        check_dir(&root, true)?;
+        for dir in [root.join(".tmp"), root.join("failed")] {
+            if fs::symlink_metadata(&dir).is_ok() {
+                check_dir(&dir, false)?;
+            }
+        }
+        Ok(Outbox { root })
     }
 
     /// Opens (creating if needed) the outbox in `root`.
@@ -97,14 +238,22 @@ impl Outbox {
                     Failure::config(format!("cannot create outbox {}: {e}", dir.display()))
                 })?;
         }
-        Ok(Outbox { root })
+        Self::existing(root)
     }
 
     /// Queues a message; returns its id.
     pub fn add(&self, mut entry: Entry, message: &[u8]) -> Result<String> {
+        entry.check().map_err(Failure::data)?;
+        if entry.recipients.is_empty() {
+            return Err(Failure::data("nothing to queue: no recipient").into());
+        }
         let id = format!(
             "{:x}-{:08x}",
-            entry.created.max(1) * 1000 + u64::from(fastrand::u16(..)),
+            entry
+                .created
+                .max(1)
+                .saturating_mul(1000)
+                .saturating_add(u64::from(fastrand::u16(..))),
             fastrand::u32(..)
         );
         entry.id = id.clone();
@@ -118,45 +267,58 @@ impl Outbox {
         Ok(id)
     }
 
-    /// Queued entries, oldest first.
-    pub fn entries(&self) -> Result<Vec<Entry>> {
+    /// Queued entries, oldest first, and `Exit::Config` if an entry was
+    /// refused as untrusted (reported on stderr).
+    pub fn entries(&self) -> Result<(Vec<Entry>, Exit)> {
         Self::read_entries(&self.root)
     }
 
-    /// Entries in `failed/`, oldest first.
-    pub fn failed(&self) -> Result<Vec<Entry>> {
+    /// Entries in `failed/`, oldest first, as `entries`.
+    pub fn failed(&self) -> Result<(Vec<Entry>, Exit)> {
         Self::read_entries(&self.root.join("failed"))
     }
 
     /// Entries under `dir`, oldest first. One that cannot be read (its
-    /// meta.json damaged by hand or by a disk fault) is reported and left in
-    /// place, so that it never stops the others.
-    fn read_entries(dir: &Path) -> Result<Vec<Entry>> {
+    /// meta.json damaged by hand or by a disk fault, or an address in it
+    /// invalid) is reported and left in place, so that it never stops the
+    /// others; one that is a symlink or someone else's is reported as an
+    /// error (`Exit::Config`) and never read.
+    fn read_entries(dir: &Path) -> Result<(Vec<Entry>, Exit)> {
         let mut entries = Vec::new();
+        let mut code = Exit::Ok;
         let items = match fs::read_dir(dir) {
             Ok(items) => items,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(entries),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((entries, code)),
             Err(e) => return Err(e).with_context(|| format!("reading outbox {}", dir.display())),
         };
         for item in items {
             let item = item?;
             let name = item.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name == "failed" || !item.path().is_dir() {
+            let path = item.path();
+            let kind = item.file_type()?;
+            if name.starts_with('.') || name == "failed" || !(kind.is_dir() || kind.is_symlink()) {
                 continue;
             }
             if !is_id(&name) {
                 eprintln!(
                     "mailsend: warning: {} is not an outbox entry; left alone",
-                    item.path().display()
+                    path.display()
                 );
                 continue;
             }
-            let meta = item.path().join(META);
-            let parsed = match fs::read(&meta) {
-                Ok(bytes) => serde_json::from_slice::<Entry>(&bytes).map_err(|e| e.to_string()),
+            let parsed = match check_dir(&path, false).and_then(|()| read_checked(&path.join(META)))
+            {
+                Ok(bytes) => serde_json::from_slice::<Entry>(&bytes)
+                    .map_err(|e| e.to_string())
+                    .and_then(|entry| entry.check().map(|()| entry)),
                 // Moved away by a concurrent flush between read_dir and here.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => Err(e.to_string()),
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) if crate::exit::code_for(&e) == Exit::Config => {
+                    report(&format!("outbox entry {name} left alone: "), &e);
+                    code = Exit::Config;
+                    continue;
+                }
+                Err(e) => Err(format!("{e:#}")),
             };
             match parsed {
                 Ok(mut entry) => {
@@ -166,24 +328,29 @@ impl Outbox {
                 }
                 Err(why) => eprintln!(
                     "mailsend: warning: outbox entry {} is damaged ({why}); left in place",
-                    item.path().display()
+                    path.display()
                 ),
             }
         }
         entries.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        Ok(entries)
+        Ok((entries, code))
     }
 
     /// The directory of entry `id`, queued or failed; a malformed or
-    /// unknown id is `NOINPUT` (66).
+    /// unknown id is `NOINPUT` (66), an entry that is a symlink or someone
+    /// else's is `CONFIG` (78).
     pub fn locate(&self, id: &str) -> Result<PathBuf> {
-        let valid = !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
         let candidates = [self.root.join(id), self.root.join("failed").join(id)];
-        match candidates
-            .into_iter()
-            .find(|p| valid && p.join(META).is_file())
-        {
-            Some(dir) => Ok(dir),
+        let found = candidates.into_iter().find(|p| {
+            is_id(id)
+                && fs::symlink_metadata(p).is_ok()
+                && fs::symlink_metadata(p.join(META)).is_ok()
+        });
+        match found {
+            Some(dir) => {
+                check_dir(&dir, false)?;
+                Ok(dir)
+            }
             None => Err(Failure::no_input(format!(
                 "no message '{id}' in the outbox {}",
                 self.root.display()
@@ -192,14 +359,40 @@ impl Outbox {
         }
     }
 
+    /// The message file of entry `id`.
     pub fn message(&self, id: &str) -> Result<Vec<u8>> {
-        let path = self.locate(id)?.join(MESSAGE);
-        fs::read(&path).with_context(|| format!("reading {}", path.display()))
+        read_checked(&self.locate(id)?.join(MESSAGE))
     }
 
-    /// Rewrites a queued entry's state atomically.
+    /// The raw `meta.json` of entry `id` (for `outbox show`).
+    pub fn meta(&self, id: &str) -> Result<Vec<u8>> {
+        read_checked(&self.locate(id)?.join(META))
+    }
+
+    /// The state of entry `id` in `dir`, checked.
+    fn read_entry(dir: &Path, id: &str) -> Result<Entry> {
+        let path = dir.join(META);
+        let mut entry: Entry = serde_json::from_slice(&read_checked(&path)?)
+            .with_context(|| format!("outbox entry {} is damaged", path.display()))?;
+        entry.check().map_err(|why| {
+            Failure::data(format!("outbox entry {} is damaged: {why}", path.display()))
+        })?;
+        entry.id = id.to_owned();
+        Ok(entry)
+    }
+
+    /// Rewrites a queued entry's state atomically. Refuses (and writes
+    /// nothing) if that would drop a recipient still owed the message.
     pub fn update(&self, entry: &Entry) -> Result<()> {
-        write_meta(&self.root.join(&entry.id), entry)
+        let dir = self.root.join(&entry.id);
+        let current = Self::read_entry(&dir, &entry.id)?;
+        if let Some(lost) = current.dropped_by(entry) {
+            return Err(anyhow::anyhow!(
+                "internal error: not rewriting outbox entry {}: it would drop recipient {lost}",
+                entry.id
+            ));
+        }
+        write_meta(&dir, entry)
     }
 
     /// Removes a queued entry (it was delivered, or the user dropped it).
@@ -209,7 +402,7 @@ impl Outbox {
             .root
             .join(".tmp")
             .join(format!("{id}.removed-{:08x}", fastrand::u32(..)));
-        fs::rename(&dir, &gone)?;
+        fs::rename(&dir, &gone).with_context(|| format!("removing {}", dir.display()))?;
         sync_dir(dir.parent().unwrap_or(&self.root))?;
         fs::remove_dir_all(&gone)?;
         Ok(())
@@ -222,7 +415,8 @@ impl Outbox {
         fs::rename(
             self.root.join(&entry.id),
             self.root.join("failed").join(&entry.id),
-        )?;
+        )
+        .with_context(|| format!("moving {} to failed/", entry.id))?;
         sync_dir(&self.root.join("failed"))?;
         sync_dir(&self.root)
     }
@@ -234,11 +428,19 @@ impl Outbox {
         if dir.parent() != Some(self.root.join("failed").as_path()) {
             return Err(Failure::usage(format!("{id} is queued, not failed")).into());
         }
-        let mut entry: Entry = serde_json::from_slice(&fs::read(dir.join(META))?)?;
-        if entry.recipients.is_empty() {
-            entry.recipients = entry.refused.drain(..).map(|r| r.address).collect();
+        let mut entry = Self::read_entry(&dir, id)?;
+        // Everyone still owed it, and everyone refused: all are tried again.
+        for refused in entry.refused.drain(..) {
+            if !entry.recipients.contains(&refused.address) {
+                entry.recipients.push(refused.address);
+            }
         }
-        entry.id = id.to_owned();
+        if entry.recipients.is_empty() {
+            return Err(Failure::usage(format!(
+                "{id} has no recipient left to send to; drop it instead"
+            ))
+            .into());
+        }
         entry.failed = None;
         entry.next_attempt = now();
         // A new lease of life: the queue lifetime counts from now.
@@ -251,22 +453,18 @@ impl Outbox {
 
     /// Takes the flush lock without waiting; `None` if another flush holds it.
     pub fn try_lock(&self) -> Result<Option<File>> {
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(self.root.join(".lock"))?;
-        // SAFETY: flock on a file descriptor we own for the call's duration.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(Some(file));
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() == std::io::ErrorKind::WouldBlock {
-            Ok(None)
-        } else {
-            Err(err.into())
+        let file = open_checked(
+            &self.root.join(".lock"),
+            fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600),
+        )?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e.into()),
         }
     }
 
@@ -283,7 +481,8 @@ impl Outbox {
                 .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(600));
             let removed = item.file_name().to_string_lossy().contains(".removed-");
             if old || removed {
-                let _ = fs::remove_dir_all(item.path());
+                // Neither follows a symlink: only the link would go.
+                let _ = fs::remove_dir_all(item.path()).or_else(|_| fs::remove_file(item.path()));
             }
         }
     }
@@ -377,21 +576,86 @@ mod tests {
         let (_d, ob) = outbox();
         let id = ob.add(entry(), b"Subject: x\r\n\r\nbody\r\n").unwrap();
         assert_eq!(ob.message(&id).unwrap(), b"Subject: x\r\n\r\nbody\r\n");
-        let mut e = ob.entries().unwrap().remove(0);
+        let mut e = ob.entries().unwrap().0.remove(0);
         assert_eq!(e.id, id);
         e.attempts = 3;
         ob.update(&e).unwrap();
-        assert_eq!(ob.entries().unwrap()[0].attempts, 3);
+        assert_eq!(ob.entries().unwrap().0[0].attempts, 3);
         ob.fail(&mut e, "550 no such user".into()).unwrap();
-        assert!(ob.entries().unwrap().is_empty());
+        assert!(ob.entries().unwrap().0.is_empty());
         assert_eq!(
-            ob.failed().unwrap()[0].failed.as_deref(),
+            ob.failed().unwrap().0[0].failed.as_deref(),
             Some("550 no such user")
         );
         let id2 = ob.add(entry(), b"x").unwrap();
         ob.remove(&id2).unwrap();
-        assert!(ob.entries().unwrap().is_empty());
+        assert!(ob.entries().unwrap().0.is_empty());
         assert!(ob.locate("../etc").is_err());
+    }
+
+    #[test]
+    fn an_update_never_drops_a_recipient_still_owed() {
+        let (_d, ob) = outbox();
+        let mut e = entry();
+        e.recipients = vec!["b@example.com".into(), "c@example.com".into()];
+        let id = ob.add(e, b"x").unwrap();
+        let mut e = ob.entries().unwrap().0.remove(0);
+        e.recipients.clear();
+        assert!(ob.update(&e).is_err(), "c would be lost");
+        e.delivered.push("b@example.com".into());
+        e.recipients.push("c@example.com".into());
+        ob.update(&e).unwrap();
+        let on_disk = ob.entries().unwrap().0.remove(0);
+        assert_eq!(on_disk.id, id);
+        assert_eq!(on_disk.recipients, ["c@example.com"]);
+    }
+
+    #[test]
+    fn envelope_addresses_are_checked() {
+        for good in [
+            "a@example.com",
+            "\"a b\"@example.com",
+            "ü@example.com",
+            "a@[127.0.0.1]",
+        ] {
+            assert!(check_address("recipient", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "a@example.com\r\nRCPT TO:<x@example.net>",
+            "a@example.com>",
+            "<a@example.com",
+            "a b@example.com",
+            "a@example.com\0",
+            "a@exa mple.com",
+            "no-at-sign",
+            "\"a\r\n\"@example.com",
+        ] {
+            assert!(check_address("recipient", bad).is_err(), "{bad:?}");
+        }
+        let mut e = entry();
+        e.from = "a@example.com\r\nRSET".into();
+        assert!(
+            e.check().unwrap_err().contains("\\r\\n"),
+            "escaped in the message"
+        );
+    }
+
+    #[test]
+    fn entry_files_and_the_lock_are_not_followed_through_symlinks() {
+        let (d, ob) = outbox();
+        let id = ob.add(entry(), b"x").unwrap();
+        let private = d.path().join("private");
+        fs::write(&private, "secret").unwrap();
+        let message = ob.root.join(&id).join(MESSAGE);
+        fs::remove_file(&message).unwrap();
+        std::os::unix::fs::symlink(&private, &message).unwrap();
+        let err = ob.message(&id).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Config);
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        std::os::unix::fs::symlink(&private, ob.root.join(".lock")).unwrap();
+        assert!(ob.try_lock().is_err());
+        assert_eq!(fs::read(&private).unwrap(), b"secret");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use anyhow::Result;
 use crate::cli::ServerArgs;
 use crate::config::Settings;
 use crate::exit::{self, Exit, Failure};
-use crate::outbox::{Entry, Outbox, backoff, merge, now};
+use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
 use crate::send::{Attempt, Outgoing, Transport};
 use crate::smtp::{Rejection, SmtpError};
 
@@ -51,24 +51,33 @@ fn outbox_dirs(args: &ServerArgs) -> Result<(Vec<PathBuf>, Exit)> {
     Ok((dirs, code))
 }
 
-/// The outboxes that already exist, for commands that only look.
+/// The outboxes that already exist, for commands that only look; one that
+/// is refused (someone else's, or writable by others) is reported and its
+/// code merged.
 fn existing_outboxes(args: &ServerArgs) -> Result<(Vec<Outbox>, Exit)> {
-    let (dirs, code) = outbox_dirs(args)?;
-    Ok((
-        dirs.into_iter()
-            .filter(|d| d.is_dir())
-            .map(Outbox::existing)
-            .collect(),
-        code,
-    ))
+    let (dirs, mut code) = outbox_dirs(args)?;
+    let mut outboxes = Vec::new();
+    for dir in dirs.into_iter().filter(|d| d.is_dir()) {
+        match Outbox::existing(dir) {
+            Ok(outbox) => outboxes.push(outbox),
+            Err(err) => {
+                outbox::report("", &err);
+                code = merge(code, exit::code_for(&err));
+            }
+        }
+    }
+    Ok((outboxes, code))
 }
 
 /// `list`: one line per queued and failed message.
 pub fn list(args: &ServerArgs) -> Result<Exit> {
     let now = now();
-    let (outboxes, code) = existing_outboxes(args)?;
+    let (outboxes, mut code) = existing_outboxes(args)?;
     for outbox in outboxes {
-        for (state, entries) in [("queued", outbox.entries()?), ("failed", outbox.failed()?)] {
+        let (queued, queued_code) = outbox.entries()?;
+        let (failed, failed_code) = outbox.failed()?;
+        code = merge(merge(code, queued_code), failed_code);
+        for (state, entries) in [("queued", queued), ("failed", failed)] {
             for e in entries {
                 let next = match state {
                     "failed" => "-".to_owned(),
@@ -96,14 +105,23 @@ pub fn list(args: &ServerArgs) -> Result<Exit> {
     Ok(code)
 }
 
-/// The outbox that holds entry `id` (NOINPUT if none does).
+/// The outbox that holds entry `id` (NOINPUT if none does; the refusal
+/// if the entry is there but refused as untrusted).
 fn holding(args: &ServerArgs, id: &str) -> Result<Outbox> {
+    let (outboxes, code) = existing_outboxes(args)?;
     let mut last = None;
-    for outbox in existing_outboxes(args)?.0 {
+    for outbox in outboxes {
         match outbox.locate(id) {
             Ok(_) => return Ok(outbox),
-            Err(e) => last = Some(e),
+            Err(e) if exit::code_for(&e) == Exit::NoInput => last = Some(e),
+            Err(e) => return Err(e),
         }
+    }
+    if code == Exit::Config {
+        return Err(Failure::config(format!(
+            "no message '{id}' in the outboxes mailsend may use"
+        ))
+        .into());
     }
     Err(last
         .unwrap_or_else(|| Failure::no_input(format!("no message '{id}' in the outbox")).into()))
@@ -130,11 +148,14 @@ fn while_locked(
 /// `show ID`: the state as JSON, a blank line, the message.
 pub fn show(args: &ServerArgs, id: &str) -> Result<Exit> {
     let outbox = holding(args, id)?;
-    let meta = std::fs::read(outbox.locate(id)?.join("meta.json"))?;
+    // Both read before anything is printed: an entry refused halfway
+    // prints nothing.
+    let meta = outbox.meta(id)?;
+    let message = outbox.message(id)?;
     let mut out = std::io::stdout().lock();
     out.write_all(&meta)?;
     out.write_all(b"\n\n")?;
-    out.write_all(&outbox.message(id)?)?;
+    out.write_all(&message)?;
     Ok(Exit::Ok)
 }
 
@@ -170,12 +191,20 @@ pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
         let outbox = match Outbox::at(dir) {
             Ok(outbox) => outbox,
             Err(err) => {
-                eprintln!("mailsend: error: {err:#}");
+                outbox::report("", &err);
                 code = merge(code, exit::code_for(&err));
                 continue;
             }
         };
-        let Some(_lock) = outbox.try_lock()? else {
+        let lock = match outbox.try_lock() {
+            Ok(lock) => lock,
+            Err(err) => {
+                outbox::report("", &err);
+                code = merge(code, exit::code_for(&err));
+                continue;
+            }
+        };
+        let Some(_lock) = lock else {
             if verbose {
                 eprintln!("mailsend: another outbox flush is running");
             }
@@ -188,15 +217,14 @@ pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
 }
 
 fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
-    let due: Vec<Entry> = outbox
-        .entries()?
+    let (entries, mut code) = outbox.entries()?;
+    let due: Vec<Entry> = entries
         .into_iter()
         .filter(|e| all || e.next_attempt <= now())
         .collect();
     let mut accounts: Vec<Option<String>> = due.iter().map(|e| e.account.clone()).collect();
     accounts.sort();
     accounts.dedup();
-    let mut code = Exit::Ok;
     for account in accounts {
         let entries: Vec<Entry> = due
             .iter()
@@ -259,14 +287,32 @@ fn flush_one(
     entry: &mut Entry,
     verbose: bool,
 ) -> (Exit, bool) {
+    let report = |entry: &Entry, e: anyhow::Error| {
+        eprintln!("mailsend: error: {}: {e:#}", entry.id);
+        (exit::code_for(&e), false)
+    };
+    // Nobody is owed it any more (a removal or a move to failed/ was
+    // interrupted after the server's reply): done, and never sent again,
+    // least of all in a transaction with no recipient.
+    if entry.recipients.is_empty() {
+        return finish(outbox, entry, None, verbose)
+            .map(|code| (code, false))
+            .unwrap_or_else(|e| report(entry, e));
+    }
     let bytes = match outbox.message(&entry.id) {
         Ok(bytes) => bytes,
         Err(err) => {
+            let code = exit::code_for(&err);
+            let level = if code == Exit::Config {
+                "error"
+            } else {
+                "warning"
+            };
             eprintln!(
-                "mailsend: warning: outbox entry {} cannot be read ({err:#}); left in place",
+                "mailsend: {level}: outbox entry {} cannot be read ({err:#}); left in place",
                 entry.id
             );
-            return (Exit::TempFail, false);
+            return (code, false);
         }
     };
     let outgoing = Outgoing {
@@ -280,13 +326,13 @@ fn flush_one(
     // entry is removed, a partly delivered one rewritten, so that a crash
     // after the reply can duplicate the message only for the window of one
     // rename.
-    entry.attempts += 1;
+    entry.attempts = entry.attempts.saturating_add(1);
     let result = transport.attempt_then(&outgoing, &outgoing.recipients, |attempt: &Attempt| {
-        settle(outbox, entry, attempt, verbose).or_else(|refused_for_now| {
-            requeue(outbox, settings, entry, refused_for_now, false, verbose)
-        })
+        settle(outbox, settings, entry, attempt, verbose)
     });
     let outcome = match result {
+        // An error here is this side's (the disk), never the server's: it
+        // is reported, and the entry on disk keeps who is owed the message.
         Ok((_, settled)) => settled.map(|code| (code, false)),
         Err(err) => {
             let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
@@ -294,45 +340,88 @@ fn flush_one(
             requeue(outbox, settings, entry, err, session, verbose).map(|code| (code, session))
         }
     };
-    outcome.unwrap_or_else(|e| {
-        eprintln!("mailsend: error: {}: {e:#}", entry.id);
-        (exit::code_for(&e), false)
-    })
+    outcome.unwrap_or_else(|e| report(entry, e))
 }
 
-/// After a session that reached the recipients: the entry is done
-/// (removed), failed for good, or still has recipients refused for now
-/// (returned as an error, for `requeue`).
-fn settle(outbox: &Outbox, entry: &mut Entry, attempt: &Attempt, verbose: bool) -> Result<Exit> {
-    entry.delivered.extend(attempt.accepted.iter().cloned());
-    let (mut temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
+/// After a session that reached the recipients: records who got it and who
+/// was refused, then the entry is done (removed), failed for good, or kept
+/// for the recipients refused for now. An error is a local one (writing
+/// the outbox), never a refusal.
+fn settle(
+    outbox: &Outbox,
+    settings: &Settings,
+    entry: &mut Entry,
+    attempt: &Attempt,
+    verbose: bool,
+) -> Result<Exit> {
+    let (temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
         .rejected
         .iter()
         .cloned()
         .partition(Rejection::is_temporary);
-    // All-or-nothing: a permanent refusal fails the whole message, and
-    // after a temporary one every recipient is tried again.
-    if attempt.aborted && !permanent.is_empty() {
-        entry.refused.append(&mut temporary);
+    let for_good = |r: &String| permanent.iter().any(|x| &x.address == r);
+    if attempt.aborted {
+        // All-or-nothing: nobody got it, so everyone is still owed it. A
+        // permanent refusal fails the whole message; after a temporary one
+        // every recipient is tried again.
+        if !permanent.is_empty() {
+            entry.refused.extend(permanent.iter().cloned());
+            entry.refused.extend(temporary.iter().cloned());
+        }
+    } else {
+        entry.delivered.extend(attempt.accepted.iter().cloned());
+        entry.refused.extend(permanent.iter().cloned());
+        // Owed: whoever neither got it nor was refused for good, including
+        // anyone the server did not answer for.
+        entry
+            .recipients
+            .retain(|r| !attempt.accepted.contains(r) && !for_good(r));
     }
-    entry.refused.extend(permanent);
-    if !attempt.aborted || temporary.is_empty() {
-        entry.recipients = temporary.iter().map(|r| r.address.clone()).collect();
+    let refused_for_now =
+        |r: &Rejection| format!("{} refused for now: {} {}", r.address, r.code, r.text);
+    let retry = match (attempt.aborted, temporary.first()) {
+        (true, Some(r)) if permanent.is_empty() => Some(refused_for_now(r)),
+        (true, _) => None,
+        (false, Some(r)) => Some(refused_for_now(r)),
+        // A recipient the server did not answer for is still owed it.
+        (false, None) => entry
+            .recipients
+            .first()
+            .map(|r| format!("no reply from the server for {r}")),
+    };
+    match retry {
+        Some(why) => {
+            let why = Failure::new(Exit::TempFail, why);
+            requeue(outbox, settings, entry, why.into(), false, verbose)
+        }
+        None => finish(outbox, entry, attempt.reply.as_deref(), verbose),
     }
-    if let Some(r) = temporary.first() {
-        return Err(Failure::new(
-            Exit::TempFail,
-            format!("{} refused for now: {} {}", r.address, r.code, r.text),
-        )
-        .into());
-    }
+}
+
+/// An entry nobody is owed any more (or an all-or-nothing one refused for
+/// good): removed when nobody refused it, else moved to `failed/`.
+fn finish(outbox: &Outbox, entry: &mut Entry, reply: Option<&str>, verbose: bool) -> Result<Exit> {
     if entry.refused.is_empty() {
-        outbox.remove(&entry.id)?;
+        if let Err(err) = outbox.remove(&entry.id) {
+            // Delivered, but still on disk: say that nobody is owed it, so
+            // that the next flush removes it without sending it again.
+            let marked = match entry.recipients.is_empty() {
+                true => outbox.update(entry).is_ok(),
+                false => false,
+            };
+            let then = match marked {
+                true => "the next flush removes it",
+                false => "a later flush may send it again",
+            };
+            return Err(err.context(format!(
+                "delivered, but the outbox entry could not be removed ({then})"
+            )));
+        }
         if verbose {
             eprintln!(
                 "mailsend: {} delivered ({})",
                 entry.id,
-                attempt.reply.as_deref().unwrap_or_default()
+                reply.unwrap_or_default()
             );
         }
         return Ok(Exit::Ok);

@@ -278,6 +278,10 @@ fn a_second_flush_does_not_wait_for_the_first() {
         .expect(0);
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
     let lock = home.path().join(".local/state/mailsend/outbox/.lock");
+    // As mailsend makes it (flock(1) would follow the umask, and a lock
+    // file others can write is refused).
+    std::fs::write(&lock, "").expect("lock file");
+    chmod(&lock, 0o600);
     // util-linux flock holds the outbox lock as a running flush would.
     // -o: flock itself holds the lock, so killing it releases the lock.
     let mut holder = std::process::Command::new("flock")
@@ -732,4 +736,397 @@ fn an_outbox_that_cannot_be_opened_does_not_stop_the_others() {
         1,
         "the default outbox was still flushed"
     );
+}
+
+fn outbox_dir(home: &Path) -> std::path::PathBuf {
+    home.join(".local/state/mailsend/outbox")
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Every command line any session of `server` saw.
+fn all_lines(server: &TestServer) -> Vec<String> {
+    server
+        .sessions()
+        .iter()
+        .flat_map(|s| s.lines().into_iter().map(str::to_owned).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn an_outbox_others_can_write_is_refused() {
+    for (what, mode) in [
+        ("outbox", 0o770),
+        ("outbox/failed", 0o777),
+        ("outbox/.tmp", 0o722),
+    ] {
+        let home = tempfile::tempdir().expect("home");
+        let port = free_port();
+        let dirs = queue_some(port, home.path(), 1);
+        let target = outbox_dir(home.path())
+            .parent()
+            .expect("state dir")
+            .join(what);
+        chmod(&target, mode);
+        let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+        let run = at(port, home.path())
+            .args(["outbox", "flush", "--all"])
+            .run()
+            .expect(78);
+        run.error_mentions("others can write it");
+        assert!(server.sessions().is_empty(), "{what}: nothing sent");
+        assert!(dirs[0].join("message.eml").is_file(), "{what}: entry kept");
+        at(port, home.path())
+            .args(["outbox", "list"])
+            .run()
+            .expect(78)
+            .error_mentions("others can write it");
+        // The user's fix is the one the hint names.
+        chmod(&target, 0o700);
+        at(port, home.path())
+            .args(["outbox", "flush", "--all"])
+            .run()
+            .expect(0);
+        assert_eq!(message_ids(&server).len(), 1, "{what}");
+    }
+}
+
+#[test]
+fn a_lock_file_others_can_write_is_refused() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    queue_some(port, home.path(), 1);
+    let lock = outbox_dir(home.path()).join(".lock");
+    std::fs::write(&lock, "").expect("lock file");
+    chmod(&lock, 0o666);
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(78)
+        .error_mentions(".lock");
+    assert!(server.sessions().is_empty());
+}
+
+#[test]
+fn entry_files_are_never_read_through_symlinks() {
+    const SECRET: &str = "the victim's private key material";
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let dirs = queue_some(port, home.path(), 3);
+    let private = home.path().join("private.txt");
+    std::fs::write(&private, format!("Subject: x\r\n\r\n{SECRET}\r\n")).expect("private");
+    chmod(&private, 0o600);
+    // Entry 0: its message is a symlink to the private file.
+    std::fs::remove_file(dirs[0].join("message.eml")).expect("rm");
+    std::os::unix::fs::symlink(&private, dirs[0].join("message.eml")).expect("symlink");
+    // Entry 1: its whole directory is a symlink to a directory elsewhere
+    // whose message is the private file.
+    let elsewhere = home.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    std::fs::copy(dirs[1].join("meta.json"), elsewhere.join("meta.json")).expect("cp");
+    std::fs::copy(&private, elsewhere.join("message.eml")).expect("cp");
+    std::fs::remove_dir_all(&dirs[1]).expect("rm");
+    std::os::unix::fs::symlink(&elsewhere, &dirs[1]).expect("symlink");
+
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(78);
+    run.error_mentions("symbolic link");
+    let leaked = server
+        .sessions()
+        .iter()
+        .flat_map(|s| s.transactions.iter())
+        .any(|t| t.data_str().contains(SECRET));
+    assert!(!leaked, "a private file was mailed");
+    assert_eq!(message_ids(&server).len(), 1, "the healthy entry went");
+    for id in [&dirs[0], &dirs[1]] {
+        let id = id.file_name().expect("id").to_string_lossy().into_owned();
+        let show = at(port, home.path()).args(["outbox", "show", &id]).run();
+        assert!(
+            !show.stdout().contains(SECRET),
+            "show read through a symlink"
+        );
+    }
+}
+
+#[test]
+fn an_injected_address_in_meta_json_never_reaches_the_wire() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let dirs = queue_some(port, home.path(), 4);
+    let edit = |dir: &Path, key: &str, value: serde_json::Value| {
+        let path = dir.join("meta.json");
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("meta")).expect("JSON");
+        meta[key] = value;
+        std::fs::write(&path, serde_json::to_vec(&meta).expect("JSON")).expect("write");
+    };
+    edit(
+        &dirs[0],
+        "recipients",
+        serde_json::json!(["a@example.com>\r\nRCPT TO:<x@example.net"]),
+    );
+    edit(
+        &dirs[1],
+        "from",
+        serde_json::json!("a@example.com>\r\nRCPT TO:<x@example.net>\r\nX:<y"),
+    );
+    edit(
+        &dirs[2],
+        "recipients",
+        serde_json::json!(["a b@example.com"]),
+    );
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert!(run.stderr().contains("invalid"), "{}", run.stderr());
+    assert!(
+        !run.stderr().contains("\r\nRCPT"),
+        "the error line is one line: {}",
+        run.stderr()
+    );
+    let lines = all_lines(&server);
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("x@example.net") && !l.contains("a b@")),
+        "{lines:?}"
+    );
+    assert_eq!(message_ids(&server).len(), 1, "the healthy entry went");
+    assert!(
+        dirs[0].exists() && dirs[1].exists() && dirs[2].exists(),
+        "kept for a human"
+    );
+}
+
+/// The server accepts the message, then `break_it` makes the outbox's next
+/// write fail (the disk, not the server, is at fault); a second flush
+/// once it is repaired.
+fn delivered_then_local_fault(
+    recipients: &str,
+    rcpt_replies: Vec<(String, String)>,
+    break_it: fn(&Path),
+    repair: fn(&Path),
+) -> (TestServer, tempfile::TempDir, u16, String) {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    at(port, home.path())
+        .args(["--queue", "--to", recipients, "--bcc", "hidden@example.org"])
+        .args(["--body", "x"])
+        .run()
+        .expect(0);
+    let outbox = outbox_dir(home.path());
+    let hook_outbox = outbox.clone();
+    let server = TestServer::start_on(
+        with_auth(Behaviour {
+            rcpt_replies,
+            fault_sessions: Some(1),
+            before_data_reply: Some(crate::support::server::Hook(std::sync::Arc::new(
+                move || break_it(&hook_outbox),
+            ))),
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    let first = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(75);
+    repair(&outbox);
+    (server, home, port, first.stderr())
+}
+
+/// Replaces directory `name` of the outbox by a file (rename into it fails).
+fn break_dir(outbox: &Path, name: &str) {
+    std::fs::rename(outbox.join(name), outbox.join(format!("{name}.away"))).expect("mv");
+    std::fs::write(outbox.join(name), "").expect("file in its place");
+}
+
+fn repair_dir(outbox: &Path, name: &str) {
+    std::fs::remove_file(outbox.join(name)).expect("rm");
+    std::fs::rename(outbox.join(format!("{name}.away")), outbox.join(name)).expect("mv");
+}
+
+#[test]
+fn a_local_fault_after_delivery_never_sends_to_nobody_or_again() {
+    let (server, home, port, stderr) = delivered_then_local_fault(
+        "a@example.com",
+        Vec::new(),
+        |o| break_dir(o, ".tmp"),
+        |o| repair_dir(o, ".tmp"),
+    );
+    assert!(
+        stderr.contains(
+            "delivered, but the outbox entry could not be removed (the next flush removes it)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(message_ids(&server).len(), 1);
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    for s in server.sessions() {
+        for t in &s.transactions {
+            assert!(
+                !t.rcpt_to.is_empty(),
+                "a transaction with no recipient: {:?}",
+                s.lines()
+            );
+        }
+    }
+    assert_eq!(message_ids(&server).len(), 1, "not sent twice");
+    assert_eq!(outbox_list(port, home.path()), "", "done, removed");
+}
+
+#[test]
+fn a_local_fault_while_failing_an_entry_keeps_who_is_owed_it() {
+    // a and the Bcc get it, c is refused for good; then failed/ cannot
+    // be written.
+    let (server, home, port, stderr) = delivered_then_local_fault(
+        "a@example.com,c@example.com",
+        vec![("c@example.com".into(), "550 5.1.1 no such user".into())],
+        |o| break_dir(o, "failed"),
+        |o| repair_dir(o, "failed"),
+    );
+    assert!(stderr.contains("to failed/"), "{stderr}");
+    let shown = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(0)
+        .stdout();
+    assert!(
+        shown.contains("queued"),
+        "still in the queue until moved: {shown}"
+    );
+    // 65: delivered to some, refused for good for another.
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(65);
+    for s in server.sessions() {
+        for t in &s.transactions {
+            assert!(
+                !t.rcpt_to.is_empty(),
+                "a transaction with no recipient: {:?}",
+                s.lines()
+            );
+        }
+    }
+    assert_eq!(message_ids(&server).len(), 1, "not sent twice");
+    let list = outbox_list(port, home.path());
+    assert!(
+        list.contains("failed") && list.contains("550 5.1.1"),
+        "{list}"
+    );
+    // retry sends to c only: a and the Bcc already have it.
+    let id = list.split_whitespace().next().expect("id").to_owned();
+    at(port, home.path())
+        .args(["outbox", "retry", &id])
+        .run()
+        .expect(0);
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    let sessions = server.sessions();
+    let last = sessions.last().expect("a session");
+    assert_eq!(last.transactions[0].rcpt_to, ["c@example.com"]);
+}
+
+#[test]
+fn all_or_nothing_retry_goes_to_everyone() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    at(port, home.path())
+        .args([
+            "--queue",
+            "--all-or-nothing",
+            "--to",
+            "a@example.com,c@example.com",
+            "--body",
+            "x",
+        ])
+        .run()
+        .expect(0);
+    let server = TestServer::start_on(
+        with_auth(Behaviour {
+            rcpt_replies: vec![("c@example.com".into(), "550 5.1.1 no such user".into())],
+            fault_sessions: Some(1),
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(69);
+    let list = outbox_list(port, home.path());
+    let id = list.split_whitespace().next().expect("id").to_owned();
+    assert!(
+        list.contains("to=a@example.com,c@example.com"),
+        "nobody got it, all owed: {list}"
+    );
+    at(port, home.path())
+        .args(["outbox", "retry", &id])
+        .run()
+        .expect(0);
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(0);
+    let tx = message_ids(&server);
+    assert_eq!(tx.len(), 1);
+    let sessions = server.sessions();
+    let delivered = sessions
+        .iter()
+        .flat_map(|s| s.transactions.iter())
+        .find(|t| t.reply.starts_with("250"))
+        .expect("delivered");
+    assert_eq!(delivered.rcpt_to, ["a@example.com", "c@example.com"]);
+}
+
+#[test]
+fn an_outbox_or_entry_of_another_user_is_refused() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let dirs = queue_some(port, home.path(), 2);
+    // Only root can give a file away; as anyone else the case cannot be
+    // built, and the mode cases above cover the rule.
+    if std::os::unix::fs::chown(&dirs[0], Some(65534), None).is_err() {
+        eprintln!("not root: skipped");
+        return;
+    }
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(78);
+    run.error_mentions("belongs to another user");
+    assert_eq!(
+        message_ids(&server).len(),
+        1,
+        "only the user's own entry went"
+    );
+    assert!(
+        dirs[0].join("message.eml").exists(),
+        "the other one is left alone"
+    );
+
+    let outbox = outbox_dir(home.path());
+    std::os::unix::fs::chown(&outbox, Some(65534), None).expect("chown");
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(78)
+        .error_mentions("not using outbox");
+    assert_eq!(message_ids(&server).len(), 1, "nothing more sent");
 }

@@ -81,6 +81,19 @@ pub struct Behaviour {
     pub seven_bit_only: bool,
     /// Answer EHLO with 502, as a server that predates ESMTP does.
     pub helo_only: bool,
+    /// Runs just before the reply to end-of-data is sent: a test breaks
+    /// something on the client's side at the worst moment (a fault).
+    pub before_data_reply: Option<Hook>,
+}
+
+/// A closure a test runs inside the server (see `before_data_reply`).
+#[derive(Clone)]
+pub struct Hook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 impl Behaviour {
@@ -96,6 +109,7 @@ impl Behaviour {
             drop_during_data: false,
             delay_reply_after: None,
             trickle_greeting: None,
+            before_data_reply: None,
             ..self.clone()
         }
     }
@@ -124,6 +138,7 @@ impl Default for Behaviour {
             echo_auth_cut: 0,
             seven_bit_only: false,
             helo_only: false,
+            before_data_reply: None,
         }
     }
 }
@@ -909,6 +924,10 @@ impl<'a> Smtp<'a> {
             self.publish();
             self.conn.go_silent();
             return Ok(true);
+        }
+        if let Some(Hook(hook)) = &self.b.before_data_reply {
+            self.publish();
+            hook();
         }
         self.send(&reply)?;
         Ok(false)
