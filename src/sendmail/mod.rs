@@ -7,6 +7,12 @@
 //! local-name aliases, and the header edits a submission server needs:
 //! Bcc removed, From qualified, Date and Message-ID added when missing.
 //! Delivery itself is `send::submit`, as for every other mode.
+//!
+//! `compose` is the whole path from the bytes on stdin to the message and
+//! envelope; `draft.rs` reads the message and repairs it for the wire
+//! (where the header block ends, NUL, bare CR), `lines.rs` keeps lines
+//! within 998 octets, `address.rs` resolves recipients and aliases, and
+//! `props.rs` holds the property tests of `compose`.
 
 mod address;
 mod draft;
