@@ -462,6 +462,16 @@ fn header_block_edges_that_stay_accepted() {
     );
     assert!(!tx.data_str().contains('\u{feff}'));
 
+    // A bare CR ends a line, as it would on the wire: the Bcc after it is
+    // a field, removed and served.
+    let tx = send_sendmail(
+        &["-t", "-i"],
+        "To: a@example.com\rBcc: hidden@example.org\r\rbody\r",
+    );
+    assert_eq!(tx.rcpt_to, ["a@example.com", "hidden@example.org"]);
+    assert!(!tx.data_str().contains("hidden"), "{}", tx.data_str());
+    assert_eq!(body(&tx.data), b"body\r\n");
+
     // Text after the last header with no empty line between is the body,
     // as in sendmail; so is input that starts with no header at all.
     let tx = send_sendmail(
