@@ -387,3 +387,60 @@ proptest! {
         );
     }
 }
+
+/// Recipient items: address-like text with the characters that matter to
+/// the parser, or any string at all.
+fn recipient_item() -> impl Strategy<Value = String> {
+    prop_oneof![
+        vec(
+            prop::sample::select(vec![
+                "root",
+                "Root",
+                "a@example.com",
+                "<",
+                ">",
+                "\"",
+                "\\",
+                "(",
+                ")",
+                ":",
+                ";",
+                ",",
+                " ",
+                "@",
+                "x",
+                "\r\n",
+                "\0",
+                "é",
+                "=?utf-8?q?x?=",
+            ]),
+            0..12
+        )
+        .prop_map(|parts| parts.concat()),
+        any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    /// The address parser never panics, and what it gives for the envelope
+    /// is one address: a domain, no space or control character that could
+    /// end an SMTP command or add an argument to it.
+    #[test]
+    fn recipients_resolve_to_clean_addresses_or_an_error(item in recipient_item()) {
+        if let Ok(addresses) = super::address::resolve_recipient(&item, &aliases()) {
+            for address in addresses {
+                prop_assert!(address.contains('@'), "{address:?}");
+                prop_assert!(
+                    !address.chars().any(|c| c.is_control() || c.is_ascii_whitespace()),
+                    "{address:?}"
+                );
+            }
+        }
+    }
+}
