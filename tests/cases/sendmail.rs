@@ -381,3 +381,240 @@ fn eight_bit_data_needs_a_server_that_takes_it() {
     run.error_mentions("does not offer 8BITMIME");
     assert!(only_session(&server).transactions.is_empty());
 }
+
+/// Sends `message` in sendmail mode with `args`; the one transaction.
+fn send_sendmail(args: &[&str], message: impl Into<Vec<u8>>) -> Transaction {
+    let server = submission();
+    Mailsend::sendmail(&server)
+        .args(args)
+        .stdin(message)
+        .run()
+        .expect(0);
+    only_transaction(&server)
+}
+
+/// The lines of the data as it crossed the wire (dot-stuffed), each
+/// without its CRLF; asserts that every line ended in CRLF.
+fn wire_lines(tx: &Transaction) -> Vec<&[u8]> {
+    let raw = tx.raw_data.strip_suffix(b"\r\n").expect("ends in CRLF");
+    let lines: Vec<&[u8]> = raw.split(|b| *b == b'\n').collect();
+    for line in &lines[..lines.len() - 1] {
+        assert!(line.ends_with(b"\r"), "a bare LF on the wire");
+    }
+    lines
+        .into_iter()
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .inspect(|l| assert!(!l.contains(&b'\r'), "a bare CR on the wire"))
+        .collect()
+}
+
+fn longest_wire_line(tx: &Transaction) -> usize {
+    wire_lines(tx).iter().map(|l| l.len()).max().unwrap_or(0)
+}
+
+#[test]
+fn aliases_apply_to_the_address_of_a_named_mailbox() {
+    // Named mailboxes, comments and any case: all find the `root` alias,
+    // none falls through to the default alias.
+    let message =
+        "To: Root <root>\nCc: \"Doe, J\" <ROOT> (admin), Root (the boss) <root>\nSubject: x\n\nx\n";
+    let tx = send_sendmail(&["-t", "-i"], message);
+    assert_eq!(tx.rcpt_to, ["admin@example.com"]);
+    let tx = send_sendmail(&["-i", "Root <root>"], "Subject: x\n\nx\n");
+    assert_eq!(tx.rcpt_to, ["admin@example.com"]);
+}
+
+#[test]
+fn a_broken_header_line_cannot_push_bcc_into_the_body() {
+    // A line in the header block that is not a header field (8-bit name,
+    // no colon) is refused (65) rather than ending the header block and
+    // publishing the Bcc below it as body text; nothing is sent.
+    for message in [
+        "To: a@example.com\nS\u{fc}bject: caf\u{e9}\nBcc: secret@example.org\n\nbody\n",
+        "To: a@example.com\nthis is no header\nBcc: secret@example.org\n\nbody\n",
+        "To: a@example.com\nthis is no header\nbcc : secret@example.org\n",
+    ] {
+        let server = submission();
+        let run = Mailsend::sendmail(&server)
+            .args(["-t", "-i"])
+            .stdin(message)
+            .run()
+            .expect(65);
+        run.error_mentions("line 2");
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(server.sessions().is_empty(), "{message:?}");
+    }
+}
+
+#[test]
+fn header_block_edges_that_stay_accepted() {
+    // A UTF-8 byte order mark before the first header is dropped.
+    let tx = send_sendmail(
+        &["-t", "-i"],
+        "\u{feff}To: a@example.com\nBcc: secret@example.org\nSubject: bom\n\nbody\n",
+    );
+    assert_eq!(tx.rcpt_to, ["a@example.com", "secret@example.org"]);
+    assert!(!has_bcc_line(&tx.raw_data));
+    assert!(
+        tx.data_str().contains("\r\nTo: a@example.com\r\n"),
+        "{}",
+        tx.data_str()
+    );
+    assert!(!tx.data_str().contains('\u{feff}'));
+
+    // A bare CR ends a line, as it would on the wire: the Bcc after it is
+    // a field, removed and served.
+    let tx = send_sendmail(
+        &["-t", "-i"],
+        "To: a@example.com\rBcc: hidden@example.org\r\rbody\r",
+    );
+    assert_eq!(tx.rcpt_to, ["a@example.com", "hidden@example.org"]);
+    assert!(!tx.data_str().contains("hidden"), "{}", tx.data_str());
+    assert_eq!(body(&tx.data), b"body\r\n");
+
+    // Text after the last header with no empty line between is the body,
+    // as in sendmail; so is input that starts with no header at all.
+    let tx = send_sendmail(
+        &["-i", "x@example.com"],
+        "Subject: s\nhello: world? no, body\n",
+    );
+    assert_eq!(header(&tx.data, "hello"), Some("world? no, body".into()));
+    let tx = send_sendmail(
+        &["-i", "x@example.com"],
+        "Subject: s\nsee you at 10:30\nbye\n",
+    );
+    assert_eq!(body(&tx.data), b"see you at 10:30\r\nbye\r\n");
+    assert_eq!(header(&tx.data, "subject").as_deref(), Some("s"));
+    let tx = send_sendmail(&["-i", "x@example.com"], "Backup done\nErrors: none\n");
+    assert_eq!(body(&tx.data), b"Backup done\r\nErrors: none\r\n");
+}
+
+#[test]
+fn a_long_plain_body_line_goes_out_quoted_printable() {
+    // cron mails a job's output whatever it is: one 5000-octet line here.
+    let line = "x".repeat(2500) + " = caf\u{e9} " + &"y".repeat(2500);
+    let message = format!("From: root (Cron Daemon)\nTo: root\nSubject: long\n\n.{line}\nshort\n");
+    let tx = send_sendmail(&["-i", "root"], message);
+    assert!(
+        longest_wire_line(&tx) <= 998,
+        "longest {}",
+        longest_wire_line(&tx)
+    );
+    let data = tx.data_str();
+    let head = format!("{}\r\n", data.split("\r\n\r\n").next().unwrap_or_default());
+    assert!(
+        head.contains("\r\nContent-Transfer-Encoding: quoted-printable\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("\r\nMIME-Version: 1.0\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Type: text/plain; charset=utf-8\r\n"),
+        "{head}"
+    );
+    let parsed = mailparse::parse_mail(&tx.data).expect("parses");
+    assert_eq!(
+        parsed.get_body_raw().expect("decodes"),
+        format!(".{line}\r\nshort\r\n").as_bytes()
+    );
+    assert!(tx.data.is_ascii(), "the encoded message is 7-bit");
+}
+
+#[test]
+fn a_long_line_in_an_encoded_or_multipart_body_is_broken() {
+    let long = "QUJD".repeat(400); // 1600 octets of base64, no line breaks
+    let message = format!(
+        "From: a@example.com\nSubject: m\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b\"\n\n--b\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n{long}\n--b--\n"
+    );
+    let tx = send_sendmail(&["-i", "x@example.com"], message);
+    assert!(longest_wire_line(&tx) <= 998);
+    assert!(!String::from_utf8_lossy(&tx.data).contains("quoted-printable"));
+    // Broken as Postfix breaks it: CRLF and a space, which base64 ignores.
+    let expected = format!("{}\r\n {}", &long[..998], &long[998..]);
+    assert!(tx.data_str().contains(&expected), "{}", tx.data_str());
+    let parsed = mailparse::parse_mail(&tx.data).expect("parses");
+    assert_eq!(
+        parsed.subparts[0].get_body_raw().expect("base64"),
+        "ABC".repeat(400).as_bytes()
+    );
+}
+
+#[test]
+fn dot_stuffing_keeps_lines_within_the_limit() {
+    // 998 octets starting with a dot would be 999 once stuffed.
+    let dotted = format!(".{}", "d".repeat(997));
+    let message = format!(
+        "From: a@example.com\nSubject: d\nContent-Type: text/plain\nContent-Transfer-Encoding: base64\n\n{dotted}\n"
+    );
+    let tx = send_sendmail(&["-i", "x@example.com"], message);
+    assert!(longest_wire_line(&tx) <= 998, "{}", longest_wire_line(&tx));
+}
+
+#[test]
+fn long_header_lines_are_folded() {
+    let words = vec!["word"; 500].join(" "); // 2499 octets with spaces
+    let token = "t".repeat(2100); // no white space at all
+    let message = format!("From: a@example.com\nSubject: {words}\nX-Token: {token}\n\nbody\n");
+    let tx = send_sendmail(&["-i", "x@example.com"], message);
+    assert!(longest_wire_line(&tx) <= 998);
+    let parsed = mailparse::parse_mail(&tx.data).expect("parses");
+    let subject = parsed
+        .headers
+        .iter()
+        .find(|h| h.get_key() == "Subject")
+        .expect("Subject");
+    assert_eq!(
+        subject.get_value(),
+        words,
+        "folded at white space: same value"
+    );
+    let x = header(&tx.data, "x-token").expect("X-Token");
+    assert_eq!(x.replace(' ', ""), token, "hard-broken, nothing lost");
+    assert_eq!(body(&tx.data), b"body\r\n");
+}
+
+#[test]
+fn nul_bytes_never_reach_the_wire() {
+    // Plain text: the body is re-encoded and the NUL kept as =00.
+    let tx = send_sendmail(
+        &["-i", "x@example.com"],
+        &b"From: a@example.com\nSubject: n\0ul\nBcc\0: s@example.org\n\nbefore\0after\n"[..],
+    );
+    assert!(!tx.raw_data.contains(&0));
+    assert_eq!(header(&tx.data, "subject").as_deref(), Some("nul"));
+    assert!(!has_bcc_line(&tx.raw_data));
+    assert_eq!(body(&tx.data), b"before=00after\r\n");
+    // Already encoded: the NUL is dropped.
+    let tx = send_sendmail(
+        &["-i", "x@example.com"],
+        &b"From: a@example.com\nContent-Transfer-Encoding: base64\n\nQUJD\0\n"[..],
+    );
+    assert!(!tx.raw_data.contains(&0));
+    assert_eq!(body(&tx.data), b"QUJD\r\n");
+}
+
+#[test]
+fn t_reads_the_newest_resent_block() {
+    let message = "Resent-Date: Sun, 29 Nov 2026 10:00:00 +0000\nResent-From: fwd@example.com\nResent-To: new@example.com\nResent-Cc: Copy <copy@example.net>\nResent-Bcc: hidden@example.org\nReceived: from x by y; Sat, 28 Nov 2026 11:00:00 +0000\nResent-Date: Sat, 28 Nov 2026 10:00:00 +0000\nResent-From: old@example.com\nResent-To: older@example.com\nFrom: a@example.com\nTo: orig@example.com\nBcc: origbcc@example.com\nSubject: r\n\nx\n";
+    let tx = send_sendmail(&["-t", "-i"], message);
+    assert_eq!(
+        tx.rcpt_to,
+        ["new@example.com", "copy@example.net", "hidden@example.org"]
+    );
+    let data = tx.data_str();
+    assert!(!data.to_ascii_lowercase().contains("resent-bcc"), "{data}");
+    assert!(
+        !data.contains("hidden@example.org") && !data.contains("origbcc"),
+        "{data}"
+    );
+    assert!(
+        data.contains("Resent-To: older@example.com\r\n"),
+        "older blocks are kept"
+    );
+
+    // Two blocks with nothing between them: the second Resent-Date starts the older one.
+    let tx = send_sendmail(
+        &["-t", "-i", "new2@example.com"],
+        "Resent-Date: Sun, 29 Nov 2026 10:00:00 +0000\nResent-To: new1@example.com, new2@example.com\nResent-Date: Sat, 28 Nov 2026 10:00:00 +0000\nResent-To: older@example.com\nTo: orig@example.com\n\nx\n",
+    );
+    assert_eq!(tx.rcpt_to, ["new1@example.com"]);
+}

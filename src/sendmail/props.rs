@@ -1,0 +1,446 @@
+//! Property tests of `compose`, the path from the bytes on stdin to the
+//! message that goes on the wire: whatever comes in, what goes out has no
+//! Bcc, no NUL, no bare CR or LF and no line over 998 octets (dot-stuffed
+//! or not); and a well-formed message comes back intact through an
+//! independent parser (mailparse).
+
+use std::collections::BTreeMap;
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+use super::{Job, compose};
+use crate::config::FromPolicy;
+use crate::smtp::wire_data;
+
+const MARKER: &[u8] = b"hidden";
+
+fn aliases() -> BTreeMap<String, String> {
+    [
+        ("root".to_owned(), "admin@example.com".to_owned()),
+        ("default".to_owned(), "fallback@example.org".to_owned()),
+    ]
+    .into()
+}
+
+/// Runs `compose` as sendmail mode would, with `-t` or one argument.
+fn run(
+    input: &[u8],
+    read_recipients: bool,
+    ignore_dots: bool,
+) -> anyhow::Result<Option<crate::send::Outgoing>> {
+    let aliases = aliases();
+    let arguments = if read_recipients {
+        vec![]
+    } else {
+        vec!["x@example.com".to_owned()]
+    };
+    let job = Job {
+        ignore_dots,
+        read_recipients,
+        arguments: &arguments,
+        aliases: &aliases,
+        skip_empty: false,
+        account_from: Some("Server <server@example.com>"),
+        sender: None,
+        from_policy: FromPolicy::Auto,
+        full_name: None,
+    };
+    compose(input, &job)
+}
+
+fn lines_of(message: &[u8]) -> Vec<&[u8]> {
+    let text = message.strip_suffix(b"\r\n").unwrap_or(message);
+    text.split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .collect()
+}
+
+/// Whether `line` starts a Bcc or Resent-Bcc field, in any case, with
+/// white space before the colon or not.
+fn is_bcc_field(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    let name = line[..colon].trim_ascii_end();
+    name.eq_ignore_ascii_case(b"bcc") || name.eq_ignore_ascii_case(b"resent-bcc")
+}
+
+/// `Name:` with an RFC 5322 field name (printable ASCII but `:`), and
+/// optionally white space before the colon.
+fn is_valid_field(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    let name = line[..colon].trim_ascii_end();
+    !name.is_empty() && name.iter().all(|b| (b'!'..=b'~').contains(b))
+}
+
+/// What must hold of any message mailsend puts on the wire.
+fn check_message(message: &[u8]) -> Result<(), TestCaseError> {
+    prop_assert!(!message.contains(&0), "NUL");
+    prop_assert!(message.ends_with(b"\r\n"));
+    for (i, b) in message.iter().enumerate() {
+        match b {
+            b'\r' => prop_assert_eq!(message.get(i + 1), Some(&b'\n'), "bare CR at {}", i),
+            b'\n' => prop_assert!(i > 0 && message[i - 1] == b'\r', "bare LF at {}", i),
+            _ => {}
+        }
+    }
+    let lines = lines_of(message);
+    for line in &lines {
+        prop_assert!(line.len() <= 998, "a line of {} octets", line.len());
+    }
+    let wire = wire_data(message);
+    let wire_lines = lines_of(&wire);
+    prop_assert_eq!(
+        wire_lines.len(),
+        lines.len() + 1,
+        "the wire adds only the final dot"
+    );
+    for line in &wire_lines {
+        prop_assert!(line.len() <= 998, "a stuffed line of {} octets", line.len());
+    }
+    let head_end = lines.iter().position(|l| l.is_empty());
+    prop_assert!(head_end.is_some(), "an empty line ends the header");
+    let head = &lines[..head_end.unwrap_or(0)];
+    prop_assert!(!head.is_empty());
+    for (i, line) in head.iter().enumerate() {
+        let continued = line[0] == b' ' || line[0] == b'\t';
+        if continued {
+            prop_assert!(i > 0, "the header starts with a continuation");
+            prop_assert!(
+                line.iter().any(|b| *b != b' ' && *b != b'\t'),
+                "a blank header line"
+            );
+        } else {
+            prop_assert!(
+                is_valid_field(line),
+                "not a field: {:?}",
+                String::from_utf8_lossy(line)
+            );
+            prop_assert!(
+                !is_bcc_field(line),
+                "a Bcc field: {:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bytes(s: &str) -> Vec<u8> {
+    s.as_bytes().to_vec()
+}
+
+/// Field names, the dangerous ones in many spellings.
+fn name() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "Bcc",
+            "bcc",
+            "BCC",
+            "bCc",
+            "Resent-Bcc",
+            "resent-bcc",
+            "RESENT-BCC",
+            "To",
+            "Cc",
+            "Resent-To",
+            "Resent-Cc",
+            "Resent-Date",
+            "Subject",
+            "From",
+            "Date",
+            "Message-ID",
+            "Content-Type",
+            "Content-Transfer-Encoding",
+            "MIME-Version",
+            "X-Y",
+        ])
+        .prop_map(bytes),
+        "[!-9;-~]{1,12}".prop_map(|s| bytes(&s)),
+        vec(any::<u8>(), 1..6),
+    ]
+}
+
+/// Field values: addresses, MIME values that steer the body's handling,
+/// long ones with and without white space, and any octets.
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::sample::select(vec![
+            " a@example.com",
+            " root",
+            " Root <root>",
+            " hidden@example.org",
+            " multipart/mixed; boundary=b",
+            " message/rfc822",
+            " text/plain; charset=utf-8",
+            " quoted-printable",
+            " base64",
+            " 8bit",
+            " 1.0",
+            "",
+        ])
+        .prop_map(bytes),
+        (1..700usize).prop_map(|n| b" word".repeat(n)),
+        (900..2500usize, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
+        vec(any::<u8>(), 0..40),
+    ]
+}
+
+/// One line of mail-like input, without its line ending.
+fn line() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => (name(), "[ \t]{0,2}", value())
+            .prop_map(|(n, ws, v)| [n, bytes(&ws), b":".to_vec(), v].concat()),
+        2 => (prop::sample::select(vec![" ", "\t", "  "]), value())
+            .prop_map(|(ws, v)| [bytes(ws), v].concat()),
+        1 => vec(any::<u8>(), 0..60),
+        1 => Just(vec![]),
+        1 => prop::sample::select(vec![".", "..", ".x", "From x", "--b", "--b--"]).prop_map(bytes),
+        1 => (990..2100usize, prop::sample::select(vec![b'.', b'x', b' ', 0xc3, 0]))
+            .prop_map(|(n, b)| vec![b; n]),
+    ]
+}
+
+fn end_of_line() -> impl Strategy<Value = Vec<u8>> {
+    prop::sample::select(vec!["\n", "\n", "\r\n", "\r", "\0\n", "\r\r\n"]).prop_map(bytes)
+}
+
+/// Mail-like input: lines of the kinds above, any line endings.
+fn input() -> impl Strategy<Value = Vec<u8>> {
+    (vec((line(), end_of_line()), 0..14), any::<bool>()).prop_map(|(lines, last_eol)| {
+        let mut out = Vec::new();
+        let count = lines.len();
+        for (i, (line, eol)) in lines.into_iter().enumerate() {
+            out.extend(line);
+            if i + 1 < count || last_eol {
+                out.extend(eol);
+            }
+        }
+        out
+    })
+}
+
+/// A Bcc or Resent-Bcc field that names the marker, folded or not.
+fn bcc_field() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::sample::select(vec![
+            "Bcc",
+            "bcc",
+            "BCC",
+            "Resent-Bcc",
+            "resent-BCC",
+            "B\0cc",
+        ]),
+        "[ \t]{0,3}",
+        prop::sample::select(vec![
+            " hidden@example.org",
+            "\n hidden@example.org",
+            "\r\n\thidden@example.org",
+            " a@example.com,\n hidden@example.org",
+            " Hidden <hidden@example.org>",
+            " hidden",
+        ]),
+    )
+        .prop_map(|(n, ws, v)| [bytes(n), bytes(&ws), b":".to_vec(), bytes(v)].concat())
+}
+
+fn header_field() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        3 => bcc_field(),
+        // Line breaks come from the separators: an empty line here would
+        // end the header block, and what follows is then body text.
+        3 => line().prop_filter("one line, not blank, no marker", |l| {
+            !l.is_empty()
+                && !l.contains(&b'\n')
+                && !l.contains(&b'\r')
+                && !l.windows(MARKER.len()).any(|w| w.eq_ignore_ascii_case(MARKER))
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    #[test]
+    fn any_bytes_give_a_clean_message_or_an_error(
+        input in prop_oneof![input(), vec(any::<u8>(), 0..600)],
+        read_recipients in any::<bool>(),
+        ignore_dots in any::<bool>(),
+    ) {
+        if let Ok(Some(out)) = run(&input, read_recipients, ignore_dots) {
+            check_message(&out.bytes)?;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 200,
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    /// A Bcc anywhere in the header block, however written, never shows:
+    /// not in the header, not pushed into the body.
+    #[test]
+    fn bcc_never_reaches_the_wire(
+        first in prop::sample::select(vec!["To: a@example.com", "Subject: s", "Resent-To: root"]),
+        fields in vec((header_field(), prop::sample::select(vec!["\n", "\r\n", "\r", "\0\n"])), 0..10),
+        body in vec("[ -~]{0,100}", 0..5),
+        read_recipients in any::<bool>(),
+    ) {
+        let mut input = bytes(first);
+        input.extend(b"\n");
+        for (field, eol) in fields {
+            input.extend(field);
+            input.extend(eol.as_bytes());
+        }
+        input.extend(b"\n");
+        input.extend(body.join("\n").as_bytes());
+        if let Ok(Some(out)) = run(&input, read_recipients, true) {
+            check_message(&out.bytes)?;
+            prop_assert!(
+                !out.bytes.windows(MARKER.len()).any(|w| w.eq_ignore_ascii_case(MARKER)),
+                "{}",
+                String::from_utf8_lossy(&out.bytes)
+            );
+        }
+    }
+}
+
+/// A well-formed field: a plain name and a value of words.
+fn good_field() -> impl Strategy<Value = (String, String)> {
+    (
+        "X-[A-Z][a-z]{0,8}|Subject|Comments|Keywords",
+        vec("[!-~]{1,30}", 1..120),
+    )
+        .prop_map(|(name, words)| (name, words.join(" ")))
+}
+
+/// A body line: any octets but CR and LF, some of them long.
+fn good_body_line() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => vec(any::<u8>().prop_filter("no line break", |b| *b != b'\r' && *b != b'\n'), 0..120),
+        1 => (990..3000usize, "[ -~]").prop_map(|(n, c)| c.repeat(n).into_bytes()),
+        1 => Just(b".".to_vec()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 150,
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    /// What goes in comes out, as mailparse reads both: every field but Bcc
+    /// (unfolded), and the body decoded, even when it had to be re-encoded.
+    #[test]
+    fn a_well_formed_message_round_trips(
+        fields in vec(good_field(), 0..6),
+        eight_bit in any::<bool>(),
+        body in vec(good_body_line(), 0..8),
+    ) {
+        let mut input = b"From: Me <me@example.com>\r\nTo: you@example.com\r\nBcc: hidden@example.org\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p@example.com>\r\n".to_vec();
+        if eight_bit {
+            input.extend(b"Content-Transfer-Encoding: 8bit\r\n");
+        }
+        for (name, value) in &fields {
+            input.extend(format!("{name}: {value}\r\n").as_bytes());
+        }
+        input.extend(b"\r\n");
+        for line in &body {
+            input.extend(line);
+            input.extend(b"\r\n");
+        }
+        let out = match run(&input, true, true) {
+            Ok(Some(out)) => out,
+            Ok(None) => return Err(TestCaseError::fail("skipped")),
+            Err(e) => return Err(TestCaseError::fail(format!("{e:#}"))),
+        };
+        check_message(&out.bytes)?;
+        prop_assert_eq!(&out.recipients, &["you@example.com", "hidden@example.org"]);
+
+        let unfolded = |v: &[u8]| String::from_utf8_lossy(v).replace("\r\n", "");
+        let mime = ["content-transfer-encoding", "mime-version", "content-type", "bcc"];
+        let sent = mailparse::parse_mail(&out.bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let given = mailparse::parse_mail(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let fields_of = |m: &mailparse::ParsedMail| -> Vec<(String, String)> {
+            m.headers
+                .iter()
+                .map(|h| (h.get_key().to_ascii_lowercase(), unfolded(h.get_value_raw())))
+                .filter(|(k, _)| !mime.contains(&k.as_str()))
+                .collect()
+        };
+        prop_assert_eq!(fields_of(&sent), fields_of(&given));
+        prop_assert_eq!(
+            sent.get_body_raw().map_err(|e| TestCaseError::fail(e.to_string()))?,
+            body.iter().flat_map(|l| [l.as_slice(), b"\r\n"].concat()).collect::<Vec<u8>>()
+        );
+    }
+}
+
+/// Recipient items: address-like text with the characters that matter to
+/// the parser, or any string at all.
+fn recipient_item() -> impl Strategy<Value = String> {
+    prop_oneof![
+        vec(
+            prop::sample::select(vec![
+                "root",
+                "Root",
+                "a@example.com",
+                "<",
+                ">",
+                "\"",
+                "\\",
+                "(",
+                ")",
+                ":",
+                ";",
+                ",",
+                " ",
+                "@",
+                "x",
+                "\r\n",
+                "\0",
+                "é",
+                "=?utf-8?q?x?=",
+            ]),
+            0..12
+        )
+        .prop_map(|parts| parts.concat()),
+        any::<String>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 300,
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    /// The address parser never panics, and what it gives for the envelope
+    /// is one address: a domain, no space or control character that could
+    /// end an SMTP command or add an argument to it.
+    #[test]
+    fn recipients_resolve_to_clean_addresses_or_an_error(item in recipient_item()) {
+        if let Ok(addresses) = super::address::resolve_recipient(&item, &aliases()) {
+            for address in addresses {
+                prop_assert!(address.contains('@'), "{address:?}");
+                prop_assert!(
+                    !address.chars().any(|c| c.is_control() || c.is_ascii_whitespace()),
+                    "{address:?}"
+                );
+            }
+        }
+    }
+}
