@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -719,7 +719,7 @@ pub fn show(args: &ServerArgs) -> Result<Exit> {
     for (name, target) in &settings.aliases {
         out.push_str(&format!("alias {name:<11} {target}\n"));
     }
-    print!("{out}");
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(Exit::Ok)
 }
 

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts;
 use crate::config::Settings;
 use crate::exit::{Exit, Failure};
+use crate::output::errln;
 use crate::smtp::Rejection;
 
 const MESSAGE: &str = "message.eml";
@@ -178,9 +179,9 @@ fn read_checked(path: &Path) -> Result<Vec<u8>> {
 /// Prints an error that does not end the command: its line, then its hint
 /// line if it has one (as `main` does for the one that ends it).
 pub fn report(prefix: &str, err: &anyhow::Error) {
-    eprintln!("mailsend: error: {prefix}{err:#}");
+    errln!("mailsend: error: {prefix}{err:#}");
     if let Some(hint) = crate::exit::hint_for(err) {
-        eprintln!("mailsend: hint: {hint}");
+        errln!("mailsend: hint: {hint}");
     }
 }
 
@@ -300,7 +301,7 @@ impl Outbox {
                 continue;
             }
             if !is_id(&name) {
-                eprintln!(
+                errln!(
                     "mailsend: warning: {} is not an outbox entry; left alone",
                     path.display()
                 );
@@ -326,7 +327,7 @@ impl Outbox {
                     entry.id = name;
                     entries.push(entry);
                 }
-                Err(why) => eprintln!(
+                Err(why) => errln!(
                     "mailsend: warning: outbox entry {} is damaged ({why}); left in place",
                     path.display()
                 ),

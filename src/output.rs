@@ -18,21 +18,23 @@ use crate::smtp::Rejection;
 
 /// `println!` that never panics: a stdout that cannot be written is
 /// ignored (the exit code still tells the outcome).
-#[allow(unused_macros)]
 macro_rules! outln {
     ($($arg:tt)*) => {
-        let _ = $crate::output::write_line(&mut std::io::stdout().lock(), format_args!($($arg)*));
+        {
+            let _ = $crate::output::write_line(&mut std::io::stdout().lock(), format_args!($($arg)*));
+        }
     };
 }
 
 /// `eprintln!` that never panics.
 macro_rules! errln {
     ($($arg:tt)*) => {
-        let _ = $crate::output::write_line(&mut std::io::stderr().lock(), format_args!($($arg)*));
+        {
+            let _ = $crate::output::write_line(&mut std::io::stderr().lock(), format_args!($($arg)*));
+        }
     };
 }
 
-#[allow(unused_imports)] // outln: until every module prints through it
 pub(crate) use {errln, outln};
 
 /// Writes one line, for callers that want to know it failed.

@@ -15,8 +15,9 @@ use crate::cli::ServerArgs;
 use crate::config::Settings;
 use crate::exit::{self, Exit, Failure};
 use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
+use crate::output::{errln, outln};
 use crate::send::{Attempt, Outgoing, Transport};
-use crate::smtp::{Rejection, SmtpError};
+use crate::smtp::{Rejection, SmtpError, printable};
 
 /// The outbox directories in use (the default one under XDG_STATE_HOME or
 /// HOME, the default settings' and every account's), and the exit code of
@@ -38,7 +39,7 @@ fn outbox_dirs(args: &ServerArgs) -> Result<(Vec<PathBuf>, Exit)> {
         match Settings::resolve(&account, None) {
             Ok(settings) => dirs.extend(settings.outbox),
             Err(err) => {
-                eprintln!("mailsend: error: account {name}: {err:#}");
+                errln!("mailsend: error: account {name}: {err:#}");
                 code = merge(code, exit::code_for(&err));
             }
         }
@@ -87,12 +88,15 @@ pub fn list(args: &ServerArgs) -> Result<Exit> {
                         humantime::format_duration(Duration::from_secs(e.next_attempt - now))
                     ),
                 };
-                let why = e
-                    .failed
-                    .as_deref()
-                    .or(e.last_error.as_deref())
-                    .unwrap_or_default();
-                println!(
+                // Server text, stored as it came (or by an older version):
+                // shown escaped.
+                let why = printable(
+                    e.failed
+                        .as_deref()
+                        .or(e.last_error.as_deref())
+                        .unwrap_or_default(),
+                );
+                outln!(
                     "{}  {state}  attempts={}  next={next}  from={}  to={}  {why}",
                     e.id,
                     e.attempts,
@@ -152,24 +156,25 @@ pub fn show(args: &ServerArgs, id: &str) -> Result<Exit> {
     // prints nothing.
     let meta = outbox.meta(id)?;
     let message = outbox.message(id)?;
+    // A reader that went away (`| head`) is not an error of ours.
     let mut out = std::io::stdout().lock();
-    out.write_all(&meta)?;
-    out.write_all(b"\n\n")?;
-    out.write_all(&message)?;
+    let _ = [&meta[..], b"\n\n", &message[..]]
+        .iter()
+        .try_for_each(|part| out.write_all(part));
     Ok(Exit::Ok)
 }
 
 /// `drop ID`: deletes a queued or failed message.
 pub fn drop_entry(args: &ServerArgs, id: &str) -> Result<Exit> {
     while_locked(args, id, |outbox| outbox.remove(id))?;
-    eprintln!("mailsend: dropped {id}");
+    errln!("mailsend: dropped {id}");
     Ok(Exit::Ok)
 }
 
 /// `retry ID`: puts a failed message back in the queue, due now.
 pub fn retry(args: &ServerArgs, id: &str) -> Result<Exit> {
     while_locked(args, id, |outbox| outbox.retry(id))?;
-    eprintln!("mailsend: {id} queued again");
+    errln!("mailsend: {id} queued again");
     Ok(Exit::Ok)
 }
 
@@ -206,7 +211,7 @@ pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
         };
         let Some(_lock) = lock else {
             if verbose {
-                eprintln!("mailsend: another outbox flush is running");
+                errln!("mailsend: another outbox flush is running");
             }
             continue;
         };
@@ -240,7 +245,7 @@ fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) ->
             .unwrap_or("the default settings")
             .to_owned();
         let mut skip = |err: anyhow::Error| {
-            eprintln!(
+            errln!(
                 "mailsend: error: {} messages for {who} wait: {err:#}",
                 entries.len()
             );
@@ -266,7 +271,7 @@ fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) ->
             let waiting = entries.len() - done - 1;
             if stop && waiting > 0 {
                 if verbose {
-                    eprintln!(
+                    errln!(
                         "mailsend: {waiting} more messages for this server wait for the next flush"
                     );
                 }
@@ -288,7 +293,7 @@ fn flush_one(
     verbose: bool,
 ) -> (Exit, bool) {
     let report = |entry: &Entry, e: anyhow::Error| {
-        eprintln!("mailsend: error: {}: {e:#}", entry.id);
+        errln!("mailsend: error: {}: {e:#}", entry.id);
         (exit::code_for(&e), false)
     };
     // Nobody is owed it any more (a removal or a move to failed/ was
@@ -308,7 +313,7 @@ fn flush_one(
             } else {
                 "warning"
             };
-            eprintln!(
+            errln!(
                 "mailsend: {level}: outbox entry {} cannot be read ({err:#}); left in place",
                 entry.id
             );
@@ -418,7 +423,7 @@ fn finish(outbox: &Outbox, entry: &mut Entry, reply: Option<&str>, verbose: bool
             )));
         }
         if verbose {
-            eprintln!(
+            errln!(
                 "mailsend: {} delivered ({})",
                 entry.id,
                 reply.unwrap_or_default()
@@ -432,7 +437,7 @@ fn finish(outbox: &Outbox, entry: &mut Entry, reply: Option<&str>, verbose: bool
         .map(|r| format!("{}: {} {}", r.address, r.code, r.text))
         .collect();
     let reason = format!("refused: {}", refused.join("; "));
-    eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
+    errln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
     let codes: Vec<u16> = entry.refused.iter().map(|r| r.code).collect();
     let code = match entry.all_or_nothing {
         true => Exit::Unavailable,
@@ -466,7 +471,7 @@ fn requeue(
             ),
             false => reason,
         };
-        eprintln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
+        errln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
         outbox.fail(entry, reason)?;
         return Ok(if code == Exit::TempFail {
             Exit::Unavailable
@@ -475,13 +480,13 @@ fn requeue(
         });
     }
     if session && code != Exit::TempFail {
-        eprintln!("mailsend: error: {}: {reason}", entry.id);
+        errln!("mailsend: error: {}: {reason}", entry.id);
     }
     entry.last_error = Some(reason);
     entry.next_attempt = now() + backoff(entry.attempts).as_secs();
     outbox.update(entry)?;
     if verbose {
-        eprintln!(
+        errln!(
             "mailsend: {} still queued: {}",
             entry.id,
             entry.last_error.as_deref().unwrap_or_default()

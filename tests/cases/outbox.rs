@@ -1130,3 +1130,31 @@ fn an_outbox_or_entry_of_another_user_is_refused() {
         .error_mentions("not using outbox");
     assert_eq!(message_ids(&server).len(), 1, "nothing more sent");
 }
+
+/// A server's refusal kept in the outbox is shown escaped by `outbox
+/// list`, and a reader that goes away (`| head -0`) is no error.
+#[test]
+fn outbox_list_shows_server_text_escaped_and_survives_a_closed_stdout() {
+    let server = TestServer::start(with_auth(Behaviour {
+        data_reply: Some("451 4.3.0 \x1b]0;pwned\x07 try \x1b[2Jlater".into()),
+        ..Behaviour::default()
+    }));
+    let home = tempfile::tempdir().expect("home");
+    at(server.port(), home.path())
+        .args(["--queue"])
+        .args(send_args())
+        .run()
+        .expect(0);
+    let listed = outbox_list(server.port(), home.path());
+    assert!(listed.contains(r"try \u{1b}[2Jlater"), "{listed}");
+    assert!(
+        !listed.contains('\x1b') && !listed.contains('\x07'),
+        "{listed:?}"
+    );
+    let mut child = at(server.port(), home.path())
+        .args(["outbox", "list"])
+        .spawn_with(std::process::Stdio::piped(), std::process::Stdio::piped());
+    drop(child.stdout.take());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
