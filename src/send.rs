@@ -34,7 +34,7 @@ pub fn run(args: &SendArgs) -> Result<Exit> {
         message_id: draft.message_id.clone(),
         from: draft.from.email.to_string(),
         recipients: draft.recipients(),
-        bytes: draft.compose()?.formatted(),
+        bytes: draft.compose()?,
         all_or_nothing: args.all_or_nothing,
     };
     if args.dry_run {
