@@ -58,10 +58,12 @@ impl Outgoing {
     /// `--dry-run`: the message on stdout, the envelope on stderr.
     pub fn print_dry_run(&self) -> Result<()> {
         std::io::stdout().write_all(&self.bytes)?;
-        eprintln!("envelope from: <{}>", self.from);
+        // One write for the whole envelope, however long the list.
+        let mut envelope = format!("envelope from: <{}>\n", self.from);
         for r in &self.recipients {
-            eprintln!("envelope to: <{r}>");
+            envelope.push_str(&format!("envelope to: <{r}>\n"));
         }
+        std::io::stderr().write_all(envelope.as_bytes())?;
         Ok(())
     }
 }
