@@ -1,9 +1,11 @@
 //! Composing the message: addresses, headers, body parts, attachments.
 //!
-//! Owns turning what the user gave into a `lettre::Message` (RFC 5322 +
-//! MIME). It validates every value that ends up in a header, so nothing
-//! after this point can inject a header. It reads no files itself except
-//! through [`Attachment::load`], and never touches the network.
+//! Owns turning what the user gave into the bytes of an RFC 5322 + MIME
+//! message: the top-level header block is written here (`encode`), the
+//! MIME parts by lettre; addresses are read by `address`. It validates
+//! every value that ends up in a header, so nothing after this point can
+//! inject a header. It reads no files itself except through
+//! [`Attachment::load`], and never touches the network.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -539,6 +541,22 @@ AJ+Slg==\r\n\
         assert!(parse_header("X-Ticket: 42").is_ok());
         assert!(parse_header("X-Evil: a\r\nBcc: x@example.com").is_err());
         assert!(parse_header("Bcc: x@example.com").is_err());
+        for refused in [
+            "Resent-Bcc",
+            "resent-BCC ",
+            "Resent-To",
+            "Return-Path",
+            "Content-ID",
+        ] {
+            let err = parse_header(&format!("{refused}: x")).unwrap_err();
+            assert_eq!(
+                crate::exit::code_for(&err),
+                crate::exit::Exit::Usage,
+                "{refused}"
+            );
+        }
+        assert!(parse_header("Sender: x@example.com").is_ok());
+        assert!(parse_header("List-Id: News <news.example.com>").is_ok());
         assert!(parse_header("No colon").is_err());
         assert!(parse_header("Bad Name: v").is_err());
         assert!(parse_header(&format!("X-Long: {}", "a".repeat(1200))).is_err());

@@ -113,7 +113,13 @@ fn mailbox_text(mailbox: &Mailbox) -> String {
         let mut w = EmailWriter::new(&mut text, 1, 0, false);
         let _ = quoted_string::encode(name, &mut w);
         w.space();
-        let _ = w.folding().write_str(&format!("<{address}>"));
+        // In one piece: a quoted local part may hold spaces, and folding
+        // there would be legal but needlessly fragile.
+        let angle = format!("<{address}>");
+        if w.projected_line_len() + angle.len() > LINE {
+            let _ = w.new_line();
+        }
+        let _ = w.write_str(&angle);
     }
     text
 }
@@ -231,6 +237,19 @@ mod tests {
         let unfolded = header.replace("\r\n ", " ");
         assert!(unfolded.starts_with("To: user-0@example.com, user-1@example.com, "));
         assert!(unfolded.ends_with(", user-199@example.com\r\n"));
+    }
+
+    #[test]
+    fn a_quoted_local_part_is_never_folded() {
+        let mut m: Mailbox = "x@example.com".parse().unwrap();
+        m.name = Some("A rather long display name that is long enough to need a fold".into());
+        m.email = lettre::Address::new("\"a b c d e f\"", "example.com").unwrap();
+        let header = address_list("To", &[m]);
+        assert!(
+            header.contains("\r\n <\"a b c d e f\"@example.com>"),
+            "{header}"
+        );
+        assert!(header.split("\r\n").all(|l| l.len() <= LINE), "{header}");
     }
 
     #[test]
