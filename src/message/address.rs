@@ -393,6 +393,55 @@ mod tests {
     }
 
     #[test]
+    fn never_panics_on_odd_input() {
+        let pieces = [
+            "a",
+            "b.c",
+            "\"",
+            "\\",
+            "<",
+            ">",
+            "(",
+            ")",
+            "@",
+            "@",
+            ".",
+            ",",
+            " ",
+            "ü",
+            "=?",
+            "xn--",
+            "-",
+            "example.com",
+            "bücher.test",
+            "\"a b\"",
+            "Name ",
+            "@example.org",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut ok = 0;
+        for _ in 0..50_000 {
+            let len = rng.usize(0..8);
+            let text: String = (0..len)
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect();
+            if let Ok(list) = parse_list(&text) {
+                ok += list.len();
+                for m in list {
+                    let addr = m.email.to_string();
+                    assert!(addr.contains('@'), "{text:?} -> {addr}");
+                    assert!(m.email.domain().is_ascii(), "{text:?} -> {addr}");
+                    // What goes out reads back as the same address.
+                    let again = parse_list(&addr).expect("canonical form parses");
+                    assert_eq!(again.len(), 1, "{text:?} -> {addr}");
+                    assert_eq!(again[0].email, m.email, "{text:?}");
+                }
+            }
+        }
+        assert!(ok > 100, "the input reaches valid addresses too: {ok}");
+    }
+
+    #[test]
     fn domains_become_a_labels() {
         assert_eq!(
             one("me@bücher.example").unwrap().1,
