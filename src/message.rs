@@ -1,23 +1,28 @@
 //! Composing the message: addresses, headers, body parts, attachments.
 //!
-//! Owns turning what the user gave into a `lettre::Message` (RFC 5322 +
-//! MIME). It validates every value that ends up in a header, so nothing
-//! after this point can inject a header. It reads no files itself except
-//! through [`Attachment::load`], and never touches the network.
+//! Owns turning what the user gave into the bytes of an RFC 5322 + MIME
+//! message: the top-level header block is written here (`encode`), the
+//! MIME parts by lettre; addresses are read by `address`. It validates
+//! every value that ends up in a header, so nothing after this point can
+//! inject a header. It reads no files itself except through
+//! [`Attachment::load`], and never touches the network.
 
+use std::collections::HashSet;
 use std::path::Path;
-use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use lettre::Message;
-use lettre::message::header::ContentTransferEncoding;
+use lettre::message::header::{self, ContentTransferEncoding, Header, Headers};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0};
-use lettre::message::{Body, Mailbox, Mailboxes, MultiPart, SinglePart};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use crate::exit::Failure;
 
-/// Headers that mailsend writes itself; `--header` may not set them.
+mod address;
+mod encode;
+
+/// Headers that mailsend writes itself, with the flag to use instead;
+/// `--header` may not set them.
 const OWN_HEADERS: &[(&str, &str)] = &[
     ("from", "--from"),
     ("to", "--to"),
@@ -29,8 +34,39 @@ const OWN_HEADERS: &[(&str, &str)] = &[
     ("message-id", ""),
     ("mime-version", ""),
     ("content-type", "--html or --attach"),
-    ("content-transfer-encoding", ""),
 ];
+
+/// Why `--header` refuses a name, or `None` to accept it.
+fn refused_header(name: &str) -> Option<String> {
+    let lower = name.to_ascii_lowercase();
+    if let Some((_, flag)) = OWN_HEADERS.iter().find(|(n, _)| *n == lower) {
+        return Some(match flag.is_empty() {
+            true => "mailsend always writes it itself".to_owned(),
+            false => format!("use {flag}"),
+        });
+    }
+    if lower.starts_with("content-") {
+        return Some("mailsend writes the MIME headers itself".to_owned());
+    }
+    if lower == "resent-bcc" {
+        return Some("it would show the hidden addresses to every recipient; use --bcc".to_owned());
+    }
+    if lower.starts_with("resent-") {
+        // RFC 5322 3.6.6: Resent-* fields belong to a message being resent,
+        // in blocks led by Resent-Date and Resent-From; mailsend sends new
+        // messages, and they would add no recipient to the envelope.
+        return Some(
+            "Resent-* fields are for resending a message, which mailsend does not do; use --to, --cc or --bcc"
+                .to_owned(),
+        );
+    }
+    if lower == "return-path" {
+        return Some(
+            "the receiving server writes it from the envelope sender; use --from".to_owned(),
+        );
+    }
+    None
+}
 
 /// A file to attach, already read.
 #[derive(Debug, Clone)]
@@ -91,28 +127,28 @@ pub struct Draft {
 }
 
 /// Parses the values of one address flag (each may be a comma-separated
-/// list). An invalid address is `DATAERR` (65), naming the flag and value.
+/// list). An invalid address is `DATAERR` (65), naming the flag and value
+/// and saying what is wrong. Domains come back as A-labels
+/// (`me@xn--bcher-kva.example`); a quoted local part keeps its quotes
+/// (`"a b"@example.com`).
 pub fn parse_mailboxes(flag: &str, values: &[String]) -> Result<Vec<Mailbox>> {
     let mut out = Vec::new();
     for value in values {
-        let invalid = || {
+        let invalid = |why: &str| {
             Failure::data(format!(
-                "invalid address in {flag}: '{}'",
+                "invalid address in {flag}: '{}': {why}",
                 value.escape_debug()
             ))
         };
         if value.chars().any(char::is_control) {
-            return Err(invalid().into());
+            return Err(invalid("line break or control character").into());
         }
         if value.trim().is_empty() {
             continue;
         }
-        let list = Mailboxes::from_str(value).map_err(|_| invalid())?;
-        let parsed: Vec<Mailbox> = list.into_iter().collect();
-        // lettre's list parser stops quietly at the first thing it cannot
-        // read: make sure every comma-separated item became a mailbox.
-        if parsed.is_empty() || parsed.len() != split_list(value).len() {
-            return Err(invalid().into());
+        let parsed = address::parse_list(value).map_err(|why| invalid(&why))?;
+        if parsed.is_empty() {
+            return Err(invalid("no address").into());
         }
         for name in parsed.iter().filter_map(|m| m.name.as_deref()) {
             check_foldable(&format!("a display name in {flag}"), name)?;
@@ -176,16 +212,8 @@ pub fn parse_header(text: &str) -> Result<(HeaderName, String)> {
     if !valid_name {
         return Err(Failure::data(format!("invalid header name '{}'", name.escape_debug())).into());
     }
-    if let Some((_, flag)) = OWN_HEADERS
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-    {
-        let hint = if flag.is_empty() {
-            "mailsend always writes it itself".to_owned()
-        } else {
-            format!("use {flag}")
-        };
-        return Err(Failure::usage(format!("--header cannot set {name}: {hint}")).into());
+    if let Some(why) = refused_header(name) {
+        return Err(Failure::usage(format!("--header cannot set {name}: {why}")).into());
     }
     let value = value.trim();
     if value.chars().any(|c| c.is_control() && c != '\t') {
@@ -227,17 +255,24 @@ pub fn check_header_text(what: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
-/// A new Message-ID whose right-hand side is the sender's domain.
+/// A new Message-ID whose right-hand side is the sender's domain, as an
+/// A-label: a Message-ID is ASCII (RFC 5322 msg-id), never encoded.
 pub fn new_message_id(from: &Mailbox) -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
+    let domain = from.email.domain();
+    // Addresses from `parse_mailboxes` already have A-labels; one built
+    // elsewhere might not.
+    let domain = match domain.is_ascii() {
+        true => domain.to_owned(),
+        false => address::to_a_label(domain).unwrap_or_else(|_| "localhost.invalid".into()),
+    };
     format!(
-        "<{millis:x}.{:016x}{:08x}@{}>",
+        "<{millis:x}.{:016x}{:08x}@{domain}>",
         fastrand::u64(..),
         std::process::id(),
-        from.email.domain()
     )
 }
 
@@ -250,82 +285,100 @@ pub fn normalize_text(mut text: String) -> String {
 }
 
 impl Draft {
-    /// The envelope recipients: To, Cc and Bcc, each address once.
+    /// The envelope recipients: To, Cc and Bcc, each address once (the
+    /// first spelling of addresses that differ only in ASCII case).
     pub fn recipients(&self) -> Vec<String> {
-        let mut seen = Vec::<String>::new();
-        for mailbox in self.to.iter().chain(&self.cc).chain(&self.bcc) {
+        let all = self.to.iter().chain(&self.cc).chain(&self.bcc);
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for mailbox in all {
             let addr = mailbox.email.to_string();
-            if !seen.iter().any(|s| s.eq_ignore_ascii_case(&addr)) {
-                seen.push(addr);
+            if seen.insert(addr.to_ascii_lowercase()) {
+                out.push(addr);
             }
         }
-        seen
+        out
     }
 
-    /// Builds the RFC 5322 message. Bcc never appears in it.
-    pub fn compose(&self) -> Result<Message> {
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .date(self.date)
-            .message_id(Some(self.message_id.clone()));
-        for m in &self.reply_to {
-            builder = builder.reply_to(m.clone());
-        }
-        for m in &self.to {
-            builder = builder.to(m.clone());
-        }
-        for m in &self.cc {
-            builder = builder.cc(m.clone());
-        }
-        for m in &self.bcc {
-            builder = builder.bcc(m.clone());
+    /// The RFC 5322 message, CRLF line endings, before dot-stuffing. Bcc
+    /// never appears in it. The top-level header block is written here
+    /// (lettre's builder re-parses every address list it holds, which
+    /// refuses quoted local parts and costs quadratic time, and writes
+    /// lookalike encoded words raw); lettre writes the MIME parts.
+    pub fn compose(&self) -> Result<Vec<u8>> {
+        let mut head = String::new();
+        head.push_str(&encode::address_list(
+            "From",
+            std::slice::from_ref(&self.from),
+        ));
+        let mut fixed = Headers::new();
+        fixed.set(header::Date::new(self.date));
+        head.push_str(&fixed.to_string());
+        head.push_str(&line(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Message-ID"),
+            self.message_id.clone(),
+        )));
+        for (name, list) in [
+            ("Reply-To", &self.reply_to),
+            ("To", &self.to),
+            ("Cc", &self.cc),
+        ] {
+            if !list.is_empty() {
+                head.push_str(&encode::address_list(name, list));
+            }
         }
         if let Some(subject) = &self.subject {
-            builder = builder.subject(subject.clone());
+            head.push_str(&encode::unstructured("Subject", subject));
         }
         for (name, value) in &self.headers {
-            builder = builder.raw_header(HeaderValue::new(name.clone(), value.clone()));
+            head.push_str(&line(HeaderValue::new(name.clone(), value.clone())));
         }
+        head.push_str(&line(MIME_VERSION_1_0.display()));
 
-        let content = self.content();
-        let message = if self.attachments.is_empty() {
-            match content {
-                // A raw body: lettre's top-level single part would add a
-                // blank line after the text.
+        let mut out = head.into_bytes();
+        if self.attachments.is_empty() {
+            match self.content() {
+                // A raw body: a top-level single part would add a blank
+                // line after the text.
                 Content::Text(kind, text) => {
-                    builder.header(MIME_VERSION_1_0).header(kind).body(text)
+                    let body = Body::new(text);
+                    let mut part = Headers::new();
+                    part.set(kind);
+                    part.set(body.encoding());
+                    out.extend_from_slice(part.to_string().as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(&body.into_vec());
                 }
-                Content::Alternative(multi) => builder.multipart(multi),
+                Content::Alternative(multi) => out.extend_from_slice(&multi.formatted()),
             }
-        } else {
-            let mixed = MultiPart::mixed();
-            let mixed = match &self.boundary {
-                Some(b) => mixed.boundary(format!("{b}-mixed")),
-                None => mixed,
-            };
-            let mut multi = match content {
-                Content::Text(kind, text) => {
-                    mixed.singlepart(SinglePart::builder().header(kind).body(text))
-                }
-                Content::Alternative(alt) => mixed.multipart(alt),
-            };
-            for a in &self.attachments {
-                // Always base64: lettre would send ASCII-only content as 7bit,
-                // and line endings in 7bit parts are rewritten to CRLF on the
-                // way; base64 keeps every attachment byte for byte.
-                let body =
-                    Body::new_with_encoding(a.bytes.clone(), ContentTransferEncoding::Base64)
-                        .map_err(|_| {
-                            Failure::data(format!("cannot encode attachment {}", a.filename))
-                        })?;
-                multi = multi.singlepart(
-                    lettre::message::Attachment::new(a.filename.clone())
-                        .body(body, a.content_type.clone()),
-                );
-            }
-            builder.multipart(multi)
+            return Ok(out);
+        }
+        let mixed = MultiPart::mixed();
+        let mixed = match &self.boundary {
+            Some(b) => mixed.boundary(format!("{b}-mixed")),
+            None => mixed,
         };
-        message.map_err(|e| Failure::data(format!("cannot build the message: {e}")).into())
+        let mut multi = match self.content() {
+            Content::Text(kind, text) => {
+                mixed.singlepart(SinglePart::builder().header(kind).body(text))
+            }
+            Content::Alternative(alt) => mixed.multipart(alt),
+        };
+        for a in &self.attachments {
+            // Always base64: lettre would send ASCII-only content as 7bit,
+            // and line endings in 7bit parts are rewritten to CRLF on the
+            // way; base64 keeps every attachment byte for byte.
+            let body = Body::new_with_encoding(a.bytes.clone(), ContentTransferEncoding::Base64)
+                .map_err(|_| Failure::data(format!("cannot encode attachment {}", a.filename)))?;
+            multi = multi.singlepart(
+                SinglePart::builder()
+                    .header(encode::Disposition::attachment(&a.filename))
+                    .header(a.content_type.clone())
+                    .body(body),
+            );
+        }
+        out.extend_from_slice(&multi.formatted());
+        Ok(out)
     }
 
     /// The text and/or HTML content, before attachments.
@@ -352,6 +405,13 @@ impl Draft {
 enum Content {
     Text(ContentType, String),
     Alternative(MultiPart),
+}
+
+/// One header line, `Name: value\r\n`, as lettre encodes and folds it.
+fn line(value: HeaderValue) -> String {
+    let mut one = Headers::new();
+    one.insert_raw(value);
+    one.to_string()
 }
 
 #[cfg(test)]
@@ -386,7 +446,7 @@ Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
 MIME-Version: 1.0\r\n";
 
     fn text(d: &Draft) -> String {
-        String::from_utf8(d.compose().unwrap().formatted()).unwrap()
+        String::from_utf8(d.compose().unwrap()).unwrap()
     }
 
     #[test]
@@ -481,6 +541,22 @@ AJ+Slg==\r\n\
         assert!(parse_header("X-Ticket: 42").is_ok());
         assert!(parse_header("X-Evil: a\r\nBcc: x@example.com").is_err());
         assert!(parse_header("Bcc: x@example.com").is_err());
+        for refused in [
+            "Resent-Bcc",
+            "resent-BCC ",
+            "Resent-To",
+            "Return-Path",
+            "Content-ID",
+        ] {
+            let err = parse_header(&format!("{refused}: x")).unwrap_err();
+            assert_eq!(
+                crate::exit::code_for(&err),
+                crate::exit::Exit::Usage,
+                "{refused}"
+            );
+        }
+        assert!(parse_header("Sender: x@example.com").is_ok());
+        assert!(parse_header("List-Id: News <news.example.com>").is_ok());
         assert!(parse_header("No colon").is_err());
         assert!(parse_header("Bad Name: v").is_err());
         assert!(parse_header(&format!("X-Long: {}", "a".repeat(1200))).is_err());

@@ -16,7 +16,7 @@ use crate::config::{PasswordSource, Settings, TlsMode};
 use crate::exit::{self, Exit, Failure};
 use crate::message::{self, Attachment, Draft};
 use crate::outbox::{self, Outbox};
-use crate::output::{self, Report};
+use crate::output::{self, Report, errln};
 use crate::secret::{Secret, run_password_command};
 use crate::smtp::TlsConfig;
 use crate::smtp::{Client, Endpoint, Rejection};
@@ -26,7 +26,7 @@ pub fn run(args: &SendArgs) -> Result<Exit> {
     let settings = Settings::resolve(&args.server, None)?;
     let Some(draft) = draft(args, &settings)? else {
         if args.verbose {
-            eprintln!("mailsend: body is empty and --skip-empty is set: nothing sent");
+            errln!("mailsend: body is empty and --skip-empty is set: nothing sent");
         }
         return Ok(Exit::Ok);
     };
@@ -34,7 +34,7 @@ pub fn run(args: &SendArgs) -> Result<Exit> {
         message_id: draft.message_id.clone(),
         from: draft.from.email.to_string(),
         recipients: draft.recipients(),
-        bytes: draft.compose()?.formatted(),
+        bytes: draft.compose()?,
         all_or_nothing: args.all_or_nothing,
     };
     if args.dry_run {
@@ -56,12 +56,15 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// `--dry-run`: the message on stdout, the envelope on stderr.
+    /// A reader that went away (`| head`) is not an error.
     pub fn print_dry_run(&self) -> Result<()> {
-        std::io::stdout().write_all(&self.bytes)?;
-        eprintln!("envelope from: <{}>", self.from);
+        let _ = std::io::stdout().write_all(&self.bytes);
+        // One write for the whole envelope, however long the list.
+        let mut envelope = format!("envelope from: <{}>\n", self.from);
         for r in &self.recipients {
-            eprintln!("envelope to: <{r}>");
+            envelope.push_str(&format!("envelope to: <{r}>\n"));
         }
+        let _ = std::io::stderr().write_all(envelope.as_bytes());
         Ok(())
     }
 }
@@ -80,7 +83,7 @@ pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: boo
     if code == Exit::TempFail && settings.queue {
         match queue(settings, outgoing, &mut report, &result) {
             Ok((id, queued)) => {
-                eprintln!(
+                errln!(
                     "mailsend: queued as {id}: {}",
                     report.error.as_deref().unwrap_or_default()
                 );
@@ -372,7 +375,7 @@ impl<'a> Transport<'a> {
     fn wait(&self, why: &str, delay: &mut Duration) {
         let jittered = delay.mul_f64(0.8 + fastrand::f64() * 0.4);
         if self.verbose {
-            eprintln!(
+            errln!(
                 "mailsend: {why}; retrying in {}",
                 humantime::format_duration(Duration::from_millis(jittered.as_millis() as u64))
             );
@@ -457,7 +460,7 @@ fn read_body(cli: &SendArgs, has_html: bool) -> Result<Vec<u8>> {
         if has_html {
             return Ok(Vec::new());
         }
-        eprintln!("Type the message; end it with Ctrl-D on a line of its own.");
+        errln!("Type the message; end it with Ctrl-D on a line of its own.");
     }
     read_stdin()
 }

@@ -229,3 +229,197 @@ fn extra_headers_are_added() {
         Some("<https://example.com/u>")
     );
 }
+
+/// What an independent reader makes of a message: Python's `email`
+/// package (policy `default`, RFC 2047/2231 aware) decodes the subject,
+/// the address headers and the attachment file names.
+pub fn decoded(message: &[u8]) -> serde_json::Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const SCRIPT: &str = r#"
+import email, email.policy, json, sys
+m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.default)
+def addresses(name):
+    h = m[name]
+    return [[a.display_name, a.addr_spec] for a in h.addresses] if h is not None else []
+print(json.dumps({
+    "subject": str(m["subject"]) if m["subject"] is not None else None,
+    "from": addresses("from"), "to": addresses("to"), "cc": addresses("cc"),
+    "reply-to": addresses("reply-to"),
+    "files": [p.get_filename() for p in m.iter_attachments()],
+}))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3, the independent decoder these tests use");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(message)
+        .expect("write to python3");
+    let out = child.wait_with_output().expect("python3 output");
+    assert!(out.status.success(), "python3 could not read the message");
+    serde_json::from_slice(&out.stdout).expect("JSON from python3")
+}
+
+#[test]
+fn text_that_looks_like_an_encoded_word_arrives_as_typed() {
+    let subject = "Re: =?utf-8?q?x?= and Grüße =?utf-8?b?eQ==?= end";
+    let to_name = "=?utf-8?q?T=C3=B6?= Team";
+    let from_name = "=?iso-8859-1?q?F?=";
+    let file = "=?utf-8?q?Zo=C3=AB?=.txt";
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    let path = m.file(file, "a\n");
+    m.args([
+        "--subject",
+        subject,
+        "--to",
+        &format!("\"{to_name}\" <a@example.com>"),
+        "--from",
+        &format!("{from_name} <sender@example.com>"),
+        "--body",
+        "x",
+        "--attach",
+    ])
+    .args([&path])
+    .run()
+    .expect(0);
+    let tx = only_transaction(&server);
+    assert!(tx.data.is_ascii());
+    let got = decoded(&tx.data);
+    assert_eq!(got["subject"], subject, "{}", tx.data_str());
+    assert_eq!(got["to"][0][0], to_name, "{}", tx.data_str());
+    assert_eq!(got["from"][0][0], from_name, "{}", tx.data_str());
+    assert_eq!(got["files"][0], file, "{}", tx.data_str());
+    // Lines stay within RFC 2047's 76 characters.
+    let head = tx.data_str();
+    let head = head.split("\r\n\r\n").next().expect("header block");
+    assert!(head.lines().all(|l| l.len() <= 78), "{head}");
+}
+
+#[test]
+fn an_idn_domain_goes_out_as_its_a_label() {
+    let server = submission();
+    Mailsend::to(&server)
+        .args([
+            "--from",
+            "Bücher <me@bücher.example>",
+            "--to",
+            "shop@bücher.test, plain@example.com",
+            "--body",
+            "x",
+        ])
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert_eq!(tx.mail_from, "me@xn--bcher-kva.example");
+    assert_eq!(tx.rcpt_to, ["shop@xn--bcher-kva.test", "plain@example.com"]);
+    assert_eq!(
+        tx.mail_params, "",
+        "an ASCII envelope and message need no SMTPUTF8"
+    );
+    let id = header(&tx.data, "message-id").expect("Message-ID");
+    assert!(
+        id.starts_with('<') && id.ends_with("@xn--bcher-kva.example>"),
+        "{id}"
+    );
+    assert_eq!(
+        header(&tx.data, "from").as_deref(),
+        Some("=?utf-8?b?QsO8Y2hlcg==?= <me@xn--bcher-kva.example>")
+    );
+    assert_eq!(
+        header(&tx.data, "to").as_deref(),
+        Some("shop@xn--bcher-kva.test, plain@example.com")
+    );
+    assert!(tx.data.is_ascii(), "{}", tx.data_str());
+
+    // A non-ASCII local part still needs SMTPUTF8; its domain is ASCII.
+    let server = submission();
+    Mailsend::to(&server)
+        .args(["--from", "me@bücher.example", "--to", "zoë@bücher.test"])
+        .args(["--body", "x"])
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert_eq!(tx.mail_from, "me@xn--bcher-kva.example");
+    assert_eq!(tx.rcpt_to, ["zoë@xn--bcher-kva.test"]);
+    assert!(tx.mail_params.contains("SMTPUTF8"), "{}", tx.mail_params);
+}
+
+#[test]
+fn an_invalid_idn_domain_is_bad_data() {
+    for address in [
+        "a@bü_cher.test",
+        "a@xn--bcher-kv.test",
+        "a@-bücher.test",
+        "a@bücher..test",
+    ] {
+        let mut m = Mailsend::bare();
+        let run = m
+            .args(["--dry-run", "--from", "me@example.com", "--to", address])
+            .args(["--body", "x"])
+            .run()
+            .expect(65);
+        run.error_mentions(address);
+        assert!(run.stdout().is_empty());
+    }
+}
+
+#[test]
+fn extra_headers_that_would_leak_or_lie_are_refused() {
+    for h in [
+        "Resent-Bcc: hidden@example.com",
+        "resent-bcc: hidden@example.com",
+        "RESENT-BCC : hidden@example.com",
+        "Resent-To: a@example.com",
+        "Resent-Cc: a@example.com",
+        "Resent-From: a@example.com",
+        "Return-Path: <a@example.com>",
+        "Content-Disposition: inline",
+        "Content-Transfer-Encoding: 8bit",
+        "BCC: hidden@example.com",
+    ] {
+        let server = submission();
+        let run = Mailsend::to(&server)
+            .args(["--to", "a@example.com", "--body", "x", "--header", h])
+            .run()
+            .expect(64);
+        let name = h.split(':').next().unwrap_or_default().trim();
+        run.error_mentions(&format!("--header cannot set {name}"));
+        assert!(server.sessions().is_empty(), "nothing sent for {h}");
+    }
+}
+
+#[test]
+fn repeated_extra_headers_are_all_kept() {
+    let mut m = Mailsend::bare();
+    let run = m
+        .args([
+            "--dry-run",
+            "--from",
+            "me@example.com",
+            "--to",
+            "a@example.com",
+        ])
+        .args([
+            "--header",
+            "X-Tag: one",
+            "--header",
+            "X-Tag: two",
+            "--body",
+            "x",
+        ])
+        .run()
+        .expect(0);
+    let tags: Vec<String> = headers(&run.output.stdout)
+        .into_iter()
+        .filter(|(n, _)| n == "x-tag")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(tags, ["one", "two"]);
+}

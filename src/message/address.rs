@@ -1,0 +1,465 @@
+//! Reading the addresses a user typed: RFC 5322 mailbox lists
+//! (`Name <a@b>, c@d`), into mailboxes ready for both the headers and the
+//! SMTP envelope.
+//!
+//! lettre's own parser drops the quotes of a quoted local part and then
+//! refuses the result (`"a b"@example.com`), and keeps internationalised
+//! domains as U-labels. This one keeps a quoted local part in its quoted
+//! form (RFC 5321 4.1.2 `Quoted-string`), unquotes one that needs no
+//! quotes, and turns every domain into its A-label (`xn--...`, RFC 5890),
+//! so headers, Message-ID and envelope carry only ASCII domains and
+//! SMTPUTF8 is needed only for a non-ASCII local part. It runs in time
+//! linear in the length of the list.
+
+use lettre::Address;
+use lettre::message::Mailbox;
+
+/// Parses one value of an address flag: a comma-separated list of
+/// mailboxes. Empty items (`a@x, , b@y`, a trailing comma) are skipped.
+/// The error is the reason, for a message that names the value.
+pub fn parse_list(value: &str) -> Result<Vec<Mailbox>, String> {
+    let mut cursor = Cursor { s: value, pos: 0 };
+    let mut out = Vec::new();
+    loop {
+        cursor.skip_cfws()?;
+        match cursor.peek() {
+            None => break,
+            Some(',') => {
+                cursor.bump();
+                continue;
+            }
+            Some(_) => {}
+        }
+        out.push(cursor.mailbox()?);
+        cursor.skip_cfws()?;
+        match cursor.bump() {
+            None => break,
+            Some(',') => {}
+            Some(c) => return Err(format!("unexpected '{c}' after an address")),
+        }
+    }
+    Ok(out)
+}
+
+/// One word of a phrase or a local part, and whether white space or a
+/// comment came before it.
+enum Word {
+    Atom(String, bool),
+    Quoted(String, bool),
+    Dot(bool),
+}
+
+impl Word {
+    fn spaced(&self) -> bool {
+        match self {
+            Word::Atom(_, s) | Word::Quoted(_, s) | Word::Dot(s) => *s,
+        }
+    }
+}
+
+struct Cursor<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<char> {
+        self.s[self.pos..].chars().next()
+    }
+
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        Some(c)
+    }
+
+    /// Skips white space and (nested) comments; returns whether it
+    /// skipped anything.
+    fn skip_cfws(&mut self) -> Result<bool, String> {
+        let start = self.pos;
+        loop {
+            match self.peek() {
+                Some(c) if c.is_whitespace() => {
+                    self.bump();
+                }
+                Some('(') => self.comment()?,
+                _ => return Ok(self.pos != start),
+            }
+        }
+    }
+
+    fn comment(&mut self) -> Result<(), String> {
+        let mut depth = 0u32;
+        while let Some(c) = self.bump() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                '\\' => {
+                    self.bump();
+                }
+                _ => {}
+            }
+        }
+        Err("unbalanced parenthesis".into())
+    }
+
+    /// A quoted string, the cursor on its opening quote; returns its
+    /// content with quoted pairs undone.
+    fn quoted(&mut self) -> Result<String, String> {
+        self.bump();
+        let mut text = String::new();
+        while let Some(c) = self.bump() {
+            match c {
+                '"' => return Ok(text),
+                '\\' => match self.bump() {
+                    Some(escaped) => text.push(escaped),
+                    None => break,
+                },
+                _ => text.push(c),
+            }
+        }
+        Err("unbalanced quote".into())
+    }
+
+    fn atom(&mut self) -> String {
+        let start = self.pos;
+        while self.peek().is_some_and(is_atext) {
+            self.bump();
+        }
+        self.s[start..self.pos].to_owned()
+    }
+
+    /// Atoms, quoted strings and dots, up to anything else.
+    fn words(&mut self) -> Result<Vec<Word>, String> {
+        let mut words = Vec::new();
+        let mut spaced = false;
+        loop {
+            let word = match self.peek() {
+                Some('"') => Word::Quoted(self.quoted()?, spaced),
+                Some('.') => {
+                    self.bump();
+                    Word::Dot(spaced)
+                }
+                Some(c) if is_atext(c) => Word::Atom(self.atom(), spaced),
+                _ => return Ok(words),
+            };
+            words.push(word);
+            spaced = self.skip_cfws()?;
+        }
+    }
+
+    /// `Name <local@domain>` or `local@domain`.
+    fn mailbox(&mut self) -> Result<Mailbox, String> {
+        let words = self.words()?;
+        match self.peek() {
+            Some('<') => {
+                self.bump();
+                self.skip_cfws()?;
+                let local = self.words()?;
+                let address = self.addr_spec(local)?;
+                self.skip_cfws()?;
+                if self.bump() != Some('>') {
+                    return Err("unbalanced angle bracket".into());
+                }
+                Ok(Mailbox::new(phrase(&words), address))
+            }
+            Some('@') => Ok(Mailbox::new(None, self.addr_spec(words)?)),
+            _ if words.is_empty() => Err(match self.peek() {
+                Some(c) => format!("unexpected '{c}'"),
+                None => "no address".into(),
+            }),
+            _ => Err("not an address: no @".into()),
+        }
+    }
+
+    /// The rest of an addr-spec whose local part was read as `local`,
+    /// the cursor on the `@`.
+    fn addr_spec(&mut self, local: Vec<Word>) -> Result<Address, String> {
+        let local = local_part(&local)?;
+        if self.bump() != Some('@') {
+            return Err("not an address: no @".into());
+        }
+        let domain = self.domain()?;
+        Address::new(&local, &domain).map_err(|e| match e {
+            lettre::address::AddressError::InvalidUser => {
+                format!("invalid local part {local} (at most 64 characters of RFC 5321 syntax)")
+            }
+            _ => format!("invalid domain {domain}"),
+        })
+    }
+
+    /// A domain name, as its A-label form.
+    fn domain(&mut self) -> Result<String, String> {
+        let start = self.pos;
+        if self.peek() == Some('[') {
+            return Err("address literals ([...]) are not supported".into());
+        }
+        while self.peek().is_some_and(|c| is_atext(c) || c == '.') {
+            self.bump();
+        }
+        let domain = &self.s[start..self.pos];
+        if domain.is_empty() {
+            return Err("no domain after @".into());
+        }
+        to_a_label(domain)
+    }
+}
+
+/// The display name: words joined by single spaces where the user had
+/// space, quoted strings as they read. `None` when empty.
+fn phrase(words: &[Word]) -> Option<String> {
+    let mut name = String::new();
+    for word in words {
+        if word.spaced() && !name.is_empty() {
+            name.push(' ');
+        }
+        match word {
+            Word::Atom(text, _) | Word::Quoted(text, _) => name.push_str(text),
+            Word::Dot(_) => name.push('.'),
+        }
+    }
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// The local part as it goes into headers and the envelope: a dot-atom
+/// as typed, or a quoted string (RFC 5321 `Quoted-string`) with only `"`
+/// and `\` escaped; quotes that are not needed are dropped
+/// (`"ab"@x` is `ab@x`, RFC 5321 4.1.2).
+fn local_part(words: &[Word]) -> Result<String, String> {
+    if words.is_empty() {
+        return Err("empty local part".into());
+    }
+    if words.iter().skip(1).any(Word::spaced) {
+        return Err("space in the local part (quote it: \"a b\"@example.com)".into());
+    }
+    match words {
+        [Word::Quoted(text, _)] => {
+            if text.is_empty() {
+                return Err("empty local part".into());
+            }
+            if is_dot_atom(text) {
+                return Ok(text.clone());
+            }
+            let mut quoted = String::with_capacity(text.len() + 2);
+            quoted.push('"');
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    quoted.push('\\');
+                }
+                quoted.push(c);
+            }
+            quoted.push('"');
+            Ok(quoted)
+        }
+        _ => {
+            let mut text = String::new();
+            for word in words {
+                match word {
+                    Word::Atom(a, _) => text.push_str(a),
+                    Word::Dot(_) => text.push('.'),
+                    Word::Quoted(..) => {
+                        return Err(
+                            "a quoted string must be the whole local part (\"a b\"@example.com)"
+                                .into(),
+                        );
+                    }
+                }
+            }
+            if !is_dot_atom(&text) {
+                return Err(format!("invalid local part {text} (dots misplaced)"));
+            }
+            Ok(text)
+        }
+    }
+}
+
+/// RFC 5322 atext, plus non-ASCII (RFC 6531/6532).
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+fn is_dot_atom(text: &str) -> bool {
+    text.split('.')
+        .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+}
+
+/// The A-label form of a domain (RFC 5890): an internationalised domain
+/// goes through IDNA (UTS 46, strict: STD3 rules and DNS lengths); an
+/// ASCII one stays as typed, but any `xn--` label in it must be valid.
+pub fn to_a_label(domain: &str) -> Result<String, String> {
+    let has_a_label = domain
+        .split('.')
+        .any(|l| l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--")));
+    if domain.is_ascii() && !has_a_label {
+        return Ok(domain.to_owned());
+    }
+    match idna::domain_to_ascii_strict(domain) {
+        // Valid A-labels: keep the user's spelling.
+        Ok(_) if domain.is_ascii() => Ok(domain.to_owned()),
+        Ok(ascii) => Ok(ascii),
+        Err(_) => Err(format!(
+            "{domain} is not a valid internationalised domain name (IDNA)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(value: &str) -> Result<(Option<String>, String), String> {
+        let list = parse_list(value)?;
+        assert_eq!(list.len(), 1, "{value}");
+        let m = &list[0];
+        Ok((m.name.clone(), m.email.to_string()))
+    }
+
+    #[test]
+    fn plain_and_named() {
+        assert_eq!(
+            one("a@example.com").unwrap(),
+            (None, "a@example.com".into())
+        );
+        assert_eq!(
+            one("  Zoë Müller <z@example.com> ").unwrap(),
+            (Some("Zoë Müller".into()), "z@example.com".into())
+        );
+        assert_eq!(
+            one("\"Doe, J.\" <j@example.com>").unwrap(),
+            (Some("Doe, J.".into()), "j@example.com".into())
+        );
+        assert_eq!(
+            one("J. R. Doe <j@example.com>").unwrap().0.as_deref(),
+            Some("J. R. Doe")
+        );
+        assert_eq!(
+            one("<a@example.com>").unwrap(),
+            (None, "a@example.com".into())
+        );
+        assert_eq!(
+            one("a@example.com (Alice)").unwrap(),
+            (None, "a@example.com".into())
+        );
+        assert_eq!(
+            one("first.last+tag@sub.example.com").unwrap().1,
+            "first.last+tag@sub.example.com"
+        );
+    }
+
+    #[test]
+    fn lists() {
+        let list = parse_list("\"Müller, Zoë\" <z@example.com>, b@example.org,").unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].name.as_deref(), Some("Müller, Zoë"));
+        assert!(parse_list("a@example.com, not an address").is_err());
+        assert!(parse_list("a@example.com b@example.com").is_err());
+        assert!(parse_list("@@").is_err());
+        assert!(parse_list("a@").is_err());
+        assert!(parse_list("@example.com").is_err());
+        assert!(parse_list("a@example.com>").is_err());
+        assert!(parse_list("A <a@example.com").is_err());
+        assert!(parse_list("a@exa mple.com").is_err());
+        assert!(parse_list("a..b@example.com").is_err());
+        assert!(parse_list(".a@example.com").is_err());
+        assert!(parse_list("a@[127.0.0.1]").is_err());
+    }
+
+    #[test]
+    fn quoted_local_parts() {
+        assert_eq!(one("\"a b\"@example.com").unwrap().1, "\"a b\"@example.com");
+        assert_eq!(
+            one("Name <\"a b\"@example.com>").unwrap(),
+            (Some("Name".into()), "\"a b\"@example.com".into())
+        );
+        assert_eq!(
+            one(r#""a\"b\\c"@example.com"#).unwrap().1,
+            r#""a\"b\\c"@example.com"#
+        );
+        assert_eq!(one("\"a,b\"@example.com").unwrap().1, "\"a,b\"@example.com");
+        assert_eq!(one("\"a@b\"@example.com").unwrap().1, "\"a@b\"@example.com");
+        // Quotes that are not needed go.
+        assert_eq!(one("\"ab.c\"@example.com").unwrap().1, "ab.c@example.com");
+        assert!(parse_list("\"a b@example.com").is_err(), "unbalanced");
+        assert!(parse_list("\"\"@example.com").is_err(), "empty");
+        assert!(parse_list("\"a\".b@example.com").is_err(), "mixed");
+        assert!(parse_list("a b@example.com").is_err());
+        assert!(parse_list(&format!("\"{}\"@example.com", "x y".repeat(30))).is_err());
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        let pieces = [
+            "a",
+            "b.c",
+            "\"",
+            "\\",
+            "<",
+            ">",
+            "(",
+            ")",
+            "@",
+            "@",
+            ".",
+            ",",
+            " ",
+            "ü",
+            "=?",
+            "xn--",
+            "-",
+            "example.com",
+            "bücher.test",
+            "\"a b\"",
+            "Name ",
+            "@example.org",
+        ];
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut ok = 0;
+        for _ in 0..50_000 {
+            let len = rng.usize(0..8);
+            let text: String = (0..len)
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect();
+            if let Ok(list) = parse_list(&text) {
+                ok += list.len();
+                for m in list {
+                    let addr = m.email.to_string();
+                    assert!(addr.contains('@'), "{text:?} -> {addr}");
+                    assert!(m.email.domain().is_ascii(), "{text:?} -> {addr}");
+                    // What goes out reads back as the same address.
+                    let again = parse_list(&addr).expect("canonical form parses");
+                    assert_eq!(again.len(), 1, "{text:?} -> {addr}");
+                    assert_eq!(again[0].email, m.email, "{text:?}");
+                }
+            }
+        }
+        assert!(ok > 100, "the input reaches valid addresses too: {ok}");
+    }
+
+    #[test]
+    fn domains_become_a_labels() {
+        assert_eq!(
+            one("me@bücher.example").unwrap().1,
+            "me@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            one("Zoë <zoë@Bücher.Example>").unwrap().1,
+            "zoë@xn--bcher-kva.example"
+        );
+        assert_eq!(
+            one("me@xn--bcher-kva.example").unwrap().1,
+            "me@xn--bcher-kva.example"
+        );
+        assert_eq!(one("Me@Example.COM").unwrap().1, "Me@Example.COM");
+        let err = parse_list("me@xn--bcher-kv.example").unwrap_err();
+        assert!(err.contains("internationalised"), "{err}");
+        assert!(parse_list("me@bü_cher.example").is_err());
+        assert!(parse_list("me@-bücher.example").is_err());
+        assert!(parse_list(&format!("me@{}ü.example", "a".repeat(70))).is_err());
+    }
+}
