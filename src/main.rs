@@ -3,7 +3,7 @@
 //! The path of a message through the files:
 //! `cli.rs` (flags) → `config.rs` (flags + environment + `.env` +
 //! `accounts.rs`' config file into `Settings`) → `send.rs` (reads body and
-//! attachments; or `sendmail.rs`, which reads a whole message) →
+//! attachments; or `sendmail/`, which reads a whole message) →
 //! `message.rs` (composes the RFC 5322 message with lettre) → `smtp/`
 //! (the SMTP client: `connect.rs` reaches the server over TCP and `tls.rs`,
 //! `session.rs` holds the dialogue: STARTTLS, AUTH, one reply per

@@ -25,7 +25,6 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use clap::Parser;
-use lettre::message::Mailbox;
 use lettre::message::header;
 
 use self::address::{dedup_ignore_case, resolve_recipient};
@@ -214,10 +213,8 @@ fn compose(input: &[u8], job: &Job) -> Result<Option<Outgoing>> {
     let message_id = match draft.values("message-id").first() {
         Some(id) => id.trim().to_owned(),
         None => {
-            let sender: Mailbox = envelope_from
-                .parse()
-                .map_err(|_| Failure::data("invalid sender"))?;
-            let id = message::new_message_id(&sender);
+            let sender = sender_mailbox.as_ref().unwrap_or(&from_mailbox);
+            let id = message::new_message_id(sender);
             draft.add(&format!("Message-ID: {id}\r\n"));
             id
         }

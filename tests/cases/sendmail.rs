@@ -618,3 +618,16 @@ fn t_reads_the_newest_resent_block() {
     );
     assert_eq!(tx.rcpt_to, ["new1@example.com"]);
 }
+
+/// A quoted local part given with -f is an address like any other: the
+/// envelope carries it and the added Message-ID uses its domain.
+#[test]
+fn a_quoted_sender_address_gets_a_message_id() {
+    let tx = send_sendmail(
+        &["-f", "\"a b\"@example.com", "a@example.com"],
+        "Subject: quoted\n\nbody\n",
+    );
+    assert_eq!(tx.mail_from, "\"a b\"@example.com");
+    let id = header(&tx.data, "message-id").expect("Message-ID added");
+    assert!(id.ends_with("@example.com>"), "{id}");
+}
