@@ -100,11 +100,12 @@ pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: boo
                     .err()
                     .map(|r| format!("{r:#}"))
                     .unwrap_or_else(|| "some recipients refused for now".into());
-                result = Err(Failure::new(
+                let mut failure = Failure::new(
                     Exit::TempFail,
                     format!("{why}; and it could not be queued: {e:#}"),
-                )
-                .into());
+                );
+                failure.hint = exit::hint_for(&e);
+                result = Err(failure.into());
             }
         }
     }
