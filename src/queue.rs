@@ -5,6 +5,7 @@
 //! in use is visited: the default one and those of config-file accounts
 //! that set their own `outbox`. Commands that only look never create one.
 
+use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,8 +17,8 @@ use crate::config::Settings;
 use crate::exit::{self, Exit, Failure};
 use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
 use crate::output::{errln, outln};
-use crate::send::{Attempt, Outgoing, Transport};
-use crate::smtp::{Rejection, SmtpError, printable};
+use crate::send::{Attempt, Transport};
+use crate::smtp::{Client, Delivery, Message, Rejection, SmtpError, printable};
 
 /// The outbox directories in use (the default one under XDG_STATE_HOME or
 /// HOME, the default settings' and every account's), and the exit code of
@@ -265,87 +266,214 @@ fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) ->
                 continue;
             }
         };
-        for (done, mut entry) in entries.iter().cloned().enumerate() {
-            let (entry_code, stop) = flush_one(outbox, &transport, &settings, &mut entry, verbose);
-            code = merge(code, entry_code);
-            let waiting = entries.len() - done - 1;
-            if stop && waiting > 0 {
-                if verbose {
-                    errln!(
-                        "mailsend: {waiting} more messages for this server wait for the next flush"
-                    );
-                }
-                break;
-            }
-        }
+        code = merge(
+            code,
+            flush_account(outbox, &transport, &settings, entries, verbose),
+        );
     }
     Ok(code)
 }
 
-/// One attempt for one entry: its exit code, and whether the failure was
-/// the server's or the session's (so the account's other entries should
-/// not be tried now).
-fn flush_one(
+/// The messages of one flush chunk together stay under this many bytes
+/// (they are read from disk before the chunk is sent).
+const CHUNK_BYTES: usize = 16 << 20;
+/// At most this many messages are read ahead per chunk.
+const CHUNK_ENTRIES: usize = 64;
+
+/// Sends one account's due entries over one session (a new one after a
+/// dropped connection), each outcome recorded as soon as the server
+/// gives it, before anything else is sent or read. A failure of the
+/// session itself (login, certificate, unreachable) is recorded on the
+/// first waiting entry; the others wait for the next flush.
+fn flush_account(
     outbox: &Outbox,
     transport: &Transport,
     settings: &Settings,
-    entry: &mut Entry,
+    entries: Vec<Entry>,
+    verbose: bool,
+) -> Exit {
+    let mut code = Exit::Ok;
+    let mut waiting: VecDeque<Entry> = VecDeque::new();
+    for mut entry in entries {
+        // Nobody is owed it any more (a removal or a move to failed/ was
+        // interrupted after the server's reply): done, and never sent
+        // again, least of all in a transaction with no recipient.
+        if entry.recipients.is_empty() {
+            let done = finish(outbox, &mut entry, None, verbose);
+            code = merge(code, done.unwrap_or_else(|e| report(&entry, e)));
+        } else {
+            waiting.push_back(entry);
+        }
+    }
+    while !waiting.is_empty() {
+        let mut client = match transport.open() {
+            Ok(client) => client,
+            Err(err) => {
+                let failed = failed_session(outbox, settings, &mut waiting, err, verbose);
+                return merge(code, failed.0);
+            }
+        };
+        let (chunk_code, lost) = send_chunks(outbox, &mut client, settings, &mut waiting, verbose);
+        code = merge(code, chunk_code);
+        match lost {
+            None => {
+                client.quit();
+                break;
+            }
+            Some(err) => {
+                let (failed, stop) = failed_session(outbox, settings, &mut waiting, err, verbose);
+                code = merge(code, failed);
+                if stop {
+                    break;
+                }
+            }
+        }
+    }
+    code
+}
+
+/// Sends the waiting entries over `client`, chunk by chunk, removing each
+/// one from `waiting` as it is settled. Returns the merged exit code and
+/// the error that ended the session early, if one did.
+fn send_chunks(
+    outbox: &Outbox,
+    client: &mut Client,
+    settings: &Settings,
+    waiting: &mut VecDeque<Entry>,
+    verbose: bool,
+) -> (Exit, Option<anyhow::Error>) {
+    let mut code = Exit::Ok;
+    let tls = client.tls_version().map(str::to_owned);
+    while !waiting.is_empty() {
+        // Read a chunk of messages; an unreadable entry is reported and
+        // left in place.
+        let mut chunk: Vec<(Entry, Vec<u8>)> = Vec::new();
+        let mut size = 0;
+        while chunk.len() < CHUNK_ENTRIES && size < CHUNK_BYTES {
+            let Some(entry) = waiting.pop_front() else {
+                break;
+            };
+            match outbox.message(&entry.id) {
+                Ok(bytes) => {
+                    size += bytes.len();
+                    chunk.push((entry, bytes));
+                }
+                Err(err) => code = merge(code, unreadable(&entry, &err)),
+            }
+        }
+        let (mut entries, contents): (Vec<Entry>, Vec<Vec<u8>>) = chunk.into_iter().unzip();
+        let envelopes: Vec<(String, Vec<String>, bool)> = entries
+            .iter()
+            .map(|e| (e.from.clone(), e.recipients.clone(), e.all_or_nothing))
+            .collect();
+        let mut settled = vec![false; entries.len()];
+        let mut record = |i: usize, outcome: Result<Delivery, SmtpError>| {
+            let entry = &mut entries[i];
+            settled[i] = true;
+            entry.attempts = entry.attempts.saturating_add(1);
+            let done = match outcome {
+                Ok(delivery) => {
+                    let attempt = Attempt {
+                        accepted: delivery.accepted,
+                        rejected: delivery.rejected,
+                        reply: delivery.reply.map(|r| r.to_string()),
+                        tls: tls.clone(),
+                        aborted: delivery.aborted,
+                    };
+                    settle(outbox, settings, entry, &attempt, verbose)
+                }
+                Err(err) => requeue(outbox, settings, entry, err.into(), false, verbose),
+            };
+            code = merge(code, done.unwrap_or_else(|e| report(entry, e)));
+        };
+        // All-or-nothing messages one at a time (DATA waits for every
+        // RCPT reply); the others pipelined back to back.
+        let mut lost = None;
+        for (i, ((from, recipients, all_or_nothing), content)) in
+            envelopes.iter().zip(&contents).enumerate()
+        {
+            if *all_or_nothing {
+                match client.send(from, recipients, content, true) {
+                    Ok(delivery) => record(i, Ok(delivery)),
+                    Err(err) if err.server_still_there() => record(i, Err(err)),
+                    Err(err) => {
+                        lost = Some(err);
+                        break;
+                    }
+                }
+            }
+        }
+        let others: Vec<usize> = (0..envelopes.len()).filter(|&i| !envelopes[i].2).collect();
+        if lost.is_none() {
+            let messages = others.iter().map(|&i| Message {
+                from: &envelopes[i].0,
+                recipients: &envelopes[i].1,
+                content: &contents[i],
+            });
+            if let Err(err) = client.send_many(messages, |k, outcome| record(others[k], outcome)) {
+                lost = Some(err);
+            }
+        }
+        // Entries the session did not settle wait again, in order.
+        for (entry, done) in entries.into_iter().zip(settled).rev() {
+            if !done {
+                waiting.push_front(entry);
+            }
+        }
+        if let Some(err) = lost {
+            return (code, Some(err.into()));
+        }
+    }
+    (code, None)
+}
+
+/// A session failed: the first waiting entry records why (with its
+/// attempt counted), and backs off or fails like any attempt. Returns
+/// the code, and whether the account's other entries must wait for the
+/// next flush (the failure is the session's, not that message's).
+fn failed_session(
+    outbox: &Outbox,
+    settings: &Settings,
+    waiting: &mut VecDeque<Entry>,
+    err: anyhow::Error,
     verbose: bool,
 ) -> (Exit, bool) {
-    let report = |entry: &Entry, e: anyhow::Error| {
-        errln!("mailsend: error: {}: {e:#}", entry.id);
-        (exit::code_for(&e), false)
+    let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
+    let session = smtp.is_some_and(SmtpError::session_level);
+    let Some(mut entry) = waiting.pop_front() else {
+        return (exit::code_for(&err), true);
     };
-    // Nobody is owed it any more (a removal or a move to failed/ was
-    // interrupted after the server's reply): done, and never sent again,
-    // least of all in a transaction with no recipient.
-    if entry.recipients.is_empty() {
-        return finish(outbox, entry, None, verbose)
-            .map(|code| (code, false))
-            .unwrap_or_else(|e| report(entry, e));
-    }
-    let bytes = match outbox.message(&entry.id) {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            let code = exit::code_for(&err);
-            let level = if code == Exit::Config {
-                "error"
-            } else {
-                "warning"
-            };
-            errln!(
-                "mailsend: {level}: outbox entry {} cannot be read ({err:#}); left in place",
-                entry.id
-            );
-            return (code, false);
-        }
-    };
-    let outgoing = Outgoing {
-        message_id: entry.message_id.clone(),
-        from: entry.from.clone(),
-        recipients: entry.recipients.clone(),
-        bytes,
-        all_or_nothing: entry.all_or_nothing,
-    };
-    // Whatever the server answered is recorded before QUIT: a delivered
-    // entry is removed, a partly delivered one rewritten, so that a crash
-    // after the reply can duplicate the message only for the window of one
-    // rename.
     entry.attempts = entry.attempts.saturating_add(1);
-    let result = transport.attempt_then(&outgoing, &outgoing.recipients, |attempt: &Attempt| {
-        settle(outbox, settings, entry, attempt, verbose)
-    });
-    let outcome = match result {
-        // An error here is this side's (the disk), never the server's: it
-        // is reported, and the entry on disk keeps who is owed the message.
-        Ok((_, settled)) => settled.map(|code| (code, false)),
-        Err(err) => {
-            let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
-            let session = smtp.is_some_and(SmtpError::session_level);
-            requeue(outbox, settings, entry, err, session, verbose).map(|code| (code, session))
-        }
+    let done = requeue(outbox, settings, &mut entry, err, session, verbose);
+    let code = done.unwrap_or_else(|e| report(&entry, e));
+    if session && !waiting.is_empty() && verbose {
+        errln!(
+            "mailsend: {} more messages for this server wait for the next flush",
+            waiting.len()
+        );
+    }
+    (code, session)
+}
+
+/// A local failure handling `entry`: reported, and its exit code.
+fn report(entry: &Entry, e: anyhow::Error) -> Exit {
+    errln!("mailsend: error: {}: {e:#}", entry.id);
+    exit::code_for(&e)
+}
+
+/// An entry whose message cannot be read: left in place, reported.
+fn unreadable(entry: &Entry, err: &anyhow::Error) -> Exit {
+    let code = exit::code_for(err);
+    let level = if code == Exit::Config {
+        "error"
+    } else {
+        "warning"
     };
-    outcome.unwrap_or_else(|e| report(entry, e))
+    errln!(
+        "mailsend: {level}: outbox entry {} cannot be read ({err:#}); left in place",
+        entry.id
+    );
+    code
 }
 
 /// After a session that reached the recipients: records who got it and who

@@ -268,15 +268,7 @@ impl<'a> Transport<'a> {
         recipients: &[String],
         settle: impl FnOnce(&Attempt) -> T,
     ) -> Result<(Attempt, T)> {
-        let endpoint = Endpoint {
-            host: self.host,
-            port: self.settings.port,
-            mode: self.settings.tls,
-            tls: self.tls.as_ref(),
-            timeout: self.settings.timeout,
-            verbose: self.verbose,
-        };
-        let mut client = Client::connect(&endpoint)?;
+        let mut client = Client::connect(&self.endpoint())?;
         let tls = client.tls_version().map(str::to_owned);
         let session = |client: &mut Client| {
             client.check_size(outgoing.bytes.len())?;
@@ -309,6 +301,31 @@ impl<'a> Transport<'a> {
         let settled = settle(&attempt);
         client.quit();
         Ok((attempt, settled))
+    }
+
+    fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            host: self.host,
+            port: self.settings.port,
+            mode: self.settings.tls,
+            tls: self.tls.as_ref(),
+            timeout: self.settings.timeout,
+            verbose: self.verbose,
+        }
+    }
+
+    /// A session, connected and logged in, for any number of messages.
+    pub fn open(&self) -> Result<Client> {
+        let mut client = Client::connect(&self.endpoint())?;
+        if let Some((user, password)) = &self.credentials
+            && let Err(err) = client.login(user, password)
+        {
+            if err.server_still_there() {
+                client.quit();
+            }
+            return Err(err.into());
+        }
+        Ok(client)
     }
 
     /// Sessions until every recipient accepted or refused for good, or

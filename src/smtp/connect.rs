@@ -11,7 +11,7 @@ use openssl::ssl::SslStream;
 
 use super::auth;
 use super::error::{SmtpError, Stage};
-use super::session::{Delivery, Options, Session, Wire};
+use super::session::{Delivery, Message, Options, Session, Wire};
 use super::tls::{self, TlsConfig};
 use crate::config::TlsMode;
 use crate::secret::Secret;
@@ -213,6 +213,16 @@ impl Client {
         all_or_nothing: bool,
     ) -> Result<Delivery, SmtpError> {
         self.session.send(from, recipients, message, all_or_nothing)
+    }
+
+    /// Many messages, each settled as soon as the server answers; see
+    /// [`Session::send_many`].
+    pub fn send_many<'a>(
+        &mut self,
+        messages: impl IntoIterator<Item = Message<'a>>,
+        settle: impl FnMut(usize, Result<Delivery, SmtpError>),
+    ) -> Result<(), SmtpError> {
+        self.session.send_many(messages, settle)
     }
 
     /// QUIT, then TLS close_notify.

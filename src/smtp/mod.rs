@@ -26,7 +26,7 @@ mod tls;
 pub use connect::{Client, Endpoint};
 pub use error::{Class, SmtpError};
 pub use reply::printable;
-pub use session::Rejection;
+pub use session::{Delivery, Message, Rejection};
 pub use tls::TlsConfig;
 
 #[cfg(test)]

@@ -1158,3 +1158,70 @@ fn outbox_list_shows_server_text_escaped_and_survives_a_closed_stdout() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+/// `outbox flush` sends all of an account's due entries over one session
+/// (one login), each exactly once.
+#[test]
+fn flush_sends_every_entry_over_one_session() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    queue_some(port, home.path(), 6);
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(0);
+    let sessions = server.wait_sessions(1, std::time::Duration::from_secs(20));
+    assert_eq!(sessions.len(), 1, "one session for the whole queue");
+    let session = &sessions[0];
+    assert_eq!(session.transactions.len(), 6, "{:?}", session.lines());
+    let auths = session
+        .lines()
+        .iter()
+        .filter(|l| l.to_ascii_uppercase().starts_with("AUTH"))
+        .count();
+    assert_eq!(auths, 1);
+    let ids = message_ids(&server);
+    let unique: std::collections::HashSet<_> = ids.iter().collect();
+    assert_eq!(
+        (ids.len(), unique.len()),
+        (6, 6),
+        "each exactly once: {ids:?}"
+    );
+    assert_eq!(outbox_list(port, home.path()), "");
+}
+
+/// The server drops the connection in the middle of the flush: what was
+/// delivered stays delivered, the entry that was in flight is kept (its
+/// fate is unknown), and a new session sends the rest.
+#[test]
+fn a_dropped_connection_mid_flush_gets_a_new_session_for_the_rest() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    queue_some(port, home.path(), 3);
+    let server = TestServer::start_on(
+        with_auth(Behaviour {
+            drop_during_data: true,
+            fault_sessions: Some(1),
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(75);
+    let sessions = server.wait_sessions(2, std::time::Duration::from_secs(20));
+    assert_eq!(sessions.len(), 2, "a new session after the drop");
+    // The first message's content was cut: it stays queued for later;
+    // the other two went through the second session.
+    assert_eq!(message_ids(&server).len(), 2);
+    let list = outbox_list(port, home.path());
+    assert_eq!(list.lines().count(), 1, "{list}");
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert_eq!(message_ids(&server).len(), 3);
+    assert_eq!(outbox_list(port, home.path()), "");
+}
