@@ -111,8 +111,14 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
 /// The code for a message some recipients may have refused: 0 when all
 /// were accepted; 65 when it went to some and others were refused for good;
 /// 75 while a temporary refusal remains (a retry may still reach them);
-/// 69 when every recipient was refused for good.
+/// 69 when every recipient was refused for good; 76 when the server
+/// answered a recipient with a reply RCPT never allows (3xx).
 pub fn for_recipients(accepted: usize, refused_codes: &[u16]) -> Exit {
+    // A recipient "refused" with a code below 400 was answered with a
+    // reply RCPT never allows (3xx): the server broke the protocol.
+    if refused_codes.iter().any(|c| *c < 400) {
+        return Exit::Protocol;
+    }
     let temporary = refused_codes.iter().any(|c| (400..500).contains(c));
     match (accepted, refused_codes.is_empty(), temporary) {
         (_, true, _) => Exit::Ok,
@@ -134,6 +140,7 @@ mod tests {
         assert_eq!(for_recipients(2, &[550, 451]), Exit::TempFail);
         assert_eq!(for_recipients(0, &[550, 553]), Exit::Unavailable);
         assert_eq!(for_recipients(0, &[550, 452]), Exit::TempFail);
+        assert_eq!(for_recipients(1, &[354]), Exit::Protocol);
     }
 
     #[test]
@@ -149,6 +156,7 @@ mod tests {
         assert_eq!(refused(Stage::Auth, 535), Exit::NoPerm);
         assert_eq!(refused(Stage::Auth, 454), Exit::TempFail);
         assert_eq!(refused(Stage::Auth, 504), Exit::Protocol);
+        assert_eq!(refused(Stage::Auth, 250), Exit::Protocol);
         assert_eq!(refused(Stage::EndOfData, 554), Exit::Unavailable);
         assert_eq!(refused(Stage::MailFrom, 354), Exit::Protocol);
         assert_eq!(refused(Stage::Greeting, 421), Exit::TempFail);

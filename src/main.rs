@@ -12,6 +12,10 @@
 //! any error (or SMTP error class) into one sysexits.h code; `secret.rs`
 //! keeps passwords out of every output.
 
+// Every line to stdout or stderr goes through `output::outln!`/`errln!`,
+// which never panic on a closed pipe.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod accounts;
 mod cli;
 mod config;

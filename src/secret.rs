@@ -40,69 +40,157 @@ impl fmt::Display for Secret {
 }
 
 /// Hides secrets in text that came from elsewhere (a server's reply),
-/// including fragments of them: a server that quotes most of an AUTH
-/// token must not put most of the password on a terminal or in a log.
-/// Every run of text that shares [`Redactor::WINDOW`] or more consecutive
-/// bytes with a secret becomes `<redacted>` (a shorter secret only when it
-/// appears whole). Errs on the side of hiding too much.
+/// including fragments and re-encodings of them: a server that quotes
+/// most of an AUTH token, splits it over several lines, or echoes the
+/// password in upper case, spaced out, as UTF-16, in hex or backwards must
+/// not put it on a terminal or in a log. Text is compared ignoring ASCII
+/// case, white space and NUL bytes, across line ends; every run that
+/// shares [`Redactor::WINDOW`] or more consecutive characters with a secret
+/// (twice that with its hex form) becomes `<redacted>`, and a secret
+/// shorter than that only when it appears whole. Errs on the side of
+/// hiding too much.
 #[derive(Default)]
 pub struct Redactor {
-    windows: std::collections::HashSet<[u8; Redactor::WINDOW]>,
-    short: Vec<String>,
+    /// Windows of the normal forms, by length.
+    windows: std::collections::HashSet<Vec<char>>,
+    window_lengths: Vec<usize>,
+    short: Vec<Vec<char>>,
+}
+
+/// Where one character of the normalised text came from: its line and
+/// its bytes there.
+#[derive(Clone, Copy)]
+struct Source {
+    line: usize,
+    at: usize,
+    len: usize,
 }
 
 impl Redactor {
     /// The length of a fragment that counts as part of a secret.
     pub const WINDOW: usize = 4;
 
-    /// Hides `secret` (and any fragment of it) from now on.
+    /// Hides `secret` (and any fragment or re-encoding of it) from now on.
     pub fn add(&mut self, secret: &str) {
-        let bytes = secret.as_bytes();
-        if bytes.len() < Self::WINDOW {
-            if !secret.is_empty() {
-                self.short.push(secret.to_owned());
-            }
+        let plain = normal(secret);
+        if plain.is_empty() {
             return;
         }
-        for w in bytes.windows(Self::WINDOW) {
-            if let Ok(w) = <[u8; Self::WINDOW]>::try_from(w) {
-                self.windows.insert(w);
+        if plain.len() < Self::WINDOW {
+            self.short.push(plain);
+            return;
+        }
+        let hex: Vec<char> = secret
+            .bytes()
+            .flat_map(|b| format!("{b:02x}").chars().collect::<Vec<_>>())
+            .collect();
+        let reversed: Vec<char> = plain.iter().rev().copied().collect();
+        for (form, len) in [
+            (&plain, Self::WINDOW),
+            (&reversed, Self::WINDOW),
+            (&hex, 2 * Self::WINDOW),
+        ] {
+            for w in form.windows(len) {
+                self.windows.insert(w.to_vec());
+            }
+            if !self.window_lengths.contains(&len) {
+                self.window_lengths.push(len);
             }
         }
     }
 
     /// `text` with every part of a secret replaced by `<redacted>`.
     pub fn redact(&self, text: &str) -> String {
+        self.redact_lines(&[text.to_owned()]).remove(0)
+    }
+
+    /// The lines of one reply, each with every part of a secret replaced
+    /// by `<redacted>`; a secret split over several lines is found too.
+    pub fn redact_lines(&self, lines: &[String]) -> Vec<String> {
         if self.windows.is_empty() && self.short.is_empty() {
-            return text.to_owned();
+            return lines.to_vec();
         }
-        let bytes = text.as_bytes();
-        let mut hidden = vec![false; bytes.len()];
-        for (i, w) in bytes.windows(Self::WINDOW).enumerate() {
-            if <[u8; Self::WINDOW]>::try_from(w).is_ok_and(|w| self.windows.contains(&w)) {
-                hidden[i..i + Self::WINDOW].fill(true);
+        // The normalised text of all lines, and where each byte came from.
+        let mut text = Vec::new();
+        let mut from = Vec::new();
+        for (line, l) in lines.iter().enumerate() {
+            for (at, c) in l.char_indices() {
+                if let Some(n) = normal_char(c) {
+                    text.push(n);
+                    from.push(Source {
+                        line,
+                        at,
+                        len: c.len_utf8(),
+                    });
+                }
+            }
+        }
+        let mut hidden: Vec<Vec<bool>> = lines.iter().map(|l| vec![false; l.len()]).collect();
+        let mut hide = |first: Source, last: Source| {
+            for (line, marks) in hidden
+                .iter_mut()
+                .enumerate()
+                .take(last.line + 1)
+                .skip(first.line)
+            {
+                let start = if line == first.line { first.at } else { 0 };
+                let end = if line == last.line {
+                    last.at + last.len
+                } else {
+                    marks.len()
+                };
+                marks[start..end].fill(true);
+            }
+        };
+        for &len in &self.window_lengths {
+            for (i, w) in text.windows(len).enumerate() {
+                if self.windows.contains(w) {
+                    hide(from[i], from[i + len - 1]);
+                }
             }
         }
         for s in &self.short {
-            for (i, _) in text.match_indices(s.as_str()) {
-                hidden[i..i + s.len()].fill(true);
-            }
-        }
-        let mut out = String::with_capacity(text.len());
-        let mut in_secret = false;
-        for (i, c) in text.char_indices() {
-            if hidden[i..i + c.len_utf8()].iter().any(|&h| h) {
-                if !in_secret {
-                    out.push_str("<redacted>");
+            for (i, w) in text.windows(s.len()).enumerate() {
+                if w == s.as_slice() {
+                    hide(from[i], from[i + s.len() - 1]);
                 }
-                in_secret = true;
-            } else {
-                out.push(c);
-                in_secret = false;
             }
         }
-        out
+        lines
+            .iter()
+            .zip(hidden)
+            .map(|(line, hidden)| {
+                let mut out = String::with_capacity(line.len());
+                let mut in_secret = false;
+                for (i, c) in line.char_indices() {
+                    if hidden[i..i + c.len_utf8()].iter().any(|&h| h) {
+                        if !in_secret {
+                            out.push_str("<redacted>");
+                        }
+                        in_secret = true;
+                    } else {
+                        out.push(c);
+                        in_secret = false;
+                    }
+                }
+                out
+            })
+            .collect()
     }
+}
+
+/// A character as compared: ASCII lower case; white space and NUL
+/// dropped.
+fn normal_char(c: char) -> Option<char> {
+    match c {
+        '\0' => None,
+        c if c.is_whitespace() => None,
+        c => Some(c.to_ascii_lowercase()),
+    }
+}
+
+fn normal(text: &str) -> Vec<char> {
+    text.chars().filter_map(normal_char).collect()
 }
 
 /// Runs the password command (`sh -c`), bounded by `timeout`; its standard
@@ -232,5 +320,40 @@ mod tests {
         // Multi-byte characters next to a secret stay whole.
         r.add("pässwörd");
         assert_eq!(r.redact("é pässw é"), "é <redacted> é");
+    }
+
+    #[test]
+    fn redacts_re_encoded_and_split_echoes() {
+        let mut r = Redactor::default();
+        r.add("Hunter2Secret!xyz");
+        r.add("AG1lQGV4YW1wbGUuY29tAEh1bnRlcjJTZWNyZXQheHl6");
+        for echo in [
+            "HUNTER2SECRET!XYZ",
+            "H u n t e r 2 S e c",
+            "H\0u\0n\0t\0e\0r\0",
+            "48756e74657232",
+            "zyx!terceS2retnuH",
+        ] {
+            let out = r.redact(&format!("535 5.7.8 bad: {echo} end"));
+            assert!(
+                out.starts_with("535 5.7.8 bad: <redacted>"),
+                "{echo:?} -> {out:?}"
+            );
+            assert!(out.ends_with(" end"), "{echo:?} -> {out:?}");
+        }
+        // The token split into 3-character continuation lines.
+        let token = "AG1lQGV4YW1wbGUuY29tAEh1bnRlcjJTZWNyZXQheHl6";
+        let lines: Vec<String> = token
+            .as_bytes()
+            .chunks(3)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let out = r.redact_lines(&lines);
+        assert!(out.iter().all(|l| l == "<redacted>"), "{out:?}");
+        // Ordinary server text stays.
+        assert_eq!(
+            r.redact("535 5.7.8 Error: authentication failed"),
+            "535 5.7.8 Error: authentication failed"
+        );
     }
 }

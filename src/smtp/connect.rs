@@ -23,6 +23,10 @@ use crate::secret::Secret;
 pub struct Timed {
     tcp: TcpStream,
     deadline: Instant,
+    /// Writes must be done by then, however slowly the server reads.
+    write_deadline: Instant,
+    /// The longest a single write may wait for the server to read.
+    stall: Duration,
 }
 
 impl Timed {
@@ -30,6 +34,8 @@ impl Timed {
         Timed {
             tcp,
             deadline: Instant::now() + timeout,
+            write_deadline: Instant::now() + timeout,
+            stall: timeout,
         }
     }
 
@@ -51,6 +57,13 @@ impl Read for Timed {
 
 impl Write for Timed {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self
+            .write_deadline
+            .saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.tcp.set_write_timeout(Some(left.min(self.stall)))?;
         self.tcp.write(buf)
     }
 
@@ -84,6 +97,10 @@ impl Stream {
 impl Wire for Stream {
     fn set_deadline(&mut self, wait: Duration) {
         self.timed().restart(wait);
+    }
+
+    fn set_write_deadline(&mut self, budget: Duration) {
+        self.timed().write_deadline = Instant::now() + budget;
     }
 }
 
@@ -231,14 +248,20 @@ impl Client {
     }
 }
 
+/// The host as a name or an IP address: an address literal loses its
+/// brackets and `IPv6:` tag (`[IPv6:::1]` is `::1`).
+pub fn bare_host(host: &str) -> &str {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.strip_prefix("IPv6:").unwrap_or(bare)
+}
+
 /// The addresses of `host` (a name, an IP address or an `[address]`
 /// literal). Whether the name does not exist is told by the resolver's
 /// error code (EAI_NONAME, EAI_NODATA), never by its message, which
 /// differs between C libraries and languages.
 fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, SmtpError> {
     use dns_lookup::{AddrInfoHints, LookupErrorKind};
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let bare = bare.strip_prefix("IPv6:").unwrap_or(bare);
+    let bare = bare_host(host);
     let hints = AddrInfoHints {
         socktype: libc::SOCK_STREAM,
         ..AddrInfoHints::default()

@@ -174,6 +174,9 @@ impl SmtpError {
             | SmtpError::Closed { .. }
             | SmtpError::Io { .. } => Class::Temporary,
             SmtpError::Refused { reply, .. } if reply.is_transient() => Class::Temporary,
+            // Below 400 where that reply is not the one due: the server
+            // broke the protocol (a 3xx to MAIL, a 250 to AUTH).
+            SmtpError::Refused { reply, .. } if reply.code < 400 => Class::Protocol,
             // 504: the mechanism is not supported, a protocol mismatch
             // rather than a refused login.
             SmtpError::Refused {
@@ -193,7 +196,6 @@ impl SmtpError {
                 stage: Stage::Ehlo,
                 reply,
             } if (500..=504).contains(&reply.code) => Class::Protocol,
-            SmtpError::Refused { reply, .. } if reply.code < 400 => Class::Protocol,
             SmtpError::Refused { .. } | SmtpError::TooBig { .. } => Class::Permanent,
             SmtpError::NoStartTls { .. }
             | SmtpError::NoAuth { .. }
@@ -209,6 +211,9 @@ impl SmtpError {
     /// A second line telling the user what to try.
     pub fn hint(&self) -> Option<String> {
         Some(match self {
+            SmtpError::Untrusted { host, reason } if reason.contains("mismatch") => format!(
+                "the certificate does not name {host} in its subjectAltName; connect with a name it lists"
+            ),
             SmtpError::Untrusted { .. } => {
                 "if the server uses a private CA, trust it with --ca-file or MAILSEND_CA_FILE"
                     .into()

@@ -69,16 +69,17 @@ pub enum ReadError {
     Malformed(String),
 }
 
-/// Reads one (possibly multi-line) reply. Each line's text is redacted by
-/// `redactor`, then escaped with [`printable`], before it is kept or
-/// quoted in an error.
+/// Reads one (possibly multi-line) reply. Its text is redacted by
+/// `redactor` (all lines together, so a secret split over lines is found
+/// too), then escaped with [`printable`], before it is kept or quoted in
+/// an error.
 pub fn read<R: BufRead>(reader: &mut R, redactor: &Redactor) -> Result<Reply, ReadError> {
-    let mut lines = Vec::new();
+    let mut texts = Vec::new();
     let mut code = None;
     loop {
         let raw = read_line(reader)?;
-        let line = printable(&redactor.redact(&String::from_utf8_lossy(&raw)));
-        let malformed = || ReadError::Malformed(format!("malformed reply '{line}'"));
+        let shown = || printable(&redactor.redact(&String::from_utf8_lossy(&raw)));
+        let malformed = || ReadError::Malformed(format!("malformed reply '{}'", shown()));
         let this_code = raw
             .get(..3)
             .filter(|c| c.iter().all(u8::is_ascii_digit))
@@ -87,23 +88,28 @@ pub fn read<R: BufRead>(reader: &mut R, redactor: &Redactor) -> Result<Reply, Re
             .ok_or_else(malformed)?;
         if *code.get_or_insert(this_code) != this_code {
             return Err(ReadError::Malformed(format!(
-                "reply code changed within a reply: '{line}'"
+                "reply code changed within a reply: '{}'",
+                shown()
             )));
         }
         let sep = raw.get(3).copied();
         if !matches!(sep, None | Some(b' ' | b'-')) {
             return Err(malformed());
         }
-        // The text after "NNN" and its separator, from the escaped line.
-        let text = line.get(4..).unwrap_or_default().to_owned();
-        lines.push(text);
+        // The text after "NNN" and its separator.
+        texts.push(String::from_utf8_lossy(raw.get(4..).unwrap_or_default()).into_owned());
         if sep != Some(b'-') {
+            let lines = redactor
+                .redact_lines(&texts)
+                .iter()
+                .map(|t| printable(t))
+                .collect();
             return Ok(Reply {
                 code: this_code,
                 lines,
             });
         }
-        if lines.len() >= MAX_LINES {
+        if texts.len() >= MAX_LINES {
             return Err(ReadError::Malformed(format!(
                 "reply longer than {MAX_LINES} lines"
             )));
@@ -146,20 +152,33 @@ fn read_line<R: BufRead>(reader: &mut R) -> Result<Vec<u8>, ReadError> {
 }
 
 /// Text from the server made safe for a terminal and a log: control
-/// characters (escape sequences, bare CR, backspace, C1 controls) and the
-/// bidirectional overrides that can reorder what is displayed become
+/// characters (escape sequences, bare CR, backspace, C1 controls), the
+/// bidirectional marks and overrides that can reorder what is displayed,
+/// line and paragraph separators, and invisible format characters become
 /// visible escapes such as `\u{1b}`; tab stays.
 pub fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-        if (c.is_control() && c != '\t') || bidi {
+        if (c.is_control() && c != '\t') || invisible(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Unicode format (Cf) characters and separators (Zl, Zp) that change
+/// how text displays without showing themselves.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{61c}' | '\u{180e}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}'
+        | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}'
+        | '\u{e0000}'..='\u{e007f}')
 }
 
 #[cfg(test)]
@@ -226,6 +245,22 @@ mod tests {
             read(&mut reader, &Redactor::default()),
             Err(ReadError::Closed)
         ));
+    }
+
+    #[test]
+    fn invisible_characters_are_escaped() {
+        for c in [
+            '\u{61c}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{feff}',
+            '\u{200b}',
+            '\u{e0041}',
+        ] {
+            let shown = printable(&format!("a{c}b"));
+            assert_eq!(shown, format!("a{}b", c.escape_unicode()), "{c:?}");
+        }
+        assert_eq!(printable("Grüße, 東京"), "Grüße, 東京");
     }
 
     #[test]

@@ -36,7 +36,16 @@ pub trait Wire: Read + Write {
     /// Every read from now until the next call must end within `wait`,
     /// however the server trickles its bytes.
     fn set_deadline(&mut self, wait: Duration);
+
+    /// Every write from now until the next call must end within `budget`,
+    /// however slowly the server reads.
+    fn set_write_deadline(&mut self, budget: Duration);
 }
+
+/// The slowest a server may read what we write: a write of N bytes may
+/// take `--timeout` plus N / this many seconds, so a server that reads a
+/// little just often enough cannot hold a session open for days.
+pub const MIN_WRITE_RATE: u64 = 10 * 1024;
 
 /// A recipient the server refused.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -678,10 +687,26 @@ impl<S: Wire> Session<S> {
         self.write(Stage::Auth, format!("{line}\r\n").as_bytes())
     }
 
+    /// Writes `bytes`, within a deadline that grows with their size. Any
+    /// byte from the server not yet read means it answered something we
+    /// did not ask (or answered twice): going on would pair every later
+    /// reply with the wrong command.
     fn write(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), SmtpError> {
+        if !self.reader.buffer().is_empty() {
+            return Err(SmtpError::Protocol {
+                stage,
+                detail: format!(
+                    "the server sent more than was asked for: '{}'",
+                    reply::printable(&String::from_utf8_lossy(self.reader.buffer()))
+                ),
+            });
+        }
+        let budget =
+            self.options.timeout + Duration::from_secs(bytes.len() as u64 / MIN_WRITE_RATE);
         let stream = self.reader.get_mut();
+        stream.set_write_deadline(budget);
         let result = stream.write_all(bytes).and_then(|()| stream.flush());
-        result.map_err(|e| self.lost(stage, &e, self.options.timeout))
+        result.map_err(|e| self.lost(stage, &e, budget))
     }
 
     /// The error for a failed read or write: after a 421, that reply.

@@ -10,24 +10,43 @@ use super::*;
 use crate::secret::Secret;
 
 /// A server that has already said everything it will say: reads hand out
-/// `server` at most `chunk` bytes at a time; every write is recorded as
-/// one entry, so a test sees which commands left together.
+/// `server` at most `chunk` bytes at a time, and never past the end of a
+/// segment (by default each reply is one, as a server sends them); every
+/// write is recorded as one entry, so a test sees which commands left
+/// together.
 struct Script {
-    server: Vec<u8>,
-    at: usize,
+    segments: std::collections::VecDeque<Vec<u8>>,
     chunk: usize,
     writes: Vec<Vec<u8>>,
     deadlines: Vec<Duration>,
+    write_deadlines: Vec<Duration>,
 }
 
 impl Script {
     fn new(server: &str, chunk: usize) -> Script {
+        let mut segments = std::collections::VecDeque::new();
+        let mut current = Vec::new();
+        for line in server.split_inclusive('\n') {
+            current.extend_from_slice(line.as_bytes());
+            if line.as_bytes().get(3) != Some(&b'-') {
+                segments.push_back(std::mem::take(&mut current));
+            }
+        }
+        if !current.is_empty() {
+            segments.push_back(current);
+        }
+        Script::segments(segments.into(), chunk)
+    }
+
+    /// The server's bytes in the segments given (one TCP read can bring
+    /// at most one).
+    fn segments(segments: Vec<Vec<u8>>, chunk: usize) -> Script {
         Script {
-            server: server.as_bytes().to_vec(),
-            at: 0,
+            segments: segments.into(),
             chunk,
             writes: Vec::new(),
             deadlines: Vec::new(),
+            write_deadlines: Vec::new(),
         }
     }
 
@@ -42,9 +61,15 @@ impl Script {
 
 impl Read for Script {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.chunk).min(self.server.len() - self.at);
-        buf[..n].copy_from_slice(&self.server[self.at..self.at + n]);
-        self.at += n;
+        let Some(segment) = self.segments.front_mut() else {
+            return Ok(0);
+        };
+        let n = buf.len().min(self.chunk).min(segment.len());
+        buf[..n].copy_from_slice(&segment[..n]);
+        segment.drain(..n);
+        if segment.is_empty() {
+            self.segments.pop_front();
+        }
         Ok(n)
     }
 }
@@ -63,6 +88,10 @@ impl Write for Script {
 impl Wire for Script {
     fn set_deadline(&mut self, wait: Duration) {
         self.deadlines.push(wait);
+    }
+
+    fn set_write_deadline(&mut self, budget: Duration) {
+        self.write_deadlines.push(budget);
     }
 }
 
@@ -185,9 +214,14 @@ fn a_failed_transaction_is_reset_before_the_next_one() {
 
 #[test]
 fn bytes_after_the_starttls_220_abort_the_session() {
+    let segments = [
+        "220 hi\r\n",
+        "250-mx\r\n250 STARTTLS\r\n",
+        "220 go ahead\r\n250 injected\r\n",
+    ];
     let s = Session::new(
-        Script::new(
-            "220 hi\r\n250-mx\r\n250 STARTTLS\r\n220 go ahead\r\n250 injected\r\n",
+        Script::segments(
+            segments.iter().map(|s| s.as_bytes().to_vec()).collect(),
             4096,
         ),
         options(),
@@ -334,9 +368,83 @@ fn the_end_of_data_reply_may_take_ten_minutes() {
     let mut s = session("250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n", 4096);
     s.send("me@example.com", &to(&["a@example.com"]), b"x", false)
         .expect("sent");
+    // Only the end-of-data reply gets 10 minutes; every other read the
+    // command timeout (QUIT's reply: 2 s at most).
+    let deadlines = s.quit().deadlines;
+    let long: Vec<_> = deadlines
+        .iter()
+        .filter(|d| **d > options().timeout)
+        .collect();
+    assert_eq!(long, [&Duration::from_secs(600)], "{deadlines:?}");
+}
+
+#[test]
+fn a_large_write_gets_a_deadline_that_grows_with_its_size() {
+    let content = vec![b'x'; 90 << 10]; // under the SIZE of 100000
+    let mut s = session("250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n", 4096);
+    s.send("me@example.com", &to(&["a@example.com"]), &content, false)
+        .expect("sent");
     let script = s.quit();
-    let longest = script.deadlines.iter().max().copied();
-    assert_eq!(longest, Some(Duration::from_secs(600)));
+    // 90 KiB at the slowest rate allowed: 30 s + 9 s; commands 30 s.
+    let longest = script.write_deadlines.iter().max().copied();
+    assert_eq!(longest, Some(Duration::from_secs(30 + 9)));
+    assert!(
+        script
+            .write_deadlines
+            .iter()
+            .filter(|d| **d == Duration::from_secs(30))
+            .count()
+            >= 2
+    );
+}
+
+#[test]
+fn a_surplus_reply_never_shifts_the_next_ones() {
+    // No PIPELINING: MAIL is answered twice; the second 250 would pass
+    // for RCPT's reply and RCPT's 550 for DATA's.
+    let segments = [
+        "220 hi\r\n",
+        "250 mx\r\n",
+        "250 ok\r\n250 ok again\r\n",
+        "550 no such user\r\n",
+    ];
+    let mut s = Session::new(
+        Script::segments(
+            segments.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            4096,
+        ),
+        options(),
+        None,
+    );
+    s.greeting().expect("greeting");
+    s.ehlo(false).expect("ehlo");
+    let err = s
+        .send("me@example.com", &to(&["a@example.com"]), b"x", false)
+        .unwrap_err();
+    assert!(
+        matches!(&err, SmtpError::Protocol { detail, .. } if detail.contains("more than was asked")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_421_to_rcpt_then_a_hang_up_is_reported_as_the_421() {
+    let mut s = session("250 ok\r\n421 4.7.0 too many errors, closing\r\n", 4096);
+    let err = s
+        .send(
+            "me@example.com",
+            &to(&["a@example.com", "b@example.com"]),
+            b"x",
+            false,
+        )
+        .unwrap_err();
+    match &err {
+        SmtpError::Refused { stage, reply } => {
+            assert_eq!((*stage, reply.code), (Stage::RcptTo, 421), "{err:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.class(), Class::Temporary);
 }
 
 fn message<'a>(from: &'a str, recipients: &'a [String], content: &'a [u8]) -> session::Message<'a> {

@@ -80,7 +80,7 @@ impl TlsConfig {
             reason: e.to_string(),
         };
         let mut ssl = Ssl::new(&self.context).map_err(setup)?;
-        let name = host.trim_start_matches('[').trim_end_matches(']');
+        let name = super::connect::bare_host(host);
         match name.parse::<IpAddr>() {
             Ok(ip) => ssl.param_mut().set_ip(ip).map_err(setup)?,
             Err(_) => {

@@ -72,7 +72,7 @@ fn a_3xx_reply_to_rcpt_is_a_refusal() {
         ])
         .args(["--json"])
         .run()
-        .expect(65);
+        .expect(76);
     let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("json");
     assert_eq!(json["accepted"], serde_json::json!(["a@example.com"]));
     assert_eq!(json["rejected"][0]["address"], "b@example.com");
