@@ -24,26 +24,7 @@ use crate::dotenv;
 use crate::exit::{Exit, Failure};
 use crate::secret::Secret;
 
-/// How the connection to the server is secured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Plain connect, then STARTTLS, which the server must offer.
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Implicit,
-    /// No TLS at all: local relays only, never with credentials.
-    None,
-}
-
-impl TlsMode {
-    pub fn default_port(self) -> u16 {
-        match self {
-            TlsMode::StartTls => 587,
-            TlsMode::Implicit => 465,
-            TlsMode::None => 25,
-        }
-    }
-}
+pub use crate::smtp::TlsMode;
 
 /// Where the password comes from; it is only read when it is needed.
 #[derive(Clone, Debug)]

@@ -95,6 +95,7 @@ pub fn for_class(class: Class) -> Exit {
         Class::Auth | Class::Trust => Exit::NoPerm,
         Class::Protocol => Exit::Protocol,
         Class::NoSuchHost => Exit::NoHost,
+        Class::Config => Exit::Config,
     }
 }
 

@@ -24,11 +24,13 @@ mod exit;
 mod message;
 mod outbox;
 mod output;
+mod password;
 mod queue;
 mod secret;
 mod send;
 mod sendmail;
 mod smtp;
+mod term;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -39,7 +41,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, ConfigAction, Delivery, OutboxAction, ServerArgs};
 use crate::exit::{Exit, Failure};
-use crate::output::errln;
+use crate::term::errln;
 
 fn main() -> ExitCode {
     forbid_core_dumps();

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use crate::accounts;
 use crate::config::Settings;
 use crate::exit::{Exit, Failure};
-use crate::output::errln;
 use crate::smtp::Rejection;
+use crate::term::errln;
 
 const MESSAGE: &str = "message.eml";
 const META: &str = "meta.json";

@@ -1,9 +1,5 @@
 //! What a user sees after a send: one human line or one JSON object on
 //! stdout, refusals and errors on stderr.
-//!
-//! Every line to stdout or stderr goes through [`outln!`] and [`errln!`]:
-//! a closed or full pipe (`mailsend -v ... | head -2`) must not stop a
-//! delivery halfway, as `println!`'s panic would.
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
@@ -13,34 +9,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::exit::Exit;
-use crate::send::Outgoing;
 use crate::smtp::Rejection;
-
-/// `println!` that never panics: a stdout that cannot be written is
-/// ignored (the exit code still tells the outcome).
-macro_rules! outln {
-    ($($arg:tt)*) => {
-        {
-            let _ = $crate::output::write_line(&mut std::io::stdout().lock(), format_args!($($arg)*));
-        }
-    };
-}
-
-/// `eprintln!` that never panics.
-macro_rules! errln {
-    ($($arg:tt)*) => {
-        {
-            let _ = $crate::output::write_line(&mut std::io::stderr().lock(), format_args!($($arg)*));
-        }
-    };
-}
-
-pub(crate) use {errln, outln};
-
-/// Writes one line, for callers that want to know it failed.
-pub fn write_line(out: &mut impl Write, args: fmt::Arguments) -> std::io::Result<()> {
-    out.write_fmt(args).and_then(|()| out.write_all(b"\n"))
-}
+use crate::term::errln;
 
 /// The result of one message, as `--json` prints it.
 #[derive(Debug, Serialize)]
@@ -153,7 +123,7 @@ pub fn print_rejections(report: &Report) {
             "mailsend: error: recipient {} refused: {} {}",
             r.address,
             r.code,
-            crate::smtp::printable(&r.text)
+            crate::term::printable(&r.text)
         );
     }
 }
@@ -162,8 +132,14 @@ pub fn print_rejections(report: &Report) {
 /// `target` is `syslog`. Never holds the password: only the envelope, the
 /// size and the outcome. A log that cannot be written is a warning, not a
 /// reason to report a delivered message as failed.
-pub fn log(target: &str, account: Option<&str>, outgoing: &Outgoing, report: &Report, code: Exit) {
-    let (size, recipients) = (outgoing.bytes.len(), &outgoing.recipients);
+pub fn log(
+    target: &str,
+    account: Option<&str>,
+    size: usize,
+    recipients: &[String],
+    report: &Report,
+    code: Exit,
+) {
     let outcome = match (&report.queued, &report.error, code) {
         (Some(id), error, _) => format!(
             "result=queued id={id} error={:?}",

@@ -16,9 +16,9 @@ use crate::cli::ServerArgs;
 use crate::config::Settings;
 use crate::exit::{self, Exit, Failure};
 use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
-use crate::output::{errln, outln};
 use crate::send::{Attempt, Transport};
-use crate::smtp::{Client, Delivery, Message, Rejection, SmtpError, printable};
+use crate::smtp::{Client, Delivery, Message, Rejection, SmtpError};
+use crate::term::{errln, outln, printable};
 
 /// The outbox directories in use (the default one under XDG_STATE_HOME or
 /// HOME, the default settings' and every account's), and the exit code of

@@ -16,10 +16,12 @@ use crate::config::{PasswordSource, Settings, TlsMode};
 use crate::exit::{self, Exit, Failure};
 use crate::message::{self, Attachment, Draft};
 use crate::outbox::{self, Outbox};
-use crate::output::{self, Report, errln};
-use crate::secret::{Secret, run_password_command};
+use crate::output::{self, Report};
+use crate::password::run_password_command;
+use crate::secret::Secret;
 use crate::smtp::TlsConfig;
 use crate::smtp::{Client, Endpoint, Rejection};
+use crate::term::errln;
 
 /// Runs a send as the flags ask; returns the exit code.
 pub fn run(args: &SendArgs) -> Result<Exit> {
@@ -113,7 +115,9 @@ pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: boo
         report.error = Some(format!("{err:#}"));
     }
     if let Some(target) = &settings.log {
-        output::log(target, settings.account.as_deref(), outgoing, &report, code);
+        let account = settings.account.as_deref();
+        let (size, recipients) = (outgoing.bytes.len(), &outgoing.recipients);
+        output::log(target, account, size, recipients, &report, code);
     }
     match result {
         Ok(()) => {

@@ -13,8 +13,28 @@ use super::auth;
 use super::error::{SmtpError, Stage};
 use super::session::{Delivery, Message, Options, Session, Wire};
 use super::tls::{self, TlsConfig};
-use crate::config::TlsMode;
 use crate::secret::Secret;
+
+/// How the connection to the server is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain connect, then STARTTLS, which the server must offer.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No TLS at all: local relays only, never with credentials.
+    None,
+}
+
+impl TlsMode {
+    pub fn default_port(self) -> u16 {
+        match self {
+            TlsMode::StartTls => 587,
+            TlsMode::Implicit => 465,
+            TlsMode::None => 25,
+        }
+    }
+}
 
 /// A TCP stream whose reads all end by one deadline, however the server
 /// trickles its bytes: each read waits only for the time that is left.
@@ -177,7 +197,10 @@ impl Client {
             }
             _ => Session::new(Stream::Plain(tcp), options, None),
         };
-        session.greeting()?;
+        session.greeting().map_err(|e| match ep.mode {
+            TlsMode::Implicit => closed_after_handshake(e),
+            _ => e,
+        })?;
         // A plain relay that predates ESMTP may only know HELO (RFC 5321
         // 4.1.1.1); with TLS or AUTH required, EHLO is a must.
         session.ehlo(ep.mode == TlsMode::None)?;
@@ -187,13 +210,15 @@ impl Client {
                     host: ep.host.to_owned(),
                 });
             }
-            session = session.starttls(|stream| match stream {
-                Stream::Plain(tcp) => handshake(tcp),
-                Stream::Tls(_) => Err(SmtpError::Protocol {
-                    stage: Stage::StartTls,
-                    detail: "STARTTLS on an encrypted connection".into(),
-                }),
-            })?;
+            session = session
+                .starttls(|stream| match stream {
+                    Stream::Plain(tcp) => handshake(tcp),
+                    Stream::Tls(_) => Err(SmtpError::Protocol {
+                        stage: Stage::StartTls,
+                        detail: "STARTTLS on an encrypted connection".into(),
+                    }),
+                })
+                .map_err(closed_after_handshake)?;
         }
         Ok(Client { session })
     }
@@ -245,6 +270,22 @@ impl Client {
     /// QUIT, then TLS close_notify.
     pub fn quit(self) {
         self.session.quit().close();
+    }
+}
+
+/// A server that hangs up right after the TLS handshake, before its
+/// first reply, refused the TLS session (typically: it requires a client
+/// certificate; TLS 1.3 tells the client only then, and the alert can be
+/// lost to the reset). Retrying will not help, so it is not temporary.
+fn closed_after_handshake(e: SmtpError) -> SmtpError {
+    match e {
+        SmtpError::Closed { stage } if matches!(stage, Stage::Greeting | Stage::Ehlo) => {
+            SmtpError::TlsSession {
+                stage,
+                reason: "the server closed the connection right after the TLS handshake".into(),
+            }
+        }
+        e => e,
     }
 }
 

@@ -26,6 +26,8 @@ pub enum Class {
     Protocol,
     /// The host name does not exist.
     NoSuchHost,
+    /// Our own configuration cannot be used (a CA file).
+    Config,
 }
 
 /// Where in the dialogue something happened, for messages.
@@ -100,6 +102,8 @@ pub enum SmtpError {
     },
     #[error("message is {size} bytes, over the server's limit of {limit} bytes")]
     TooBig { size: usize, limit: u64 },
+    #[error("cannot use CA file {path}: {reason}")]
+    CaFile { path: String, reason: String },
     #[error("no recipient to send the message to")]
     NoRecipients,
     #[error("server broke the protocol ({stage}): {detail}")]
@@ -205,6 +209,7 @@ impl SmtpError {
             | SmtpError::Protocol { .. } => Class::Protocol,
             SmtpError::Untrusted { .. } => Class::Trust,
             SmtpError::NoRecipients => Class::Permanent,
+            SmtpError::CaFile { .. } => Class::Config,
         }
     }
 
@@ -218,6 +223,9 @@ impl SmtpError {
                 "if the server uses a private CA, trust it with --ca-file or MAILSEND_CA_FILE"
                     .into()
             }
+            SmtpError::CaFile { .. } => {
+                "MAILSEND_CA_FILE / --ca-file must name a PEM file of CA certificates".into()
+            }
             SmtpError::NoStartTls { .. } => {
                 "use --tls tls if the server speaks TLS from the start (port 465)".into()
             }
@@ -227,7 +235,8 @@ impl SmtpError {
             SmtpError::Timeout { .. } => "check host and port, or raise --timeout".into(),
             SmtpError::Tls { reason, .. } | SmtpError::TlsSession { reason, .. }
                 if reason.contains("certificate required")
-                    || reason.contains("handshake failure") =>
+                    || reason.contains("handshake failure")
+                    || reason.contains("right after the TLS handshake") =>
             {
                 "the server may require a client certificate, which mailsend does not send".into()
             }

@@ -23,9 +23,8 @@ mod reply;
 mod session;
 mod tls;
 
-pub use connect::{Client, Endpoint};
+pub use connect::{Client, Endpoint, TlsMode};
 pub use error::{Class, SmtpError};
-pub use reply::printable;
 pub use session::{Delivery, Message, Rejection};
 pub use tls::TlsConfig;
 

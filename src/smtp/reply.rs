@@ -12,6 +12,7 @@ use std::fmt;
 use std::io::{self, BufRead};
 
 use crate::secret::Redactor;
+use crate::term::printable;
 
 /// Longest reply line kept (RFC 5321 allows 512; servers exceed it). The
 /// rest of a longer line is read and discarded.
@@ -149,36 +150,6 @@ fn read_line<R: BufRead>(reader: &mut R) -> Result<Vec<u8>, ReadError> {
             return Ok(line);
         }
     }
-}
-
-/// Text from the server made safe for a terminal and a log: control
-/// characters (escape sequences, bare CR, backspace, C1 controls), the
-/// bidirectional marks and overrides that can reorder what is displayed,
-/// line and paragraph separators, and invisible format characters become
-/// visible escapes such as `\u{1b}`; tab stays.
-pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if (c.is_control() && c != '\t') || invisible(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Unicode format (Cf) characters and separators (Zl, Zp) that change
-/// how text displays without showing themselves.
-fn invisible(c: char) -> bool {
-    matches!(c,
-        '\u{ad}' | '\u{61c}' | '\u{180e}'
-        | '\u{200b}'..='\u{200f}'
-        | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{206f}'
-        | '\u{feff}'
-        | '\u{fff9}'..='\u{fffb}'
-        | '\u{e0000}'..='\u{e007f}')
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use super::caps::Capabilities;
 use super::dotstuff::wire_data;
 use super::error::{SmtpError, Stage};
 use super::reply::{self, Reply};
-use crate::output::errln;
 use crate::secret::Redactor;
+use crate::term::errln;
 
 /// How long the reply to the end of data may take at least (RFC 5321
 /// 4.5.3.2.6: 10 minutes): content scanners can be slow, and giving up
@@ -697,7 +697,7 @@ impl<S: Wire> Session<S> {
                 stage,
                 detail: format!(
                     "the server sent more than was asked for: '{}'",
-                    reply::printable(&String::from_utf8_lossy(self.reader.buffer()))
+                    crate::term::printable(&String::from_utf8_lossy(self.reader.buffer()))
                 ),
             });
         }

@@ -22,7 +22,6 @@ use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509, X509VerifyResult};
 
 use super::error::{SmtpError, Stage};
-use crate::exit::Failure;
 
 /// Directories where distributions keep hashed (`c_rehash`) CA links.
 const CERT_DIRS: &[&str] = &["/etc/ssl/certs", "/etc/pki/tls/certs", "/etc/openssl/certs"];
@@ -46,10 +45,9 @@ impl TlsConfig {
         builder.set_verify(SslVerifyMode::PEER);
         load_system_roots(&mut builder)?;
         if let Some(path) = ca_file {
-            let cannot = |why: String| {
-                Failure::config(format!("cannot use CA file {}: {why}", path.display())).with_hint(
-                    "MAILSEND_CA_FILE / --ca-file must name a PEM file of CA certificates",
-                )
+            let cannot = |reason: String| SmtpError::CaFile {
+                path: path.display().to_string(),
+                reason,
             };
             let pem = std::fs::read(path).map_err(|e| cannot(e.kind().to_string()))?;
             let certs =
