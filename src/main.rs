@@ -1,16 +1,18 @@
 //! mailsend: send an email from a shell, a pipe or cron, securely.
 //!
 //! The path of a message through the files:
-//! `cli.rs` (flags) → `config.rs` (flags + environment + `.env` +
-//! `accounts.rs`' config file into `Settings`) → `send.rs` (reads body and
-//! attachments; or `sendmail/`, which reads a whole message) →
-//! `message.rs` (composes the RFC 5322 message with lettre) → `smtp/`
-//! (the SMTP client: `connect.rs` reaches the server over TCP and `tls.rs`,
+//! `cli.rs` (flags) → `config.rs` (flags + environment + `.env` via
+//! `dotenv.rs` + `accounts.rs`' config file into `Settings`) → `send.rs`
+//! (reads body and attachments; or `sendmail/`, which reads a whole
+//! message) → `message` (composes the RFC 5322 message) → `smtp/` (the SMTP
+//! client: `connect.rs` reaches the server over TCP and `tls.rs`,
 //! `session.rs` holds the dialogue: STARTTLS, AUTH, one reply per
-//! recipient) → `output.rs` (human line or JSON, log line). What cannot be
-//! sent yet waits in `outbox.rs`; `queue.rs` works it (`mailsend outbox`). `exit.rs` turns
-//! any error (or SMTP error class) into one sysexits.h code; `secret.rs`
-//! keeps passwords out of every output.
+//! recipient, many messages per session) → `output.rs` (human line or
+//! JSON, log line). What cannot be sent yet waits in `outbox.rs`;
+//! `queue.rs` works it (`mailsend outbox`). `exit.rs` turns any error (or
+//! SMTP error class) into one sysexits.h code; `secret.rs` keeps passwords
+//! out of every output, `password.rs` runs the password command, `term.rs`
+//! writes to the terminal. Dependencies point down this list, never back.
 
 // Every line to stdout or stderr goes through `output::outln!`/`errln!`,
 // which never panic on a closed pipe.
