@@ -140,6 +140,12 @@ pub struct SendArgs {
     #[arg(short, long, value_name = "PATH")]
     pub attach: Vec<PathBuf>,
 
+    /// Attach standard input as a file named NAME (`tar c dir | mailsend
+    /// --attach-stdin dir.tar ...`); the text then comes from --body or
+    /// --body-file, or is empty
+    #[arg(long, value_name = "NAME")]
+    pub attach_stdin: Option<String>,
+
     /// Extra header, `Name: value`; repeatable
     #[arg(long, value_name = "HEADER")]
     pub header: Vec<String>,

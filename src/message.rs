@@ -93,14 +93,20 @@ impl Attachment {
             .ok_or_else(|| {
                 Failure::no_input(format!("attachment {} is not a file", path.display()))
             })?;
-        let mime = mime_guess::from_path(path).first_or_octet_stream();
+        Ok(Attachment::named(filename, bytes))
+    }
+
+    /// An attachment named `filename` holding `bytes`; the content type
+    /// is guessed from the name.
+    pub fn named(filename: String, bytes: Vec<u8>) -> Attachment {
+        let mime = mime_guess::from_path(&filename).first_or_octet_stream();
         let content_type = ContentType::parse(mime.essence_str())
             .unwrap_or(ContentType::parse("application/octet-stream").expect("valid MIME type"));
-        Ok(Attachment {
+        Attachment {
             filename,
             content_type,
             bytes,
-        })
+        }
     }
 }
 

@@ -433,13 +433,30 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
         Some(path) => Some(utf8_text(read_file("HTML file", path)?, "HTML file")?),
         None => None,
     };
-    let attachments = cli
+    let mut attachments = cli
         .attach
         .iter()
         .map(|p| Attachment::load(p))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(name) = &cli.attach_stdin {
+        check_attachment_name(name)?;
+        if cli.body_file.as_deref() == Some(Path::new("-")) {
+            return Err(Failure::usage(
+                "--attach-stdin and --body-file - both want standard input",
+            )
+            .into());
+        }
+        let bytes = read_stdin()?;
+        // With --skip-empty, nothing on stdin is nothing to attach.
+        if !(settings.skip_empty && bytes.is_empty()) {
+            attachments.push(Attachment::named(name.clone(), bytes));
+        }
+    }
 
-    let text = utf8_text(read_body(cli, html.is_some())?, "message body")?;
+    let text = match &cli.attach_stdin {
+        Some(_) if cli.body.is_none() && cli.body_file.is_none() => String::new(),
+        _ => utf8_text(read_body(cli, html.is_some())?, "message body")?,
+    };
     if settings.skip_empty && text.trim().is_empty() && html.is_none() && attachments.is_empty() {
         return Ok(None);
     }
@@ -463,6 +480,23 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
         message_id,
         boundary: None,
     }))
+}
+
+/// A name for `--attach-stdin`: a plain file name, as receivers save it.
+fn check_attachment_name(name: &str) -> Result<()> {
+    let bad = name.trim().is_empty()
+        || name.contains(['/', '\\'])
+        || name == "."
+        || name == ".."
+        || name.chars().any(char::is_control);
+    if bad {
+        return Err(Failure::usage(format!(
+            "--attach-stdin needs a plain file name, not '{}'",
+            name.escape_debug()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The body: `--body`, `--body-file` (`-` is stdin), or stdin. At a

@@ -423,3 +423,65 @@ fn repeated_extra_headers_are_all_kept() {
         .collect();
     assert_eq!(tags, ["one", "two"]);
 }
+
+/// `tar c dir | mailsend --attach-stdin dir.tar --body ...`: standard
+/// input becomes an attachment byte for byte, the text comes from --body.
+#[test]
+fn attach_stdin_sends_standard_input_as_a_named_file() {
+    let server = submission();
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7919 >> 3) as u8).collect();
+    Mailsend::to(&server)
+        .args(["--to", "a@example.com", "--subject", "backup"])
+        .args(["--body", "the archive", "--attach-stdin", "dir.tar"])
+        .stdin(bytes.clone())
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert!(tx.data_str().contains("the archive"));
+    assert!(
+        tx.data_str().contains("Content-Type: application/x-tar"),
+        "type from the name"
+    );
+    assert!(attachment(&tx.data, "filename=\"dir.tar\"") == bytes);
+}
+
+#[test]
+fn attach_stdin_refuses_bad_names_and_a_second_reader_of_stdin() {
+    let server = submission();
+    for (args, needle) in [
+        (vec!["--attach-stdin", "../x"], "plain file name"),
+        (vec!["--attach-stdin", ""], "plain file name"),
+        (
+            vec!["--attach-stdin", "a.txt", "--body-file", "-"],
+            "both want standard input",
+        ),
+    ] {
+        Mailsend::to(&server)
+            .args(["--to", "a@example.com"])
+            .args(args)
+            .stdin("x")
+            .run()
+            .expect(64)
+            .error_mentions(needle);
+    }
+    assert!(server.sessions().is_empty());
+}
+
+/// With --skip-empty, nothing on standard input is nothing to send.
+#[test]
+fn attach_stdin_with_skip_empty_and_empty_input_sends_nothing() {
+    let server = submission();
+    Mailsend::to(&server)
+        .args([
+            "--to",
+            "a@example.com",
+            "--skip-empty",
+            "--attach-stdin",
+            "out.log",
+        ])
+        .stdin("")
+        .run()
+        .expect(0);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(server.sessions().is_empty());
+}
