@@ -429,7 +429,7 @@ fn repeated_extra_headers_are_all_kept() {
 #[test]
 fn attach_stdin_sends_standard_input_as_a_named_file() {
     let server = submission();
-    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7919 >> 3) as u8).collect();
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| ((i * 7919) >> 3) as u8).collect();
     Mailsend::to(&server)
         .args(["--to", "a@example.com", "--subject", "backup"])
         .args(["--body", "the archive", "--attach-stdin", "dir.tar"])
