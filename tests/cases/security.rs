@@ -271,3 +271,62 @@ fn credentials_echoed_by_the_server_are_redacted_everywhere() {
     let mode = std::fs::metadata(&log).expect("log").permissions().mode();
     assert_eq!(mode & 0o077, 0, "the log is private: {mode:o}");
 }
+
+/// The process holds the password: it must not be dumpable (no core file,
+/// no ptrace by other processes of the user). The kernel shows a process
+/// that is not dumpable by giving its /proc entry to root, so mailsend
+/// runs as another user (nobody when the tests run as root) and the test
+/// watches who owns its /proc entry while it waits for its body.
+#[test]
+fn the_process_is_never_dumpable() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailsend"));
+    cmd.env_clear()
+        .env("MAILSEND_CONFIG", "/dev/null")
+        .env("HOME", "/nonexistent")
+        .current_dir("/")
+        .args([
+            "--dry-run",
+            "--from",
+            "me@example.com",
+            "--to",
+            "a@example.com",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let runs_as = if me == 0 {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        65534
+    } else {
+        me
+    };
+    let mut child = cmd.spawn().expect("spawn mailsend");
+    let proc_dir = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut owner = runs_as;
+    while std::time::Instant::now() < deadline {
+        owner = std::fs::metadata(&proc_dir).map_or(owner, |m| m.uid());
+        if owner != runs_as {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        owner, 0,
+        "/proc entry of a dumpable process (uid {runs_as})"
+    );
+}
