@@ -28,6 +28,7 @@ mod outbox;
 mod output;
 mod password;
 mod queue;
+mod retry;
 mod secret;
 mod send;
 mod sendmail;

@@ -497,10 +497,7 @@ fn is_id(name: &str) -> bool {
 /// The delay before attempt `attempts + 1`: 1 min, doubling, at most 1 h,
 /// with ±20 % jitter so that many queued messages do not retry in step.
 pub fn backoff(attempts: u32) -> Duration {
-    let base = 60u64
-        .saturating_mul(1 << attempts.saturating_sub(1).min(6))
-        .min(3600);
-    Duration::from_secs(base).mul_f64(0.8 + fastrand::f64() * 0.4)
+    crate::retry::OUTBOX.next(attempts)
 }
 
 /// Writes `meta.json` in `dir` atomically: temp file, fsync, rename, fsync.

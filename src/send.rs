@@ -18,6 +18,7 @@ use crate::message::{self, Attachment, Draft};
 use crate::outbox::{self, Outbox};
 use crate::output::{self, Report};
 use crate::password::run_password_command;
+use crate::retry;
 use crate::secret::Secret;
 use crate::smtp::TlsConfig;
 use crate::smtp::{Client, Endpoint, Rejection};
@@ -339,12 +340,14 @@ impl<'a> Transport<'a> {
     /// Permanent failures are never retried.
     fn deliver_with_retries(&self, outgoing: &Outgoing, report: &mut Report) -> Result<()> {
         let deadline = Instant::now() + self.settings.retry_for;
-        let mut delay = Duration::from_secs(1);
+        let mut attempt = 0;
         let mut pending = outgoing.recipients.clone();
         // Refused for now in an earlier session: reported if no later one
         // settles them.
         let mut refused_for_now: Vec<Rejection> = Vec::new();
         loop {
+            attempt += 1;
+            let delay = retry::SEND.next(attempt);
             let result = self.attempt(outgoing, &pending);
             let temporary: Vec<Rejection> = match result {
                 Ok(attempt) => {
@@ -375,7 +378,7 @@ impl<'a> Transport<'a> {
                         report.rejected.append(&mut refused_for_now);
                         return Err(err);
                     }
-                    self.wait(&err.to_string(), &mut delay);
+                    self.wait(&err.to_string(), delay);
                     continue;
                 }
             };
@@ -387,23 +390,18 @@ impl<'a> Transport<'a> {
                 pending = temporary.iter().map(|r| r.address.clone()).collect();
             }
             refused_for_now = temporary;
-            self.wait(
-                &format!("{} refused for now", pending.join(", ")),
-                &mut delay,
-            );
+            self.wait(&format!("{} refused for now", pending.join(", ")), delay);
         }
     }
 
-    fn wait(&self, why: &str, delay: &mut Duration) {
-        let jittered = delay.mul_f64(0.8 + fastrand::f64() * 0.4);
+    fn wait(&self, why: &str, delay: Duration) {
         if self.verbose {
             errln!(
                 "mailsend: {why}; retrying in {}",
-                humantime::format_duration(Duration::from_millis(jittered.as_millis() as u64))
+                humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
             );
         }
-        std::thread::sleep(jittered);
-        *delay = (*delay * 2).min(Duration::from_secs(300));
+        std::thread::sleep(delay);
     }
 }
 
