@@ -388,6 +388,7 @@ fn send_chunks(
         };
         // All-or-nothing messages one at a time (DATA waits for every
         // RCPT reply); the others pipelined back to back.
+        // The session failure, and the entry it hit.
         let mut lost = None;
         for (i, ((from, recipients, all_or_nothing), content)) in
             envelopes.iter().zip(&contents).enumerate()
@@ -397,7 +398,7 @@ fn send_chunks(
                     Ok(delivery) => record(i, Ok(delivery)),
                     Err(err) if err.server_still_there() => record(i, Err(err)),
                     Err(err) => {
-                        lost = Some(err);
+                        lost = Some((err, Some(i)));
                         break;
                     }
                 }
@@ -411,16 +412,27 @@ fn send_chunks(
                 content: &contents[i],
             });
             if let Err(err) = client.send_many(messages, |k, outcome| record(others[k], outcome)) {
-                lost = Some(err);
+                // Messages settle in order: the first one not settled is
+                // the one in flight when the session failed.
+                let hit = others.iter().copied().find(|&i| !settled[i]);
+                lost = Some((err, hit));
             }
         }
-        // Entries the session did not settle wait again, in order.
-        for (entry, done) in entries.into_iter().zip(settled).rev() {
-            if !done {
-                waiting.push_front(entry);
+        // Entries the session did not settle wait again, in order, the
+        // one the failure hit first (it records the failure).
+        let hit = lost.as_ref().and_then(|(_, hit)| *hit);
+        let mut hit_entry = None;
+        for (i, (entry, done)) in entries.into_iter().zip(settled).enumerate().rev() {
+            match (done, Some(i) == hit) {
+                (true, _) => {}
+                (false, true) => hit_entry = Some(entry),
+                (false, false) => waiting.push_front(entry),
             }
         }
-        if let Some(err) = lost {
+        if let Some(entry) = hit_entry {
+            waiting.push_front(entry);
+        }
+        if let Some((err, _)) = lost {
             return (code, Some(err.into()));
         }
     }
