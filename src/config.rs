@@ -162,11 +162,16 @@ impl Sourced<OsString> {
 }
 
 impl Sourced {
+    /// The value is quoted only when it is one plain line: a value that
+    /// spans lines may be a `.env` quote left open that swallowed the
+    /// lines after it, a password among them.
     fn invalid(&self, what: &str) -> Failure {
-        Failure::new(
-            self.origin.exit(),
-            format!("invalid {what} '{}' (from {})", self.value, self.origin),
-        )
+        let message = if self.value.chars().any(char::is_control) {
+            format!("invalid {what} (from {})", self.origin)
+        } else {
+            format!("invalid {what} '{}' (from {})", self.value, self.origin)
+        };
+        Failure::new(self.origin.exit(), message)
     }
 }
 

@@ -14,7 +14,9 @@
 //!   breaks included (a quoted value may span lines). The first matching
 //!   quote ends the value; after it only white space and a comment may
 //!   follow. A value holding `'` goes in double quotes, one holding `"` in
-//!   single quotes.
+//!   single quotes. A later line of a quoted value that reads like
+//!   `MAILSEND_KEY=` is an error at the line the quote opened: a closing
+//!   quote is missing, and the value would swallow that setting.
 //! - Blank lines and lines starting with `#` are skipped; CRLF line ends
 //!   and a UTF-8 byte order mark are accepted.
 //!

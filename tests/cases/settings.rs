@@ -816,3 +816,16 @@ fn the_chmod_hint_never_names_a_wrong_file() {
     assert!(!hint.contains('\u{fffd}'), "{hint}");
     assert!(hint.contains("chmod 600 the file"), "{hint}");
 }
+
+#[test]
+fn a_bad_value_spanning_lines_is_named_not_quoted() {
+    let mut m = Mailsend::bare();
+    m.private_file(".env", format!("MAILSEND_TLS=\"tls\n{PASSWORD}\"\n"));
+    let run = m
+        .args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .args(["--from", USER])
+        .run()
+        .expect(78);
+    run.error_mentions("invalid TLS mode (from MAILSEND_TLS in .env)");
+    assert_eq!(run.stderr().lines().count(), 2, "{}", run.stderr());
+}
