@@ -166,13 +166,19 @@ impl Sourced {
     /// spans lines may be a `.env` quote left open that swallowed the
     /// lines after it, a password among them.
     fn invalid(&self, what: &str) -> Failure {
-        let message = if self.value.chars().any(char::is_control) {
+        let message = if spans_lines(&self.value) {
             format!("invalid {what} (from {})", self.origin)
         } else {
             format!("invalid {what} '{}' (from {})", self.value, self.origin)
         };
         Failure::new(self.origin.exit(), message)
     }
+}
+
+/// A value with a line break or another control character (a tab is
+/// fine): not one plain line, so not to be quoted in an error.
+fn spans_lines(value: &str) -> bool {
+    value.chars().any(|c| c.is_control() && c != '\t')
 }
 
 /// One setting's names in each layer.
@@ -598,7 +604,17 @@ impl Settings {
                 .into());
         }
 
-        let from_set = text(args.from.as_deref(), &FROM)?.map(|s| s.value);
+        let from_set = text(args.from.as_deref(), &FROM)?;
+        // A sender that spans lines from a variable or a file may be a
+        // `.env` quote left open that swallowed the lines after it: it is
+        // named, never quoted. (A flag is checked, and quoted, later.)
+        if let Some(s) = &from_set
+            && !matches!(s.origin, Origin::Flag(_))
+            && spans_lines(&s.value)
+        {
+            return Err(s.invalid("sender").into());
+        }
+        let from_set = from_set.map(|s| s.value);
         let from_is_user = from_set.is_none();
         let from = from_set.or_else(|| user.clone().filter(|u| u.contains('@')));
         let host = text(args.host.as_deref(), &HOST)?.map(|s| s.value);

@@ -147,11 +147,15 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Assignment>, ParseError> {
 }
 
 /// A line inside a quoted value that reads like `MAILSEND_KEY=`, with
-/// optional white space and `export `: no real value (a PEM block, a
+/// optional white space, `#` and `export `: no real value (a PEM block, a
 /// JSON text) holds one, a forgotten closing quote does.
 fn looks_like_setting(line: &[u8]) -> bool {
     let trim = |s: &[u8]| -> usize { s.iter().take_while(|&&b| is_blank(b)).count() };
     let mut rest = &line[trim(line)..];
+    // A commented-out setting counts too: `# MAILSEND_PASSWORD=...`.
+    if let Some(after) = rest.strip_prefix(b"#") {
+        rest = &after[trim(after)..];
+    }
     if let Some(after) = rest.strip_prefix(b"export") {
         let blanks = trim(after);
         if blanks > 0 {
@@ -319,6 +323,8 @@ mod tests {
             "A=1\nMAILSEND_FROM='x\r\n\n  export  MAILSEND_PASSWORD = hunter2'\n",
             "A=1\nB=\"x\n\tMAILSEND_PASSWORD=hunter2\"\n",
             "A=1\nB=\"x\nMAILSEND_USER=\"\n",
+            "A=1\nMAILSEND_FROM=\"x\n# MAILSEND_PASSWORD=hunter2\n\"\n",
+            "A=1\nMAILSEND_FROM=\"x\n  #export MAILSEND_PASSWORD=hunter2\n\"\n",
         ] {
             let err = parse(text.as_bytes()).unwrap_err();
             assert_eq!(err.line, 2, "{text:?}");

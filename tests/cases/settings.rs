@@ -829,3 +829,25 @@ fn a_bad_value_spanning_lines_is_named_not_quoted() {
     run.error_mentions("invalid TLS mode (from MAILSEND_TLS in .env)");
     assert_eq!(run.stderr().lines().count(), 2, "{}", run.stderr());
 }
+
+#[test]
+fn a_sender_from_a_file_or_variable_that_spans_lines_is_named_not_quoted() {
+    // A quote left open swallows the next lines, a commented-out password.
+    let mut m = Mailsend::bare();
+    m.private_file(
+        ".env",
+        format!(
+            "MAILSEND_FROM=\"Me <{USER}>\nX=1\n\"\nMAILSEND_HOST=h.example.com\n# {PASSWORD}\n"
+        ),
+    );
+    m.args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78)
+        .error_mentions("invalid sender (from MAILSEND_FROM in .env)");
+    let mut m = Mailsend::bare();
+    m.env("MAILSEND_FROM", &format!("Me <{USER}>\r\n{PASSWORD}"))
+        .args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78)
+        .error_mentions("invalid sender (from MAILSEND_FROM)");
+}
