@@ -11,6 +11,7 @@ use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::Deserialize;
@@ -55,6 +56,10 @@ pub struct Account {
     pub queue_lifetime: Option<String>,
 }
 
+/// More than any settings file needs: a larger one (`--env-file
+/// /dev/zero`) is refused rather than read into memory.
+pub const MAX_SETTINGS_FILE: u64 = 1 << 20;
+
 /// A loaded config file.
 #[derive(Debug)]
 pub struct Loaded {
@@ -88,7 +93,7 @@ pub fn locate(
 /// Reads and checks the file at `path`. A file found by searching (not
 /// named by `--config`) that the user may not read is skipped: it is
 /// another user's, e.g. root's mode-600 `/etc/mailsend/config.toml`.
-pub fn load(path: &Path, explicit: bool) -> Result<Option<Loaded>> {
+pub fn load(path: &Path, explicit: bool, wait: Duration) -> Result<Option<Loaded>> {
     let cannot = |e: std::io::Error| {
         Failure::config(format!(
             "cannot read config file {}: {}",
@@ -96,15 +101,30 @@ pub fn load(path: &Path, explicit: bool) -> Result<Option<Loaded>> {
             e.kind()
         ))
     };
-    let mut handle = match open_settings_file(path, explicit) {
+    let handle = match open_settings_file(path) {
         Ok(handle) => handle,
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
         Err(e) => return Err(cannot(e).into()),
     };
     let meta = handle.metadata().map_err(cannot)?;
     refuse_if_untrusted(path, &meta, explicit)?;
-    let mut text = String::new();
-    handle.read_to_string(&mut text).map_err(cannot)?;
+    let bytes = read_settings_file(&handle, wait, MAX_SETTINGS_FILE).map_err(|e| match e {
+        ReadError::Io(e) => cannot(e),
+        ReadError::TimedOut(wait) => Failure::config(format!(
+            "config file {}: no end of data within {} (a FIFO or pipe nobody writes to or closes?)",
+            path.display(),
+            humantime::format_duration(wait)
+        ))
+        .with_hint("the wait is --timeout (MAILSEND_TIMEOUT), 30s by default"),
+        ReadError::TooLarge => Failure::config(format!(
+            "config file {} is larger than {} KiB",
+            path.display(),
+            MAX_SETTINGS_FILE / 1024
+        )),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Failure::config(format!("config file {} is not valid UTF-8", path.display()))
+    })?;
     let file: ConfigFile = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
@@ -169,7 +189,7 @@ pub fn refuse_if_shared(path: &Path, meta: &Metadata, why: &str) -> Result<()> {
             path.display(),
             mode & 0o777
         ))
-        .with_hint(format!("run: chmod 600 {}", path.display()))
+        .with_hint(chmod_600_hint(path))
         .into());
     }
     Ok(())
@@ -215,17 +235,112 @@ pub fn refuse_if_foreign(path: &Path, meta: &Metadata, doing: &str, hint: &str) 
     Ok(())
 }
 
-/// Opens a settings file. One found by searching is opened without
-/// blocking, so a FIFO planted in its place cannot hang mailsend (its type
-/// is checked on the open file right after); one the user named may be a
-/// pipe on purpose (`--env-file <(pass show smtp)`).
-pub fn open_settings_file(path: &Path, named: bool) -> std::io::Result<File> {
+/// Opens a settings file, always without blocking: a FIFO that nobody
+/// writes to would otherwise hang in open(2). A file found by searching
+/// has its type checked on the open file right after; one the user named
+/// may be a pipe on purpose (`--env-file <(pass show smtp)`), and
+/// [`read_settings_file`] bounds the wait for it.
+pub fn open_settings_file(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let flags = if named { 0 } else { libc::O_NONBLOCK };
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(flags)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
+}
+
+/// Why a settings file could not be read whole.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    /// No end of file within the wait: a FIFO or pipe whose writer never
+    /// wrote or never closed it.
+    TimedOut(Duration),
+    /// Longer than the limit.
+    TooLarge,
+}
+
+/// Reads a file opened by [`open_settings_file`] to its end, at most
+/// `limit` bytes, within `wait` for the whole read: a FIFO with no writer,
+/// or a writer that never closes (`<(sleep 100)`, a `pass` waiting for a
+/// pinentry under cron), ends in [`ReadError::TimedOut`], not a hang.
+pub fn read_settings_file(file: &File, wait: Duration, limit: u64) -> Result<Vec<u8>, ReadError> {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + wait;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ReadError::TimedOut(wait));
+        }
+        let mut fds = libc::pollfd {
+            fd: file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // Rounded up, so that less than a millisecond left is not a busy loop.
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd, for a descriptor `file` keeps open.
+        let ready = unsafe { libc::poll(&mut fds, 1, ms) };
+        if ready < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(ReadError::Io(e));
+        }
+        if ready == 0 {
+            continue;
+        }
+        // Ready (data, end of file or an error): a read does not block.
+        match (&*file).read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => {
+                bytes.extend_from_slice(&chunk[..n]);
+                if bytes.len() as u64 > limit {
+                    return Err(ReadError::TooLarge);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+}
+
+/// `chmod 600 PATH` as a command a shell runs on exactly that file, or
+/// `None` when the name cannot be printed as such (not UTF-8, or holding
+/// a control character).
+pub fn chmod_600_command(path: &Path) -> Option<String> {
+    let text = path.to_str()?;
+    if text.is_empty() || text.chars().any(char::is_control) {
+        return None;
+    }
+    // A name starting with `-` would read as an option.
+    let text = if text.starts_with('-') {
+        format!("./{text}")
+    } else {
+        text.to_owned()
+    };
+    let plain = text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@%=".contains(&b));
+    Some(if plain {
+        format!("chmod 600 {text}")
+    } else {
+        format!("chmod 600 '{}'", text.replace('\'', r"'\''"))
+    })
+}
+
+/// The hint for a file that must be made private.
+pub fn chmod_600_hint(path: &Path) -> String {
+    match chmod_600_command(path) {
+        Some(command) => format!("run: {command}"),
+        None => "chmod 600 the file (its name cannot be shown as a command)".to_owned(),
+    }
 }
 
 impl Loaded {
@@ -289,6 +404,29 @@ mod tests {
         (dir, path)
     }
 
+    #[test]
+    fn the_chmod_command_is_quoted_for_a_shell() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let cmd = |p: &str| chmod_600_command(Path::new(p));
+        assert_eq!(cmd(".env").as_deref(), Some("chmod 600 .env"));
+        assert_eq!(
+            cmd("/home/me/a-b_c.env").as_deref(),
+            Some("chmod 600 /home/me/a-b_c.env")
+        );
+        assert_eq!(
+            cmd("my dir/it's $HOME.env").as_deref(),
+            Some(r"chmod 600 'my dir/it'\''s $HOME.env'")
+        );
+        assert_eq!(cmd("-x.env").as_deref(), Some("chmod 600 ./-x.env"));
+        assert_eq!(cmd("a\nb"), None);
+        assert_eq!(
+            chmod_600_command(Path::new(OsStr::from_bytes(b"e\xff.env"))),
+            None
+        );
+        assert!(chmod_600_hint(Path::new(OsStr::from_bytes(b"e\xff.env"))).contains("the file"));
+    }
+
     const TWO: &str = r#"
 [aliases]
 root = "admin@example.com"
@@ -310,7 +448,7 @@ password_command = "pass show alerts"
     #[test]
     fn chooses_by_name_sender_default() {
         let (_d, path) = write(TWO, 0o644);
-        let loaded = load(&path, true).unwrap().unwrap();
+        let loaded = load(&path, true, Duration::from_secs(5)).unwrap().unwrap();
         assert_eq!(loaded.choose(None, None).unwrap().unwrap().0, "work");
         assert_eq!(
             loaded
@@ -336,7 +474,9 @@ password_command = "pass show alerts"
     #[test]
     fn unknown_keys_name_key_line_and_file() {
         let (_d, path) = write("[accounts.a]\nhost = \"x\"\nhots = \"y\"\n", 0o600);
-        let err = load(&path, true).unwrap_err().to_string();
+        let err = load(&path, true, Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("hots") && err.contains("line 3") && err.contains("config.toml"),
             "{err}"
@@ -347,18 +487,20 @@ password_command = "pass show alerts"
     #[test]
     fn type_errors_do_not_echo_the_value() {
         let (_d, path) = write("[accounts.a]\npassword = 12345678\n", 0o600);
-        let err = load(&path, true).unwrap_err().to_string();
+        let err = load(&path, true, Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("12345678") && err.contains("line 2"), "{err}");
     }
 
     #[test]
     fn a_password_in_a_shared_file_is_refused() {
         let (_d, path) = write("[accounts.a]\npassword = \"pw\"\n", 0o640);
-        let err = load(&path, true).unwrap_err();
+        let err = load(&path, true, Duration::from_secs(5)).unwrap_err();
         assert_eq!(crate::exit::code_for(&err), crate::exit::Exit::Config);
         assert!(crate::exit::hint_for(&err).unwrap().contains("chmod 600"));
         let (_d, path) = write("[accounts.a]\npassword = \"pw\"\n", 0o600);
-        assert!(load(&path, true).is_ok());
+        assert!(load(&path, true, Duration::from_secs(5)).is_ok());
     }
 
     #[test]

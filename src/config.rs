@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -143,12 +143,23 @@ impl Sourced<OsString> {
 }
 
 impl Sourced {
+    /// The value is quoted only when it is one plain line: a value that
+    /// spans lines may be a `.env` quote left open that swallowed the
+    /// lines after it, a password among them.
     fn invalid(&self, what: &str) -> Failure {
-        Failure::new(
-            self.origin.exit(),
-            format!("invalid {what} '{}' (from {})", self.value, self.origin),
-        )
+        let message = if spans_lines(&self.value) {
+            format!("invalid {what} (from {})", self.origin)
+        } else {
+            format!("invalid {what} '{}' (from {})", self.value, self.origin)
+        };
+        Failure::new(self.origin.exit(), message)
     }
+}
+
+/// A value with a line break or another control character (a tab is
+/// fine): not one plain line, so not to be quoted in an error.
+fn spans_lines(value: &str) -> bool {
+    value.chars().any(|c| c.is_control() && c != '\t')
 }
 
 /// One setting's names in each layer.
@@ -310,20 +321,42 @@ impl<E: Fn(&str) -> Option<OsString>> Layers<E> {
     }
 }
 
-/// The variables whose value is a secret: a `.env` file that assigns one
-/// anywhere must be private, whatever its last assignment says.
+/// The variables whose value is a secret: a `.env` file that names one
+/// anywhere must be private, whatever its assignments say.
 const SECRET_KEYS: &[&str] = &["MAILSEND_PASSWORD"];
 
-/// More than any settings file needs: a larger one (`--env-file
-/// /dev/zero`) is refused rather than read into memory.
-const MAX_ENV_FILE: u64 = 1 << 20;
+/// The first secret key named anywhere in `bytes` as a whole word (so
+/// `MAILSEND_PASSWORD_COMMAND` does not count): in an assignment, in a
+/// comment, or in a line an unclosed quote swallowed into another value.
+fn secret_key_named_in(bytes: &[u8]) -> Option<&'static str> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.';
+    SECRET_KEYS.iter().copied().find(|key| {
+        let key = key.as_bytes();
+        bytes.windows(key.len()).enumerate().any(|(at, w)| {
+            w == key
+                && (at == 0 || !word(bytes[at - 1]))
+                && bytes.get(at + key.len()).is_none_or(|&b| !word(b))
+        })
+    })
+}
+
+/// How long to wait for a settings file to reach its end (it may be a
+/// FIFO or a pipe): the timeout when it is already known, else 30 s. A
+/// value that does not parse is reported later, where it is used.
+fn settings_wait(found: Option<Sourced<OsString>>) -> Duration {
+    found
+        .and_then(|s| s.value.to_str().and_then(parse_duration))
+        .filter(|d| !d.is_zero())
+        .unwrap_or(Duration::from_secs(30))
+}
 
 /// Reads the `.env` file: `--env-file PATH` must exist (66); `./.env` is
-/// optional. Only `MAILSEND_*` keys are kept. A file holding a password
-/// must not be readable by others. The file is read once, whole, before
-/// it is parsed: it may be a pipe (`--env-file <(pass show smtp)`), which
-/// could not be read again to report an error.
-fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, OsString>, PathBuf)> {
+/// optional. Only `MAILSEND_*` keys are kept. A file that names a secret
+/// key must not be readable by others. The file is read once, whole,
+/// before it is parsed: it may be a pipe (`--env-file <(pass show smtp)`),
+/// which could not be read again to report an error; a FIFO or pipe that
+/// gives no end of file within `wait` is an error (66), not a hang.
+fn read_dotenv(args: &ServerArgs, wait: Duration) -> Result<(HashMap<String, OsString>, PathBuf)> {
     let (path, required) = match args.env_file.as_deref() {
         Some(p) => (p.to_path_buf(), true),
         None if args.ignore_cwd_dotenv => return Ok((HashMap::new(), PathBuf::new())),
@@ -336,7 +369,7 @@ fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, OsString>, PathBuf)
             e.kind()
         ))
     };
-    let file = match accounts::open_settings_file(&path, required) {
+    let file = match accounts::open_settings_file(&path) {
         Ok(file) => file,
         Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
             return Ok((HashMap::new(), path));
@@ -350,29 +383,31 @@ fn read_dotenv(args: &ServerArgs) -> Result<(HashMap<String, OsString>, PathBuf)
     if !required {
         accounts::refuse_if_untrusted(&path, &meta, false)?;
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_ENV_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_ENV_FILE {
-        return Err(Failure::config(format!(
-            "env file {} is larger than {} KiB",
-            path.display(),
-            MAX_ENV_FILE / 1024
-        ))
-        .into());
+    let bytes = accounts::read_settings_file(&file, wait, accounts::MAX_SETTINGS_FILE).map_err(
+        |e| match e {
+            accounts::ReadError::Io(e) => cannot(e),
+            accounts::ReadError::TimedOut(wait) => Failure::no_input(format!(
+                "env file {}: no end of data within {} (a FIFO or pipe nobody writes to or closes?)",
+                path.display(),
+                humantime::format_duration(wait)
+            ))
+            .with_hint("the wait is --timeout (MAILSEND_TIMEOUT), 30s by default"),
+            accounts::ReadError::TooLarge => Failure::config(format!(
+                "env file {} is larger than {} KiB",
+                path.display(),
+                accounts::MAX_SETTINGS_FILE / 1024
+            )),
+        },
+    )?;
+    // Before parsing, on the raw bytes: an unclosed quote can turn the
+    // password line into part of another value, and a shared file that
+    // holds it must be refused all the same.
+    if let Some(key) = secret_key_named_in(&bytes) {
+        accounts::refuse_if_shared(&path, &meta, &format!("holds {key}"))?;
     }
     // The error names the line, never its text: it may hold a password.
     let assignments = dotenv::parse(&bytes)
         .map_err(|e| Failure::config(format!("cannot parse env file {}, {e}", path.display())))?;
-    // Every assignment counts: `PASSWORD=secret` then `PASSWORD=` still
-    // leaves the secret in the file.
-    if let Some(secret) = assignments
-        .iter()
-        .find(|a| SECRET_KEYS.contains(&a.key.as_str()) && !a.value.is_empty())
-    {
-        accounts::refuse_if_shared(&path, &meta, &format!("holds {}", secret.key))?;
-    }
     let vars = assignments
         .into_iter()
         .filter(|a| a.key.starts_with("MAILSEND_"))
@@ -394,13 +429,18 @@ impl Settings {
         sender: Option<&str>,
         env: impl Fn(&str) -> Option<OsString>,
     ) -> Result<Settings> {
-        let (dotenv, dotenv_path) = read_dotenv(args)?;
         let mut layers = Layers {
             env,
-            dotenv,
-            dotenv_path,
+            dotenv: HashMap::new(),
+            dotenv_path: PathBuf::new(),
             account: None,
         };
+        // The timeout also bounds the wait for a settings file that is a
+        // FIFO or a pipe: from the flag or the environment for `.env`,
+        // and from `.env` too for the config file.
+        let wait = settings_wait(layers.get(args.timeout.as_deref().map(OsStr::new), &TIMEOUT));
+        (layers.dotenv, layers.dotenv_path) = read_dotenv(args, wait)?;
+        let wait = settings_wait(layers.get(args.timeout.as_deref().map(OsStr::new), &TIMEOUT));
         // Where each setting that was found came from, for `config show`.
         let origins: RefCell<HashMap<&'static str, String>> = RefCell::default();
 
@@ -415,7 +455,7 @@ impl Settings {
         let explicit = config_path.is_some();
         let located = accounts::locate(config_path, &env_fn)?;
         let loaded = match &located {
-            Some(path) => accounts::load(path, explicit)?,
+            Some(path) => accounts::load(path, explicit, wait)?,
             None => None,
         };
         let account_name = layers.text(args.account.as_deref(), &ACCOUNT)?;
@@ -545,7 +585,17 @@ impl Settings {
                 .into());
         }
 
-        let from_set = text(args.from.as_deref(), &FROM)?.map(|s| s.value);
+        let from_set = text(args.from.as_deref(), &FROM)?;
+        // A sender that spans lines from a variable or a file may be a
+        // `.env` quote left open that swallowed the lines after it: it is
+        // named, never quoted. (A flag is checked, and quoted, later.)
+        if let Some(s) = &from_set
+            && !matches!(s.origin, Origin::Flag(_))
+            && spans_lines(&s.value)
+        {
+            return Err(s.invalid("sender").into());
+        }
+        let from_set = from_set.map(|s| s.value);
         let from_is_user = from_set.is_none();
         let from = from_set.or_else(|| user.clone().filter(|u| u.contains('@')));
         let host = text(args.host.as_deref(), &HOST)?.map(|s| s.value);

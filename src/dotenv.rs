@@ -14,7 +14,9 @@
 //!   breaks included (a quoted value may span lines). The first matching
 //!   quote ends the value; after it only white space and a comment may
 //!   follow. A value holding `'` goes in double quotes, one holding `"` in
-//!   single quotes.
+//!   single quotes. A later line of a quoted value that reads like
+//!   `MAILSEND_KEY=` is an error at the line the quote opened: a closing
+//!   quote is missing, and the value would swallow that setting.
 //! - Blank lines and lines starting with `#` are skipped; CRLF line ends
 //!   and a UTF-8 byte order mark are accepted.
 //!
@@ -95,6 +97,13 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Assignment>, ParseError> {
                 };
                 p.i = start + len + 1;
                 let raw = &p.s[start..start + len];
+                // `A="x` with its closing quote forgotten would swallow the
+                // lines up to the next quote, a password line among them.
+                if raw.split(|&b| b == b'\n').skip(1).any(looks_like_setting) {
+                    return Err(err(
+                        "the quote opened here runs into a later MAILSEND_ line (a closing quote missing?)",
+                    ));
+                }
                 p.line += raw.iter().filter(|&&b| b == b'\n').count();
                 p.skip_blanks();
                 if !(p.at_line_end() || p.peek() == Some(b'#')) {
@@ -135,6 +144,33 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Assignment>, ParseError> {
         });
     }
     Ok(out)
+}
+
+/// A line inside a quoted value that reads like `MAILSEND_KEY=`, with
+/// optional white space, `#` and `export `: no real value (a PEM block, a
+/// JSON text) holds one, a forgotten closing quote does.
+fn looks_like_setting(line: &[u8]) -> bool {
+    let trim = |s: &[u8]| -> usize { s.iter().take_while(|&&b| is_blank(b)).count() };
+    let mut rest = &line[trim(line)..];
+    // A commented-out setting counts too: `# MAILSEND_PASSWORD=...`.
+    if let Some(after) = rest.strip_prefix(b"#") {
+        rest = &after[trim(after)..];
+    }
+    if let Some(after) = rest.strip_prefix(b"export") {
+        let blanks = trim(after);
+        if blanks > 0 {
+            rest = &after[blanks..];
+        }
+    }
+    let Some(after) = rest.strip_prefix(b"MAILSEND_") else {
+        return false;
+    };
+    let name = after
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'.')
+        .count();
+    let after = &after[name..];
+    after[trim(after)..].first() == Some(&b'=')
 }
 
 fn valid_key(key: &[u8]) -> bool {
@@ -278,6 +314,31 @@ mod tests {
         let all = parse(b"K=\"-----BEGIN\r\nabc\n-----END\"\nA=1\n").unwrap();
         assert_eq!(all[0].value, OsString::from("-----BEGIN\nabc\n-----END"));
         assert_eq!((all[1].key.as_str(), all[1].line), ("A", 4));
+    }
+
+    #[test]
+    fn a_quote_that_runs_into_a_mailsend_line_is_an_error_at_its_opening_line() {
+        for text in [
+            "A=1\nMAILSEND_FROM=\"Me <me@example.com>\nMAILSEND_PASSWORD=hunter2\"\n",
+            "A=1\nMAILSEND_FROM='x\r\n\n  export  MAILSEND_PASSWORD = hunter2'\n",
+            "A=1\nB=\"x\n\tMAILSEND_PASSWORD=hunter2\"\n",
+            "A=1\nB=\"x\nMAILSEND_USER=\"\n",
+            "A=1\nMAILSEND_FROM=\"x\n# MAILSEND_PASSWORD=hunter2\n\"\n",
+            "A=1\nMAILSEND_FROM=\"x\n  #export MAILSEND_PASSWORD=hunter2\n\"\n",
+        ] {
+            let err = parse(text.as_bytes()).unwrap_err();
+            assert_eq!(err.line, 2, "{text:?}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        // Other lines inside quotes are kept: a PEM block, a base64 line
+        // ending in `=`, a word and `=` that is not a MAILSEND_ key.
+        let pem = "K=\"-----BEGIN KEY-----\nAQAB=\nexport X=1\nMAILSEND\n-----END KEY-----\"\n";
+        assert_eq!(
+            one(pem),
+            b"-----BEGIN KEY-----\nAQAB=\nexport X=1\nMAILSEND\n-----END KEY-----"
+        );
+        // On the first line of the value it is the value itself.
+        assert_eq!(one("K=\"MAILSEND_X=1\""), b"MAILSEND_X=1");
     }
 
     #[test]

@@ -330,3 +330,58 @@ fn the_process_is_never_dumpable() {
         "/proc entry of a dumpable process (uid {runs_as})"
     );
 }
+
+/// A .env readable by others whose password line was swallowed by an open
+/// quote on the line before: refused as holding the password, and the
+/// password appears nowhere.
+#[test]
+fn a_shared_dotenv_that_names_the_password_key_anywhere_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    for text in [
+        format!(
+            "MAILSEND_USER={USER}\nMAILSEND_FROM=\"Me <{USER}>\nMAILSEND_PASSWORD={PASSWORD}\"\n"
+        ),
+        format!(
+            "MAILSEND_USER={USER}\nMAILSEND_FROM='x\n  export MAILSEND_PASSWORD = {PASSWORD}'\n"
+        ),
+        format!("MAILSEND_USER={USER}\n# MAILSEND_PASSWORD={PASSWORD}\n"),
+    ] {
+        let mut m = Mailsend::bare();
+        let path = m.file(".env", &text);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let run = m
+            .args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+            .run()
+            .expect(78);
+        run.error_mentions(".env holds MAILSEND_PASSWORD and is readable by others");
+    }
+}
+
+/// Only the key itself counts: a shared .env with a password command and
+/// no password is still read.
+#[test]
+fn a_shared_dotenv_with_only_a_password_command_is_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut m = Mailsend::bare();
+    let path = m.file(
+        ".env",
+        format!("MAILSEND_USER={USER}\nMAILSEND_PASSWORD_COMMAND=echo x\nXMAILSEND_PASSWORD=1\n"),
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let run = m.args(["config", "show"]).run().expect(0);
+    assert!(run.stdout().contains("echo x"), "{}", run.stdout());
+}
+
+/// A password from .env is never quoted, even in an error about itself.
+#[test]
+fn a_bad_password_value_from_dotenv_is_never_quoted() {
+    let mut m = Mailsend::bare();
+    let mut text = format!("MAILSEND_USER={USER}\nMAILSEND_PASSWORD={PASSWORD}").into_bytes();
+    text.extend_from_slice(b"\xff\n");
+    m.private_file(".env", text);
+    let run = m
+        .args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78);
+    run.error_mentions("MAILSEND_PASSWORD in .env is not valid UTF-8");
+}

@@ -610,3 +610,244 @@ fn subcommands_refuse_flags_that_mean_nothing_to_them() {
         .run()
         .expect(0);
 }
+
+/// Makes a FIFO in the test's directory.
+fn fifo(m: &Mailsend, name: &str) -> PathBuf {
+    let path = m.path().join(name);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    path
+}
+
+/// Runs `m` and waits at most `bound` for it: (exit code, stderr, how long).
+fn run_within(m: &mut Mailsend, bound: Duration) -> (i32, String, Duration) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut child = m.spawn_with(std::process::Stdio::null(), std::process::Stdio::piped());
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("mailsend still runs after {bound:?}: it hangs on its settings file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    (status.code().expect("exited"), stderr, started.elapsed())
+}
+
+/// Opens `path` for writing (which waits for a reader), writes `text` and
+/// keeps it open for a minute: a writer that never finishes.
+fn writer_that_never_closes(path: PathBuf, text: &'static str) {
+    std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
+            let _ = f.write_all(text.as_bytes());
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    });
+}
+
+#[test]
+fn an_env_file_fifo_nobody_writes_to_fails_within_the_timeout() {
+    let mut m = Mailsend::bare();
+    let path = fifo(&m, "settings.env");
+    m.args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .args(["--timeout", "1s", "--env-file"])
+        .args([&path]);
+    let (code, stderr, took) = run_within(&mut m, Duration::from_secs(10));
+    assert_eq!(code, 66, "{stderr}");
+    assert!(
+        stderr.starts_with("mailsend: error: env file ")
+            && stderr.contains("settings.env")
+            && stderr.contains("within 1s"),
+        "{stderr}"
+    );
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+}
+
+#[test]
+fn an_env_file_whose_writer_never_closes_fails_within_the_timeout() {
+    let mut m = Mailsend::bare();
+    let path = fifo(&m, "settings.env");
+    writer_that_never_closes(path.clone(), "MAILSEND_FROM=piped@example.com\n");
+    m.args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .env("MAILSEND_TIMEOUT", "1s")
+        .args(["--env-file"])
+        .args([&path]);
+    let (code, stderr, _) = run_within(&mut m, Duration::from_secs(10));
+    assert_eq!(code, 66, "{stderr}");
+    assert!(stderr.contains("within 1s"), "{stderr}");
+}
+
+#[test]
+fn a_config_fifo_nobody_writes_to_or_never_closes_fails_within_the_timeout() {
+    // --config, with the timeout from the flag.
+    let mut m = Mailsend::bare();
+    let path = fifo(&m, "config.toml");
+    m.args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .args(["--from", USER, "--timeout", "1s", "--config"])
+        .args([&path]);
+    let (code, stderr, _) = run_within(&mut m, Duration::from_secs(10));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(
+        stderr.starts_with("mailsend: error: config file ") && stderr.contains("within 1s"),
+        "{stderr}"
+    );
+    // MAILSEND_CONFIG, with the timeout from .env.
+    let mut m = Mailsend::bare();
+    let path = fifo(&m, "config.toml");
+    writer_that_never_closes(path.clone(), "[aliases]\n");
+    m.private_file(".env", "MAILSEND_TIMEOUT=1s\n");
+    m.env_os("MAILSEND_CONFIG", &path)
+        .args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .args(["--from", USER]);
+    let (code, stderr, _) = run_within(&mut m, Duration::from_secs(10));
+    assert_eq!(code, 78, "{stderr}");
+    assert!(stderr.contains("within 1s"), "{stderr}");
+}
+
+#[test]
+fn a_config_fifo_that_is_written_and_closed_is_read() {
+    let mut m = Mailsend::bare();
+    let path = fifo(&m, "config.toml");
+    let writer = path.clone();
+    std::thread::spawn(move || {
+        let _ = std::fs::write(writer, "[aliases]\nroot = \"admin@example.com\"\n");
+    });
+    let run = m
+        .args(["config", "show", "--config"])
+        .args([&path])
+        .run()
+        .expect(0);
+    assert!(run.stdout().contains("alias root"), "{}", run.stdout());
+}
+
+#[test]
+fn a_quote_left_open_before_a_mailsend_line_is_an_error_naming_its_line() {
+    let mut m = Mailsend::bare();
+    m.private_file(
+        ".env",
+        format!(
+            "MAILSEND_USER={USER}\nMAILSEND_FROM=\"Me <{USER}>\nMAILSEND_PASSWORD={PASSWORD}\"\n"
+        ),
+    );
+    m.args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78)
+        .error_mentions("cannot parse env file .env, line 2");
+}
+
+#[test]
+fn the_chmod_hint_is_a_command_that_works() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut m = Mailsend::bare();
+    std::fs::create_dir(m.path().join("my dir")).expect("mkdir");
+    let path = m.file(
+        "my dir/it's $HOME.env",
+        format!("MAILSEND_USER={USER}\nMAILSEND_PASSWORD={PASSWORD}\n"),
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let run = m
+        .args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .args(["--env-file", "my dir/it's $HOME.env"])
+        .run()
+        .expect(78);
+    let stderr = run.stderr();
+    let command = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("mailsend: hint: run: "))
+        .unwrap_or_else(|| panic!("no chmod hint:\n{stderr}"));
+    let ran = std::process::Command::new("sh")
+        .args(["-c", command])
+        .current_dir(m.path())
+        .status()
+        .expect("sh");
+    assert!(ran.success(), "{command}");
+    let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{command}");
+    // Now private, the same file is accepted.
+    Mailsend::bare()
+        .current_dir(m.path())
+        .args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .args(["--env-file", "my dir/it's $HOME.env"])
+        .run()
+        .expect(0);
+}
+
+#[test]
+fn the_chmod_hint_never_names_a_wrong_file() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let mut m = Mailsend::bare();
+    let name = std::ffi::OsStr::from_bytes(b"e\xff.env");
+    let path = m.path().join(name);
+    std::fs::write(&path, format!("MAILSEND_PASSWORD={PASSWORD}\n")).expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let run = m
+        .args([
+            "--dry-run",
+            "--to",
+            "a@example.com",
+            "--body",
+            "x",
+            "--env-file",
+        ])
+        .args([name])
+        .run()
+        .expect(78);
+    let stderr = run.stderr();
+    let hint = stderr
+        .lines()
+        .find(|l| l.starts_with("mailsend: hint: "))
+        .unwrap_or_else(|| panic!("no hint:\n{stderr}"));
+    assert!(!hint.contains('\u{fffd}'), "{hint}");
+    assert!(hint.contains("chmod 600 the file"), "{hint}");
+}
+
+#[test]
+fn a_bad_value_spanning_lines_is_named_not_quoted() {
+    let mut m = Mailsend::bare();
+    m.private_file(".env", format!("MAILSEND_TLS=\"tls\n{PASSWORD}\"\n"));
+    let run = m
+        .args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .args(["--from", USER])
+        .run()
+        .expect(78);
+    run.error_mentions("invalid TLS mode (from MAILSEND_TLS in .env)");
+    assert_eq!(run.stderr().lines().count(), 2, "{}", run.stderr());
+}
+
+#[test]
+fn a_sender_from_a_file_or_variable_that_spans_lines_is_named_not_quoted() {
+    // A quote left open swallows the next lines, a commented-out password.
+    let mut m = Mailsend::bare();
+    m.private_file(
+        ".env",
+        format!(
+            "MAILSEND_FROM=\"Me <{USER}>\nX=1\n\"\nMAILSEND_HOST=h.example.com\n# {PASSWORD}\n"
+        ),
+    );
+    m.args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78)
+        .error_mentions("invalid sender (from MAILSEND_FROM in .env)");
+    let mut m = Mailsend::bare();
+    m.env("MAILSEND_FROM", &format!("Me <{USER}>\r\n{PASSWORD}"))
+        .args(["--dry-run", "--to", "a@example.com", "--body", "x"])
+        .run()
+        .expect(78)
+        .error_mentions("invalid sender (from MAILSEND_FROM)");
+}
