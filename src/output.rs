@@ -156,7 +156,7 @@ pub fn log(
             report
                 .rejected
                 .iter()
-                .map(|r| format!("{}:{}", r.address, r.code))
+                .map(|r| format!("{}:{}", log_word(&r.address), r.code))
                 .collect::<Vec<_>>()
                 .join(","),
             report.reply.as_deref().unwrap_or_default()
@@ -164,9 +164,13 @@ pub fn log(
     };
     let line = format!(
         "account={} from={} to={} size={size} message_id={:?} {outcome}",
-        account.unwrap_or("-"),
-        report.from,
-        recipients.join(","),
+        log_word(account.unwrap_or("-")),
+        log_word(&report.from),
+        recipients
+            .iter()
+            .map(|r| log_word(r))
+            .collect::<Vec<_>>()
+            .join(","),
         report.message_id,
     );
     if target == "syslog" {
@@ -188,6 +192,19 @@ pub fn log(
     }
 }
 
+/// A value for a `key=value` log line: as it is when it is a plain word
+/// (an ordinary address), else quoted and escaped, so that a quoted local
+/// part such as `"x result=sent"@example.com` cannot forge a field, split
+/// the recipient list or break the line.
+fn log_word(value: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@.-_+'/!#$%&*?^`{|}~[]".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        value.into()
+    } else {
+        format!("{value:?}").into()
+    }
+}
+
 /// One message to the system log, facility mail.
 fn syslog(ok: bool, line: &str) {
     let Ok(text) = std::ffi::CString::new(line.replace('\0', " ")) else {
@@ -200,5 +217,25 @@ fn syslog(ok: bool, line: &str) {
         libc::openlog(c"mailsend".as_ptr(), libc::LOG_PID, libc::LOG_MAIL);
         libc::syslog(priority, c"%s".as_ptr(), text.as_ptr());
         libc::closelog();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_words_cannot_forge_fields() {
+        assert_eq!(log_word("a.b+c@example.com"), "a.b+c@example.com");
+        assert_eq!(
+            log_word("\"x result=sent\"@example.com"),
+            r#""\"x result=sent\"@example.com""#
+        );
+        assert_eq!(log_word("\"a,b\"@example.com"), r#""\"a,b\"@example.com""#);
+        assert_eq!(
+            log_word("a\u{2028}b@example.com"),
+            r#""a\u{2028}b@example.com""#
+        );
+        assert_eq!(log_word(""), r#""""#);
     }
 }

@@ -135,6 +135,27 @@ impl InFlight {
     }
 }
 
+/// Whether an address field of the header block (From, To, Cc, Reply-To,
+/// Sender and their Resent- forms), folded lines included, holds a byte
+/// that is not ASCII. A display name is RFC 2047-encoded when mailsend
+/// composes; raw UTF-8 there means an internationalised address.
+fn address_fields_hold_utf8(head: &[u8]) -> bool {
+    const FIELDS: &[&[u8]] = &[b"from", b"to", b"cc", b"reply-to", b"sender"];
+    let mut in_address_field = false;
+    for line in head.split(|&b| b == b'\n') {
+        if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            let name = name.trim_ascii().to_ascii_lowercase();
+            let name = name.strip_prefix(b"resent-").unwrap_or(&name);
+            in_address_field = FIELDS.contains(&name);
+        }
+        if in_address_field && !line.is_ascii() {
+            return true;
+        }
+    }
+    false
+}
+
 fn rcpt_commands(recipients: &[String]) -> impl Iterator<Item = (Stage, String)> + '_ {
     recipients
         .iter()
@@ -628,8 +649,17 @@ impl<S: Wire> Session<S> {
         if self.caps.size.is_some() {
             mail.push_str(&format!(" SIZE={}", message.len()));
         }
-        let utf8_envelope = !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
-        if utf8_envelope && !self.caps.smtputf8 {
+        let head_end = message
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(message.len());
+        let head = &message[..head_end];
+        // A UTF-8 address, in the envelope or in an address field of the
+        // header (a Reply-To is in no envelope), needs SMTPUTF8 (RFC 6531).
+        let utf8_addresses = !from.is_ascii()
+            || recipients.iter().any(|r| !r.is_ascii())
+            || address_fields_hold_utf8(head);
+        if utf8_addresses && !self.caps.smtputf8 {
             return Err(SmtpError::MissingExtension {
                 name: "SMTPUTF8",
                 why: "an address is not ASCII",
@@ -644,11 +674,7 @@ impl<S: Wire> Session<S> {
             }
             mail.push_str(" BODY=8BITMIME");
         }
-        let head_end = message
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(message.len());
-        if utf8_envelope || (self.caps.smtputf8 && !message[..head_end].is_ascii()) {
+        if utf8_addresses || (self.caps.smtputf8 && !head.is_ascii()) {
             mail.push_str(" SMTPUTF8");
         }
         Ok(mail)

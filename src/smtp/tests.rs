@@ -587,3 +587,46 @@ fn a_refused_mail_then_a_hang_up_is_quoted() {
     );
     assert_eq!(err.class(), Class::Permanent);
 }
+
+#[test]
+fn a_utf8_address_in_a_header_needs_smtputf8() {
+    // No SMTPUTF8 offered (8BITMIME is): a Reply-To with a UTF-8 local
+    // part must not go out; a UTF-8 subject line (sendmail input) may.
+    let mut s = session("250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n", 4096);
+    let rcpt = to(&["a@example.com"]);
+    let err = s
+        .send(
+            "me@example.com",
+            &rcpt,
+            "Reply-To: zo\u{eb}@example.com\r\n\r\nhi\r\n".as_bytes(),
+            false,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SmtpError::MissingExtension {
+                name: "SMTPUTF8",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let folded = "To: a@example.com,\r\n zo\u{eb}@example.com\r\n\r\nhi\r\n";
+    assert!(
+        s.send("me@example.com", &rcpt, folded.as_bytes(), false)
+            .is_err()
+    );
+    s.send(
+        "me@example.com",
+        &rcpt,
+        "Subject: gr\u{fc}\u{df}e\r\n\r\nhi\r\n".as_bytes(),
+        false,
+    )
+    .expect("an 8-bit subject goes with BODY=8BITMIME");
+    let sent = s.quit().sent();
+    assert!(
+        sent[1].contains("BODY=8BITMIME") && !sent[1].contains("SMTPUTF8"),
+        "{sent:?}"
+    );
+}
