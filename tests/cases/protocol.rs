@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::with_auth;
-use crate::support::cmd::{Mailsend, PASSWORD, USER};
+use crate::support::cmd::Mailsend;
 use crate::support::script::{Peer, Scripted};
 use crate::support::server::{Behaviour, Cert, TestServer};
 
@@ -18,6 +18,16 @@ fn plain(server: &Scripted) -> Mailsend {
         .env("MAILSEND_FROM", "me@example.com")
         .env("MAILSEND_TIMEOUT", "5s");
     m
+}
+
+/// `--json` result of a send to a@ and b@example.com, which must exit `code`.
+fn json_of_send_to_two(server: &Scripted, code: i32) -> serde_json::Value {
+    let run = plain(server)
+        .args(["--to", "a@example.com", "--to", "b@example.com"])
+        .args(["--body", "x", "--json"])
+        .run()
+        .expect(code);
+    serde_json::from_str(run.stdout().trim()).expect("json")
 }
 
 /// The rest of a polite session: QUIT answered.
@@ -61,19 +71,7 @@ fn a_3xx_reply_to_rcpt_is_a_refusal() {
         peer.send("250 2.0.0 queued\r\n");
         bye(peer);
     });
-    let run = plain(&server)
-        .args([
-            "--to",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ])
-        .args(["--json"])
-        .run()
-        .expect(76);
-    let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("json");
+    let json = json_of_send_to_two(&server, 76);
     assert_eq!(json["accepted"], serde_json::json!(["a@example.com"]));
     assert_eq!(json["rejected"][0]["address"], "b@example.com");
     assert_eq!(json["rejected"][0]["code"], 354);
@@ -94,19 +92,7 @@ fn an_over_long_reply_line_never_shifts_the_replies() {
         ));
         bye(peer);
     });
-    let run = plain(&server)
-        .args([
-            "--to",
-            "a@example.com",
-            "--to",
-            "b@example.com",
-            "--body",
-            "x",
-        ])
-        .args(["--json"])
-        .run()
-        .expect(69);
-    let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("json");
+    let json = json_of_send_to_two(&server, 69);
     assert_eq!(json["accepted"], serde_json::json!([]));
     assert_eq!(json["rejected"][1]["text"], "5.1.1 no such user b");
     let received = server.received();
@@ -155,43 +141,6 @@ fn a_slow_content_scanner_gets_more_than_the_command_timeout() {
         .args(["--timeout", "1s", "--to", "a@example.com", "--body", "x"])
         .run()
         .expect(0);
-}
-
-#[test]
-fn a_partial_echo_of_the_credentials_is_redacted() {
-    use base64::Engine;
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
-    for cut in [4, 9] {
-        let server = TestServer::start(with_auth(Behaviour {
-            echo_auth: true,
-            echo_auth_cut: cut,
-            ..Behaviour::default()
-        }));
-        let mut m = Mailsend::to(&server);
-        let log = m.path().join("mail.log");
-        let run = m
-            .args([
-                "--to",
-                "a@example.com",
-                "--body",
-                "x",
-                "-v",
-                "--json",
-                "--log",
-            ])
-            .args([&log])
-            .run();
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        for text in [run.stdout(), run.stderr(), log] {
-            let fragment = &token[8..token.len() - cut];
-            assert!(
-                !text.contains(fragment),
-                "cut {cut}: token fragment shown:\n{text}"
-            );
-            assert!(!text.contains(&PASSWORD[..PASSWORD.len() - 1]), "{text}");
-        }
-        assert!(run.stderr().contains("<redacted>"), "{}", run.stderr());
-    }
 }
 
 #[test]

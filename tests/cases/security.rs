@@ -226,50 +226,52 @@ fn credentials_with_tls_none_are_refused_before_connecting() {
     assert!(server.sessions().is_empty());
 }
 
+/// A server that quotes the AUTH command back, whole or cut short (most
+/// of the token is still most of the password): nothing of it reaches
+/// stdout, stderr, --json or the log.
 #[test]
 fn credentials_echoed_by_the_server_are_redacted_everywhere() {
-    let server = TestServer::start(with_auth(Behaviour {
-        echo_auth: true,
-        ..Behaviour::default()
-    }));
-    let mut m = Mailsend::to(&server);
-    let log = m.path().join("mail.log");
-    let run = m
-        .args([
-            "--to",
-            "a@example.com",
-            "--body",
-            "x",
-            "-v",
-            "--json",
-            "--log",
-        ])
-        .args([&log])
-        .run();
-    assert_eq!(run.code(), 77, "{}", run.stderr());
     use base64::Engine;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
-    let log_text = std::fs::read_to_string(&log).expect("log written");
-    for (name, text) in [
-        ("stdout", run.stdout()),
-        ("stderr", run.stderr()),
-        ("log", log_text),
-    ] {
+    for cut in [0, 4, 9] {
+        let server = TestServer::start(with_auth(Behaviour {
+            echo_auth: true,
+            echo_auth_cut: cut,
+            ..Behaviour::default()
+        }));
+        let mut m = Mailsend::to(&server);
+        let log = m.path().join("mail.log");
+        let run = m
+            .args(["--to", "a@example.com", "--body", "x", "-v", "--json"])
+            .args(["--log".as_ref(), log.as_os_str()])
+            .run();
+        assert_eq!(run.code(), 77, "{}", run.stderr());
+        let log_text = std::fs::read_to_string(&log).expect("log written");
+        let fragment = &token[8..token.len() - cut];
+        for (name, text) in [
+            ("stdout", run.stdout()),
+            ("stderr", run.stderr()),
+            ("log", log_text),
+        ] {
+            assert!(
+                !text.contains(fragment),
+                "cut {cut}: AUTH token leaked on {name}:\n{text}"
+            );
+            assert!(
+                !text.contains(&PASSWORD[..PASSWORD.len() - 1]),
+                "password leaked on {name}"
+            );
+        }
         assert!(
-            !text.contains(&token),
-            "AUTH token leaked on {name}:\n{text}"
+            run.stderr()
+                .contains("syntax error in AUTH PLAIN <redacted>"),
+            "{}",
+            run.stderr()
         );
-        assert!(!text.contains(PASSWORD), "password leaked on {name}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log).expect("log").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the log is private: {mode:o}");
     }
-    assert!(
-        run.stderr()
-            .contains("syntax error in AUTH PLAIN <redacted>"),
-        "{}",
-        run.stderr()
-    );
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&log).expect("log").permissions().mode();
-    assert_eq!(mode & 0o077, 0, "the log is private: {mode:o}");
 }
 
 /// The process holds the password: it must not be dumpable (no core file,
