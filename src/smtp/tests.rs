@@ -119,6 +119,22 @@ fn session(server: &str, chunk: usize) -> Session<Script> {
     s
 }
 
+/// A plain session over `script`, greeted and past EHLO.
+fn greeted(script: Script) -> Session<Script> {
+    let mut s = Session::new(script, options(), None);
+    s.greeting().expect("greeting");
+    s.ehlo(false).expect("ehlo");
+    s
+}
+
+/// The server's bytes in the segments given.
+fn segmented(segments: &[&str]) -> Script {
+    Script::segments(
+        segments.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        4096,
+    )
+}
+
 fn to(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -219,14 +235,7 @@ fn bytes_after_the_starttls_220_abort_the_session() {
         "250-mx\r\n250 STARTTLS\r\n",
         "220 go ahead\r\n250 injected\r\n",
     ];
-    let s = Session::new(
-        Script::segments(
-            segments.iter().map(|s| s.as_bytes().to_vec()).collect(),
-            4096,
-        ),
-        options(),
-        None,
-    );
+    let s = Session::new(segmented(&segments), options(), None);
     let mut s = s;
     s.greeting().expect("greeting");
     s.ehlo(false).expect("ehlo");
@@ -247,16 +256,10 @@ fn bytes_after_the_starttls_220_abort_the_session() {
 
 #[test]
 fn starttls_says_ehlo_again_and_keeps_what_was_offered_in_clear() {
-    let mut s = Session::new(
-        Script::new(
-            "220 hi\r\n250-mx\r\n250 STARTTLS\r\n220 go ahead\r\n250-mx\r\n250 AUTH PLAIN\r\n",
-            1,
-        ),
-        options(),
-        None,
-    );
-    s.greeting().expect("greeting");
-    s.ehlo(false).expect("ehlo");
+    let s = greeted(Script::new(
+        "220 hi\r\n250-mx\r\n250 STARTTLS\r\n220 go ahead\r\n250-mx\r\n250 AUTH PLAIN\r\n",
+        1,
+    ));
     let s = s
         .starttls(|stream| Ok((stream, "TLSv1.3".to_string())))
         .expect("upgraded");
@@ -332,13 +335,7 @@ fn err_class_of(code: u16) -> Class {
 #[test]
 fn a_3xx_where_2xx_is_due_is_not_success() {
     // Without PIPELINING: MAIL answered with 354.
-    let mut s = Session::new(
-        Script::new("220 hi\r\n250 mx\r\n354 what\r\n", 4096),
-        options(),
-        None,
-    );
-    s.greeting().expect("greeting");
-    s.ehlo(false).expect("ehlo");
+    let mut s = greeted(Script::new("220 hi\r\n250 mx\r\n354 what\r\n", 4096));
     let err = s
         .send("me@example.com", &to(&["a@example.com"]), b"x", false)
         .unwrap_err();
@@ -408,16 +405,7 @@ fn a_surplus_reply_never_shifts_the_next_ones() {
         "250 ok\r\n250 ok again\r\n",
         "550 no such user\r\n",
     ];
-    let mut s = Session::new(
-        Script::segments(
-            segments.iter().map(|s| s.as_bytes().to_vec()).collect(),
-            4096,
-        ),
-        options(),
-        None,
-    );
-    s.greeting().expect("greeting");
-    s.ehlo(false).expect("ehlo");
+    let mut s = greeted(segmented(&segments));
     let err = s
         .send("me@example.com", &to(&["a@example.com"]), b"x", false)
         .unwrap_err();
@@ -542,16 +530,10 @@ fn thousands_of_recipients_go_in_bounded_groups() {
 
 #[test]
 fn without_pipelining_one_command_at_a_time() {
-    let mut s = Session::new(
-        Script::new(
-            "220 hi\r\n250 mx\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n250 queued\r\n",
-            4096,
-        ),
-        options(),
-        None,
-    );
-    s.greeting().expect("greeting");
-    s.ehlo(false).expect("ehlo");
+    let mut s = greeted(Script::new(
+        "220 hi\r\n250 mx\r\n250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n250 queued\r\n",
+        4096,
+    ));
     let d = s
         .send(
             "me@example.com",
