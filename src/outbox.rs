@@ -20,7 +20,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -157,6 +157,47 @@ fn check_dir(path: &Path, follow: bool) -> Result<()> {
     accounts::refuse_if_foreign(path, &meta, "not using outbox", DIR_HINT)
 }
 
+/// Refuses an outbox that someone else could swap for another directory:
+/// every directory above it (along the path as given, and along the real
+/// path when that goes through symlinks) must belong to the user or root
+/// and be writable by nobody else, unless it has the sticky bit (`/tmp`),
+/// as ssh's StrictModes asks of `~/.ssh`. Paths are opened again by name
+/// at each use, so this is what keeps them meaning the same directory.
+fn check_ancestors(root: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mut paths = Vec::new();
+    if root.is_absolute() {
+        paths.push(root.to_path_buf());
+    }
+    if let Ok(real) = fs::canonicalize(root) {
+        paths.push(real);
+    }
+    for path in &paths {
+        for dir in path.ancestors().skip(1) {
+            if dir.as_os_str().is_empty() {
+                continue;
+            }
+            let meta = fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+            let owner_ok = meta.uid() == me || meta.uid() == 0;
+            let mode = meta.mode();
+            let writable_ok = mode & 0o022 == 0 || mode & 0o1000 != 0;
+            if !(owner_ok && writable_ok) {
+                return Err(Failure::config(format!(
+                    "not using outbox {}: {} above it belongs to another user or others can write it (without the sticky bit), so it could be swapped",
+                    root.display(),
+                    dir.display()
+                ))
+                .with_hint(
+                    "keep the outbox under directories only you (or root) can write, e.g. the default under your home",
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Opens a file of the outbox without following a symlink (nor blocking on
 /// a FIFO) and checks the open file: a regular file of the user's (or
 /// root's) that nobody else can write.
@@ -263,6 +304,7 @@ impl Outbox {
     /// An outbox that exists already, opened without creating anything.
     pub fn existing(root: PathBuf) -> Result<Outbox> {
         check_dir(&root, true)?;
+        check_ancestors(&root)?;
         for dir in [root.join(".tmp"), root.join("failed")] {
             if fs::symlink_metadata(&dir).is_ok() {
                 check_dir(&dir, false)?;

@@ -1420,3 +1420,33 @@ fn a_lock_that_is_not_a_regular_file_is_refused() {
         assert!(server.sessions().is_empty(), "{kind}");
     }
 }
+
+/// A directory above the outbox that others can write (without the
+/// sticky bit) would let them swap the outbox: refused (78), nothing
+/// sent; with the sticky bit, as /tmp has, it is fine.
+#[test]
+fn an_outbox_under_a_directory_others_can_write_is_refused() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let dirs = queue_some(port, home.path(), 1);
+    let state = home.path().join(".local/state");
+    chmod(&state, 0o777);
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(78)
+        .error_mentions("could be swapped");
+    at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(78);
+    assert!(server.sessions().is_empty());
+    assert!(dirs[0].join("message.eml").is_file());
+    chmod(&state, 0o1777);
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert_eq!(message_ids(&server).len(), 1);
+}
