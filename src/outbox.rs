@@ -6,9 +6,12 @@
 //! removed, and `.lock` for `flush`. An entry is built complete in `.tmp/`
 //! (files fsynced) and renamed into place, and the directory is fsynced;
 //! removal is a rename out of the way before deleting. A crash at any
-//! instant therefore leaves either no entry or a complete one. The one
-//! window for a duplicate is a crash between the server's 250 and the
-//! removal rename.
+//! instant therefore leaves either no entry or a complete one. Each
+//! attempt is recorded (`in_flight`) before the message is sent, and a
+//! message whose attempt cannot be recorded is not sent; the one window
+//! for a duplicate is a crash (or a disk fault) between the server's 250
+//! and recording the outcome, which the next flush finds `in_flight` and
+//! sends once more, saying so.
 //!
 //! Whatever is in the outbox gets mailed with the user's login, so nothing
 //! in it is trusted blindly: the directory, `.lock`, `.tmp/`, `failed/` and
