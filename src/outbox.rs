@@ -754,6 +754,34 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_naming_nobody_needs_a_recorded_outcome() {
+        let mut e = entry();
+        e.recipients.clear();
+        assert!(e.check().unwrap_err().contains("no recipient"));
+        e.done = true;
+        assert!(e.check().is_ok());
+        e.done = false;
+        e.delivered.push("b@example.com".into());
+        assert!(e.check().is_ok());
+    }
+
+    #[test]
+    fn a_lock_that_is_a_directory_or_fifo_is_a_config_refusal() {
+        let (_d, ob) = outbox();
+        fs::create_dir(ob.root.join(".lock")).unwrap();
+        let err = ob.try_lock().unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Config, "{err:#}");
+        fs::remove_dir(ob.root.join(".lock")).unwrap();
+        let fifo =
+            std::ffi::CString::new(ob.root.join(".lock").into_os_string().into_encoded_bytes())
+                .unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = ob.try_lock().unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Config, "{err:#}");
+    }
+
+    #[test]
     fn entry_files_and_the_lock_are_not_followed_through_symlinks() {
         let (d, ob) = outbox();
         let id = ob.add(entry(), b"x").unwrap();

@@ -644,7 +644,11 @@ fn finish(outbox: &Outbox, entry: &mut Entry, reply: Option<&str>, verbose: bool
             };
             let then = match marked {
                 true => "the next flush removes it",
-                false => "a later flush may send it again",
+                // Its record still says in_flight: not sent again while the
+                // outbox cannot be written, once more when it can.
+                false => {
+                    "nor marked done: it is not sent again while the outbox cannot be written; once it can, a flush sends it once more"
+                }
             };
             return Err(err.context(format!(
                 "delivered, but the outbox entry could not be removed ({then})"

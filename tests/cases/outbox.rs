@@ -1308,7 +1308,9 @@ fn an_outcome_that_cannot_be_recorded_is_never_sent_again_while_the_fault_lasts(
         .run()
         .expect(75);
     assert!(
-        first.stderr().contains("could not be removed"),
+        first
+            .stderr()
+            .contains("could not be removed (nor marked done"),
         "{}",
         first.stderr()
     );
