@@ -6,9 +6,12 @@
 //! removed, and `.lock` for `flush`. An entry is built complete in `.tmp/`
 //! (files fsynced) and renamed into place, and the directory is fsynced;
 //! removal is a rename out of the way before deleting. A crash at any
-//! instant therefore leaves either no entry or a complete one. The one
-//! window for a duplicate is a crash between the server's 250 and the
-//! removal rename.
+//! instant therefore leaves either no entry or a complete one. Each
+//! attempt is recorded (`in_flight`) before the message is sent, and a
+//! message whose attempt cannot be recorded is not sent; the one window
+//! for a duplicate is a crash (or a disk fault) between the server's 250
+//! and recording the outcome, which the next flush finds `in_flight` and
+//! sends once more, saying so.
 //!
 //! Whatever is in the outbox gets mailed with the user's login, so nothing
 //! in it is trusted blindly: the directory, `.lock`, `.tmp/`, `failed/` and
@@ -20,7 +23,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -65,6 +68,17 @@ pub struct Entry {
     /// Sent with `--all-or-nothing`: to every recipient at once or to none.
     #[serde(default)]
     pub all_or_nothing: bool,
+    /// Written (with the attempt counted and the next one scheduled) just
+    /// before the message is sent, and cleared when the outcome is
+    /// recorded. Found set by a flush: the outcome of that send was never
+    /// recorded (a crash, or the disk failed after the server's reply), so
+    /// the recipients may already have it.
+    #[serde(default)]
+    pub in_flight: bool,
+    /// Written when the message was delivered but the entry could not be
+    /// removed: nobody is owed it any more, the next flush only removes it.
+    #[serde(default)]
+    pub done: bool,
 }
 
 impl Entry {
@@ -72,6 +86,14 @@ impl Entry {
     /// file on disk, and what it says goes into MAIL FROM and RCPT TO.
     pub fn check(&self) -> std::result::Result<(), String> {
         check_address("sender", &self.from)?;
+        // Nobody left to send to is a state only an outcome leads to.
+        if self.recipients.is_empty()
+            && self.delivered.is_empty()
+            && self.refused.is_empty()
+            && !self.done
+        {
+            return Err("no recipient, and no record that anyone got it or refused it".into());
+        }
         for r in &self.recipients {
             check_address("recipient", r)?;
         }
@@ -138,6 +160,47 @@ fn check_dir(path: &Path, follow: bool) -> Result<()> {
     accounts::refuse_if_foreign(path, &meta, "not using outbox", DIR_HINT)
 }
 
+/// Refuses an outbox that someone else could swap for another directory:
+/// every directory above it (along the path as given, and along the real
+/// path when that goes through symlinks) must belong to the user or root
+/// and be writable by nobody else, unless it has the sticky bit (`/tmp`),
+/// as ssh's StrictModes asks of `~/.ssh`. Paths are opened again by name
+/// at each use, so this is what keeps them meaning the same directory.
+fn check_ancestors(root: &Path) -> Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mut paths = Vec::new();
+    if root.is_absolute() {
+        paths.push(root.to_path_buf());
+    }
+    if let Ok(real) = fs::canonicalize(root) {
+        paths.push(real);
+    }
+    for path in &paths {
+        for dir in path.ancestors().skip(1) {
+            if dir.as_os_str().is_empty() {
+                continue;
+            }
+            let meta = fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+            let owner_ok = meta.uid() == me || meta.uid() == 0;
+            let mode = meta.mode();
+            let writable_ok = mode & 0o022 == 0 || mode & 0o1000 != 0;
+            if !(owner_ok && writable_ok) {
+                return Err(Failure::config(format!(
+                    "not using outbox {}: {} above it belongs to another user or others can write it (without the sticky bit), so it could be swapped",
+                    root.display(),
+                    dir.display()
+                ))
+                .with_hint(
+                    "keep the outbox under directories only you (or root) can write, e.g. the default under your home",
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Opens a file of the outbox without following a symlink (nor blocking on
 /// a FIFO) and checks the open file: a regular file of the user's (or
 /// root's) that nobody else can write.
@@ -154,6 +217,12 @@ fn open_checked(path: &Path, options: &mut fs::OpenOptions) -> Result<File> {
         Ok(file) => file,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(not("it is a symbolic link"));
+        }
+        // A FIFO with no reader (ENXIO), a directory (EISDIR), a socket...:
+        // refused like any file that is not what it should be.
+        Err(e) if fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) => {
+            let _ = e;
+            return Err(not("it is not a regular file"));
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
@@ -193,6 +262,24 @@ fn is_not_found(err: &anyhow::Error) -> bool {
     })
 }
 
+/// An entry that cannot be used: its state is damaged or unreadable.
+pub struct Damaged {
+    pub id: String,
+    pub why: String,
+}
+
+/// The entries of a directory of the outbox.
+pub struct Listing {
+    /// The usable ones, oldest first.
+    pub entries: Vec<Entry>,
+    /// Those left in place because their state is damaged or unreadable
+    /// (reported on stderr).
+    pub damaged: Vec<Damaged>,
+    /// What the problems found call for: 78 for an entry refused as
+    /// untrusted, 65 for a damaged one, 75 for one that could not be read.
+    pub code: Exit,
+}
+
 /// An open outbox directory.
 pub struct Outbox {
     root: PathBuf,
@@ -220,6 +307,7 @@ impl Outbox {
     /// An outbox that exists already, opened without creating anything.
     pub fn existing(root: PathBuf) -> Result<Outbox> {
         check_dir(&root, true)?;
+        check_ancestors(&root)?;
         for dir in [root.join(".tmp"), root.join("failed")] {
             if fs::symlink_metadata(&dir).is_ok() {
                 check_dir(&dir, false)?;
@@ -268,14 +356,14 @@ impl Outbox {
         Ok(id)
     }
 
-    /// Queued entries, oldest first, and `Exit::Config` if an entry was
-    /// refused as untrusted (reported on stderr).
-    pub fn entries(&self) -> Result<(Vec<Entry>, Exit)> {
+    /// Queued entries, oldest first, with those that cannot be used and
+    /// the exit code the problems call for (see `Listing`).
+    pub fn entries(&self) -> Result<Listing> {
         Self::read_entries(&self.root)
     }
 
     /// Entries in `failed/`, oldest first, as `entries`.
-    pub fn failed(&self) -> Result<(Vec<Entry>, Exit)> {
+    pub fn failed(&self) -> Result<Listing> {
         Self::read_entries(&self.root.join("failed"))
     }
 
@@ -283,13 +371,22 @@ impl Outbox {
     /// meta.json damaged by hand or by a disk fault, or an address in it
     /// invalid) is reported and left in place, so that it never stops the
     /// others; one that is a symlink or someone else's is reported as an
-    /// error (`Exit::Config`) and never read.
-    fn read_entries(dir: &Path) -> Result<(Vec<Entry>, Exit)> {
+    /// error (`Exit::Config`) and never read. A damaged entry makes the
+    /// code 65 (its data is bad, no retry mends it: a human must look),
+    /// one that could not be read 75 (an I/O fault may pass).
+    fn read_entries(dir: &Path) -> Result<Listing> {
         let mut entries = Vec::new();
+        let mut damaged = Vec::new();
         let mut code = Exit::Ok;
         let items = match fs::read_dir(dir) {
             Ok(items) => items,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((entries, code)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Listing {
+                    entries,
+                    damaged,
+                    code,
+                });
+            }
             Err(e) => return Err(e).with_context(|| format!("reading outbox {}", dir.display())),
         };
         for item in items {
@@ -311,15 +408,16 @@ impl Outbox {
             {
                 Ok(bytes) => serde_json::from_slice::<Entry>(&bytes)
                     .map_err(|e| e.to_string())
-                    .and_then(|entry| entry.check().map(|()| entry)),
+                    .and_then(|entry| entry.check().map(|()| entry))
+                    .map_err(|why| (Exit::DataErr, format!("is damaged ({why})"))),
                 // Moved away by a concurrent flush between read_dir and here.
                 Err(e) if is_not_found(&e) => continue,
                 Err(e) if crate::exit::code_for(&e) == Exit::Config => {
                     report(&format!("outbox entry {name} left alone: "), &e);
-                    code = Exit::Config;
+                    code = merge(code, Exit::Config);
                     continue;
                 }
-                Err(e) => Err(format!("{e:#}")),
+                Err(e) => Err((Exit::TempFail, format!("cannot be read ({e:#})"))),
             };
             match parsed {
                 Ok(mut entry) => {
@@ -327,14 +425,23 @@ impl Outbox {
                     entry.id = name;
                     entries.push(entry);
                 }
-                Err(why) => errln!(
-                    "mailsend: warning: outbox entry {} is damaged ({why}); left in place",
-                    path.display()
-                ),
+                Err((why_code, why)) => {
+                    errln!(
+                        "mailsend: error: outbox entry {} {why}; left in place",
+                        path.display()
+                    );
+                    code = merge(code, why_code);
+                    damaged.push(Damaged { id: name, why });
+                }
             }
         }
         entries.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
-        Ok((entries, code))
+        damaged.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Listing {
+            entries,
+            damaged,
+            code,
+        })
     }
 
     /// The directory of entry `id`, queued or failed; a malformed or
@@ -443,6 +550,8 @@ impl Outbox {
             .into());
         }
         entry.failed = None;
+        entry.in_flight = false;
+        entry.done = false;
         entry.next_attempt = now();
         // A new lease of life: the queue lifetime counts from now.
         entry.created = now();
@@ -566,6 +675,8 @@ mod tests {
             last_error: Some("421 try later".into()),
             failed: None,
             all_or_nothing: false,
+            in_flight: false,
+            done: false,
         }
     }
 
@@ -574,20 +685,20 @@ mod tests {
         let (_d, ob) = outbox();
         let id = ob.add(entry(), b"Subject: x\r\n\r\nbody\r\n").unwrap();
         assert_eq!(ob.message(&id).unwrap(), b"Subject: x\r\n\r\nbody\r\n");
-        let mut e = ob.entries().unwrap().0.remove(0);
+        let mut e = ob.entries().unwrap().entries.remove(0);
         assert_eq!(e.id, id);
         e.attempts = 3;
         ob.update(&e).unwrap();
-        assert_eq!(ob.entries().unwrap().0[0].attempts, 3);
+        assert_eq!(ob.entries().unwrap().entries[0].attempts, 3);
         ob.fail(&mut e, "550 no such user".into()).unwrap();
-        assert!(ob.entries().unwrap().0.is_empty());
+        assert!(ob.entries().unwrap().entries.is_empty());
         assert_eq!(
-            ob.failed().unwrap().0[0].failed.as_deref(),
+            ob.failed().unwrap().entries[0].failed.as_deref(),
             Some("550 no such user")
         );
         let id2 = ob.add(entry(), b"x").unwrap();
         ob.remove(&id2).unwrap();
-        assert!(ob.entries().unwrap().0.is_empty());
+        assert!(ob.entries().unwrap().entries.is_empty());
         assert!(ob.locate("../etc").is_err());
     }
 
@@ -597,13 +708,13 @@ mod tests {
         let mut e = entry();
         e.recipients = vec!["b@example.com".into(), "c@example.com".into()];
         let id = ob.add(e, b"x").unwrap();
-        let mut e = ob.entries().unwrap().0.remove(0);
+        let mut e = ob.entries().unwrap().entries.remove(0);
         e.recipients.clear();
         assert!(ob.update(&e).is_err(), "c would be lost");
         e.delivered.push("b@example.com".into());
         e.recipients.push("c@example.com".into());
         ob.update(&e).unwrap();
-        let on_disk = ob.entries().unwrap().0.remove(0);
+        let on_disk = ob.entries().unwrap().entries.remove(0);
         assert_eq!(on_disk.id, id);
         assert_eq!(on_disk.recipients, ["c@example.com"]);
     }
@@ -637,6 +748,34 @@ mod tests {
             e.check().unwrap_err().contains("\\r\\n"),
             "escaped in the message"
         );
+    }
+
+    #[test]
+    fn an_entry_naming_nobody_needs_a_recorded_outcome() {
+        let mut e = entry();
+        e.recipients.clear();
+        assert!(e.check().unwrap_err().contains("no recipient"));
+        e.done = true;
+        assert!(e.check().is_ok());
+        e.done = false;
+        e.delivered.push("b@example.com".into());
+        assert!(e.check().is_ok());
+    }
+
+    #[test]
+    fn a_lock_that_is_a_directory_or_fifo_is_a_config_refusal() {
+        let (_d, ob) = outbox();
+        fs::create_dir(ob.root.join(".lock")).unwrap();
+        let err = ob.try_lock().unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Config, "{err:#}");
+        fs::remove_dir(ob.root.join(".lock")).unwrap();
+        let fifo =
+            std::ffi::CString::new(ob.root.join(".lock").into_os_string().into_encoded_bytes())
+                .unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = ob.try_lock().unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Config, "{err:#}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! in use is visited: the default one and those of config-file accounts
 //! that set their own `outbox`. Commands that only look never create one.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
@@ -76,11 +77,16 @@ pub fn list(args: &ServerArgs) -> Result<Exit> {
     let now = now();
     let (outboxes, mut code) = existing_outboxes(args)?;
     for outbox in outboxes {
-        let (queued, queued_code) = outbox.entries()?;
-        let (failed, failed_code) = outbox.failed()?;
-        code = merge(merge(code, queued_code), failed_code);
-        for (state, entries) in [("queued", queued), ("failed", failed)] {
-            for e in entries {
+        let queued = outbox.entries()?;
+        let failed = outbox.failed()?;
+        code = merge(merge(code, queued.code), failed.code);
+        for (state, listing) in [("queued", queued), ("failed", failed)] {
+            // Entries that cannot be used are listed too (and in the exit
+            // code): a message nobody sees would wait forever.
+            for d in &listing.damaged {
+                outln!("{}  damaged  {}", d.id, printable(&d.why));
+            }
+            for e in listing.entries {
                 let next = match state {
                     "failed" => "-".to_owned(),
                     _ if e.next_attempt <= now => "due".to_owned(),
@@ -223,8 +229,10 @@ pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
 }
 
 fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
-    let (entries, mut code) = outbox.entries()?;
-    let due: Vec<Entry> = entries
+    let listing = outbox.entries()?;
+    let mut code = listing.code;
+    let due: Vec<Entry> = listing
+        .entries
         .into_iter()
         .filter(|e| all || e.next_attempt <= now())
         .collect();
@@ -295,15 +303,34 @@ fn flush_account(
     let mut code = Exit::Ok;
     let mut waiting: VecDeque<Entry> = VecDeque::new();
     for mut entry in entries {
-        // Nobody is owed it any more (a removal or a move to failed/ was
-        // interrupted after the server's reply): done, and never sent
-        // again, least of all in a transaction with no recipient.
         if entry.recipients.is_empty() {
-            let done = finish(outbox, &mut entry, None, verbose);
+            // Nobody is owed it any more (a removal or a move to failed/
+            // was interrupted after the server's reply): done, and never
+            // sent again, least of all in a transaction with no recipient.
+            // Only with an outcome on record (`Entry::check` refuses an
+            // entry without one as damaged; this is the last guard).
+            let recorded = entry.done || !entry.delivered.is_empty() || !entry.refused.is_empty();
+            let done = match recorded {
+                true => finish(outbox, &mut entry, None, verbose),
+                false => Err(Failure::data(
+                    "outbox entry is damaged (no recipient, and no record that anyone got it); left in place",
+                )
+                .into()),
+            };
             code = merge(code, done.unwrap_or_else(|e| report(&entry, e)));
-        } else {
-            waiting.push_back(entry);
+            continue;
         }
+        if entry.in_flight {
+            // A send whose outcome was never recorded (a crash, or the
+            // disk failed right after the server's reply): the one window
+            // for a duplicate. It is sent once more, and says so.
+            errln!(
+                "mailsend: warning: {}: an earlier flush sent it but could not record the server's answer; sending it again (its recipients may get it twice)",
+                entry.id
+            );
+            entry.in_flight = false;
+        }
+        waiting.push_back(entry);
     }
     while !waiting.is_empty() {
         let mut client = match transport.open() {
@@ -361,16 +388,32 @@ fn send_chunks(
                 Err(err) => code = merge(code, unreadable(&entry, &err)),
             }
         }
-        let (mut entries, contents): (Vec<Entry>, Vec<Vec<u8>>) = chunk.into_iter().unzip();
+        let (entries, contents): (Vec<Entry>, Vec<Vec<u8>>) = chunk.into_iter().unzip();
         let envelopes: Vec<(String, Vec<String>, bool)> = entries
             .iter()
             .map(|e| (e.from.clone(), e.recipients.clone(), e.all_or_nothing))
             .collect();
-        let mut settled = vec![false; entries.len()];
-        let mut record = |i: usize, outcome: Result<Delivery, SmtpError>| {
-            let entry = &mut entries[i];
-            settled[i] = true;
-            entry.attempts = entry.attempts.saturating_add(1);
+        let settled = RefCell::new(vec![false; entries.len()]);
+        let entries = RefCell::new(entries);
+        let chunk_code = Cell::new(code);
+        // Before an entry is sent: its attempt is recorded (see
+        // `mark_sending`); one whose record fails is not sent.
+        let mark = |i: usize| -> bool {
+            let entry = &mut entries.borrow_mut()[i];
+            match mark_sending(outbox, entry) {
+                Ok(()) => true,
+                Err(held) => {
+                    settled.borrow_mut()[i] = true;
+                    chunk_code.set(merge(chunk_code.get(), held));
+                    false
+                }
+            }
+        };
+        let record = |i: usize, outcome: Result<Delivery, SmtpError>| {
+            let entry = &mut entries.borrow_mut()[i];
+            settled.borrow_mut()[i] = true;
+            // The outcome is known: whatever is written next records it.
+            entry.in_flight = false;
             let done = match outcome {
                 Ok(delivery) => {
                     let attempt = Attempt {
@@ -384,16 +427,20 @@ fn send_chunks(
                 }
                 Err(err) => requeue(outbox, settings, entry, err.into(), false, verbose),
             };
-            code = merge(code, done.unwrap_or_else(|e| report(entry, e)));
+            let done = done.unwrap_or_else(|e| report(entry, e));
+            chunk_code.set(merge(chunk_code.get(), done));
         };
         // All-or-nothing messages one at a time (DATA waits for every
-        // RCPT reply); the others pipelined back to back.
-        // The session failure, and the entry it hit.
+        // RCPT reply); the others pipelined back to back. `lost`: the
+        // session failure, and the entry it hit.
         let mut lost = None;
         for (i, ((from, recipients, all_or_nothing), content)) in
             envelopes.iter().zip(&contents).enumerate()
         {
             if *all_or_nothing {
+                if !mark(i) {
+                    continue;
+                }
                 match client.send(from, recipients, content, true) {
                     Ok(delivery) => record(i, Ok(delivery)),
                     Err(err) if err.server_still_there() => record(i, Err(err)),
@@ -406,23 +453,37 @@ fn send_chunks(
         }
         let others: Vec<usize> = (0..envelopes.len()).filter(|&i| !envelopes[i].2).collect();
         if lost.is_none() {
-            let messages = others.iter().map(|&i| Message {
-                from: &envelopes[i].0,
-                recipients: &envelopes[i].1,
-                content: &contents[i],
+            // Marked one by one as send_many takes them (just before each
+            // envelope leaves); `sent[k]` is the chunk index of message k.
+            let sent = RefCell::new(Vec::new());
+            let messages = others.iter().filter(|&&i| mark(i)).map(|&i| {
+                sent.borrow_mut().push(i);
+                Message {
+                    from: &envelopes[i].0,
+                    recipients: &envelopes[i].1,
+                    content: &contents[i],
+                }
             });
-            if let Err(err) = client.send_many(messages, |k, outcome| record(others[k], outcome)) {
+            let settle = |k: usize, outcome| {
+                let i = sent.borrow().get(k).copied();
+                if let Some(i) = i {
+                    record(i, outcome);
+                }
+            };
+            if let Err(err) = client.send_many(messages, settle) {
                 // Messages settle in order: the first one not settled is
                 // the one in flight when the session failed.
-                let hit = others.iter().copied().find(|&i| !settled[i]);
+                let hit = others.iter().copied().find(|&i| !settled.borrow()[i]);
                 lost = Some((err, hit));
             }
         }
+        code = chunk_code.get();
         // Entries the session did not settle wait again, in order, the
         // one the failure hit first (it records the failure).
         let hit = lost.as_ref().and_then(|(_, hit)| *hit);
         let mut hit_entry = None;
-        for (i, (entry, done)) in entries.into_iter().zip(settled).enumerate().rev() {
+        let unsettled = entries.into_inner().into_iter().zip(settled.into_inner());
+        for (i, (entry, done)) in unsettled.enumerate().rev() {
             match (done, Some(i) == hit) {
                 (true, _) => {}
                 (false, true) => hit_entry = Some(entry),
@@ -455,7 +516,11 @@ fn failed_session(
     let Some(mut entry) = waiting.pop_front() else {
         return (exit::code_for(&err), true);
     };
-    entry.attempts = entry.attempts.saturating_add(1);
+    // Counted already if it was marked as being sent in this session.
+    if !entry.in_flight {
+        entry.attempts = entry.attempts.saturating_add(1);
+    }
+    entry.in_flight = false;
     let done = requeue(outbox, settings, &mut entry, err, session, verbose);
     let code = done.unwrap_or_else(|e| report(&entry, e));
     if session && !waiting.is_empty() && verbose {
@@ -465,6 +530,33 @@ fn failed_session(
         );
     }
     (code, session)
+}
+
+/// Records durably, before `entry` is sent, that it is being sent: the
+/// attempt counted, the next one scheduled (so a lost outcome is retried
+/// at the backoff's pace, not at every flush) and `in_flight` set. An entry
+/// whose record fails is not sent (its outcome could not be recorded
+/// either, and every later flush would send it again): it is reported and
+/// stays queued, and the code is 75 (78 if it was refused as untrusted).
+fn mark_sending(outbox: &Outbox, entry: &mut Entry) -> std::result::Result<(), Exit> {
+    let before = entry.clone();
+    entry.attempts = entry.attempts.saturating_add(1);
+    entry.next_attempt = now() + backoff(entry.attempts).as_secs();
+    entry.in_flight = true;
+    match outbox.update(entry) {
+        Ok(()) => Ok(()),
+        Err(err) => {
+            *entry = before;
+            errln!(
+                "mailsend: error: {}: not sent: the outbox could not record the attempt ({err:#}); it stays queued",
+                entry.id
+            );
+            Err(match exit::code_for(&err) {
+                Exit::Config => Exit::Config,
+                _ => Exit::TempFail,
+            })
+        }
+    }
 }
 
 /// A local failure handling `entry`: reported, and its exit code.
@@ -551,12 +643,20 @@ fn finish(outbox: &Outbox, entry: &mut Entry, reply: Option<&str>, verbose: bool
             // Delivered, but still on disk: say that nobody is owed it, so
             // that the next flush removes it without sending it again.
             let marked = match entry.recipients.is_empty() {
-                true => outbox.update(entry).is_ok(),
+                true => {
+                    entry.done = true;
+                    entry.in_flight = false;
+                    outbox.update(entry).is_ok()
+                }
                 false => false,
             };
             let then = match marked {
                 true => "the next flush removes it",
-                false => "a later flush may send it again",
+                // Its record still says in_flight: not sent again while the
+                // outbox cannot be written, once more when it can.
+                false => {
+                    "nor marked done: it is not sent again while the outbox cannot be written; once it can, a flush sends it once more"
+                }
             };
             return Err(err.context(format!(
                 "delivered, but the outbox entry could not be removed ({then})"
@@ -623,6 +723,7 @@ fn requeue(
         errln!("mailsend: error: {}: {reason}", entry.id);
     }
     entry.last_error = Some(reason);
+    entry.in_flight = false;
     entry.next_attempt = now() + backoff(entry.attempts).as_secs();
     outbox.update(entry)?;
     if verbose {

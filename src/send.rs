@@ -200,6 +200,8 @@ fn queue(
         last_error,
         failed: None,
         all_or_nothing: outgoing.all_or_nothing,
+        in_flight: false,
+        done: false,
     };
     let id = Outbox::open(settings)?.add(entry, &outgoing.bytes)?;
     Ok((id, recipients.len()))

@@ -480,10 +480,12 @@ fn damaged_and_half_updated_entries_do_not_block_the_others() {
     std::fs::write(dirs[1].join(".meta.json.tmp"), "left by a crash").expect("stale temp file");
 
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    // The exit code reports the damaged entry (65: bad data, which no
+    // retry mends).
     let run = at(port, home.path())
         .args(["outbox", "flush"])
         .run()
-        .expect(0);
+        .expect(65);
     assert!(run.stderr().contains("is damaged"), "{}", run.stderr());
     assert_eq!(
         message_ids(&server).len(),
@@ -493,6 +495,24 @@ fn damaged_and_half_updated_entries_do_not_block_the_others() {
     assert!(
         dirs[0].exists(),
         "the damaged entry is left in place for a human"
+    );
+    let list = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(65);
+    let id = dirs[0]
+        .file_name()
+        .expect("id")
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        list.stdout()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{id}  damaged  ")))
+            .count(),
+        1,
+        "{}",
+        list.stdout()
     );
 }
 
@@ -886,7 +906,7 @@ fn an_injected_address_in_meta_json_never_reaches_the_wire() {
     let run = at(port, home.path())
         .args(["outbox", "flush", "--all"])
         .run()
-        .expect(0);
+        .expect(65);
     assert!(run.stderr().contains("invalid"), "{}", run.stderr());
     assert!(
         !run.stderr().contains("\r\nRCPT"),
@@ -1096,16 +1116,37 @@ fn all_or_nothing_retry_goes_to_everyone() {
 
 #[test]
 fn an_outbox_or_entry_of_another_user_is_refused() {
+    // Part 1, for everyone: an entry others can write (its directory, or
+    // its meta.json) is refused, and only the user's own healthy entry goes.
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
-    let dirs = queue_some(port, home.path(), 2);
-    // Only root can give a file away; as anyone else the case cannot be
-    // built, and the mode cases above cover the rule.
-    if std::os::unix::fs::chown(&dirs[0], Some(65534), None).is_err() {
-        eprintln!("not root: skipped");
+    let dirs = queue_some(port, home.path(), 3);
+    chmod(&dirs[0], 0o770);
+    chmod(&dirs[1].join("meta.json"), 0o666);
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(78);
+    run.error_mentions("others can write it");
+    assert_eq!(message_ids(&server).len(), 1, "only the safe entry went");
+    assert!(dirs[0].join("message.eml").exists() && dirs[1].join("message.eml").exists());
+
+    // Part 2, the owner (uid) rule: only root can give a file away, so
+    // only root can build this case. Anyone else must fail to (EPERM),
+    // which is checked, so that this part is never passed by accident.
+    let given = std::os::unix::fs::chown(&dirs[0], Some(65534), None);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        let err = given.expect_err("a non-root user cannot chown");
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+        eprintln!("not root: the owner part of this test was not run (mode part passed)");
         return;
     }
-    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    given.expect("chown as root");
+    chmod(&dirs[0], 0o700);
+    chmod(&dirs[1].join("meta.json"), 0o600);
     let run = at(port, home.path())
         .args(["outbox", "flush", "--all"])
         .run()
@@ -1113,8 +1154,8 @@ fn an_outbox_or_entry_of_another_user_is_refused() {
     run.error_mentions("belongs to another user");
     assert_eq!(
         message_ids(&server).len(),
-        1,
-        "only the user's own entry went"
+        2,
+        "the user's own entry went, the other's did not"
     );
     assert!(
         dirs[0].join("message.eml").exists(),
@@ -1128,7 +1169,7 @@ fn an_outbox_or_entry_of_another_user_is_refused() {
         .run()
         .expect(78)
         .error_mentions("not using outbox");
-    assert_eq!(message_ids(&server).len(), 1, "nothing more sent");
+    assert_eq!(message_ids(&server).len(), 2, "nothing more sent");
 }
 
 /// A server's refusal kept in the outbox is shown escaped by `outbox
@@ -1224,4 +1265,190 @@ fn a_dropped_connection_mid_flush_gets_a_new_session_for_the_rest() {
         .expect(0);
     assert_eq!(message_ids(&server).len(), 3);
     assert_eq!(outbox_list(port, home.path()), "");
+}
+
+/// The server's 250 arrives, and then the entry can neither be removed
+/// nor marked "owed to nobody", and that fault lasts: no later flush
+/// sends the message again while the outbox cannot record an outcome.
+///
+/// The entry's directory has a name so long that the removal's rename
+/// (to `.tmp/NAME.removed-XXXXXXXX`) fails with ENAMETOOLONG, and the
+/// hook puts a directory where `meta.json`'s temporary file goes, so no
+/// rewrite of the state succeeds either; reading still works. (Root, which
+/// runs these tests, ignores mode bits: this breaks writes for it too.)
+#[test]
+fn an_outcome_that_cannot_be_recorded_is_never_sent_again_while_the_fault_lasts() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let dirs = queue_some(port, home.path(), 1);
+    let outbox = outbox_dir(home.path());
+    let id = dirs[0]
+        .file_name()
+        .expect("id")
+        .to_string_lossy()
+        .into_owned();
+    let long = format!("{id}-{}", "f".repeat(250 - id.len() - 1));
+    let entry = outbox.join(&long);
+    std::fs::rename(&dirs[0], &entry).expect("rename to a long id");
+    let hook_entry = entry.clone();
+    let server = TestServer::start_on(
+        with_auth(Behaviour {
+            fault_sessions: Some(1),
+            before_data_reply: Some(crate::support::server::Hook(std::sync::Arc::new(
+                move || {
+                    std::fs::create_dir_all(hook_entry.join(".meta.json.tmp")).expect("mkdir");
+                },
+            ))),
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    let first = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(75);
+    assert!(
+        first
+            .stderr()
+            .contains("could not be removed (nor marked done"),
+        "{}",
+        first.stderr()
+    );
+    assert_eq!(message_ids(&server).len(), 1);
+    // cron keeps running flush while the fault lasts.
+    for _ in 0..3 {
+        let again = at(port, home.path())
+            .args(["outbox", "flush", "--all"])
+            .run()
+            .expect(75);
+        assert!(
+            again.stderr().contains("not sent"),
+            "says why it is held back: {}",
+            again.stderr()
+        );
+    }
+    assert_eq!(
+        message_ids(&server).len(),
+        1,
+        "not sent again while its outcome cannot be recorded"
+    );
+    // Repaired: the one known duplicate window (its outcome was never
+    // recorded) is sent once more, with a warning, and then it is done.
+    std::fs::remove_dir(entry.join(".meta.json.tmp")).expect("repair");
+    std::fs::rename(&entry, &dirs[0]).expect("rename back");
+    let repaired = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert!(
+        repaired.stderr().contains("may get it twice"),
+        "{}",
+        repaired.stderr()
+    );
+    assert_eq!(message_ids(&server).len(), 2, "once more, not more");
+    assert_eq!(outbox_list(port, home.path()), "");
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert_eq!(message_ids(&server).len(), 2);
+}
+
+/// An entry that names nobody and records no outcome (a hand-edited or
+/// corrupted meta.json) is damaged: never said to be delivered, never
+/// removed, and reported by `flush` and `list` in their exit code.
+#[test]
+fn an_entry_with_no_recipient_and_no_outcome_is_damaged_not_delivered() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let dirs = queue_some(port, home.path(), 1);
+    let path = dirs[0].join("meta.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("meta")).expect("JSON");
+    meta["recipients"] = serde_json::json!([]);
+    meta["delivered"] = serde_json::json!([]);
+    std::fs::write(&path, serde_json::to_vec(&meta).expect("JSON")).expect("write");
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all", "-v"])
+        .run()
+        .expect(65);
+    assert!(!run.stderr().contains("delivered ("), "{}", run.stderr());
+    assert!(run.stderr().contains("damaged"), "{}", run.stderr());
+    assert!(dirs[0].join("message.eml").is_file(), "kept for a human");
+    assert!(server.sessions().iter().all(|s| s.transactions.is_empty()));
+    let list = at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(65);
+    let id = dirs[0]
+        .file_name()
+        .expect("id")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        list.stdout().contains(&format!("{id}  damaged  ")),
+        "{}",
+        list.stdout()
+    );
+}
+
+/// A FIFO or a directory where `.lock` goes is refused like any other
+/// untrusted file of the outbox (78), not taken for a passing fault.
+#[test]
+fn a_lock_that_is_not_a_regular_file_is_refused() {
+    for kind in ["fifo", "dir"] {
+        let home = tempfile::tempdir().expect("home");
+        let port = free_port();
+        queue_some(port, home.path(), 1);
+        let lock = outbox_dir(home.path()).join(".lock");
+        match kind {
+            "fifo" => {
+                let made = std::process::Command::new("mkfifo")
+                    .arg("-m600")
+                    .arg(&lock)
+                    .status()
+                    .expect("mkfifo");
+                assert!(made.success());
+            }
+            _ => std::fs::create_dir(&lock).expect("mkdir"),
+        }
+        let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+        at(port, home.path())
+            .args(["outbox", "flush", "--all"])
+            .run()
+            .expect(78)
+            .error_mentions("not a regular file");
+        assert!(server.sessions().is_empty(), "{kind}");
+    }
+}
+
+/// A directory above the outbox that others can write (without the
+/// sticky bit) would let them swap the outbox: refused (78), nothing
+/// sent; with the sticky bit, as /tmp has, it is fine.
+#[test]
+fn an_outbox_under_a_directory_others_can_write_is_refused() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let dirs = queue_some(port, home.path(), 1);
+    let state = home.path().join(".local/state");
+    chmod(&state, 0o777);
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(78)
+        .error_mentions("could be swapped");
+    at(port, home.path())
+        .args(["outbox", "list"])
+        .run()
+        .expect(78);
+    assert!(server.sessions().is_empty());
+    assert!(dirs[0].join("message.eml").is_file());
+    chmod(&state, 0o1777);
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert_eq!(message_ids(&server).len(), 1);
 }
