@@ -25,7 +25,6 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -121,14 +120,22 @@ impl Entry {
     }
 }
 
-/// One envelope address: `local@domain` as lettre accepts it, with no
-/// control character (CR, LF, NUL...) and no angle bracket anywhere.
+/// One envelope address, with no control character (CR, LF, NUL...):
+/// either exactly what the address parser of composition gives back for
+/// it (so a quoted local part such as `"a<b"@example.com` is kept, as it
+/// was sent), or, as before, a plain `local@domain` lettre accepts with no
+/// angle bracket (entries queued by older versions, address literals).
 fn check_address(what: &str, address: &str) -> std::result::Result<(), String> {
-    let plain = !address.is_empty()
-        && !address
-            .chars()
-            .any(|c| c.is_control() || c == '<' || c == '>');
-    if plain && lettre::Address::from_str(address).is_ok() {
+    // An older version may have queued a UTF-8 domain, which the parser
+    // now turns into its A-label; anything else must come back unchanged
+    // (no comment, no second address, nothing around it).
+    let older_idn = !address.is_ascii() && !address.contains([' ', '(', ')', ',', '<', '>']);
+    let bare = |m: &lettre::message::Mailbox| {
+        m.name.is_none() && (m.email.to_string() == address || older_idn)
+    };
+    let parsed = || crate::message::parse_mailbox(what, address).is_ok_and(|m| bare(&m));
+    let plain = || !address.contains(['<', '>']) && address.parse::<lettre::Address>().is_ok();
+    if !address.is_empty() && !address.chars().any(char::is_control) && (parsed() || plain()) {
         Ok(())
     } else {
         Err(format!("invalid {what} '{}'", address.escape_debug()))
@@ -724,7 +731,9 @@ mod tests {
         for good in [
             "a@example.com",
             "\"a b\"@example.com",
+            "\"a<b\"@example.com",
             "ü@example.com",
+            "a@bücher.example",
             "a@[127.0.0.1]",
         ] {
             assert!(check_address("recipient", good).is_ok(), "{good}");
