@@ -41,8 +41,8 @@ pub struct Draft {
 impl Draft {
     /// Splits `input` into header fields and body.
     ///
-    /// Lines end at LF (at CR in input that has no LF at all); CRs just
-    /// before an LF are part of the line end
+    /// Lines end at LF (at CR in input that has no LF at all, where the
+    /// lone-dot rule below sees one line only); CRs just before an LF are part of the line end
     /// (`\r+\n`, and CRs at the very end of the input). A bare CR (one not
     /// before LF) never makes an empty line and so never ends the header
     /// block: in the header block, a bare CR followed by a valid field
@@ -56,29 +56,30 @@ impl Draft {
     /// removed from the header block.
     pub fn parse(input: &[u8], ignore_dots: bool) -> Result<Draft> {
         let input = input.strip_prefix(BOM).unwrap_or(input);
-        // No LF at all: CR is the line end (old Mac files), and no mix of
-        // CR and LF can be misread.
-        let cr_only: Vec<u8>;
-        let input = if input.contains(&b'\r') && !input.contains(&b'\n') {
-            cr_only = input
-                .iter()
-                .map(|b| if *b == b'\r' { b'\n' } else { *b })
-                .collect();
-            &cr_only
-        } else {
-            input
-        };
         let mut raw: Vec<&[u8]> = input
             .split_inclusive(|b| *b == b'\n')
             .map(|l| l.strip_suffix(b"\n").unwrap_or(l))
             .collect();
+        // The lone dot: on LF lines, before any CR is looked at, so that
+        // nothing is cut that sendmail or Postfix would not cut.
+        if !ignore_dots && let Some(end) = raw.iter().position(|l| *l == b"." || *l == b".\r") {
+            raw.truncate(end);
+        }
+        if !input.contains(&b'\n') {
+            // No LF at all: CR is the line end (old Mac files), and no
+            // mix of CR and LF can be misread.
+            let text = raw.first().copied().unwrap_or_default();
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            raw = if text.is_empty() {
+                Vec::new()
+            } else {
+                text.split(|b| *b == b'\r').collect()
+            };
+        }
         let mut first_number = 1;
         if raw.first().is_some_and(|l| is_mbox_from(l)) {
             raw.remove(0);
             first_number = 2;
-        }
-        if !ignore_dots && let Some(end) = raw.iter().position(|l| *l == b"." || *l == b".\r") {
-            raw.truncate(end);
         }
         let lines: Vec<&[u8]> = raw.iter().map(|l| strip_crs(l)).collect();
         let blank = lines
@@ -588,6 +589,16 @@ mod tests {
         // A byte order mark is no part of the first field's name.
         let m = parse(b"\xEF\xBB\xBFTo: a@example.com\n\nx\n");
         assert_eq!(m.values("to"), ["a@example.com"]);
+    }
+
+    #[test]
+    fn cr_only_input_uses_cr_as_line_end_but_never_cuts_at_a_dot() {
+        let m = Draft::parse(b"To: a\rBcc: b\r\rx\r.\ry\r", false).unwrap();
+        assert_eq!(m.fields, [b"To: a\r\n".to_vec(), b"Bcc: b\r\n".to_vec()]);
+        assert_eq!(m.body, [&b"x"[..], b".", b"y"]);
+        let m = Draft::parse(b"From x Sat Nov 28 10:00:00 2026\rSubject: s\r\rb", false).unwrap();
+        assert_eq!(m.fields, [b"Subject: s\r\n".to_vec()]);
+        assert_eq!(m.body, [b"b"]);
     }
 
     #[test]
