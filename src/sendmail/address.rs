@@ -2,7 +2,7 @@
 //! a display name, comments, group syntax, and local names (`root`) that
 //! the `[aliases]` table maps to real addresses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use anyhow::Result;
 
@@ -122,15 +122,11 @@ pub fn rfind_unquoted(text: &str, wanted: char) -> Option<usize> {
     found
 }
 
+/// Keeps the first of each address that differ only in ASCII case; in
+/// linear time (a `-t` message may name tens of thousands).
 pub fn dedup_ignore_case(list: &mut Vec<String>) {
-    let mut seen: Vec<String> = Vec::new();
-    list.retain(|a| {
-        let new = !seen.iter().any(|s| s.eq_ignore_ascii_case(a));
-        if new {
-            seen.push(a.clone());
-        }
-        new
-    });
+    let mut seen: HashSet<String> = HashSet::with_capacity(list.len());
+    list.retain(|a| seen.insert(a.to_ascii_lowercase()));
 }
 
 /// Removes `(comments)` outside quotes; returns the rest and the first
@@ -250,6 +246,22 @@ mod tests {
             "an exact match wins"
         );
         assert!(resolve_recipient("<>", &aliases).is_err());
+    }
+
+    #[test]
+    fn dedup_keeps_the_first_of_each_in_linear_time() {
+        let mut list: Vec<String> = ["a@x.example", "B@x.example", "A@X.example", "b@x.example"]
+            .map(String::from)
+            .to_vec();
+        dedup_ignore_case(&mut list);
+        assert_eq!(list, ["a@x.example", "B@x.example"]);
+        // Quadratic work on 60,000 addresses takes far longer than this.
+        let mut many: Vec<String> = (0..60_000).map(|i| format!("u{i}@example.com")).collect();
+        many.push("U7@EXAMPLE.COM".into());
+        let started = std::time::Instant::now();
+        dedup_ignore_case(&mut many);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(many.len(), 60_000);
     }
 
     #[test]

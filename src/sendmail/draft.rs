@@ -39,62 +39,92 @@ pub struct Draft {
 }
 
 impl Draft {
-    /// Splits `input` into header fields and body. Lines may end in LF,
-    /// CRLF or a bare CR (the line break the wire would make of it: so a
-    /// `Bcc:` after a bare CR is a field here too, and removed); a UTF-8
-    /// byte order mark and a leading mbox `From ` line are dropped;
-    /// without `ignore_dots` a line holding only `.` ends the message, as
-    /// in sendmail. NUL octets are removed from the header block.
+    /// Splits `input` into header fields and body.
+    ///
+    /// Lines end at LF (at CR in input that has no LF at all, where the
+    /// lone-dot rule below sees one line only); CRs just before an LF are part of the line end
+    /// (`\r+\n`, and CRs at the very end of the input). A bare CR (one not
+    /// before LF) never makes an empty line and so never ends the header
+    /// block: in the header block, a bare CR followed by a valid field
+    /// (`Subject: hi\rBcc: x`) starts that field, as the line break the
+    /// wire would make of it (so that Bcc is removed too), and any other
+    /// bare CR is a space; in the body it is a line break. A UTF-8 byte
+    /// order mark and a leading mbox `From ` line (`From addr Mon Jan 1
+    /// ...`) are dropped; without `ignore_dots` an LF-delimited line
+    /// holding only `.` (one CR before the LF allowed) ends the message,
+    /// as in sendmail, before any bare CR is looked at. NUL octets are
+    /// removed from the header block.
     pub fn parse(input: &[u8], ignore_dots: bool) -> Result<Draft> {
         let input = input.strip_prefix(BOM).unwrap_or(input);
-        let mut lines: Vec<&[u8]> = input
+        let mut raw: Vec<&[u8]> = input
             .split_inclusive(|b| *b == b'\n')
             .map(|l| l.strip_suffix(b"\n").unwrap_or(l))
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .flat_map(|l| l.split(|b| *b == b'\r'))
             .collect();
+        // The lone dot: on LF lines, before any CR is looked at, so that
+        // nothing is cut that sendmail or Postfix would not cut.
+        if !ignore_dots && let Some(end) = raw.iter().position(|l| *l == b"." || *l == b".\r") {
+            raw.truncate(end);
+        }
+        if !input.contains(&b'\n') {
+            // No LF at all: CR is the line end (old Mac files), and no
+            // mix of CR and LF can be misread.
+            let text = raw.first().copied().unwrap_or_default();
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            raw = if text.is_empty() {
+                Vec::new()
+            } else {
+                text.split(|b| *b == b'\r').collect()
+            };
+        }
         let mut first_number = 1;
-        if lines.first().is_some_and(|l| l.starts_with(b"From ")) {
-            lines.remove(0);
+        if raw.first().is_some_and(|l| is_mbox_from(l)) {
+            raw.remove(0);
             first_number = 2;
         }
-        if !ignore_dots && let Some(end) = lines.iter().position(|l| *l == b".") {
-            lines.truncate(end);
-        }
+        let lines: Vec<&[u8]> = raw.iter().map(|l| strip_crs(l)).collect();
         let blank = lines
             .iter()
             .position(|l| l.is_empty())
             .unwrap_or(lines.len());
-        let head: Vec<Vec<u8>> = lines[..blank]
-            .iter()
-            .map(|line| line.iter().copied().filter(|b| *b != 0).collect())
-            .collect();
+        // The header-block candidates, each with the index of the LF line
+        // it comes from.
+        let mut head: Vec<(usize, Vec<u8>)> = Vec::new();
+        for (n, line) in lines[..blank].iter().enumerate() {
+            let clean: Vec<u8> = line.iter().copied().filter(|b| *b != 0).collect();
+            head.extend(header_pieces(&clean).into_iter().map(|p| (n, p)));
+        }
         let head_len = header_length(&head);
 
         let mut fields: Vec<Vec<u8>> = Vec::new();
-        for (i, line) in head[..head_len].iter().enumerate() {
+        for (n, line) in &head[..head_len] {
             let continued = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
             // A line of white space only carries nothing, and some
             // readers take it for the end of the header block.
             if continued && !fields.is_empty() && line.iter().all(|b| *b == b' ' || *b == b'\t') {
                 continue;
             }
+            let number = n + first_number;
             let line = [line.as_slice(), b"\r\n"].concat();
             match fields.last_mut() {
                 Some(field) if continued => field.extend_from_slice(&line),
-                _ if is_field_start(&line) => fields.push(line),
-                _ => return Err(not_a_field(i + first_number, &head[i])),
+                _ if is_field_start(&line) => {
+                    check_name_length(&line, number)?;
+                    fields.push(line)
+                }
+                _ => return Err(not_a_field(number, lines[*n])),
             }
         }
-        let body_start = if head_len == blank {
-            blank + 1 // after the empty line
-        } else {
-            head_len // no empty line between: one is added
+        // The header block ends at an LF line: a bare CR is split off only
+        // before a field, and a field is part of the block.
+        let body_start = match head.get(head_len) {
+            Some((n, _)) => *n, // text after the last field: the body
+            None => blank + 1,  // after the empty line
         };
         let body = lines
             .get(body_start..)
             .unwrap_or_default()
             .iter()
+            .flat_map(|line| line.split(|b| *b == b'\r'))
             .map(|line| line.to_vec())
             .collect();
         Ok(Draft { fields, body })
@@ -243,7 +273,9 @@ impl Draft {
     /// charset fits the text. Any other body has its NULs dropped and its
     /// long lines broken with CRLF SP, as Postfix does. Long header lines
     /// are folded.
-    pub fn into_bytes(mut self) -> Vec<u8> {
+    /// Refused (65): an encoded word too long for a line (see
+    /// `lines::fold_header_line`).
+    pub fn into_bytes(mut self) -> Result<Vec<u8>> {
         let needs_repair = self
             .body
             .iter()
@@ -270,7 +302,7 @@ impl Draft {
             let keep = field.iter().position(|b| *b == b':').map_or(0, |c| c + 1);
             for (i, line) in field.split(|b| *b == b'\n').enumerate() {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
-                lines::fold_header_line(line, if i == 0 { keep } else { 0 }, &mut out);
+                lines::fold_header_line(line, if i == 0 { keep } else { 0 }, &mut out)?;
             }
         }
         out.extend_from_slice(b"\r\n");
@@ -278,7 +310,7 @@ impl Draft {
             out.extend_from_slice(line);
             out.extend_from_slice(b"\r\n");
         }
-        out
+        Ok(out)
     }
 
     /// Whether the body is one text part that mailsend may re-encode.
@@ -338,25 +370,106 @@ impl Draft {
 /// first empty line) form the header block: none unless the first is a
 /// header field; else up to the last field-like line and its continuation
 /// lines.
-fn header_length(head: &[Vec<u8>]) -> usize {
-    if !head.first().is_some_and(|l| looks_like_field(l)) {
+fn header_length(head: &[(usize, Vec<u8>)]) -> usize {
+    if !head.first().is_some_and(|(_, l)| looks_like_field(l)) {
         return 0;
     }
-    let last = head.iter().rposition(|l| looks_like_field(l)).unwrap_or(0);
+    let last = head
+        .iter()
+        .rposition(|(_, l)| looks_like_field(l))
+        .unwrap_or(0);
     let continuation = head[last + 1..]
         .iter()
-        .take_while(|l| l.first().is_some_and(|b| *b == b' ' || *b == b'\t'))
+        .take_while(|(_, l)| l.first().is_some_and(|b| *b == b' ' || *b == b'\t'))
         .count();
     last + 1 + continuation
 }
 
+/// `line` without the CRs at its end (part of its line end).
+fn strip_crs(line: &[u8]) -> &[u8] {
+    let end = line.iter().rposition(|b| *b != b'\r').map_or(0, |i| i + 1);
+    &line[..end]
+}
+
+/// The lines a header-block line makes, split at its bare CRs: a bare CR
+/// before a valid field starts that field; any other is a space. A bare CR
+/// never makes an empty line (which would end the header block).
+fn header_pieces(line: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for piece in line.split(|b| *b == b'\r') {
+        match out.last_mut() {
+            _ if piece.is_empty() => {}
+            Some(last) if !is_field_start(piece) => {
+                last.push(b' ');
+                last.extend_from_slice(piece);
+            }
+            _ => out.push(piece.to_vec()),
+        }
+    }
+    if out.is_empty() {
+        out.push(Vec::new());
+    }
+    out
+}
+
+/// Whether `line` is an mbox `From ` line, as sendmail's `eatfrom` reads
+/// one: `From `, a sender, then somewhere a ctime date (`Mon Jan  1
+/// 00:00:00`). `From the backup job: ...` and `From : x` are not.
+fn is_mbox_from(line: &[u8]) -> bool {
+    const DAYS: [&[u8]; 7] = [b"Sun", b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let Some(mut rest) = line.strip_prefix(b"From ") else {
+        return false;
+    };
+    loop {
+        // Skip a word, then the spaces after it.
+        let word = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
+        rest = &rest[word..];
+        let spaces = rest.iter().take_while(|b| **b == b' ').count();
+        rest = &rest[spaces..];
+        if rest.len() < 17 {
+            return false;
+        }
+        if rest[3] == b' '
+            && rest[13] == b':'
+            && rest[16] == b':'
+            && DAYS.contains(&&rest[..3])
+            && MONTHS.contains(&&rest[4..7])
+        {
+            return true;
+        }
+    }
+}
+
+/// Refuses a field whose name and colon do not fit on one line: no fold
+/// could keep it whole, and a name broken in two ends the header block.
+fn check_name_length(line: &[u8], number: usize) -> Result<()> {
+    let colon = line.iter().position(|b| *b == b':').unwrap_or(0);
+    if colon + 1 > lines::limit(line) {
+        return Err(Failure::data(format!(
+            "sendmail mode: header line {number}: the field name is {colon} octets long, more than a line may hold ({} octets with its colon)",
+            lines::limit(line)
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 /// `Name:` at the start of a line, with a valid RFC 5322 field name;
-/// white space before the colon is the obsolete but legal `Bcc : x` form.
+/// SP or HTAB before the colon is the obsolete but legal `Bcc : x` form
+/// (no other white space: `To\x0c:` is no field).
 fn is_field_start(line: &[u8]) -> bool {
     let Some(colon) = line.iter().position(|b| *b == b':') else {
         return false;
     };
-    let name = line[..colon].trim_ascii_end();
+    let name = &line[..colon];
+    let name = &name[..name
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(0, |i| i + 1)];
     !name.is_empty() && name.iter().all(|b| (33..=126).contains(b))
 }
 
@@ -404,7 +517,7 @@ mod tests {
     #[test]
     fn parses_lf_input_and_keeps_fields_exact() {
         let m = Draft::parse(
-            b"From root  Mon Jan 1\nSubject: caf\xe9\n  folded\nTo: x@example.com\n\nbody\n.\nafter\n",
+            b"From root  Mon Jan  1 00:00:00 2026\nSubject: caf\xe9\n  folded\nTo: x@example.com\n\nbody\n.\nafter\n",
             false,
         )
         .unwrap();
@@ -418,7 +531,10 @@ mod tests {
         assert_eq!(m.body, [b"body".to_vec()]);
         assert_eq!(m.values("to"), ["x@example.com"]);
         let m = parse(b"Subject: a\r\n\r\nbody\r\n.\r\nafter");
-        assert_eq!(m.into_bytes(), b"Subject: a\r\n\r\nbody\r\n.\r\nafter\r\n");
+        assert_eq!(
+            m.into_bytes().unwrap(),
+            b"Subject: a\r\n\r\nbody\r\n.\r\nafter\r\n"
+        );
     }
 
     #[test]
@@ -427,7 +543,7 @@ mod tests {
             b"To: a@example.com\nSubject: hi\rBcc: s@example.org\nBcc : t@example.org\nB\0cc: u@example.org\n\nx\n",
         );
         m.remove("bcc");
-        let out = m.into_bytes();
+        let out = m.into_bytes().unwrap();
         assert_eq!(out, b"To: a@example.com\r\nSubject: hi\r\n\r\nx\r\n");
         assert_eq!(
             crate::smtp::wire_data(&out)
@@ -456,7 +572,10 @@ mod tests {
                 &b"To: a@example.com\nno header\nBcc: s@example.org\n\nx\n"[..],
                 2,
             ),
-            (b"From x\nTo: a\nS\xc3\xbcbject: x\n\nb\n", 3),
+            (
+                b"From x Sat Nov 28 10:00:00 2026\nTo: a\nS\xc3\xbcbject: x\n\nb\n",
+                3,
+            ),
             (b"X\x01Y: z\n\nb\n", 1),
             (b"To: a\n\x00\x00\nCc: b\n", 2),
         ] {
@@ -473,10 +592,21 @@ mod tests {
     }
 
     #[test]
+    fn cr_only_input_uses_cr_as_line_end_but_never_cuts_at_a_dot() {
+        let m = Draft::parse(b"To: a\rBcc: b\r\rx\r.\ry\r", false).unwrap();
+        assert_eq!(m.fields, [b"To: a\r\n".to_vec(), b"Bcc: b\r\n".to_vec()]);
+        assert_eq!(m.body, [&b"x"[..], b".", b"y"]);
+        let m = Draft::parse(b"From x Sat Nov 28 10:00:00 2026\rSubject: s\r\rb", false).unwrap();
+        assert_eq!(m.fields, [b"Subject: s\r\n".to_vec()]);
+        assert_eq!(m.body, [b"b"]);
+    }
+
+    #[test]
     fn bare_cr_in_the_body_is_a_line_break_and_blank_continuations_go() {
-        let m = parse(b"Subject: s\n \t\n  x\n\na\rb\r\r\n");
+        // CRs before LF are all part of the line end.
+        let m = parse(b"Subject: s\n \t\n  x\n\na\rb\r\r\n\rc\n");
         assert_eq!(m.fields, [b"Subject: s\r\n  x\r\n".to_vec()]);
-        assert_eq!(m.body, [&b"a"[..], b"b", b""]);
+        assert_eq!(m.body, [&b"a"[..], b"b", b"", b"c"]);
     }
 
     #[test]
@@ -558,7 +688,9 @@ mod tests {
     #[test]
     fn a_plain_body_is_re_encoded_only_when_it_must() {
         let long = "y".repeat(1200);
-        let out = parse(format!("Subject: s\n\nshort\n{long}\n").as_bytes()).into_bytes();
+        let out = parse(format!("Subject: s\n\nshort\n{long}\n").as_bytes())
+            .into_bytes()
+            .unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with(
@@ -570,23 +702,24 @@ mod tests {
         let out = parse(
             b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\nMIME-Version: 1.0\n\ncaf\xe9\0\n",
         )
-        .into_bytes();
+        .into_bytes().unwrap();
         assert_eq!(
             out,
             b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\nMIME-Version: 1.0\r\n\r\ncaf=E9=00\r\n"
         );
         // Invalid UTF-8 and no Content-Type: unknown-8bit.
-        let out = parse(b"Subject: s\n\n\xff\0\n").into_bytes();
+        let out = parse(b"Subject: s\n\n\xff\0\n").into_bytes().unwrap();
         assert!(
             String::from_utf8_lossy(&out)
                 .contains("\r\nContent-Type: text/plain; charset=unknown-8bit\r\n")
         );
         // Nothing to repair: byte for byte.
-        let out = parse(b"Subject: s\n\ncaf\xc3\xa9\n").into_bytes();
+        let out = parse(b"Subject: s\n\ncaf\xc3\xa9\n").into_bytes().unwrap();
         assert_eq!(out, b"Subject: s\r\n\r\ncaf\xc3\xa9\r\n");
         // message/rfc822 may not be encoded (RFC 2046 5.2.1): broken instead.
-        let out =
-            parse(format!("Content-Type: message/rfc822\n\n{long}\n").as_bytes()).into_bytes();
+        let out = parse(format!("Content-Type: message/rfc822\n\n{long}\n").as_bytes())
+            .into_bytes()
+            .unwrap();
         assert!(!String::from_utf8_lossy(&out).contains("quoted-printable"));
         assert!(String::from_utf8_lossy(&out).contains("\r\n yyy"));
     }

@@ -6,6 +6,10 @@
 //! RFC 5321 4.5.2), so such a line is kept to 997 octets here: what crosses
 //! the wire stays within 998 octets even before the receiver unstuffs it.
 
+use anyhow::Result;
+
+use crate::exit::Failure;
+
 /// The most octets a line may hold, CRLF excluded (RFC 5322 2.1.1).
 pub const MAX_LINE: usize = 998;
 
@@ -29,13 +33,26 @@ fn is_wsp(b: u8) -> bool {
 /// Appends one physical header line with CRLF, folded when it is too long:
 /// before white space where there is some (the unfolded value is then the
 /// same), else hard-broken with CRLF SP, after a whole UTF-8 character if
-/// one ends near the limit. `keep` is how many leading octets must stay on
-/// the first line (a field's name and colon). No output line is blank.
-pub fn fold_header_line(line: &[u8], keep: usize, out: &mut Vec<u8>) {
+/// one ends near the limit, and never inside an RFC 2047 encoded word
+/// (before it instead, which is between two encoded words when they are
+/// adjacent). `keep` is how many leading octets must stay on the first
+/// line (a field's name and colon). No output line is blank.
+///
+/// Refused (65): `keep` octets that do not fit on a line, and an encoded
+/// word that alone is longer than a line (breaking it would make it
+/// undecodable; RFC 2047 allows 75 octets).
+pub fn fold_header_line(line: &[u8], keep: usize, out: &mut Vec<u8>) -> Result<()> {
     if !too_long(line) {
         out.extend_from_slice(line);
         out.extend_from_slice(b"\r\n");
-        return;
+        return Ok(());
+    }
+    if keep > limit(line) {
+        return Err(Failure::data(format!(
+            "sendmail mode: a header field name of {} octets does not fit on a line ({MAX_LINE} octets)",
+            keep.saturating_sub(1)
+        ))
+        .into());
     }
     // Trailing white space would end up alone on a line.
     let end = line.iter().rposition(|b| !is_wsp(*b)).map_or(0, |i| i + 1);
@@ -48,7 +65,7 @@ pub fn fold_header_line(line: &[u8], keep: usize, out: &mut Vec<u8>) {
         let room = if lead { MAX_LINE - 1 } else { limit(rest) };
         if rest.len() <= room {
             push_line(out, lead, rest);
-            return;
+            return Ok(());
         }
         // A fold point: white space with something else before it on the line.
         let first_text = rest.iter().position(|b| !is_wsp(*b)).unwrap_or(rest.len());
@@ -69,13 +86,55 @@ pub fn fold_header_line(line: &[u8], keep: usize, out: &mut Vec<u8>) {
             // Only white space would fit: one octet of the run is enough.
             pos += first_text - usize::from(!lead);
         } else {
-            let at = char_boundary(rest, room, first_text.max(min) + 1);
+            let floor = first_text.max(min) + 1;
+            let mut at = char_boundary(rest, room, floor);
+            if let Some(start) = encoded_word_around(rest, at) {
+                if start < floor {
+                    return Err(Failure::data(
+                        "sendmail mode: a header holds an encoded word (=?charset?enc?text?=) longer than a line may hold (998 octets)",
+                    )
+                    .with_hint("RFC 2047 allows 75 octets per encoded word; split the text into several encoded words")
+                    .into());
+                }
+                at = start;
+            }
             push_line(out, lead, &rest[..at]);
             pos += at;
             lead = true;
         }
         min = 0;
     }
+}
+
+/// The start of the RFC 2047 encoded word (`=?charset?B?text?=`) that
+/// `at` falls strictly inside of, if any.
+fn encoded_word_around(text: &[u8], at: usize) -> Option<usize> {
+    (0..at)
+        .rev()
+        .filter(|&s| text[s..].starts_with(b"=?"))
+        .find_map(|s| encoded_word_end(text, s).map(|end| (s, end)))
+        .filter(|&(_, end)| end > at)
+        .map(|(s, _)| s)
+}
+
+/// Where the encoded word starting at `start` ends (after its `?=`).
+fn encoded_word_end(text: &[u8], start: usize) -> Option<usize> {
+    let token = |b: &u8| b.is_ascii_graphic() && *b != b'?';
+    let rest = text.get(start + 2..)?;
+    let charset = rest.iter().take_while(|b| token(b)).count();
+    if charset == 0 || rest.get(charset) != Some(&b'?') {
+        return None;
+    }
+    let rest = &rest[charset + 1..];
+    if !matches!(rest.first(), Some(b'B' | b'b' | b'Q' | b'q')) || rest.get(1) != Some(&b'?') {
+        return None;
+    }
+    let rest = &rest[2..];
+    let encoded = rest.iter().take_while(|b| token(b)).count();
+    if !rest[encoded..].starts_with(b"?=") {
+        return None;
+    }
+    Some(start + 2 + charset + 1 + 2 + encoded + 2)
 }
 
 fn push_line(out: &mut Vec<u8>, lead: bool, text: &[u8]) {
@@ -172,7 +231,7 @@ mod tests {
 
     fn fold(line: &[u8], keep: usize) -> Vec<u8> {
         let mut out = Vec::new();
-        fold_header_line(line, keep, &mut out);
+        fold_header_line(line, keep, &mut out).unwrap();
         out
     }
 

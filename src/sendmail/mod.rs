@@ -18,7 +18,7 @@ mod address;
 mod draft;
 mod lines;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -57,10 +57,10 @@ struct SendmailArgs {
     /// Full name for a From header that mailsend has to add
     #[arg(short = 'F', value_name = "NAME")]
     full_name: Option<String>,
-    /// sendmail -oX options: -oi is -i; the others (-oem, -odi, ...) are ignored
+    /// sendmail -oX options: -oi (and any -oi..., as in Postfix) is -i; the others (-oem, -odi, ...) are ignored
     #[arg(short = 'o', value_name = "OPTION")]
     options: Vec<String>,
-    /// -O option=value: ignored
+    /// -O option=value: IgnoreDots[=true] is -i; the others are ignored
     #[arg(short = 'O', value_name = "OPTION")]
     long_options: Vec<String>,
     /// Body type (7BIT, 8BITMIME): ignored, 8-bit bodies are announced when the server allows
@@ -136,7 +136,9 @@ pub fn run(args: &[String]) -> Result<Exit> {
             Failure::no_input(format!("cannot read the message on standard input: {e}"))
         })?;
     let job = Job {
-        ignore_dots: opts.ignore_dots || opts.options.iter().any(|o| o == "i"),
+        ignore_dots: opts.ignore_dots
+            || opts.options.iter().any(|o| o.starts_with('i'))
+            || opts.long_options.iter().any(|o| ignore_dots_option(o)),
         read_recipients: opts.read_recipients,
         arguments: &opts.recipients,
         aliases: &settings.aliases,
@@ -150,6 +152,15 @@ pub fn run(args: &[String]) -> Result<Exit> {
         Some(outgoing) => send::submit(&settings, &outgoing, false, opts.verbose),
         None => Ok(Exit::Ok),
     }
+}
+
+/// Whether `-O option` is sendmail's long form of `-i`: `IgnoreDots`
+/// (any case) alone or with a true value (sendmail reads a value starting
+/// with `t` or `y` as true, in any case).
+fn ignore_dots_option(option: &str) -> bool {
+    let (name, value) = option.split_once('=').unwrap_or((option, ""));
+    name.trim().eq_ignore_ascii_case("ignoredots")
+        && (value.is_empty() || value.trim_start().starts_with(['t', 'T', 'y', 'Y']))
 }
 
 /// Everything but the message that decides what sendmail mode sends.
@@ -224,7 +235,7 @@ fn compose(input: &[u8], job: &Job) -> Result<Option<Outgoing>> {
         message_id,
         from: envelope_from,
         recipients,
-        bytes: draft.into_bytes(),
+        bytes: draft.into_bytes()?,
         all_or_nothing: false,
     }))
 }
@@ -241,11 +252,12 @@ fn recipients(draft: &Draft, job: &Job) -> Result<Vec<String>> {
         .collect();
     let mut recipients = Vec::new();
     if job.read_recipients {
-        let excluded: Vec<String> = arguments
-            .iter()
-            .map(|r| resolve_recipient(r, job.aliases))
-            .collect::<Result<Vec<_>>>()?
-            .concat();
+        let mut excluded: HashSet<String> = HashSet::new();
+        for item in &arguments {
+            for addr in resolve_recipient(item, job.aliases)? {
+                excluded.insert(addr.to_ascii_lowercase());
+            }
+        }
         let values = draft.newest_resent_recipients().unwrap_or_else(|| {
             ["to", "cc", "bcc"]
                 .iter()
@@ -255,7 +267,7 @@ fn recipients(draft: &Draft, job: &Job) -> Result<Vec<String>> {
         for value in &values {
             for item in message::split_list(value) {
                 for addr in resolve_recipient(item, job.aliases)? {
-                    if !excluded.iter().any(|e| e.eq_ignore_ascii_case(&addr)) {
+                    if !excluded.contains(&addr.to_ascii_lowercase()) {
                         recipients.push(addr);
                     }
                 }

@@ -631,3 +631,223 @@ fn a_quoted_sender_address_gets_a_message_id() {
     let id = header(&tx.data, "message-id").expect("Message-ID added");
     assert!(id.ends_with("@example.com>"), "{id}");
 }
+
+/// Sends `message` in sendmail mode with `args` and expects it refused
+/// with `code`, naming `mention`; nothing reaches the server.
+fn refused(args: &[&str], message: impl Into<Vec<u8>>, code: i32, mention: &str) {
+    let server = submission();
+    let run = Mailsend::sendmail(&server)
+        .args(args)
+        .stdin(message)
+        .run()
+        .expect(code);
+    run.error_mentions(mention);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(server.sessions().is_empty());
+}
+
+#[test]
+fn no_mix_of_cr_and_lf_ends_the_header_block_early() {
+    // `\r\r\n` and `\n\r` once made an empty line: the Bcc below it went out
+    // as body text, to everyone, and its recipient was not served.
+    for message in [
+        &b"To: a@example.com\r\r\nBcc: secret@example.org\r\r\nSubject: s\r\r\n\r\r\nbody\r\r\n"[..],
+        b"To: a@example.com\n\rBcc: secret@example.org\nSubject: s\n\nbody\n",
+        b"To: a@example.com\r\n\rBcc: secret@example.org\r\n\rSubject: s\r\n\r\nbody\r\n",
+        b"To: a@example.com\r\r\r\nBcc: secret@example.org\r\rSubject: s\n\nbody\n",
+        b"To: a@example.com\nSubject: s\r\r\nBcc: x@example.org\r\r\n\r\r\nbody\n",
+    ] {
+        let tx = send_sendmail(&["-t", "-i"], message);
+        let secret = if message.windows(6).any(|w| w == b"secret") {
+            "secret@example.org"
+        } else {
+            "x@example.org"
+        };
+        assert_eq!(tx.rcpt_to, ["a@example.com", secret], "{message:?}");
+        assert!(!tx.data_str().contains(secret), "{}", tx.data_str());
+        assert!(!has_bcc_line(&tx.raw_data));
+        assert_eq!(header(&tx.data, "subject").as_deref(), Some("s"));
+        assert_eq!(body(&tx.data), b"body\r\n", "{}", tx.data_str());
+    }
+    // A bare CR before a second Bcc address: one Bcc field, not a body line.
+    let tx = send_sendmail(
+        &["-t", "-i"],
+        "To: a@example.com\nBcc: x@example.org,\ry@example.org\n\nbody\n",
+    );
+    assert_eq!(
+        tx.rcpt_to,
+        ["a@example.com", "x@example.org", "y@example.org"]
+    );
+    assert!(
+        !tx.data_str().contains("y@example.org"),
+        "{}",
+        tx.data_str()
+    );
+    // Inside the header, a bare CR before a field still starts that field.
+    let tx = send_sendmail(
+        &["-t", "-i"],
+        "To: a@example.com\nSubject: hi\rBcc: s@example.org\n\nbody\n",
+    );
+    assert_eq!(tx.rcpt_to, ["a@example.com", "s@example.org"]);
+    assert_eq!(header(&tx.data, "subject").as_deref(), Some("hi"));
+    assert!(!tx.data_str().contains("s@example.org"));
+}
+
+#[test]
+fn a_bare_cr_inside_a_header_value_is_a_space_not_a_refusal() {
+    let message = "From: root (Cron Daemon)\nTo: root\nSubject: Cron <root@h> job\nX-Cron-Env: <PATH=/usr/bin\r>\nX-Cron-Env: <HOME=/root>\n\nout\n";
+    let tx = send_sendmail(
+        &["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"],
+        message,
+    );
+    assert!(
+        tx.data_str()
+            .contains("\r\nX-Cron-Env: <PATH=/usr/bin >\r\nX-Cron-Env: <HOME=/root>\r\n"),
+        "{}",
+        tx.data_str()
+    );
+    assert_eq!(body(&tx.data), b"out\r\n");
+    // The last field too: its tail is not moved into the body.
+    let tx = send_sendmail(&["-i", "root"], "Subject: a\rb\n\nout\n");
+    assert_eq!(header(&tx.data, "subject").as_deref(), Some("a b"));
+    assert_eq!(body(&tx.data), b"out\r\n");
+}
+
+#[test]
+fn the_lone_dot_rule_sees_lf_lines_only() {
+    // A `.` between bare CRs is no line of its own: nothing is cut.
+    let tx = send_sendmail(
+        &["-FAnacron", "-odi", "root"],
+        "Subject: s\n\nline one\r.\rline two\nline three\n",
+    );
+    assert_eq!(
+        body(&tx.data),
+        b"line one\r\n.\r\nline two\r\nline three\r\n",
+        "{}",
+        tx.data_str()
+    );
+    // `.` with CRLF, or with CR CR LF (only one CR is part of the line end
+    // for this rule, as in Postfix): only the first ends the message.
+    let tx = send_sendmail(&["root"], "Subject: s\n\na\r\n.\r\r\nb\r\n.\r\nc\r\n");
+    assert_eq!(body(&tx.data), b"a\r\n.\r\nb\r\n");
+}
+
+#[test]
+fn only_space_and_tab_may_precede_the_colon() {
+    refused(
+        &["-t", "-i"],
+        "To\x0c: a@example.com\nBcc\x0c: s@example.org\nSubject: s\n\nbody\n",
+        65,
+        "line 1",
+    );
+    refused(
+        &["-i", "x@example.com"],
+        "Subject: s\nX-Y\x0b: v\n\nbody\n",
+        65,
+        "line 2",
+    );
+    // Space and tab stay accepted (the obsolete `Bcc : x` form).
+    let tx = send_sendmail(&["-t", "-i"], "To \t: a@example.com\nSubject: s\n\nbody\n");
+    assert_eq!(tx.rcpt_to, ["a@example.com"]);
+}
+
+#[test]
+fn only_a_real_mbox_from_line_is_dropped() {
+    let tx = send_sendmail(&["root"], "From the backup job: 3 files failed\n");
+    assert_eq!(body(&tx.data), b"From the backup job: 3 files failed\r\n");
+    let tx = send_sendmail(
+        &["root"],
+        "From : Alice <alice@example.com>\nSubject: s\n\nx\n",
+    );
+    assert!(
+        tx.data_str()
+            .starts_with("From : Alice <alice@example.com>\r\nSubject: s\r\n"),
+        "{}",
+        tx.data_str()
+    );
+    for line in [
+        "From MAILER-DAEMON Sat Nov 28 10:00:00 2026",
+        "From root@host.example.com  Mon Jan  1 00:00:00 2026",
+        "From <> Tue Dec 01 12:34:56 2026 +0000",
+    ] {
+        let tx = send_sendmail(&["root"], format!("{line}\nSubject: s\n\nx\n"));
+        assert!(!tx.data_str().contains(&line[5..]), "{line}");
+        assert_eq!(header(&tx.data, "subject").as_deref(), Some("s"));
+    }
+}
+
+#[test]
+fn long_field_names_and_encoded_words_are_never_broken_inside() {
+    let name = format!("X-{}", "N".repeat(1200));
+    refused(
+        &["-i", "x@example.com"],
+        format!("Subject: s\n{name}: v\n\nbody\n"),
+        65,
+        "line 2",
+    );
+    // Encoded words with no white space between: broken between them.
+    let word = "=?UTF-8?B?w6nDqcOpw6nDqcOpw6nDqcOpw6nDqcOpw6nDqcOpw6nDqQ==?=";
+    let words = word.repeat(40);
+    let tx = send_sendmail(
+        &["-i", "x@example.com"],
+        format!("Subject: {words}\n\nbody\n"),
+    );
+    assert!(longest_wire_line(&tx) <= 998);
+    let subject = header(&tx.data, "subject").expect("Subject");
+    for piece in subject.split(' ') {
+        assert!(
+            piece.is_empty() || piece.len() % word.len() == 0,
+            "broken inside an encoded word: {piece}"
+        );
+    }
+    // One encoded word longer than a line: refused, not made undecodable.
+    let long = format!("=?UTF-8?B?{}?=", "w6n".repeat(500));
+    refused(
+        &["-i", "x@example.com"],
+        format!("Subject: {long}\n\nbody\n"),
+        65,
+        "encoded word",
+    );
+}
+
+#[test]
+fn excluding_many_argument_recipients_takes_linear_time() {
+    // -t minus the arguments: 30,000 header addresses, all but one also
+    // given as arguments (in another case). This once took minutes.
+    let to: Vec<String> = (0..30_000).map(|i| format!("u{i}@example.com")).collect();
+    let message = format!(
+        "To: {}\nCc: keep@example.com\nSubject: s\n\nx\n",
+        to.join(", ")
+    );
+    let mut args = vec!["-t".to_owned(), "-i".to_owned()];
+    args.extend(to.iter().map(|a| a.to_ascii_uppercase()));
+    let server = submission();
+    let started = std::time::Instant::now();
+    Mailsend::sendmail(&server)
+        .args(&args)
+        .stdin(message)
+        .run()
+        .expect(0);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert_eq!(only_transaction(&server).rcpt_to, ["keep@example.com"]);
+}
+
+#[test]
+fn every_spelling_of_ignore_dots_is_honoured() {
+    for args in [
+        &["-oitrue", "a@example.com"][..],
+        &["-oi", "a@example.com"],
+        &["-O", "IgnoreDots", "a@example.com"],
+        &["-OIgnoreDots=true", "a@example.com"],
+        &["-O", "ignoredots=yes", "a@example.com"],
+    ] {
+        let tx = send_sendmail(args, "To: a@example.com\n\nl1\n.\nl2\n");
+        assert_eq!(body(&tx.data), b"l1\r\n.\r\nl2\r\n", "{args:?}");
+    }
+    let tx = send_sendmail(
+        &["-O", "IgnoreDots=false", "a@example.com"],
+        "To: a@example.com\n\nl1\n.\nl2\n",
+    );
+    assert_eq!(body(&tx.data), b"l1\r\n");
+}
