@@ -300,19 +300,51 @@ fn display_name(name: &str) -> Vec<String> {
     if name.chars().all(atext) {
         return vec![name.to_owned()];
     }
-    let mut quoted = String::with_capacity(name.len() + 2);
+    let quoted = quote(name);
+    if quoted.len() <= LONG_QUOTED {
+        return vec![quoted];
+    }
+    // Several quoted strings, split where the name has a single space
+    // (that space is the white space between them: a reader joins the
+    // words of a phrase with one space).
+    let parts: Vec<&str> = name.split(' ').collect();
+    let mut chunks: Vec<String> = Vec::new();
+    let mut current = String::from(parts[0]);
+    for pair in parts.windows(2) {
+        let (before, part) = (pair[0], pair[1]);
+        let may_split = !before.is_empty() && !part.is_empty();
+        if may_split && quoted_len(&current) + 1 + quoted_len(part) - 2 > LONG_QUOTED {
+            chunks.push(quote(&current));
+            current = part.to_owned();
+        } else {
+            current.push(' ');
+            current.push_str(part);
+        }
+    }
+    chunks.push(quote(&current));
+    match chunks.iter().all(|c| c.len() <= LONG_QUOTED) {
+        true => chunks,
+        false => encoded_words(name),
+    }
+}
+
+/// `text` as a quoted string, `"` and `\\` escaped.
+fn quote(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
     quoted.push('"');
-    for c in name.chars() {
+    for c in text.chars() {
         if c == '"' || c == '\\' {
             quoted.push('\\');
         }
         quoted.push(c);
     }
     quoted.push('"');
-    match quoted.len() <= LONG_QUOTED {
-        true => vec![quoted],
-        false => encoded_words(name),
-    }
+    quoted
+}
+
+/// The length of `text` as a quoted string.
+fn quoted_len(text: &str) -> usize {
+    text.len() + 2 + text.chars().filter(|&c| c == '"' || c == '\\').count()
 }
 
 /// `Content-Disposition: attachment; filename=...` with the name as
@@ -515,6 +547,20 @@ mod tests {
         let long = format!("\"{}\" <a@example.com>", "\\\\".repeat(850));
         let header = address_list("To", &[one(&long)]);
         assert!(header.split("\r\n").all(|l| l.len() <= LINE), "{header}");
+        // A long name with spaces goes as several quoted strings, each on
+        // a line; one that cannot be split so as encoded words.
+        let long = "Reports from the nightly build of the project, sent by the CI robot, daily";
+        let header = address_list("To", &[one(&format!("\"{long}\" <a@example.com>"))]);
+        assert!(header.split("\r\n").all(|l| l.len() <= LINE), "{header}");
+        assert!(header.starts_with("To: \"Reports from"), "{header}");
+        let (h, _) = mailparse::parse_header(header.as_bytes()).unwrap();
+        let got = mailparse::addrparse_header(&h).unwrap();
+        match &got[0] {
+            mailparse::MailAddr::Single(info) => {
+                assert_eq!(info.display_name.as_deref(), Some(long), "{header}")
+            }
+            other => panic!("{other:?}"),
+        }
         // A quoted string is never folded.
         let long = format!("\"{} {}\" <a@example.com>", "x".repeat(70), "y".repeat(30));
         let header = address_list("To", &[one(&long)]);
