@@ -228,7 +228,9 @@ pub fn address_list(name: &str, list: &[Mailbox]) -> String {
     out.push(':');
     let mut line = out.len();
     for (i, mailbox) in list.iter().enumerate() {
-        let text = mailbox_text(mailbox);
+        // The first one starts after `Name: `, the others on a new line
+        // (after one space) unless they fit where the line is.
+        let text = mailbox_text(mailbox, if i == 0 { line + 1 } else { 1 });
         let first = text.split("\r\n").next().unwrap_or_default().len();
         if i > 0 {
             out.push(',');
@@ -249,18 +251,18 @@ pub fn address_list(name: &str, list: &[Mailbox]) -> String {
     out
 }
 
-/// One mailbox, written as if it started a continuation line (after one
-/// space), its own folds included. The display name is an atom, a quoted
+/// One mailbox, written from `column` (1 on a continuation line, after
+/// its space), its own folds included. The display name is an atom, a quoted
 /// string that fits on a line (never folded inside), or encoded words;
 /// `<address>` is never folded inside (a quoted local part may hold
 /// spaces).
-fn mailbox_text(mailbox: &Mailbox) -> String {
+fn mailbox_text(mailbox: &Mailbox, column: usize) -> String {
     let address: &str = mailbox.email.as_ref();
     let Some(name) = mailbox.name.as_deref().filter(|n| !n.trim().is_empty()) else {
         return address.to_owned();
     };
     let mut text = String::with_capacity(name.len() + address.len() + 8);
-    let mut line = 1;
+    let mut line = column;
     for (i, piece) in display_name(name).iter().enumerate() {
         if i > 0 {
             if line + 1 + piece.len() > LINE {
@@ -297,7 +299,7 @@ fn display_name(name: &str) -> Vec<String> {
     if needs_encoding(name) {
         return encoded_words(name);
     }
-    if name.chars().all(atext) {
+    if name.len() <= LONG_QUOTED && name.chars().all(atext) {
         return vec![name.to_owned()];
     }
     let quoted = quote(name);
@@ -468,6 +470,132 @@ mod tests {
             let header = unstructured("Subject", text);
             assert_eq!(decode(&header), text, "{header}");
             assert!(header.split("\r\n").all(|l| l.len() <= 998), "{header}");
+        }
+    }
+
+    #[test]
+    fn hostile_text_round_trips_within_the_limits() {
+        let pieces = [
+            "a",
+            "Zoë",
+            " ",
+            "  ",
+            "\t",
+            " \t ",
+            "\"",
+            "\\",
+            "=?",
+            "?=",
+            "=?utf-8?q?x?=",
+            "?",
+            "=",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{3000}",
+            "\u{205f}",
+            "\u{a0}",
+            "\u{200b}",
+            "\u{feff}",
+            "\u{ff20}",
+            "é",
+            ".",
+            "(",
+            ")",
+            ",",
+            "<",
+            ">",
+            "@",
+            ";",
+            "😀",
+        ];
+        let mut rng = fastrand::Rng::with_seed(2047);
+        for _ in 0..20_000 {
+            let mut text: String = (0..rng.usize(1..10))
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect();
+            if rng.usize(..8) == 0 {
+                let run = ["x", " ", "é", "\t", "😀"][rng.usize(..5)];
+                text.push_str(&run.repeat(rng.usize(30..200)));
+                text.push_str(pieces[rng.usize(..pieces.len())]);
+            }
+            let header = unstructured("X-Prop", &text);
+            assert_eq!(decode(&header), text, "{header}");
+            for line in header.trim_end_matches("\r\n").split("\r\n") {
+                assert!(line.len() <= 998, "{header}");
+                // Only a word longer than the line is over it.
+                assert!(
+                    line.len() <= LINE || line.split([' ', '\t']).any(|w| w.len() > 60),
+                    "{header}"
+                );
+                assert!(
+                    line.contains(|c: char| c != ' ' && c != '\t'),
+                    "a blank line: {header:?}"
+                );
+            }
+            assert!(header.is_ascii());
+        }
+    }
+
+    #[test]
+    fn hostile_display_names_round_trip_within_the_limits() {
+        let pieces = [
+            "a",
+            "Zoë",
+            " ",
+            "  ",
+            "\"",
+            "\\",
+            "=?",
+            "?=",
+            "=?utf-8?q?x?=",
+            "?",
+            "=",
+            ".",
+            "J.R.",
+            "\u{3000}",
+            "\u{a0}",
+            "\u{200b}",
+            "\u{ff20}",
+            "é",
+            "(",
+            ")",
+            ",",
+            "<",
+            ">",
+            "@",
+            ";",
+        ];
+        let mut rng = fastrand::Rng::with_seed(5322);
+        for _ in 0..5_000 {
+            let mut name: String = (0..rng.usize(1..10))
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect();
+            if rng.usize(..6) == 0 {
+                let run = ["x", "\\", "\"", "é", "w "][rng.usize(..5)];
+                name.push_str(&run.repeat(rng.usize(20..300)));
+            }
+            let name = format!("N{name}N");
+            let typed = format!(
+                "\"{}\" <\"a b\"@example.com>",
+                name.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+            let list = crate::message::address::parse_list(&typed).unwrap();
+            let header = address_list("To", &list);
+            for line in header.trim_end_matches("\r\n").split("\r\n") {
+                assert!(line.len() <= LINE, "{header}");
+            }
+            let (h, _) = mailparse::parse_header(header.as_bytes()).unwrap();
+            match &mailparse::addrparse_header(&h).unwrap()[0] {
+                mailparse::MailAddr::Single(info) => {
+                    assert_eq!(
+                        info.display_name.as_deref(),
+                        Some(name.as_str()),
+                        "{header}"
+                    );
+                    assert_eq!(info.addr, "\"a b\"@example.com", "{header}");
+                }
+                other => panic!("{other:?}"),
+            }
         }
     }
 
