@@ -7,8 +7,12 @@
 //! else. Here any word that a decoder could take for an encoded word is
 //! encoded itself, so decoding gives back exactly what was typed. lettre
 //! also writes a list of bare addresses on one line whatever its length;
-//! these writers fold between addresses. Each works in time linear in its
-//! input.
+//! these writers fold between addresses. Every field is folded only
+//! before spaces and tabs, never inside a quoted string or an address,
+//! and white space a reader would drop or merge (leading, trailing,
+//! between encoded words, long runs) is carried inside encoded words, so
+//! decoding gives back the text with its spacing. Each works in time
+//! linear in its input.
 
 use lettre::message::Mailbox;
 use lettre::message::header::{ContentDisposition, Header, HeaderName, HeaderValue};
@@ -219,9 +223,12 @@ pub fn unstructured(name: &str, text: &str) -> String {
     }
     folder.finish()
 }
-/// `Name: a, B <b@x>, ...\r\n` for an address list: display names as atoms,
-/// quoted strings or RFC 2047 encoded words (see [`display_name`]), addresses as given, folded between mailboxes so that
-/// lines stay within 76 characters where the parts allow.
+
+/// `Name: a, B <b@x>, ...\r\n` for an address list: display names as
+/// atoms, quoted strings or RFC 2047 encoded words (see
+/// [`display_name`]), addresses as given, folded between mailboxes so
+/// that lines stay within 76 characters where the parts allow (and within
+/// 998 octets always: an address is at most 254).
 pub fn address_list(name: &str, list: &[Mailbox]) -> String {
     let mut out = String::with_capacity(name.len() + 4 + list.len() * 32);
     out.push_str(name);
