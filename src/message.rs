@@ -143,13 +143,13 @@ pub fn parse_mailboxes(flag: &str, values: &[String]) -> Result<Vec<Mailbox>> {
         let invalid = |why: &str| {
             Failure::data(format!(
                 "invalid address in {flag}: '{}': {why}",
-                value.escape_debug()
+                address::printable(value)
             ))
         };
         if value.chars().any(char::is_control) {
             return Err(invalid("line break or control character").into());
         }
-        if value.trim().is_empty() {
+        if value.trim_matches([' ', '\t']).is_empty() {
             continue;
         }
         let parsed = address::parse_list(value).map_err(|why| invalid(&why))?;
@@ -199,7 +199,11 @@ pub fn parse_mailbox(what: &str, value: &str) -> Result<Mailbox> {
     let list = parse_mailboxes(what, &[value.to_owned()])?;
     match <[Mailbox; 1]>::try_from(list) {
         Ok([mailbox]) => Ok(mailbox),
-        Err(_) => Err(Failure::data(format!("{what} must be one address: '{value}'")).into()),
+        Err(_) => Err(Failure::data(format!(
+            "{what} must be one address: '{}'",
+            address::printable(value)
+        ))
+        .into()),
     }
 }
 
@@ -216,31 +220,102 @@ pub fn parse_header(text: &str) -> Result<(HeaderName, String)> {
     let name = name.trim();
     let valid_name = !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
     if !valid_name {
-        return Err(Failure::data(format!("invalid header name '{}'", name.escape_debug())).into());
+        return Err(Failure::data(format!(
+            "invalid header name '{}'",
+            address::printable(name)
+        ))
+        .into());
+    }
+    if name.len() > MAX_HEADER_NAME {
+        return Err(Failure::data(format!(
+            "header name longer than {MAX_HEADER_NAME} characters: '{name}'"
+        ))
+        .into());
     }
     if let Some(why) = refused_header(name) {
         return Err(Failure::usage(format!("--header cannot set {name}: {why}")).into());
     }
-    let value = value.trim();
+    let value = value.trim_matches([' ', '\t']);
     if value.chars().any(|c| c.is_control() && c != '\t') {
         return Err(Failure::data(format!(
             "header {name} contains a line break or control character: '{}'",
-            value.escape_debug()
+            address::printable(value)
         ))
         .into());
     }
     check_foldable(&format!("header {name}"), value)?;
+    match header_kind(name) {
+        HeaderKind::Addresses { one } => {
+            let list = parse_mailboxes(&format!("header {name}"), &[value.to_owned()])?;
+            if list.is_empty() || (one && list.len() > 1) {
+                return Err(Failure::data(format!(
+                    "header {name} must hold {}: '{}'",
+                    if one { "one address" } else { "addresses" },
+                    address::printable(value)
+                ))
+                .into());
+            }
+        }
+        HeaderKind::Ascii if !value.is_ascii() => {
+            return Err(Failure::data(format!(
+                "header {name} is a structured field that must be ASCII (write domains as A-labels, xn--..., and percent-encode URLs): '{}'",
+                address::printable(value)
+            ))
+            .into());
+        }
+        HeaderKind::Ascii | HeaderKind::Text => {}
+    }
     let name = HeaderName::new_from_ascii(name.to_owned())
         .map_err(|_| Failure::data(format!("invalid header name '{name}'")))?;
     Ok((name, value.to_owned()))
 }
 
-/// Header lines are folded at white space only: a longer unbroken run
-/// would make a line over RFC 5322's 998 octets.
+/// The longest `--header` name: with a 900-octet word after it, the line
+/// stays within 998 octets.
+const MAX_HEADER_NAME: usize = 76;
+
+/// How a `--header` field is written.
+enum HeaderKind {
+    /// An address list (`one`: a single mailbox), read and written like
+    /// `--to`: domains as A-labels, names encoded.
+    Addresses { one: bool },
+    /// A structured field where encoded words are not decoded (message
+    /// ids, URLs): ASCII only, written as typed.
+    Ascii,
+    /// Anything else: unstructured text, encoded where needed.
+    Text,
+}
+
+fn header_kind(name: &str) -> HeaderKind {
+    match name.to_ascii_lowercase().as_str() {
+        "sender" => HeaderKind::Addresses { one: true },
+        "disposition-notification-to"
+        | "mail-followup-to"
+        | "mail-reply-to"
+        | "errors-to"
+        | "return-receipt-to"
+        | "x-confirm-reading-to" => HeaderKind::Addresses { one: false },
+        "in-reply-to"
+        | "references"
+        | "list-id"
+        | "list-help"
+        | "list-unsubscribe"
+        | "list-unsubscribe-post"
+        | "list-subscribe"
+        | "list-post"
+        | "list-owner"
+        | "list-archive"
+        | "archived-at" => HeaderKind::Ascii,
+        _ => HeaderKind::Text,
+    }
+}
+
+/// Header lines are folded at spaces and tabs only: a longer run without
+/// them would make a line over RFC 5322's 998 octets.
 fn check_foldable(what: &str, value: &str) -> Result<()> {
-    if value.split_whitespace().any(|word| word.len() > 900) {
+    if value.split([' ', '\t']).any(|word| word.len() > 900) {
         return Err(Failure::data(format!(
-            "{what} has a run of more than 900 characters without a space"
+            "{what} has a run of more than 900 characters without a space or tab"
         ))
         .into());
     }
@@ -254,7 +329,7 @@ pub fn check_header_text(what: &str, value: &str) -> Result<()> {
     if value.chars().any(|c| c.is_control() && c != '\t') {
         return Err(Failure::data(format!(
             "{what} contains a line break or control character: '{}'",
-            value.escape_debug()
+            address::printable(value)
         ))
         .into());
     }
@@ -291,16 +366,21 @@ pub fn normalize_text(mut text: String) -> String {
 }
 
 impl Draft {
-    /// The envelope recipients: To, Cc and Bcc, each address once (the
-    /// first spelling of addresses that differ only in ASCII case).
+    /// The envelope recipients: To, Cc and Bcc, each address once: the
+    /// first spelling of addresses whose domains differ only in ASCII
+    /// case. The local part is compared as it is: RFC 5321 2.4 leaves its
+    /// case to the receiving server (`Ops@` and `ops@` may differ).
     pub fn recipients(&self) -> Vec<String> {
         let all = self.to.iter().chain(&self.cc).chain(&self.bcc);
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for mailbox in all {
-            let addr = mailbox.email.to_string();
-            if seen.insert(addr.to_ascii_lowercase()) {
-                out.push(addr);
+            let key = (
+                mailbox.email.user().to_owned(),
+                mailbox.email.domain().to_ascii_lowercase(),
+            );
+            if seen.insert(key) {
+                out.push(mailbox.email.to_string());
             }
         }
         out
@@ -337,7 +417,16 @@ impl Draft {
             head.push_str(&encode::unstructured("Subject", subject));
         }
         for (name, value) in &self.headers {
-            head.push_str(&line(HeaderValue::new(name.clone(), value.clone())));
+            head.push_str(&match header_kind(name) {
+                HeaderKind::Addresses { .. } => {
+                    let list = address::parse_list(value).map_err(|why| {
+                        Failure::data(format!("invalid address in header {name}: {why}"))
+                    })?;
+                    encode::address_list(name, &list)
+                }
+                HeaderKind::Ascii => encode::structured(name, value),
+                HeaderKind::Text => encode::unstructured(name, value),
+            });
         }
         head.push_str(&line(MIME_VERSION_1_0.display()));
 
@@ -522,8 +611,14 @@ AJ+Slg==\r\n\
 
     #[test]
     fn bcc_is_in_the_envelope_but_not_the_message() {
-        let d = draft();
-        assert!(!text(&d).to_ascii_lowercase().contains("bcc"));
+        let mut d = draft();
+        d.to.extend(parse_mailboxes("--to", &["Team <team@example.net>".into()]).unwrap());
+        d.cc = parse_mailboxes("--cc", &["c@example.net".into()]).unwrap();
+        let message = text(&d);
+        assert!(!message.to_ascii_lowercase().contains("bcc"));
+        assert!(!message.contains("hidden"), "{message}");
+        d.cc.clear();
+        d.to.truncate(1);
         assert_eq!(d.recipients(), ["ops@example.net", "hidden@example.org"]);
     }
 
@@ -569,8 +664,82 @@ AJ+Slg==\r\n\
         assert!(parse_header(&format!("X-Long: {}", "word ".repeat(300))).is_ok());
         assert!(check_header_text("subject", "a\nb").is_err());
         assert!(check_header_text("subject", &"a".repeat(2000)).is_err());
+        // A run is what the writers fold at: spaces and tabs only.
+        assert!(parse_header(&format!("X-Tsv: {}\t{}", "a".repeat(800), "b".repeat(800))).is_ok());
+        assert!(
+            parse_header(&format!(
+                "X-Long: {}\u{3000}{}",
+                "a".repeat(500),
+                "b".repeat(500)
+            ))
+            .is_err()
+        );
+        assert!(
+            check_header_text(
+                "subject",
+                &format!("{}\u{a0}{}", "a".repeat(500), "b".repeat(500))
+            )
+            .is_err()
+        );
+        assert!(parse_header(&format!("{}: v", "X".repeat(200))).is_err());
         let long_name = format!("{} <a@example.com>", "n".repeat(1200));
         assert!(parse_mailboxes("--to", &[long_name]).is_err());
+    }
+
+    #[test]
+    fn no_header_line_over_998_octets() {
+        let mut d = draft();
+        let tsv = (0..200)
+            .map(|i| format!("f{i}"))
+            .collect::<Vec<_>>()
+            .join("\t");
+        d.subject = Some(format!("{tsv} {}\t{}", "a".repeat(800), "b".repeat(800)));
+        for name in [
+            "\\".repeat(850),
+            "\"".repeat(850),
+            format!("{} x", "\\\"".repeat(400)),
+        ] {
+            let quoted = format!(
+                "\"{}\" <a@example.com>",
+                name.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+            d.to.extend(parse_mailboxes("--to", std::slice::from_ref(&quoted)).unwrap());
+            d.reply_to
+                .extend(parse_mailboxes("--reply-to", &[quoted]).unwrap());
+        }
+        d.headers
+            .push(parse_header(&format!("X-Tsv: {tsv}")).unwrap());
+        d.headers
+            .push(parse_header(&format!("X-Ws: a{}b", " ".repeat(1500))).unwrap());
+        let message = text(&d);
+        let head = message.split("\r\n\r\n").next().unwrap();
+        for line in head.split("\r\n") {
+            assert!(line.len() <= 998, "{} octets: {line}", line.len());
+        }
+    }
+
+    #[test]
+    fn duplicates_compare_the_domain_without_case_only() {
+        let mut d = draft();
+        d.to = parse_mailboxes(
+            "--to",
+            &["A@example.com, a@example.com, a@EXAMPLE.com".into()],
+        )
+        .unwrap();
+        d.bcc = parse_mailboxes(
+            "--bcc",
+            &["\"A B\"@x.example, \"a b\"@X.example, A@Example.Com".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            d.recipients(),
+            [
+                "A@example.com",
+                "a@example.com",
+                "\"A B\"@x.example",
+                "\"a b\"@X.example"
+            ]
+        );
     }
 
     #[test]

@@ -35,7 +35,12 @@ pub fn parse_list(value: &str) -> Result<Vec<Mailbox>, String> {
         match cursor.bump() {
             None => break,
             Some(',') => {}
-            Some(c) => return Err(format!("unexpected '{c}' after an address")),
+            Some(c) => {
+                return Err(format!(
+                    "unexpected '{}' after an address",
+                    c.escape_debug()
+                ));
+            }
         }
     }
     Ok(out)
@@ -79,7 +84,9 @@ impl Cursor<'_> {
         let start = self.pos;
         loop {
             match self.peek() {
-                Some(c) if c.is_whitespace() => {
+                // RFC 5322 WSP only: other Unicode white space is text,
+                // refused in a local part.
+                Some(' ' | '\t') => {
                     self.bump();
                 }
                 Some('(') => self.comment()?,
@@ -170,7 +177,7 @@ impl Cursor<'_> {
             }
             Some('@') => Ok(Mailbox::new(None, self.addr_spec(words)?)),
             _ if words.is_empty() => Err(match self.peek() {
-                Some(c) => format!("unexpected '{c}'"),
+                Some(c) => format!("unexpected '{}'", c.escape_debug()),
                 None => "no address".into(),
             }),
             _ => Err("not an address: no @".into()),
@@ -185,11 +192,19 @@ impl Cursor<'_> {
             return Err("not an address: no @".into());
         }
         let domain = self.domain()?;
+        // RFC 5321 4.5.3.1.3: a path is at most 256 octets with its `<>`.
+        if local.len() + 1 + domain.len() > 254 {
+            return Err(format!(
+                "the address is {} octets long; at most 254 fit in an SMTP path (RFC 5321)",
+                local.len() + 1 + domain.len()
+            ));
+        }
         Address::new(&local, &domain).map_err(|e| match e {
-            lettre::address::AddressError::InvalidUser => {
-                format!("invalid local part {local} (at most 64 characters of RFC 5321 syntax)")
-            }
-            _ => format!("invalid domain {domain}"),
+            lettre::address::AddressError::InvalidUser => format!(
+                "invalid local part {} (at most 64 characters of RFC 5321 syntax)",
+                printable(&local)
+            ),
+            _ => format!("invalid domain {}", printable(&domain)),
         })
     }
 
@@ -235,6 +250,21 @@ fn local_part(words: &[Word]) -> Result<String, String> {
     if words.is_empty() {
         return Err("empty local part".into());
     }
+    for word in words {
+        if let Word::Atom(text, _) | Word::Quoted(text, _) = word
+            && let Some(c) = text.chars().find(|&c| refused_in_local_part(c))
+        {
+            return Err(format!(
+                "the local part holds '{}', {}",
+                c.escape_unicode(),
+                match c {
+                    '\u{FF20}' | '\u{FE6B}' => "a look-alike of @",
+                    c if c.is_whitespace() => "Unicode white space or a line separator",
+                    _ => "an invisible or control character",
+                }
+            ));
+        }
+    }
     if words.iter().skip(1).any(Word::spaced) {
         return Err("space in the local part (quote it: \"a b\"@example.com)".into());
     }
@@ -272,11 +302,51 @@ fn local_part(words: &[Word]) -> Result<String, String> {
                 }
             }
             if !is_dot_atom(&text) {
-                return Err(format!("invalid local part {text} (dots misplaced)"));
+                return Err(format!(
+                    "invalid local part {} (dots misplaced)",
+                    printable(&text)
+                ));
             }
             Ok(text)
         }
     }
+}
+
+/// Characters refused in a local part even though RFC 6531 allows
+/// non-ASCII there: they make an address that looks like another, or
+/// that line-oriented tools split (U+2028): Unicode white space and
+/// separators (Zs, Zl, Zp, NEL), format characters (Cf: zero-width
+/// spaces and joiners, bidi controls, BOM), other invisible fillers and
+/// variation selectors, controls, and the fullwidth and small `@`.
+pub fn refused_in_local_part(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c,
+            '\u{AD}' | '\u{34F}' | '\u{600}'..='\u{605}' | '\u{61C}' | '\u{6DD}' | '\u{70F}'
+            | '\u{890}'..='\u{891}' | '\u{8E2}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{2800}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FE6B}' | '\u{FEFF}' | '\u{FF20}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}'
+            | '\u{110BD}' | '\u{110CD}' | '\u{13430}'..='\u{1343F}' | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// `text` safe to put in a one-line error message: Rust escapes for
+/// controls, quotes and backslashes, and `\u{...}` for any white space
+/// other than the space and for invisible characters.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != ' ' && (c.is_whitespace() || refused_in_local_part(c)) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    out
 }
 
 /// RFC 5322 atext, plus non-ASCII (RFC 6531/6532).
@@ -293,18 +363,53 @@ fn is_dot_atom(text: &str) -> bool {
 /// goes through IDNA (UTS 46, strict: STD3 rules and DNS lengths); an
 /// ASCII one stays as typed, but any `xn--` label in it must be valid.
 pub fn to_a_label(domain: &str) -> Result<String, String> {
-    let has_a_label = domain
-        .split('.')
-        .any(|l| l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--")));
-    if domain.is_ascii() && !has_a_label {
+    if domain.is_ascii() {
+        // The same STD3 rules as for an IDN: letters, digits and hyphens,
+        // no hyphen first or last, labels of 1 to 63 octets, valid
+        // `xn--` labels; and a top-level label that is not all digits
+        // (`1.2.3.4.5`, `123` are no host names).
+        let tld_numeric = domain
+            .rsplit('.')
+            .next()
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+        let ldh = domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+        let has_a_label = domain
+            .split('.')
+            .any(|l| l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--")));
+        if tld_numeric || !ldh || domain.len() > 253 {
+            return Err(format!(
+                "{} is not a valid domain name (letters, digits and hyphens in labels of 1 to 63 characters, not all digits at the end)",
+                printable(domain)
+            ));
+        }
+        if has_a_label && idna::domain_to_ascii_strict(domain).is_err() {
+            return Err(format!(
+                "{} is not a valid internationalised domain name (IDNA)",
+                printable(domain)
+            ));
+        }
+        // Valid: keep the user's spelling.
         return Ok(domain.to_owned());
     }
+    // IDNA maps invisible characters to nothing (`a@\u{FEFF}example.com`
+    // would be a@example.com): refuse them, like white space.
+    if let Some(c) = domain.chars().find(|&c| refused_in_local_part(c)) {
+        return Err(format!(
+            "the domain holds '{}', an invisible character or white space",
+            c.escape_unicode()
+        ));
+    }
     match idna::domain_to_ascii_strict(domain) {
-        // Valid A-labels: keep the user's spelling.
-        Ok(_) if domain.is_ascii() => Ok(domain.to_owned()),
         Ok(ascii) => Ok(ascii),
         Err(_) => Err(format!(
-            "{domain} is not a valid internationalised domain name (IDNA)"
+            "{} is not a valid internationalised domain name (IDNA)",
+            printable(domain)
         )),
     }
 }
@@ -417,6 +522,16 @@ mod tests {
             "\"a b\"",
             "Name ",
             "@example.org",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{3000}",
+            "\u{205f}",
+            "\u{a0}",
+            "\u{200b}",
+            "\u{feff}",
+            "\u{ff20}",
+            "\t",
+            "\\\"",
         ];
         let mut rng = fastrand::Rng::with_seed(7);
         let mut ok = 0;
@@ -431,6 +546,23 @@ mod tests {
                     let addr = m.email.to_string();
                     assert!(addr.contains('@'), "{text:?} -> {addr}");
                     assert!(m.email.domain().is_ascii(), "{text:?} -> {addr}");
+                    // No Unicode white space, invisible character or
+                    // look-alike at sign gets into a local part.
+                    assert!(
+                        !m.email.user().chars().any(|c| !c.is_ascii()
+                            && (c.is_whitespace() || "\u{200b}\u{feff}\u{ff20}".contains(c))),
+                        "{text:?} -> {addr}"
+                    );
+                    // An independent check of the syntax (RFC 5321 Mailbox,
+                    // RFC 6531 UTF8-non-ascii): a dot-string of atext, or
+                    // a quoted string of printable characters and pairs.
+                    assert!(rfc5321_mailbox(&addr), "{text:?} -> {addr}");
+                    for item in ["<", ">", "(", ")", ","] {
+                        assert!(
+                            !addr.contains(item) || m.email.user().starts_with('"'),
+                            "{text:?} -> {addr}"
+                        );
+                    }
                     // What goes out reads back as the same address.
                     let again = parse_list(&addr).expect("canonical form parses");
                     assert_eq!(again.len(), 1, "{text:?} -> {addr}");
@@ -439,6 +571,110 @@ mod tests {
             }
         }
         assert!(ok > 100, "the input reaches valid addresses too: {ok}");
+    }
+
+    /// RFC 5321 4.1.2 Mailbox, with RFC 6531 non-ASCII, written from the
+    /// grammar rather than from the parser above.
+    fn rfc5321_mailbox(addr: &str) -> bool {
+        let Some((local, domain)) = addr.rsplit_once('@') else {
+            return false;
+        };
+        let atext = |c: char| {
+            c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+        };
+        let local_ok = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+            Some(inner) => {
+                let mut chars = inner.chars();
+                let mut ok = true;
+                while let Some(c) = chars.next() {
+                    ok &= match c {
+                        '\\' => chars.next().is_some_and(|n| (' '..='~').contains(&n)),
+                        '"' => false,
+                        c => (' '..='~').contains(&c) || !c.is_ascii(),
+                    };
+                }
+                ok
+            }
+            None => local
+                .split('.')
+                .all(|a| !a.is_empty() && a.chars().all(atext)),
+        };
+        let domain_ok = domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+        local_ok && domain_ok && local.len() <= 64 && addr.len() <= 254
+    }
+
+    #[test]
+    fn unicode_separators_and_invisibles_are_refused_in_local_parts() {
+        for c in [
+            '\u{2028}', '\u{2029}', '\u{3000}', '\u{205f}', '\u{a0}', '\u{200b}', '\u{feff}',
+            '\u{ff20}', '\u{fe6b}', '\u{2060}', '\u{85}',
+        ] {
+            for text in [
+                format!("a{c}b@example.com"),
+                format!("{c}a@example.com"),
+                format!("a{c}@example.com"),
+                format!("\"a{c}b\"@example.com"),
+                format!("N <{c}a@example.com>"),
+            ] {
+                let err = parse_list(&text).unwrap_err();
+                assert!(!err.contains(c), "{text:?}: {err}");
+                assert!(
+                    err.contains(&format!("\\u{{{:x}}}", c as u32)),
+                    "{text:?}: {err}"
+                );
+            }
+            // In a display name it is text like any other.
+            assert!(parse_list(&format!("\"a{c}b\" <a@example.com>")).is_ok());
+        }
+    }
+
+    #[test]
+    fn errors_escape_what_they_quote() {
+        for text in [
+            "a@exam\u{2028}ple.com",
+            "a@\u{feff}example.com",
+            "a@x\u{3000}.com",
+            "a@xn--bcher-kv\u{200b}.example",
+        ] {
+            let err = parse_list(text).unwrap_err();
+            assert!(
+                err.chars().all(|c| !c.is_control()
+                    && (c == ' ' || !c.is_whitespace())
+                    && !"\u{feff}\u{200b}".contains(c)),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_over_254_octets_and_non_ldh_domains_are_refused() {
+        let domain = format!("{}.", "d".repeat(60)).repeat(4) + "example";
+        let domain = &domain[..189];
+        assert!(parse_list(&format!("{}@{domain}", "l".repeat(64))).is_ok());
+        assert!(parse_list(&format!("{}@x{domain}", "l".repeat(64))).is_err());
+        for bad in [
+            "a@ex_ample.com",
+            "a@1.2.3.4.5",
+            "a@123",
+            "a@-x.example",
+            "a@x-.example",
+        ] {
+            assert!(parse_list(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "a@localhost",
+            "a@192.example",
+            "a@mail-1.example.com",
+            "a@Example.COM",
+        ] {
+            assert!(parse_list(good).is_ok(), "{good}");
+        }
     }
 
     #[test]

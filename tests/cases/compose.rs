@@ -485,3 +485,418 @@ fn attach_stdin_with_skip_empty_and_empty_input_sends_nothing() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(server.sessions().is_empty());
 }
+
+/// Decodes many messages with Python's `email` package in one run. For
+/// each: the subject and the `X-Prop` header (policy `default`), the To
+/// address and its display name read the RFC way (a quoted string
+/// unquoted; encoded words joined with the white space between adjacent
+/// ones ignored, RFC 2047 6.2, which the legacy `decode_header` does and
+/// the `default` policy does not for phrases), and the longest line of
+/// the header block.
+fn decode_many(messages: &[Vec<u8>]) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    const SCRIPT: &str = r#"
+import email, email.policy, email.header, json, re, sys
+out = []
+for text in json.load(sys.stdin):
+    raw = text.encode("latin-1")
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    to = re.search(r"(?:^|\r\n)To:(.*?)(?=\r\n[^ \t]|$)", head, re.S).group(1).replace("\r\n", "")
+    name, _, addr = to.strip().rpartition("<")
+    name = name.strip()
+    if name.startswith('"'):
+        # One or more quoted strings, read joined by one space.
+        name = " ".join(re.sub(r'\\(.)', r'\1', q) for q in re.findall(r'"((?:[^"\\]|\\.)*)"', name))
+    elif name:
+        name = str(email.header.make_header(email.header.decode_header(name)))
+    out.append({
+        "subject": str(m["subject"]) if m["subject"] is not None else None,
+        "x-prop": str(m["x-prop"]) if m["x-prop"] is not None else None,
+        "to-name": name, "to-addr": addr.rstrip(">"),
+        "to-default": [[a.display_name, a.addr_spec] for a in m["to"].addresses],
+        "longest": max(len(l) for l in head.split("\r\n")),
+    })
+print(json.dumps(out))
+"#;
+    let input: Vec<String> = messages
+        .iter()
+        .map(|m| m.iter().map(|&b| b as char).collect())
+        .collect();
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3, the independent decoder these tests use");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&serde_json::to_vec(&input).expect("JSON"))
+        .expect("write to python3");
+    let out = child.wait_with_output().expect("python3 output");
+    assert!(out.status.success(), "python3 could not read the messages");
+    serde_json::from_slice(&out.stdout).expect("JSON from python3")
+}
+
+/// Pieces that broke composition before: tabs, runs of spaces between
+/// encoded words, quote and backslash runs, encoded-word look-alikes,
+/// Unicode separators and invisible characters, long runs.
+const HOSTILE: &[&str] = &[
+    "a",
+    "Zoë",
+    " ",
+    "  ",
+    "   ",
+    "\t",
+    "\"",
+    "\\",
+    "\\\\\"\"",
+    "=?",
+    "?=",
+    "=?utf-8?q?x?=",
+    "\u{2028}",
+    "\u{2029}",
+    "\u{3000}",
+    "\u{205f}",
+    "\u{a0}",
+    "\u{200b}",
+    "\u{feff}",
+    "\u{ff20}",
+    "é",
+    ".",
+    "J.R.",
+    "(",
+    ")",
+    ",",
+    "<",
+    ">",
+    "@",
+    ";",
+    ":",
+];
+
+fn hostile_text(rng: &mut fastrand::Rng, max: usize) -> String {
+    let len = rng.usize(1..=max);
+    let mut text: String = (0..len)
+        .map(|_| HOSTILE[rng.usize(..HOSTILE.len())])
+        .collect();
+    if rng.usize(..6) == 0 {
+        // A long run somewhere: must still fold within 998 octets.
+        // (Up to 800 octets: a run of more than 900 without a space or tab
+        // is refused, as the next test shows.)
+        let run = ["x", "\\", "\"", "é", "\t"][rng.usize(..5)].repeat(rng.usize(100..400));
+        text.push_str(&run);
+        text.push_str(HOSTILE[rng.usize(..HOSTILE.len())]);
+    }
+    text
+}
+
+/// A quoted string holding `name`, as a user would type it.
+fn quoted(name: &str) -> String {
+    let mut q = String::from("\"");
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
+#[test]
+fn hostile_subjects_names_and_header_values_arrive_as_typed() {
+    let mut rng = fastrand::Rng::with_seed(2047);
+    let mut cases = Vec::new();
+    let mut messages = Vec::new();
+    for _ in 0..150 {
+        // Subjects keep everything, leading and trailing white space too.
+        let subject = hostile_text(&mut rng, 8);
+        // A display name or --header value starts and ends with a letter:
+        // the outer white space of those is not content.
+        let name = format!("N{}N", hostile_text(&mut rng, 6).replace('\t', " "));
+        let value = format!("v{}v", hostile_text(&mut rng, 6));
+        let run = Mailsend::bare()
+            .args(["--dry-run", "--from", "me@example.com", "--body", "x"])
+            .args(["--subject", &subject])
+            .args(["--to", &format!("{} <a@example.com>", quoted(&name))])
+            .args(["--header", &format!("X-Prop: {value}")])
+            .run();
+        assert_eq!(
+            run.code(),
+            0,
+            "subject {subject:?} name {name:?} value {value:?}: {}",
+            run.stderr()
+        );
+        messages.push(run.output.stdout.clone());
+        cases.push((subject, name, value));
+    }
+    let decoded = decode_many(&messages);
+    for (i, ((subject, name, value), got)) in cases.iter().zip(&decoded).enumerate() {
+        let shown = String::from_utf8_lossy(&messages[i]).into_owned();
+        assert!(
+            got["longest"].as_u64().unwrap() <= 998,
+            "a header line over 998 octets:\n{shown}"
+        );
+        assert_eq!(got["subject"], subject.as_str(), "{shown}");
+        assert_eq!(got["x-prop"], value.as_str(), "{shown}");
+        assert_eq!(got["to-name"], name.as_str(), "{shown}");
+        assert_eq!(got["to-addr"], "a@example.com", "{shown}");
+        assert_eq!(got["to-default"][0][1], "a@example.com", "{shown}");
+    }
+}
+
+#[test]
+fn tab_separated_subjects_and_headers_fold_within_998_octets() {
+    let row = (0..200)
+        .map(|i| format!("field{i}"))
+        .collect::<Vec<_>>()
+        .join("\t");
+    let two = format!("{}\t{}", "a".repeat(800), "a".repeat(800));
+    for text in [row, two] {
+        let run = Mailsend::bare()
+            .args([
+                "--dry-run",
+                "--from",
+                "me@example.com",
+                "--to",
+                "b@example.com",
+            ])
+            .args(["--body", "x", "--subject", &text])
+            .args(["--header", &format!("X-Prop: {text}")])
+            .run()
+            .expect(0);
+        let out = run.output.stdout.clone();
+        let head = run.stdout();
+        let head = head.split("\r\n\r\n").next().unwrap().to_owned();
+        assert!(head.split("\r\n").all(|l| l.len() <= 998), "{head}");
+        let got = &decode_many(&[out])[0];
+        assert_eq!(got["subject"], text.as_str());
+        assert_eq!(got["x-prop"], text.as_str());
+    }
+}
+
+#[test]
+fn long_escaped_or_dotted_display_names_stay_valid() {
+    let names = [
+        "\\".repeat(850),
+        "\"".repeat(850),
+        format!("{} {}", "\\\"".repeat(300), "x".repeat(80)),
+        ".".into(),
+        ". ".into(),
+        ".a".into(),
+        "..".into(),
+        "J.R.".into(),
+        "J. R. Doe".into(),
+        "Reports from the nightly build of the \"project\", sent by the CI robot, daily".into(),
+        format!("{} {}  {}", "w".repeat(60), "\\".repeat(30), "z".repeat(69)),
+    ];
+    let mut messages = Vec::new();
+    for name in &names {
+        let mailbox = format!("{} <a@example.com>", quoted(name));
+        let run = Mailsend::bare()
+            .args(["--dry-run", "--body", "x"])
+            .args(["--from", &mailbox, "--to", &mailbox, "--cc", &mailbox])
+            .args(["--reply-to", &mailbox])
+            .run()
+            .expect(0);
+        let head = run.stdout();
+        let head = head.split("\r\n\r\n").next().unwrap().to_owned();
+        assert!(head.split("\r\n").all(|l| l.len() <= 998), "{head}");
+        // No obs-phrase: a name with a dot goes quoted or encoded.
+        assert!(!head.contains("To: J.R."), "{head}");
+        assert!(!head.contains("To: . "), "{head}");
+        messages.push(run.output.stdout);
+    }
+    for (name, got) in names.iter().zip(decode_many(&messages)) {
+        assert_eq!(got["to-name"], name.trim(), "{name:?}");
+        assert_eq!(got["to-default"][0][1], "a@example.com", "{name:?}");
+        if name.starts_with("Reports") {
+            // Split into quoted strings, not encoded words: even readers
+            // that space out adjacent encoded words in names get it.
+            assert_eq!(got["to-default"][0][0], name.as_str());
+        }
+    }
+}
+
+#[test]
+fn unicode_spaces_invisibles_and_lookalike_at_signs_are_refused_in_local_parts() {
+    let bad = [
+        '\u{2028}', '\u{2029}', '\u{3000}', '\u{205f}', '\u{a0}', '\u{200b}', '\u{feff}',
+        '\u{ff20}', '\u{fe6b}', '\u{2060}', '\u{202e}', '\u{1680}', '\u{85}',
+    ];
+    for c in bad {
+        for address in [
+            format!("a{c}b@example.com"),
+            format!("{c}a@example.com"),
+            format!("a{c}@example.com"),
+            format!("\"x{c}y\"@example.com"),
+            format!("\"x{c}Bcc: evil@example.net\"@example.com"),
+            format!("Name <a{c}b@example.com>"),
+            format!("ceo{c}bank.example@example.org"),
+        ] {
+            for flag in ["--to", "--from"] {
+                let mut m = Mailsend::bare();
+                m.args(["--dry-run", "--body", "x"]);
+                if flag == "--to" {
+                    m.args(["--from", "me@example.com"]);
+                } else {
+                    m.args(["--to", "a@example.com"]);
+                }
+                let run = m.args([flag, &address]).run();
+                assert_eq!(run.code(), 65, "{flag} {address:?}: {}", run.stderr());
+                let stderr = run.stderr();
+                assert_eq!(stderr.lines().count(), 1, "{address:?}: {stderr}");
+                assert!(!stderr.contains(c), "raw {c:?} in the error: {stderr}");
+                assert!(
+                    stderr.contains(&format!("\\u{{{:x}}}", c as u32)),
+                    "the character is named escaped: {stderr}"
+                );
+                assert!(run.stdout().is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn errors_about_domains_never_hold_raw_separators() {
+    for c in ['\u{2028}', '\u{feff}', '\u{3000}', '\u{200b}', '\u{85}'] {
+        let run = Mailsend::bare()
+            .args(["--dry-run", "--from", "me@example.com", "--body", "x"])
+            .args(["--to", &format!("a@exam{c}ple.com")])
+            .run()
+            .expect(65);
+        let stderr = run.stderr();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(!stderr.contains(c), "raw {c:?}: {stderr}");
+    }
+}
+
+#[test]
+fn over_long_paths_and_non_ldh_ascii_domains_are_refused() {
+    let label = "d".repeat(60);
+    let domain = format!("{label}.{label}.{label}.{label}.example"); // 252 octets
+    let long = format!("{}@{}", "l".repeat(64), &domain[..247]);
+    for address in [
+        long.as_str(),
+        "a@ex_ample.com",
+        "a@1.2.3.4.5",
+        "a@123",
+        "a@-example.com",
+        "a@example-.com",
+    ] {
+        Mailsend::bare()
+            .args(["--dry-run", "--from", "me@example.com", "--body", "x"])
+            .args(["--to", address])
+            .run()
+            .expect(65)
+            .error_mentions("invalid address in --to");
+    }
+    // At the limit: 64 + 1 + 189.
+    let ok = format!(
+        "{}@{}",
+        "l".repeat(64),
+        &domain[..189].trim_end_matches('.')
+    );
+    Mailsend::bare()
+        .args(["--dry-run", "--from", "me@example.com", "--body", "x"])
+        .args([
+            "--to",
+            &ok,
+            "--to",
+            "a@mail-1.example.com",
+            "--to",
+            "b@192.example",
+        ])
+        .run()
+        .expect(0);
+}
+
+#[test]
+fn structured_header_values_with_addresses_use_a_labels() {
+    let run = Mailsend::bare()
+        .args([
+            "--dry-run",
+            "--from",
+            "me@example.com",
+            "--to",
+            "b@example.com",
+        ])
+        .args(["--body", "x"])
+        .args(["--header", "Sender: Zoë <z@bücher.example>"])
+        .args([
+            "--header",
+            "Disposition-Notification-To: \"Doe, J.\" <j@bücher.example>, k@example.org",
+        ])
+        .args(["--header", "X-A: =?utf-8?q?x?="])
+        .args(["--header", "In-Reply-To: <a.1@example.com>"])
+        .run()
+        .expect(0);
+    let head = run.stdout();
+    assert!(head.is_ascii(), "{head}");
+    const SCRIPT: &str = r#"
+import email, email.policy, json, sys
+m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.default)
+def a(n):
+    return [[x.display_name, x.addr_spec] for x in m[n].addresses]
+import email.utils
+dnt = [list(x) for x in email.utils.getaddresses([str(m["disposition-notification-to"])])]
+print(json.dumps({"sender": a("sender"), "dnt": dnt,
+    "x-a": str(m["x-a"]), "irt": str(m["in-reply-to"])}))
+"#;
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&run.output.stdout)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        got["sender"],
+        serde_json::json!([["Zoë", "z@xn--bcher-kva.example"]])
+    );
+    assert_eq!(
+        got["dnt"],
+        serde_json::json!([
+            ["Doe, J.", "j@xn--bcher-kva.example"],
+            ["", "k@example.org"]
+        ])
+    );
+    assert_eq!(got["x-a"], "=?utf-8?q?x?=");
+    assert_eq!(got["irt"], "<a.1@example.com>");
+    // Bad addresses, two senders and non-ASCII in a field that cannot
+    // carry encoded words are refused.
+    for header in [
+        "Sender: not an address",
+        "Sender: a@example.com, b@example.com",
+        "Disposition-Notification-To: a\u{2028}b@example.com",
+        "List-Post: <mailto:zoë@example.com>",
+        "In-Reply-To: <ü@example.com>",
+    ] {
+        let run = Mailsend::bare()
+            .args([
+                "--dry-run",
+                "--from",
+                "me@example.com",
+                "--to",
+                "b@example.com",
+            ])
+            .args(["--body", "x", "--header", header])
+            .run()
+            .expect(65);
+        assert!(!run.stderr().contains('\u{2028}'));
+        assert_eq!(run.stderr().lines().count(), 1, "{}", run.stderr());
+    }
+}

@@ -648,7 +648,8 @@ fn twenty_thousand_recipients_take_linear_time() {
     for i in 0..n {
         m.args(["--bcc", &format!("user{i}@example.com")]);
     }
-    m.args(["--to", "a@example.com", "--bcc", "USER7@example.com"]);
+    // The same address with its domain in another case is a duplicate.
+    m.args(["--to", "a@example.com", "--bcc", "user7@EXAMPLE.com"]);
     let started = std::time::Instant::now();
     let run = m.run().expect(0);
     let elapsed = started.elapsed();
@@ -663,7 +664,7 @@ fn twenty_thousand_recipients_take_linear_time() {
             .filter(|l| l.starts_with("envelope to:"))
             .count(),
         n + 1,
-        "each once, the duplicate in another case dropped"
+        "each once, the duplicate with its domain in another case dropped"
     );
     assert!(!has_bcc_line(&run.output.stdout));
 }
@@ -690,4 +691,30 @@ fn long_recipient_lists_are_folded_within_998_octets() {
     );
     assert_eq!(header(&tx.data, "to"), Some(to.join(", ")));
     assert_eq!(tx.rcpt_to, to);
+}
+
+#[test]
+fn the_local_part_is_case_sensitive_when_removing_duplicates() {
+    // RFC 5321 2.4: only the domain is case-insensitive; a server may
+    // deliver Ops@ and ops@ to different people.
+    let server = submission();
+    Mailsend::to(&server)
+        .args(["--to", "Ops@example.com", "--to", "ops@example.com"])
+        .args([
+            "--cc",
+            "ops@EXAMPLE.COM, \"A B\"@example.com, \"a b\"@Example.com",
+        ])
+        .args(["--bcc", "Ops@Example.Com", "--body", "x"])
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert_eq!(
+        tx.rcpt_to,
+        [
+            "Ops@example.com",
+            "ops@example.com",
+            "\"A B\"@example.com",
+            "\"a b\"@Example.com"
+        ]
+    );
 }
