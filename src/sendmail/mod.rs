@@ -27,7 +27,7 @@ use anyhow::Result;
 use clap::Parser;
 use lettre::message::header;
 
-use self::address::{dedup_ignore_case, resolve_recipient};
+use self::address::{address_key, dedup, resolve_recipient};
 use self::draft::{Draft, format_header};
 use crate::cli::ServerArgs;
 use crate::config::{FromPolicy, Settings};
@@ -255,7 +255,7 @@ fn recipients(draft: &Draft, job: &Job) -> Result<Vec<String>> {
         let mut excluded: HashSet<String> = HashSet::new();
         for item in &arguments {
             for addr in resolve_recipient(item, job.aliases)? {
-                excluded.insert(addr.to_ascii_lowercase());
+                excluded.insert(address_key(&addr));
             }
         }
         let values = draft.newest_resent_recipients().unwrap_or_else(|| {
@@ -267,7 +267,7 @@ fn recipients(draft: &Draft, job: &Job) -> Result<Vec<String>> {
         for value in &values {
             for item in message::split_list(value) {
                 for addr in resolve_recipient(item, job.aliases)? {
-                    if !excluded.contains(&addr.to_ascii_lowercase()) {
+                    if !excluded.contains(&address_key(&addr)) {
                         recipients.push(addr);
                     }
                 }
@@ -278,7 +278,7 @@ fn recipients(draft: &Draft, job: &Job) -> Result<Vec<String>> {
             recipients.extend(resolve_recipient(item, job.aliases)?);
         }
     }
-    dedup_ignore_case(&mut recipients);
+    dedup(&mut recipients);
     if recipients.is_empty() {
         return Err(Failure::usage(
             "sendmail mode: no recipients (give addresses, or -t with To/Cc/Bcc headers)",

@@ -813,14 +813,15 @@ fn long_field_names_and_encoded_words_are_never_broken_inside() {
 #[test]
 fn excluding_many_argument_recipients_takes_linear_time() {
     // -t minus the arguments: 30,000 header addresses, all but one also
-    // given as arguments (in another case). This once took minutes.
+    // given as arguments (their domains in another case: a local part is
+    // case-sensitive). This once took minutes.
     let to: Vec<String> = (0..30_000).map(|i| format!("u{i}@example.com")).collect();
     let message = format!(
         "To: {}\nCc: keep@example.com\nSubject: s\n\nx\n",
         to.join(", ")
     );
     let mut args = vec!["-t".to_owned(), "-i".to_owned()];
-    args.extend(to.iter().map(|a| a.to_ascii_uppercase()));
+    args.extend((0..30_000).map(|i| format!("u{i}@EXAMPLE.COM")));
     let server = submission();
     let started = std::time::Instant::now();
     Mailsend::sendmail(&server)
