@@ -276,16 +276,7 @@ fn local_part(words: &[Word]) -> Result<String, String> {
             if is_dot_atom(text) {
                 return Ok(text.clone());
             }
-            let mut quoted = String::with_capacity(text.len() + 2);
-            quoted.push('"');
-            for c in text.chars() {
-                if c == '"' || c == '\\' {
-                    quoted.push('\\');
-                }
-                quoted.push(c);
-            }
-            quoted.push('"');
-            Ok(quoted)
+            Ok(super::encode::quote(text))
         }
         _ => {
             let mut text = String::new();

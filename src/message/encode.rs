@@ -338,7 +338,7 @@ fn display_name(name: &str) -> Vec<String> {
 }
 
 /// `text` as a quoted string, `"` and `\\` escaped.
-fn quote(text: &str) -> String {
+pub(super) fn quote(text: &str) -> String {
     let mut quoted = String::with_capacity(text.len() + 2);
     quoted.push('"');
     for c in text.chars() {
