@@ -462,29 +462,25 @@ fn check_name_length(line: &[u8], number: usize) -> Result<()> {
 /// SP or HTAB before the colon is the obsolete but legal `Bcc : x` form
 /// (no other white space: `To\x0c:` is no field).
 fn is_field_start(line: &[u8]) -> bool {
-    let Some(colon) = line.iter().position(|b| *b == b':') else {
-        return false;
-    };
-    let name = &line[..colon];
-    let name = &name[..name
-        .iter()
-        .rposition(|b| *b != b' ' && *b != b'\t')
-        .map_or(0, |i| i + 1)];
-    !name.is_empty() && name.iter().all(|b| (33..=126).contains(b))
+    field_name(line).is_some_and(|name| name.iter().all(|b| (33..=126).contains(b)))
 }
 
 /// A line meant as a field, valid or not: a name without white space in
 /// it (any octets, 8-bit or control included), then a colon.
 fn looks_like_field(line: &[u8]) -> bool {
-    let Some(colon) = line.iter().position(|b| *b == b':') else {
-        return false;
-    };
+    field_name(line).is_some_and(|name| !name.iter().any(|b| *b == b' ' || *b == b'\t'))
+}
+
+/// What comes before the first colon, without the SP and HTAB that may
+/// end it; `None` when there is no colon or nothing before it.
+fn field_name(line: &[u8]) -> Option<&[u8]> {
+    let colon = line.iter().position(|b| *b == b':')?;
     let name = &line[..colon];
-    let name = &name[..name
+    let end = name
         .iter()
         .rposition(|b| *b != b' ' && *b != b'\t')
-        .map_or(0, |i| i + 1)];
-    !name.is_empty() && !name.iter().any(|b| *b == b' ' || *b == b'\t')
+        .map_or(0, |i| i + 1);
+    Some(&name[..end]).filter(|n| !n.is_empty())
 }
 
 fn not_a_field(number: usize, line: &[u8]) -> anyhow::Error {
