@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::exit::{self, Exit, Failure};
 use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
 use crate::send::{Attempt, Transport};
-use crate::smtp::{Client, Delivery, Message, Rejection, SmtpError};
+use crate::smtp::{Class, Client, Delivery, Message, Rejection, SmtpError};
 use crate::term::{errln, outln, printable};
 
 /// The outbox directories in use (the default one under XDG_STATE_HOME or
@@ -336,7 +336,7 @@ fn flush_account(
         let mut client = match transport.open() {
             Ok(client) => client,
             Err(err) => {
-                let failed = failed_session(outbox, settings, &mut waiting, err, verbose);
+                let failed = failed_session(outbox, settings, &mut waiting, err, true, verbose);
                 return merge(code, failed.0);
             }
         };
@@ -347,8 +347,9 @@ fn flush_account(
                 client.quit();
                 break;
             }
-            Some(err) => {
-                let (failed, stop) = failed_session(outbox, settings, &mut waiting, err, verbose);
+            Some((err, charged)) => {
+                let (failed, stop) =
+                    failed_session(outbox, settings, &mut waiting, err, charged, verbose);
                 code = merge(code, failed);
                 if stop {
                     break;
@@ -368,7 +369,7 @@ fn send_chunks(
     settings: &Settings,
     waiting: &mut VecDeque<Entry>,
     verbose: bool,
-) -> (Exit, Option<anyhow::Error>) {
+) -> (Exit, Option<(anyhow::Error, bool)>) {
     let mut code = Exit::Ok;
     let tls = client.tls_version().map(str::to_owned);
     while !waiting.is_empty() {
@@ -449,6 +450,12 @@ fn send_chunks(
                         break;
                     }
                 }
+                // A 421 answered this message (recorded above): the
+                // session is over, and charges nobody else.
+                if let Some(closed) = client.closed() {
+                    lost = Some((closed, None));
+                    break;
+                }
             }
         }
         let others: Vec<usize> = (0..envelopes.len()).filter(|&i| !envelopes[i].2).collect();
@@ -493,43 +500,56 @@ fn send_chunks(
         if let Some(entry) = hit_entry {
             waiting.push_front(entry);
         }
-        if let Some((err, _)) = lost {
-            return (code, Some(err.into()));
+        if let Some((err, hit)) = lost {
+            return (code, Some((err.into(), hit.is_some())));
         }
     }
     (code, None)
 }
 
-/// A session failed: the first waiting entry records why (with its
-/// attempt counted), and backs off or fails like any attempt. Returns
-/// the code, and whether the account's other entries must wait for the
-/// next flush (the failure is the session's, not that message's).
+/// A session failed. When it hit an entry (`charged`: the first waiting
+/// one), that entry records why, with its attempt counted, and backs off;
+/// it moves to `failed/` only when the server refused that message for
+/// good. Returns the code, and whether the account's other entries must
+/// wait for the next flush (the failure is the session's: login,
+/// certificate, unreachable); otherwise a new session takes them.
 fn failed_session(
     outbox: &Outbox,
     settings: &Settings,
     waiting: &mut VecDeque<Entry>,
     err: anyhow::Error,
+    charged: bool,
     verbose: bool,
 ) -> (Exit, bool) {
     let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
-    let session = smtp.is_some_and(SmtpError::session_level);
-    let Some(mut entry) = waiting.pop_front() else {
-        return (exit::code_for(&err), true);
+    let stop = smtp.is_some_and(SmtpError::session_level);
+    // A lost connection, a broken reply or a 421 says nothing about the
+    // message itself: it keeps its place (a refused MAIL does not).
+    let keep = stop || smtp.is_none_or(|e| e.class() != Class::Permanent);
+    let entry = match charged {
+        true => waiting.pop_front(),
+        false => None,
+    };
+    let Some(mut entry) = entry else {
+        if verbose {
+            errln!("mailsend: the session ended ({err:#}); a new one takes the rest");
+        }
+        return (Exit::Ok, stop);
     };
     // Counted already if it was marked as being sent in this session.
     if !entry.in_flight {
         entry.attempts = entry.attempts.saturating_add(1);
     }
     entry.in_flight = false;
-    let done = requeue(outbox, settings, &mut entry, err, session, verbose);
+    let done = requeue(outbox, settings, &mut entry, err, keep, verbose);
     let code = done.unwrap_or_else(|e| report(&entry, e));
-    if session && !waiting.is_empty() && verbose {
+    if stop && !waiting.is_empty() && verbose {
         errln!(
             "mailsend: {} more messages for this server wait for the next flush",
             waiting.len()
         );
     }
-    (code, session)
+    (code, stop)
 }
 
 /// Records durably, before `entry` is sent, that it is being sent: the
@@ -540,7 +560,10 @@ fn failed_session(
 /// stays queued, and the code is 75 (78 if it was refused as untrusted).
 fn mark_sending(outbox: &Outbox, entry: &mut Entry) -> std::result::Result<(), Exit> {
     let before = entry.clone();
-    entry.attempts = entry.attempts.saturating_add(1);
+    // Marked before, in an earlier session of this flush: already counted.
+    if !entry.in_flight {
+        entry.attempts = entry.attempts.saturating_add(1);
+    }
     entry.next_attempt = now() + backoff(entry.attempts).as_secs();
     entry.in_flight = true;
     match outbox.update(entry) {

@@ -267,6 +267,11 @@ impl Client {
         self.session.send_many(messages, settle)
     }
 
+    /// The server closed the session with a 421 (see [`Session::closed`]).
+    pub fn closed(&self) -> Option<SmtpError> {
+        self.session.closed()
+    }
+
     /// QUIT, then TLS close_notify.
     pub fn quit(self) {
         self.session.quit().close();

@@ -6,7 +6,7 @@
 //! against scripted server bytes; connecting, TLS and deadlines on real
 //! sockets are `connect.rs`. Knows nothing of exit codes or the outbox.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -371,11 +371,20 @@ impl<S: Wire> Session<S> {
         }
         let mail = self.prepare(&one)?;
         let mut delivery = Delivery::default();
-        self.open_transaction = true;
-        let mut commands = vec![(Stage::MailFrom, mail)];
+        self.new_transaction();
+        let reset = self.open_transaction;
+        let mut commands = Vec::with_capacity(recipients.len() + 2);
+        if reset {
+            commands.push((Stage::MailFrom, "RSET".to_owned()));
+        }
+        commands.push((Stage::MailFrom, mail));
         commands.extend(rcpt_commands(recipients));
+        self.open_transaction = true;
         let replies = self.exchange(None, &commands, |_| ())?;
         let mut replies = replies.into_iter();
+        if reset {
+            replies.next(); // RSET's reply; a failure shows in MAIL's
+        }
         let mail_reply = replies.next().ok_or(SmtpError::NoRecipients)?;
         if !mail_reply.is_positive() {
             return Err(SmtpError::Refused {
@@ -428,6 +437,7 @@ impl<S: Wire> Session<S> {
     ) -> Result<(), SmtpError> {
         let mut in_flight: Option<InFlight> = None;
         for (index, message) in messages.into_iter().enumerate() {
+            self.new_transaction();
             let mail = match self.prepare(&message) {
                 Ok(mail) => mail,
                 Err(e) => {
@@ -600,6 +610,26 @@ impl<S: Wire> Session<S> {
         Ok(replies)
     }
 
+    /// A new transaction starts: a refused MAIL of an earlier one says
+    /// nothing about it any more (only a 421 lasts for the session).
+    fn new_transaction(&mut self) {
+        if self.closing.as_ref().is_some_and(|(_, r)| r.code != 421) {
+            self.closing = None;
+        }
+    }
+
+    /// The server closed the session with a 421: nothing more can be sent
+    /// in it; the error says so, quoting the 421.
+    pub fn closed(&self) -> Option<SmtpError> {
+        match &self.closing {
+            Some((stage, reply)) if reply.code == 421 => Some(SmtpError::Refused {
+                stage: *stage,
+                reply: reply.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The reply to the end of data, awaited at least 10 minutes; it ends
     /// the transaction whatever it says.
     fn read_end_of_data(&mut self) -> Result<Reply, SmtpError> {
@@ -719,6 +749,20 @@ impl<S: Wire> Session<S> {
     /// reply with the wrong command.
     fn write(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), SmtpError> {
         if !self.reader.buffer().is_empty() {
+            // A server that limits messages per connection may send its
+            // 421 with the last reply: that is its closing, not a fault.
+            let mut unasked = self.reader.buffer();
+            if let Ok(reply) = reply::read(&mut unasked, &self.redactor)
+                && reply.code == 421
+                && unasked.is_empty()
+            {
+                self.reader.consume(self.reader.buffer().len());
+                for line in reply.wire_lines() {
+                    self.log_server(&line);
+                }
+                self.closing = Some((stage, reply.clone()));
+                return Err(SmtpError::Refused { stage, reply });
+            }
             return Err(SmtpError::Protocol {
                 stage,
                 detail: format!(

@@ -612,3 +612,56 @@ fn a_utf8_address_in_a_header_needs_smtputf8() {
         "{sent:?}"
     );
 }
+
+#[test]
+fn an_all_or_nothing_message_after_a_refused_data_starts_with_rset() {
+    // Message 1: DATA refused, the transaction stays open at the server.
+    // Message 2 must not meet "503 nested MAIL".
+    let server = "250 ok\r\n250 ok\r\n554 no\r\n\
+                  250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n";
+    let mut s = session(server, 4096);
+    let rcpt = to(&["a@example.com"]);
+    assert!(s.send("me@example.com", &rcpt, b"1", true).is_err());
+    s.send("me@example.com", &rcpt, b"2", true)
+        .expect("second message");
+    let sent = s.quit().sent();
+    assert!(sent[3].starts_with("RSET\r\nMAIL FROM:"), "{sent:?}");
+}
+
+#[test]
+fn a_refused_mail_is_not_charged_to_the_next_message() {
+    // Message 1's MAIL is refused (550); message 2 then meets a dropped
+    // connection: that is a lost session, not message 1's 550 again.
+    let mut s = session("550 5.7.1 not you\r\n503 no\r\n503 no\r\n", 4096);
+    let rcpt = to(&["a@example.com"]);
+    let first = s.send("me@example.com", &rcpt, b"1", false).unwrap_err();
+    assert_eq!(first.class(), Class::Permanent);
+    let second = s.send("me@example.com", &rcpt, b"2", false).unwrap_err();
+    assert!(matches!(second, SmtpError::Closed { .. }), "{second:?}");
+    assert_eq!(second.class(), Class::Temporary);
+}
+
+#[test]
+fn a_421_sent_with_the_last_250_closes_the_session() {
+    // A server that limits messages per connection: "250 queued" and
+    // "421 closing" in one segment, without PIPELINING.
+    let segments = [
+        "220 hi\r\n",
+        "250 mx\r\n",
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n421 4.7.0 too many messages, closing\r\n",
+    ];
+    let mut s = greeted(segmented(&segments));
+    let rcpt = to(&["a@example.com"]);
+    s.send("me@example.com", &rcpt, b"1", false)
+        .expect("first message");
+    let err = s.send("me@example.com", &rcpt, b"2", false).unwrap_err();
+    assert!(
+        matches!(&err, SmtpError::Refused { reply, .. } if reply.code == 421),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), Class::Temporary);
+    assert!(s.closed().is_some());
+}

@@ -1452,3 +1452,38 @@ fn an_outbox_under_a_directory_others_can_write_is_refused() {
         .expect(0);
     assert_eq!(message_ids(&server).len(), 1);
 }
+
+/// A 421 to an all-or-nothing message ends the session: that message
+/// waits, and a new session takes the others (they are not charged with
+/// the 421 without ever being sent).
+#[test]
+fn a_421_to_an_all_or_nothing_message_ends_the_session_not_the_others() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    for _ in 0..3 {
+        at(port, home.path())
+            .args(["--queue", "--all-or-nothing"])
+            .args(send_args())
+            .run()
+            .expect(0);
+    }
+    let server = TestServer::start_on(
+        with_auth(Behaviour {
+            mail_reply: Some("421 4.7.0 try again later, closing".into()),
+            fault_sessions: Some(1),
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(75);
+    let sessions = server.wait_sessions(2, std::time::Duration::from_secs(20));
+    let mails = |s: &crate::support::server::Session| {
+        s.lines().iter().filter(|l| l.starts_with("MAIL")).count()
+    };
+    assert_eq!(mails(&sessions[0]), 1, "{:?}", sessions[0].lines());
+    assert_eq!(message_ids(&server).len(), 2);
+    assert_eq!(outbox_list(port, home.path()).lines().count(), 1);
+}
