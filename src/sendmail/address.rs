@@ -38,14 +38,17 @@ pub fn resolve_recipient(item: &str, aliases: &BTreeMap<String, String>) -> Resu
         })
         .or_else(|| aliases.get("default"))
         .ok_or_else(|| {
-            Failure::data(format!("recipient '{local}' has no domain and no alias"))
-                .with_hint(format!("add `{local} = \"you@example.com\"` (or `default = ...`) under [aliases] in the config file"))
+            let shown = crate::term::printable(&local);
+            Failure::data(format!("recipient '{shown}' has no domain and no alias"))
+                .with_hint(format!("add `{shown} = \"you@example.com\"` (or `default = ...`) under [aliases] in the config file"))
         })?;
     let mut out = Vec::new();
     for item in message::split_list(target) {
         if !item.contains('@') {
             return Err(Failure::config(format!(
-                "alias {local} = '{target}' must map to addresses with a domain"
+                "alias {} = '{}' must map to addresses with a domain",
+                crate::term::printable(&local),
+                crate::term::printable(target)
             ))
             .into());
         }

@@ -77,7 +77,17 @@ impl Draft {
             };
         }
         let mut first_number = 1;
-        if raw.first().is_some_and(|l| is_mbox_from(l)) {
+        // An mbox separator: a real one (`From addr ctime-date`), or any
+        // `From ` line right above a header field (other mbox flavours
+        // write other dates). Kept, it would turn the header, Bcc
+        // included, into body text.
+        let separator = |l: &&[u8]| {
+            is_mbox_from(l)
+                || (l.starts_with(b"From ")
+                    && !is_field_start(l) // `From : x` is the obsolete From field
+                    && raw.get(1).is_some_and(|next| is_field_start(next)))
+        };
+        if raw.first().is_some_and(separator) {
             raw.remove(0);
             first_number = 2;
         }

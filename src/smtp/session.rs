@@ -686,13 +686,17 @@ impl<S: Wire> Session<S> {
         let head = &message[..head_end];
         // A UTF-8 address, in the envelope or in an address field of the
         // header (a Reply-To is in no envelope), needs SMTPUTF8 (RFC 6531).
-        let utf8_addresses = !from.is_ascii()
-            || recipients.iter().any(|r| !r.is_ascii())
-            || address_fields_hold_utf8(head);
+        let utf8_envelope = !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
+        let utf8_addresses = utf8_envelope || address_fields_hold_utf8(head);
         if utf8_addresses && !self.caps.smtputf8 {
             return Err(SmtpError::MissingExtension {
                 name: "SMTPUTF8",
-                why: "an address is not ASCII",
+                why: match utf8_envelope {
+                    true => "an address is not ASCII",
+                    false => {
+                        "an address field of the header (From, To, Cc, Reply-To, Sender) is not ASCII"
+                    }
+                },
             });
         }
         if !message.is_ascii() {

@@ -852,3 +852,44 @@ fn every_spelling_of_ignore_dots_is_honoured() {
     );
     assert_eq!(body(&tx.data), b"l1\r\n");
 }
+
+/// A leading `From ` line of another mbox flavour (not sendmail's ctime
+/// date) above a header is still a separator: the header stays a header,
+/// and its Bcc is served, never published in the body.
+#[test]
+fn a_loose_mbox_from_line_above_a_header_is_dropped() {
+    let tx = send_sendmail(
+        &["-t"],
+        "From x Mon Nov 30 10:00 2026\nTo: a@example.com\nBcc: hidden@example.org\nSubject: s\n\nbody\n",
+    );
+    assert!(
+        !tx.data_str().contains("hidden@example.org"),
+        "{}",
+        tx.data_str()
+    );
+    assert!(
+        tx.rcpt_to.contains(&"hidden@example.org".to_owned()),
+        "{:?}",
+        tx.rcpt_to
+    );
+    assert_eq!(header(&tx.data, "subject").as_deref(), Some("s"));
+}
+
+/// A recipient quoted in an error is shown escaped: no terminal escape
+/// sequence reaches the screen.
+#[test]
+fn an_unknown_local_recipient_is_shown_escaped() {
+    let server = submission();
+    let mut m = Mailsend::sendmail(&server);
+    // The same account, without the `default` alias.
+    let config = crate::support::cmd::account_config(&server, "")
+        .replace("default = \"fallback@example.org\"\n", "");
+    m.config(&config);
+    let run = m
+        .args(["-i", "ro\x1b]0;x\x07ot"])
+        .stdin("Subject: s\n\nbody\n")
+        .run()
+        .expect(65);
+    assert!(!run.stderr().contains('\x1b'), "{:?}", run.stderr());
+    run.error_mentions(r"ro\u{1b}]0;x\u{7}ot");
+}
