@@ -391,7 +391,9 @@ impl Draft {
     /// (lettre's builder re-parses every address list it holds, which
     /// refuses quoted local parts and costs quadratic time, and writes
     /// lookalike encoded words raw); lettre writes the MIME parts.
-    pub fn compose(&self) -> Result<Vec<u8>> {
+    /// Consumes the draft, so that attachments are encoded from their own
+    /// bytes, not copies, and freed as soon as they are.
+    pub fn compose(mut self) -> Result<Vec<u8>> {
         let mut head = String::new();
         head.push_str(&encode::address_list(
             "From",
@@ -459,11 +461,11 @@ impl Draft {
             }
             Content::Alternative(alt) => mixed.multipart(alt),
         };
-        for a in &self.attachments {
+        for a in std::mem::take(&mut self.attachments) {
             // Always base64: lettre would send ASCII-only content as 7bit,
             // and line endings in 7bit parts are rewritten to CRLF on the
             // way; base64 keeps every attachment byte for byte.
-            let body = Body::new_with_encoding(a.bytes.clone(), ContentTransferEncoding::Base64)
+            let body = Body::new_with_encoding(a.bytes, ContentTransferEncoding::Base64)
                 .map_err(|_| Failure::data(format!("cannot encode attachment {}", a.filename)))?;
             multi = multi.singlepart(
                 SinglePart::builder()
@@ -472,8 +474,12 @@ impl Draft {
                     .body(body),
             );
         }
-        out.extend_from_slice(&multi.formatted());
-        Ok(out)
+        // The body, then the header spliced in front of it: one copy of
+        // the encoded message at a time, not two.
+        let mut body = multi.formatted();
+        drop(multi);
+        body.splice(0..0, out);
+        Ok(body)
     }
 
     /// The text and/or HTML content, before attachments.
@@ -541,7 +547,7 @@ Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
 MIME-Version: 1.0\r\n";
 
     fn text(d: &Draft) -> String {
-        String::from_utf8(d.compose().unwrap()).unwrap()
+        String::from_utf8(d.clone().compose().unwrap()).unwrap()
     }
 
     #[test]

@@ -1,39 +1,61 @@
 //! The message content as it goes after DATA (RFC 5321 4.5.2): CRLF line
-//! endings and dot-stuffing, and the terminating `.` line.
+//! endings and dot-stuffing, and the terminating `.` line, written as it
+//! is produced.
 
-/// The message as it goes on the wire after DATA: CRLF line endings
+use std::io::{self, Write};
+
+/// How much of the wire form is built before it is written.
+const CHUNK: usize = 64 * 1024;
+
+/// Writes `message` as it goes on the wire after DATA: CRLF line endings
 /// (bare LF and CR normalised), dot-stuffed (RFC 5321 4.5.2), ending with
-/// CRLF and the terminating `.` line.
-pub fn wire_data(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+/// CRLF and the terminating `.` line. Works through a buffer of about
+/// [`CHUNK`] bytes, so the message is never copied whole. `then` (the next
+/// commands, with PIPELINING) goes in the same last write as the end of
+/// the message.
+pub fn write_data(out: &mut impl Write, message: &[u8], then: &[u8]) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(CHUNK + 8);
     let mut at_line_start = true;
     let mut i = 0;
     while i < message.len() {
         let b = message[i];
         if at_line_start && b == b'.' {
-            out.push(b'.');
+            buf.push(b'.');
         }
         match b {
             b'\r' if message.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
+                buf.extend_from_slice(b"\r\n");
                 i += 1;
                 at_line_start = true;
             }
             b'\r' | b'\n' => {
-                out.extend_from_slice(b"\r\n");
+                buf.extend_from_slice(b"\r\n");
                 at_line_start = true;
             }
             _ => {
-                out.push(b);
+                buf.push(b);
                 at_line_start = false;
             }
         }
         i += 1;
+        if buf.len() >= CHUNK {
+            out.write_all(&buf)?;
+            buf.clear();
+        }
     }
     if !at_line_start {
-        out.extend_from_slice(b"\r\n");
+        buf.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b".\r\n");
+    buf.extend_from_slice(b".\r\n");
+    buf.extend_from_slice(then);
+    out.write_all(&buf)
+}
+
+/// The wire form of `message` in memory (tests).
+#[cfg(test)]
+pub fn wire_data(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_data(&mut out, message, b"").expect("writing to a Vec");
     out
 }
 
@@ -50,6 +72,30 @@ mod tests {
         );
         assert_eq!(wire_data(b""), b".\r\n");
         assert_eq!(wire_data(b"x\r"), b"x\r\n.\r\n");
+    }
+
+    #[test]
+    fn chunk_boundaries_change_nothing() {
+        // Lines that start with a dot and CRLFs on both sides of a chunk
+        // boundary.
+        let mut message = Vec::new();
+        while message.len() < 3 * CHUNK {
+            message.extend_from_slice(b".x\r\n..\ry\nz");
+        }
+        let mut expected = Vec::new();
+        for line in String::from_utf8_lossy(&message)
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .split('\n')
+        {
+            if line.starts_with('.') {
+                expected.push(b'.');
+            }
+            expected.extend_from_slice(line.as_bytes());
+            expected.extend_from_slice(b"\r\n");
+        }
+        expected.extend_from_slice(b".\r\n");
+        assert!(wire_data(&message) == expected);
     }
 
     /// An independent reading of the wire form: split at CRLF, undo the

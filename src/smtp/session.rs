@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Mechanism;
 use super::caps::Capabilities;
-use super::dotstuff::wire_data;
+use super::dotstuff::write_data;
 use super::error::{SmtpError, Stage};
 use super::reply::{self, Reply};
 use crate::secret::Redactor;
@@ -99,21 +99,20 @@ pub struct Message<'a> {
 
 /// A message whose DATA was answered 354: its content goes at the head of
 /// the next group, and the end-of-data reply settles it.
-struct InFlight {
+struct InFlight<'a> {
     /// None: the content is empty and ends a DATA the server started
     /// for a refused transaction; its outcome does not matter.
     index: Option<usize>,
-    wire: Vec<u8>,
-    len: usize,
+    /// The message, dot-stuffed only as it is written.
+    content: &'a [u8],
     delivery: Delivery,
 }
 
-impl InFlight {
-    fn discarded(_data_reply: Reply) -> InFlight {
+impl InFlight<'_> {
+    fn discarded(_data_reply: Reply) -> InFlight<'static> {
         InFlight {
             index: None,
-            wire: b".\r\n".to_vec(),
-            len: 0,
+            content: b"",
             delivery: Delivery::default(),
         }
     }
@@ -410,9 +409,8 @@ impl<S: Wire> Session<S> {
                 reply: data_reply,
             });
         }
-        let wire = wire_data(message);
         self.log_content(message.len());
-        self.write(Stage::Message, &wire)?;
+        self.write_parts(Stage::Message, Some(message), b"")?;
         let reply = self.end_of_data_reply()?;
         delivery.reply = Some(reply);
         Ok(delivery)
@@ -435,7 +433,7 @@ impl<S: Wire> Session<S> {
         messages: impl IntoIterator<Item = Message<'a>>,
         mut settle: impl FnMut(usize, Result<Delivery, SmtpError>),
     ) -> Result<(), SmtpError> {
-        let mut in_flight: Option<InFlight> = None;
+        let mut in_flight: Option<InFlight<'a>> = None;
         for (index, message) in messages.into_iter().enumerate() {
             self.new_transaction();
             let mail = match self.prepare(&message) {
@@ -455,8 +453,8 @@ impl<S: Wire> Session<S> {
             if self.caps.pipelining {
                 commands.push((Stage::Data, "DATA".to_owned()));
             }
-            let mut head = in_flight.take();
-            let content = head.as_mut().map(|h| (std::mem::take(&mut h.wire), h.len));
+            let head = in_flight.take();
+            let content = head.as_ref().map(|h| h.content);
             let replies = self.exchange(content, &commands, |reply| {
                 // The first reply of the group ends the previous message.
                 if let Some(done) = head {
@@ -532,24 +530,23 @@ impl<S: Wire> Session<S> {
             }
             in_flight = Some(InFlight {
                 index: Some(index),
-                wire: wire_data(message.content),
-                len: message.content.len(),
+                content: message.content,
                 delivery,
             });
             if !self.caps.pipelining {
                 // Without PIPELINING nothing may follow the content.
                 let done = in_flight.take();
                 if let Some(done) = done {
-                    self.log_content(done.len);
-                    self.write(Stage::Message, &done.wire)?;
+                    self.log_content(done.content.len());
+                    self.write_parts(Stage::Message, Some(done.content), b"")?;
                     let reply = self.read_end_of_data()?;
                     done.settle(reply, &mut settle);
                 }
             }
         }
         if let Some(done) = in_flight {
-            self.log_content(done.len);
-            self.write(Stage::Message, &done.wire)?;
+            self.log_content(done.content.len());
+            self.write_parts(Stage::Message, Some(done.content), b"")?;
             let reply = self.read_end_of_data()?;
             done.settle(reply, &mut settle);
         }
@@ -564,7 +561,7 @@ impl<S: Wire> Session<S> {
     /// the other however many recipients a message has.
     fn exchange(
         &mut self,
-        head: Option<(Vec<u8>, usize)>,
+        head: Option<&[u8]>,
         commands: &[(Stage, String)],
         end_of_data: impl FnOnce(Reply),
     ) -> Result<Vec<Reply>, SmtpError> {
@@ -574,9 +571,8 @@ impl<S: Wire> Session<S> {
         let mut end_of_data = Some(end_of_data);
         for chunk in commands.chunks(group) {
             let mut bytes = Vec::new();
-            if let Some((wire, len)) = &head {
-                self.log_content(*len);
-                bytes.extend_from_slice(wire);
+            if let Some(content) = head {
+                self.log_content(content.len());
             }
             for (_, line) in chunk {
                 self.log_client(line);
@@ -589,7 +585,7 @@ impl<S: Wire> Session<S> {
             } else {
                 stage
             };
-            self.write(stage, &bytes)?;
+            self.write_parts(stage, head, &bytes)?;
             if head.take().is_some() {
                 let reply = self.read_end_of_data()?;
                 if let Some(f) = end_of_data.take() {
@@ -752,6 +748,18 @@ impl<S: Wire> Session<S> {
     /// did not ask (or answered twice): going on would pair every later
     /// reply with the wrong command.
     fn write(&mut self, stage: Stage, bytes: &[u8]) -> Result<(), SmtpError> {
+        self.write_parts(stage, None, bytes)
+    }
+
+    /// Writes a message's `content` as it goes after DATA (CRLF,
+    /// dot-stuffed and ended, on the way, never copied whole), then
+    /// `bytes`; see [`Session::write`].
+    fn write_parts(
+        &mut self,
+        stage: Stage,
+        content: Option<&[u8]>,
+        bytes: &[u8],
+    ) -> Result<(), SmtpError> {
         if !self.reader.buffer().is_empty() {
             // A server that limits messages per connection may send its
             // 421 with the last reply: that is its closing, not a fault.
@@ -775,11 +783,15 @@ impl<S: Wire> Session<S> {
                 ),
             });
         }
-        let budget =
-            self.options.timeout + Duration::from_secs(bytes.len() as u64 / MIN_WRITE_RATE);
+        let size = content.map_or(0, <[u8]>::len) + bytes.len();
+        let budget = self.options.timeout + Duration::from_secs(size as u64 / MIN_WRITE_RATE);
         let stream = self.reader.get_mut();
         stream.set_write_deadline(budget);
-        let result = stream.write_all(bytes).and_then(|()| stream.flush());
+        let result = match content {
+            Some(content) => write_data(&mut *stream, content, bytes),
+            None => stream.write_all(bytes),
+        }
+        .and_then(|()| stream.flush());
         result.map_err(|e| self.lost(stage, &e, budget))
     }
 
