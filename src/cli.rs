@@ -46,6 +46,14 @@ pub enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// Print a shell completion script, e.g.
+    /// `mailsend completions bash > /etc/bash_completion.d/mailsend`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `mailsend man | man -l -`
+    Man,
 }
 
 /// Each subcommand takes only the flags that mean something to it: the

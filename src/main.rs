@@ -21,6 +21,7 @@
 mod accounts;
 mod cli;
 mod config;
+mod docs;
 mod dotenv;
 mod exit;
 mod message;
@@ -88,6 +89,11 @@ fn dispatch(cli: Cli) -> Result<Exit> {
         Some(Command::Config {
             action: ConfigAction::Show { server },
         }) => config::show(&server),
+        Some(Command::Completions { shell }) => {
+            docs::completions(shell);
+            Ok(Exit::Ok)
+        }
+        Some(Command::Man) => docs::man(),
         Some(Command::Outbox { action }) => match action {
             OutboxAction::List { location } => queue::list(&location.into()),
             OutboxAction::Show { id, location } => queue::show(&location.into(), &id),

@@ -1,4 +1,5 @@
 mod compose;
+mod docs;
 mod errors;
 mod outbox;
 mod protocol;
