@@ -2,51 +2,91 @@
 //! endings and dot-stuffing, and the terminating `.` line, written as it
 //! is produced.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 /// How much of the wire form is built before it is written.
 const CHUNK: usize = 64 * 1024;
 
+/// Turns message bytes, fed in pieces of any size, into their wire form:
+/// CRLF line ends (a bare LF or CR becomes CRLF), a dot doubled at the
+/// start of a line.
+#[derive(Default)]
+struct Stuffer {
+    mid_line: bool,
+    /// A CR whose next byte (maybe in the next piece) decides what it is.
+    pending_cr: bool,
+}
+
+impl Stuffer {
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        for &b in input {
+            if self.pending_cr {
+                self.pending_cr = false;
+                out.extend_from_slice(b"\r\n");
+                self.mid_line = false;
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.mid_line = false;
+                }
+                _ => {
+                    if !self.mid_line && b == b'.' {
+                        out.push(b'.');
+                    }
+                    out.push(b);
+                    self.mid_line = true;
+                }
+            }
+        }
+    }
+
+    /// The end: the last line ended, then the lone dot.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.pending_cr || self.mid_line {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+}
+
 /// Writes `message` as it goes on the wire after DATA: CRLF line endings
 /// (bare LF and CR normalised), dot-stuffed (RFC 5321 4.5.2), ending with
-/// CRLF and the terminating `.` line. Works through a buffer of about
-/// [`CHUNK`] bytes, so the message is never copied whole. `then` (the next
-/// commands, with PIPELINING) goes in the same last write as the end of
-/// the message.
+/// CRLF and the terminating `.` line. `then` (the next commands, with
+/// PIPELINING) goes in the same last write as the end of the message.
 pub fn write_data(out: &mut impl Write, message: &[u8], then: &[u8]) -> io::Result<()> {
-    let mut buf = Vec::with_capacity(CHUNK + 8);
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < message.len() {
-        let b = message[i];
-        if at_line_start && b == b'.' {
-            buf.push(b'.');
-        }
-        match b {
-            b'\r' if message.get(i + 1) == Some(&b'\n') => {
-                buf.extend_from_slice(b"\r\n");
-                i += 1;
-                at_line_start = true;
-            }
-            b'\r' | b'\n' => {
-                buf.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            _ => {
-                buf.push(b);
-                at_line_start = false;
-            }
-        }
-        i += 1;
+    write_data_from(out, message, then)
+}
+
+/// Like [`write_data`], reading the message from `message` (a spool file,
+/// say) about [`CHUNK`] bytes at a time: memory use does not grow with
+/// the message.
+pub fn write_data_from(
+    out: &mut impl Write,
+    mut message: impl Read,
+    then: &[u8],
+) -> io::Result<()> {
+    let mut input = vec![0u8; CHUNK];
+    let mut buf = Vec::with_capacity(2 * CHUNK + 8);
+    let mut stuffer = Stuffer::default();
+    loop {
+        let n = match message.read(&mut input) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        stuffer.feed(&input[..n], &mut buf);
         if buf.len() >= CHUNK {
             out.write_all(&buf)?;
             buf.clear();
         }
     }
-    if !at_line_start {
-        buf.extend_from_slice(b"\r\n");
-    }
-    buf.extend_from_slice(b".\r\n");
+    stuffer.finish(&mut buf);
     buf.extend_from_slice(then);
     out.write_all(&buf)
 }
@@ -72,6 +112,18 @@ mod tests {
         );
         assert_eq!(wire_data(b""), b".\r\n");
         assert_eq!(wire_data(b"x\r"), b"x\r\n.\r\n");
+    }
+
+    /// A reader that hands out at most `n` bytes per read.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
     }
 
     #[test]
@@ -123,6 +175,24 @@ mod tests {
     mod properties {
         use super::*;
         use proptest::prelude::*;
+
+        proptest! {
+            /// Read in pieces of any size, the wire form is the same: a
+            /// CR at the end of one piece and an LF at the start of the
+            /// next are one line end.
+            #[test]
+            fn pieces_of_any_size_give_the_same_wire_form(
+                bytes in proptest::collection::vec(
+                    prop_oneof![Just(b'.'), Just(b'\r'), Just(b'\n'), any::<u8>()], 0..300),
+                piece in 1usize..7,
+            ) {
+                let mut out = Vec::new();
+                write_data_from(&mut out, Trickle(&bytes, piece), b"NEXT").expect("vec");
+                let mut expected = wire_data(&bytes);
+                expected.extend_from_slice(b"NEXT");
+                prop_assert_eq!(out, expected);
+            }
+        }
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(512))]
