@@ -479,6 +479,15 @@ impl Outbox {
         read_checked(&self.locate(id)?.join(MESSAGE))
     }
 
+    /// The message file of entry `id`, opened with the same checks as
+    /// [`Outbox::message`], to be read as it is sent.
+    pub fn open_message(&self, id: &str) -> Result<File> {
+        open_checked(
+            &self.locate(id)?.join(MESSAGE),
+            fs::OpenOptions::new().read(true),
+        )
+    }
+
     /// The raw `meta.json` of entry `id` (for `outbox show`).
     pub fn meta(&self, id: &str) -> Result<Vec<u8>> {
         read_checked(&self.locate(id)?.join(META))

@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use crate::config::Settings;
 use crate::exit::{self, Exit, Failure};
 use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
 use crate::send::{Attempt, Transport};
-use crate::smtp::{Class, Client, Delivery, Message, Rejection, SmtpError};
+use crate::smtp::{Class, Client, Content, Delivery, Message, Rejection, SmtpError};
 use crate::term::{errln, outln, printable};
 
 /// The outbox directories in use (the default one under XDG_STATE_HOME or
@@ -282,10 +283,8 @@ fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) ->
     Ok(code)
 }
 
-/// The messages of one flush chunk together stay under this many bytes
-/// (they are read from disk before the chunk is sent).
-const CHUNK_BYTES: usize = 16 << 20;
-/// At most this many messages are read ahead per chunk.
+/// At most this many message files are opened ahead per chunk; each is
+/// read as it is sent, so memory does not grow with message size.
 const CHUNK_ENTRIES: usize = 64;
 
 /// Sends one account's due entries over one session (a new one after a
@@ -373,23 +372,30 @@ fn send_chunks(
     let mut code = Exit::Ok;
     let tls = client.tls_version().map(str::to_owned);
     while !waiting.is_empty() {
-        // Read a chunk of messages; an unreadable entry is reported and
-        // left in place.
-        let mut chunk: Vec<(Entry, Vec<u8>)> = Vec::new();
-        let mut size = 0;
-        while chunk.len() < CHUNK_ENTRIES && size < CHUNK_BYTES {
+        // Open a chunk of messages (read as they are sent); an entry that
+        // cannot be opened is reported and left in place.
+        let mut entries = Vec::new();
+        let mut files: Vec<(File, u64)> = Vec::new();
+        while entries.len() < CHUNK_ENTRIES {
             let Some(entry) = waiting.pop_front() else {
                 break;
             };
-            match outbox.message(&entry.id) {
-                Ok(bytes) => {
-                    size += bytes.len();
-                    chunk.push((entry, bytes));
+            let opened = outbox.open_message(&entry.id).and_then(|file| {
+                let len = Content::file(&file)?.len();
+                Ok((file, len))
+            });
+            match opened {
+                Ok(file) => {
+                    entries.push(entry);
+                    files.push(file);
                 }
                 Err(err) => code = merge(code, unreadable(&entry, &err)),
             }
         }
-        let (entries, contents): (Vec<Entry>, Vec<Vec<u8>>) = chunk.into_iter().unzip();
+        let contents: Vec<Content> = files
+            .iter()
+            .map(|(f, len)| Content::File(f, *len))
+            .collect();
         let envelopes: Vec<(String, Vec<String>, bool)> = entries
             .iter()
             .map(|e| (e.from.clone(), e.recipients.clone(), e.all_or_nothing))
@@ -436,7 +442,7 @@ fn send_chunks(
         // session failure, and the entry it hit.
         let mut lost = None;
         for (i, ((from, recipients, all_or_nothing), content)) in
-            envelopes.iter().zip(&contents).enumerate()
+            envelopes.iter().zip(contents.iter().copied()).enumerate()
         {
             if *all_or_nothing {
                 if !mark(i) {
@@ -468,7 +474,7 @@ fn send_chunks(
                 Message {
                     from: &envelopes[i].0,
                     recipients: &envelopes[i].1,
-                    content: &contents[i],
+                    content: contents[i],
                 }
             });
             let settle = |k: usize, outcome| {

@@ -21,7 +21,7 @@ use crate::password::run_password_command;
 use crate::retry;
 use crate::secret::Secret;
 use crate::smtp::TlsConfig;
-use crate::smtp::{Client, Endpoint, Rejection};
+use crate::smtp::{Client, Content, Endpoint, Rejection};
 use crate::term::errln;
 
 /// Runs a send as the flags ask; returns the exit code.
@@ -278,14 +278,14 @@ impl<'a> Transport<'a> {
         let mut client = Client::connect(&self.endpoint())?;
         let tls = client.tls_version().map(str::to_owned);
         let session = |client: &mut Client| {
-            client.check_size(outgoing.bytes.len())?;
+            client.check_size(outgoing.bytes.len() as u64)?;
             if let Some((user, password)) = &self.credentials {
                 client.login(user, password)?;
             }
             client.send(
                 &outgoing.from,
                 recipients,
-                &outgoing.bytes,
+                Content::Bytes(&outgoing.bytes),
                 outgoing.all_or_nothing,
             )
         };

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use openssl::ssl::SslStream;
 
 use super::auth;
+use super::content::Content;
 use super::error::{SmtpError, Stage};
 use super::session::{Delivery, Message, Options, Session, Wire};
 use super::tls::{self, TlsConfig};
@@ -242,7 +243,7 @@ impl Client {
     }
 
     /// Refuses a message over the server's SIZE before sending anything.
-    pub fn check_size(&self, message_len: usize) -> Result<(), SmtpError> {
+    pub fn check_size(&self, message_len: u64) -> Result<(), SmtpError> {
         self.session.check_size(message_len)
     }
 
@@ -251,10 +252,10 @@ impl Client {
         &mut self,
         from: &str,
         recipients: &[String],
-        message: &[u8],
+        content: Content<'_>,
         all_or_nothing: bool,
     ) -> Result<Delivery, SmtpError> {
-        self.session.send(from, recipients, message, all_or_nothing)
+        self.session.send(from, recipients, content, all_or_nothing)
     }
 
     /// Many messages, each settled as soon as the server answers; see

@@ -4,6 +4,34 @@
 
 use std::io::{self, Read, Write};
 
+/// A failure to read the message (not to write it), told apart so that
+/// the caller never takes it for a lost connection.
+#[derive(Debug)]
+pub struct SourceError(io::Error);
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+impl SourceError {
+    /// The read error inside `e`, or `e` itself if it is not one.
+    pub fn take(e: io::Error) -> Result<io::Error, io::Error> {
+        if e.get_ref().is_some_and(|inner| inner.is::<SourceError>()) {
+            let inner = e.into_inner().expect("checked above");
+            match inner.downcast::<SourceError>() {
+                Ok(source) => Ok(source.0),
+                Err(other) => Err(io::Error::other(other)),
+            }
+        } else {
+            Err(e)
+        }
+    }
+}
+
 /// How much of the wire form is built before it is written.
 const CHUNK: usize = 64 * 1024;
 
@@ -54,17 +82,13 @@ impl Stuffer {
     }
 }
 
-/// Writes `message` as it goes on the wire after DATA: CRLF line endings
-/// (bare LF and CR normalised), dot-stuffed (RFC 5321 4.5.2), ending with
-/// CRLF and the terminating `.` line. `then` (the next commands, with
-/// PIPELINING) goes in the same last write as the end of the message.
-pub fn write_data(out: &mut impl Write, message: &[u8], then: &[u8]) -> io::Result<()> {
-    write_data_from(out, message, then)
-}
-
-/// Like [`write_data`], reading the message from `message` (a spool file,
-/// say) about [`CHUNK`] bytes at a time: memory use does not grow with
-/// the message.
+/// Writes the message read from `message` as it goes on the wire after
+/// DATA: CRLF line endings (bare LF and CR normalised), dot-stuffed (RFC
+/// 5321 4.5.2), ending with CRLF and the terminating `.` line. Reads about
+/// [`CHUNK`] bytes at a time, so memory use does not grow with the message.
+/// `then` (the next commands, with PIPELINING) goes in the same last write
+/// as the end of the message. A read error comes back as a
+/// [`SourceError`] inside the `io::Error`.
 pub fn write_data_from(
     out: &mut impl Write,
     mut message: impl Read,
@@ -78,7 +102,7 @@ pub fn write_data_from(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(io::Error::other(SourceError(e))),
         };
         stuffer.feed(&input[..n], &mut buf);
         if buf.len() >= CHUNK {
@@ -95,7 +119,7 @@ pub fn write_data_from(
 #[cfg(test)]
 pub fn wire_data(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    write_data(&mut out, message, b"").expect("writing to a Vec");
+    write_data_from(&mut out, message, b"").expect("writing to a Vec");
     out
 }
 

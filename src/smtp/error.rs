@@ -101,9 +101,11 @@ pub enum SmtpError {
         why: &'static str,
     },
     #[error("message is {size} bytes, over the server's limit of {limit} bytes")]
-    TooBig { size: usize, limit: u64 },
+    TooBig { size: u64, limit: u64 },
     #[error("cannot use CA file {path}: {reason}")]
     CaFile { path: String, reason: String },
+    #[error("cannot read the message: {0}")]
+    Content(io::Error),
     #[error("no recipient to send the message to")]
     NoRecipients,
     #[error("server broke the protocol ({stage}): {detail}")]
@@ -209,6 +211,8 @@ impl SmtpError {
             | SmtpError::Protocol { .. } => Class::Protocol,
             SmtpError::Untrusted { .. } => Class::Trust,
             SmtpError::NoRecipients => Class::Permanent,
+            // Local, and maybe passing (a disk error): try again later.
+            SmtpError::Content(_) => Class::Temporary,
             SmtpError::CaFile { .. } => Class::Config,
         }
     }

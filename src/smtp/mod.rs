@@ -17,6 +17,7 @@
 mod auth;
 mod caps;
 mod connect;
+mod content;
 mod dotstuff;
 mod error;
 mod reply;
@@ -24,6 +25,7 @@ mod session;
 mod tls;
 
 pub use connect::{Client, Endpoint, TlsMode};
+pub use content::Content;
 pub use error::{Class, SmtpError};
 pub use session::{Delivery, Message, Rejection};
 pub use tls::TlsConfig;

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Mechanism;
 use super::caps::Capabilities;
-use super::dotstuff::write_data;
+use super::content::{Content, Facts};
+use super::dotstuff::{SourceError, write_data_from};
 use super::error::{SmtpError, Stage};
 use super::reply::{self, Reply};
 use crate::secret::Redactor;
@@ -94,7 +95,7 @@ pub struct Message<'a> {
     pub from: &'a str,
     pub recipients: &'a [String],
     /// The message (RFC 5322), before dot-stuffing.
-    pub content: &'a [u8],
+    pub content: Content<'a>,
 }
 
 /// A message whose DATA was answered 354: its content goes at the head of
@@ -104,7 +105,7 @@ struct InFlight<'a> {
     /// for a refused transaction; its outcome does not matter.
     index: Option<usize>,
     /// The message, dot-stuffed only as it is written.
-    content: &'a [u8],
+    content: Content<'a>,
     delivery: Delivery,
 }
 
@@ -112,7 +113,7 @@ impl InFlight<'_> {
     fn discarded(_data_reply: Reply) -> InFlight<'static> {
         InFlight {
             index: None,
-            content: b"",
+            content: Content::Bytes(b""),
             delivery: Delivery::default(),
         }
     }
@@ -334,9 +335,9 @@ impl<S: Wire> Session<S> {
 
     /// Refuses, before anything is sent, a message larger than the SIZE the
     /// server advertised (RFC 1870): the server would refuse it with 552.
-    pub fn check_size(&self, message_len: usize) -> Result<(), SmtpError> {
+    pub fn check_size(&self, message_len: u64) -> Result<(), SmtpError> {
         match self.caps.size {
-            Some(limit) if message_len as u64 > limit => Err(SmtpError::TooBig {
+            Some(limit) if message_len > limit => Err(SmtpError::TooBig {
                 size: message_len,
                 limit,
             }),
@@ -351,17 +352,17 @@ impl<S: Wire> Session<S> {
     /// recipient was accepted (so it is not pipelined); otherwise the
     /// session is reset. May be called again on the same session for the
     /// next message.
-    pub fn send(
+    pub fn send<'c>(
         &mut self,
         from: &str,
         recipients: &[String],
-        message: &[u8],
+        content: impl Into<Content<'c>>,
         all_or_nothing: bool,
     ) -> Result<Delivery, SmtpError> {
         let one = Message {
             from,
             recipients,
-            content: message,
+            content: content.into(),
         };
         if !all_or_nothing {
             let mut outcome = None;
@@ -409,8 +410,8 @@ impl<S: Wire> Session<S> {
                 reply: data_reply,
             });
         }
-        self.log_content(message.len());
-        self.write_parts(Stage::Message, Some(message), b"")?;
+        self.log_content(one.content.len());
+        self.write_parts(Stage::Message, Some(one.content), b"")?;
         let reply = self.end_of_data_reply()?;
         delivery.reply = Some(reply);
         Ok(delivery)
@@ -561,7 +562,7 @@ impl<S: Wire> Session<S> {
     /// the other however many recipients a message has.
     fn exchange(
         &mut self,
-        head: Option<&[u8]>,
+        head: Option<Content>,
         commands: &[(Stage, String)],
         end_of_data: impl FnOnce(Reply),
     ) -> Result<Vec<Reply>, SmtpError> {
@@ -654,11 +655,12 @@ impl<S: Wire> Session<S> {
         if message.recipients.is_empty() {
             return Err(SmtpError::NoRecipients);
         }
-        self.check_size(message.content.len())?;
-        self.mail_command(message.from, message.recipients, message.content)
+        let facts = message.content.facts().map_err(SmtpError::Content)?;
+        self.check_size(facts.len)?;
+        self.mail_command(message.from, message.recipients, &facts)
     }
 
-    fn log_content(&self, len: usize) {
+    fn log_content(&self, len: u64) {
         self.log_client(&format!("<{len} bytes of message data>"));
         self.log_client(".");
     }
@@ -669,17 +671,13 @@ impl<S: Wire> Session<S> {
         &self,
         from: &str,
         recipients: &[String],
-        message: &[u8],
+        facts: &Facts,
     ) -> Result<String, SmtpError> {
         let mut mail = format!("MAIL FROM:<{from}>");
         if self.caps.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", message.len()));
+            mail.push_str(&format!(" SIZE={}", facts.len));
         }
-        let head_end = message
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(message.len());
-        let head = &message[..head_end];
+        let head = facts.head.as_slice();
         // A UTF-8 address, in the envelope or in an address field of the
         // header (a Reply-To is in no envelope), needs SMTPUTF8 (RFC 6531).
         let utf8_envelope = !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
@@ -695,7 +693,7 @@ impl<S: Wire> Session<S> {
                 },
             });
         }
-        if !message.is_ascii() {
+        if facts.eight_bit {
             if !self.caps.eightbitmime {
                 return Err(SmtpError::MissingExtension {
                     name: "8BITMIME",
@@ -757,7 +755,7 @@ impl<S: Wire> Session<S> {
     fn write_parts(
         &mut self,
         stage: Stage,
-        content: Option<&[u8]>,
+        content: Option<Content>,
         bytes: &[u8],
     ) -> Result<(), SmtpError> {
         if !self.reader.buffer().is_empty() {
@@ -783,16 +781,22 @@ impl<S: Wire> Session<S> {
                 ),
             });
         }
-        let size = content.map_or(0, <[u8]>::len) + bytes.len();
-        let budget = self.options.timeout + Duration::from_secs(size as u64 / MIN_WRITE_RATE);
+        let size = content.map_or(0, |c| c.len()) + bytes.len() as u64;
+        let budget = self.options.timeout + Duration::from_secs(size / MIN_WRITE_RATE);
         let stream = self.reader.get_mut();
         stream.set_write_deadline(budget);
         let result = match content {
-            Some(content) => write_data(&mut *stream, content, bytes),
+            Some(content) => write_data_from(&mut *stream, content.reader(), bytes),
             None => stream.write_all(bytes),
         }
         .and_then(|()| stream.flush());
-        result.map_err(|e| self.lost(stage, &e, budget))
+        result.map_err(|e| match SourceError::take(e) {
+            // The message could not be read halfway through DATA: the
+            // session must end without the final dot (the server then
+            // drops what it got), never with a cut message delivered.
+            Ok(source) => SmtpError::Content(source),
+            Err(e) => self.lost(stage, &e, budget),
+        })
     }
 
     /// The error for a failed read or write: after a 421, that reply.

@@ -439,7 +439,7 @@ fn message<'a>(from: &'a str, recipients: &'a [String], content: &'a [u8]) -> se
     session::Message {
         from,
         recipients,
-        content,
+        content: content.into(),
     }
 }
 
