@@ -19,7 +19,7 @@ use crate::config::Settings;
 use crate::exit::{self, Exit, Failure};
 use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
 use crate::send::{Attempt, Transport};
-use crate::smtp::{Class, Client, Content, Delivery, Message, Rejection, SmtpError};
+use crate::smtp::{Class, Client, Content, Delivery, Message, Rejection, SmtpError, Stamp};
 use crate::term::{errln, outln, printable};
 
 /// The outbox directories in use (the default one under XDG_STATE_HOME or
@@ -283,9 +283,10 @@ fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) ->
     Ok(code)
 }
 
-/// At most this many message files are opened ahead per chunk; each is
-/// read as it is sent, so memory does not grow with message size.
-const CHUNK_ENTRIES: usize = 64;
+/// At most this many message files are opened ahead per chunk (each is
+/// read as it is sent, so memory does not grow with message size); few
+/// enough for a low limit on open files.
+const CHUNK_ENTRIES: usize = 16;
 
 /// Sends one account's due entries over one session (a new one after a
 /// dropped connection), each outcome recorded as soon as the server
@@ -375,14 +376,14 @@ fn send_chunks(
         // Open a chunk of messages (read as they are sent); an entry that
         // cannot be opened is reported and left in place.
         let mut entries = Vec::new();
-        let mut files: Vec<(File, u64)> = Vec::new();
+        let mut files: Vec<(File, Stamp)> = Vec::new();
         while entries.len() < CHUNK_ENTRIES {
             let Some(entry) = waiting.pop_front() else {
                 break;
             };
             let opened = outbox.open_message(&entry.id).and_then(|file| {
-                let len = Content::file(&file)?.len();
-                Ok((file, len))
+                let stamp = Stamp::of(&file)?;
+                Ok((file, stamp))
             });
             match opened {
                 Ok(file) => {
@@ -394,7 +395,7 @@ fn send_chunks(
         }
         let contents: Vec<Content> = files
             .iter()
-            .map(|(f, len)| Content::File(f, *len))
+            .map(|(f, stamp)| Content::File(f, *stamp))
             .collect();
         let envelopes: Vec<(String, Vec<String>, bool)> = entries
             .iter()

@@ -10,15 +10,36 @@ use std::os::unix::fs::FileExt;
 const CHUNK: usize = 64 * 1024;
 
 /// Longest header block looked at for UTF-8 address fields.
-const MAX_HEAD: usize = 1 << 20;
+const MAX_HEAD: usize = 8 << 20;
 
 /// Where a message's bytes are.
 #[derive(Clone, Copy, Debug)]
 pub enum Content<'a> {
     Bytes(&'a [u8]),
     /// Read from the start with positioned reads (the file's own cursor
-    /// is never used), `len` bytes.
-    File(&'a File, u64),
+    /// is never used), as long as it is as it was when `Stamp` was taken.
+    File(&'a File, Stamp),
+}
+
+/// A file's length and modification time when it was opened: reading it
+/// ends in an error if either has changed, so a file rewritten while it is
+/// sent (longer, shorter, or other bytes of the same length) never goes
+/// out cut or mixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    /// The file's stamp now.
+    pub fn of(file: &File) -> io::Result<Stamp> {
+        let meta = file.metadata()?;
+        Ok(Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
 }
 
 impl<'a> From<&'a [u8]> for Content<'a> {
@@ -50,15 +71,16 @@ pub struct Facts {
 }
 
 impl<'a> Content<'a> {
-    /// The message in a file: its length from the file's metadata.
+    /// The message in a file, as it is now.
+    #[cfg(test)]
     pub fn file(file: &'a File) -> io::Result<Content<'a>> {
-        Ok(Content::File(file, file.metadata()?.len()))
+        Ok(Content::File(file, Stamp::of(file)?))
     }
 
     pub fn len(&self) -> u64 {
         match self {
             Content::Bytes(b) => b.len() as u64,
-            Content::File(_, len) => *len,
+            Content::File(_, stamp) => stamp.len,
         }
     }
 
@@ -66,10 +88,11 @@ impl<'a> Content<'a> {
     pub fn reader(&self) -> impl Read + 'a {
         match *self {
             Content::Bytes(b) => Source::Bytes(b),
-            Content::File(file, len) => Source::File {
+            Content::File(file, stamp) => Source::File {
                 file,
+                stamp,
                 at: 0,
-                left: len,
+                left: stamp.len,
             },
         }
     }
@@ -113,17 +136,33 @@ impl<'a> Content<'a> {
 /// The reader behind [`Content::reader`].
 enum Source<'a> {
     Bytes(&'a [u8]),
-    File { file: &'a File, at: u64, left: u64 },
+    File {
+        file: &'a File,
+        stamp: Stamp,
+        at: u64,
+        left: u64,
+    },
 }
 
 impl Read for Source<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Source::Bytes(b) => b.read(buf),
-            Source::File { file, at, left } => {
+            Source::File {
+                file,
+                stamp,
+                at,
+                left,
+            } => {
                 let want = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
                 if want == 0 {
-                    return Ok(0);
+                    // The end: only if the file is still what was measured.
+                    if buf.is_empty() || Stamp::of(file)? == *stamp {
+                        return Ok(0);
+                    }
+                    return Err(io::Error::other(
+                        "the message file changed while it was read",
+                    ));
                 }
                 let n = file.read_at(&mut buf[..want], *at)?;
                 if n == 0 {
@@ -172,10 +211,38 @@ mod tests {
     fn a_file_that_shrinks_while_it_is_sent_is_an_error() {
         let mut file = tempfile::tempfile().expect("temp file");
         file.write_all(b"0123456789").expect("write");
-        let content = Content::File(&file, 20);
+        let content = Content::File(
+            &file,
+            Stamp {
+                len: 20,
+                ..Stamp::of(&file).expect("stamp")
+            },
+        );
         let mut read = Vec::new();
         let err = content.reader().read_to_end(&mut read).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn a_file_rewritten_while_it_is_read_is_an_error() {
+        let file = tempfile::tempfile().expect("temp file");
+        (&file).write_all(b"0123456789").expect("write");
+        let content = Content::file(&file).expect("stamp");
+        // Longer, and other bytes of the same length.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        (&file).write_all(b"more").expect("write");
+        let mut read = Vec::new();
+        assert!(content.reader().read_to_end(&mut read).is_err(), "grown");
+        let file = tempfile::tempfile().expect("temp file");
+        file.write_all_at(b"0123456789", 0).expect("write");
+        let content = Content::file(&file).expect("stamp");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        file.write_all_at(b"X", 3).expect("write");
+        let mut read = Vec::new();
+        assert!(
+            content.reader().read_to_end(&mut read).is_err(),
+            "rewritten"
+        );
     }
 
     #[test]

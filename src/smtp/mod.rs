@@ -25,7 +25,7 @@ mod session;
 mod tls;
 
 pub use connect::{Client, Endpoint, TlsMode};
-pub use content::Content;
+pub use content::{Content, Stamp};
 pub use error::{Class, SmtpError};
 pub use session::{Delivery, Message, Rejection};
 pub use tls::TlsConfig;

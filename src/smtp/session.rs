@@ -576,7 +576,6 @@ impl<S: Wire> Session<S> {
                 self.log_content(content.len());
             }
             for (_, line) in chunk {
-                self.log_client(line);
                 bytes.extend_from_slice(line.as_bytes());
                 bytes.extend_from_slice(b"\r\n");
             }
@@ -587,6 +586,10 @@ impl<S: Wire> Session<S> {
                 stage
             };
             self.write_parts(stage, head, &bytes)?;
+            // Logged once written, after the content's final dot.
+            for (_, line) in chunk {
+                self.log_client(line);
+            }
             if head.take().is_some() {
                 let reply = self.read_end_of_data()?;
                 if let Some(f) = end_of_data.take() {
@@ -660,9 +663,10 @@ impl<S: Wire> Session<S> {
         self.mail_command(message.from, message.recipients, &facts)
     }
 
+    /// The transcript's line for a message's content; its final dot is
+    /// logged once it has been written.
     fn log_content(&self, len: u64) {
         self.log_client(&format!("<{len} bytes of message data>"));
-        self.log_client(".");
     }
 
     /// The MAIL command for this message, with the parameters it needs;
@@ -790,6 +794,9 @@ impl<S: Wire> Session<S> {
             None => stream.write_all(bytes),
         }
         .and_then(|()| stream.flush());
+        if result.is_ok() && content.is_some() {
+            self.log_client(".");
+        }
         result.map_err(|e| match SourceError::take(e) {
             // The message could not be read halfway through DATA: the
             // session must end without the final dot (the server then
