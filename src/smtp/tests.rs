@@ -636,3 +636,24 @@ fn a_421_sent_with_the_last_250_closes_the_session() {
     assert_eq!(err.class(), Class::Temporary);
     assert!(s.closed().is_some());
 }
+
+#[test]
+fn a_message_file_that_changes_while_sent_never_gets_its_final_dot() {
+    use std::io::Write as _;
+    let file = tempfile::tempfile().expect("temp file");
+    (&file)
+        .write_all(b"Subject: s\r\n\r\nfirst version\r\n")
+        .expect("write");
+    let stamp = super::Stamp::of(&file).expect("stamp");
+    std::thread::sleep(Duration::from_millis(20));
+    (&file).write_all(b"appended later\r\n").expect("write");
+    let mut s = session("250 ok\r\n250 ok\r\n354 go\r\n", 4096);
+    let rcpt = to(&["a@example.com"]);
+    let err = s
+        .send("me@example.com", &rcpt, Content::File(&file, stamp), false)
+        .unwrap_err();
+    assert!(matches!(err, SmtpError::Content(_)), "{err:?}");
+    assert_eq!(err.class(), Class::Temporary);
+    let sent = s.quit().sent().concat();
+    assert!(!sent.contains("\r\n.\r\n"), "no final dot: {sent:?}");
+}
