@@ -65,6 +65,16 @@ fn refused_header(name: &str) -> Option<String> {
             "the receiving server writes it from the envelope sender; use --from".to_owned(),
         );
     }
+    // Trace fields are the servers' own: a forged Delivered-To makes
+    // Postfix bounce the message as a mail loop, and forged Received or
+    // Authentication-Results lines mislead the receiver's filters.
+    if matches!(
+        lower.as_str(),
+        "delivered-to" | "received" | "authentication-results" | "arc-authentication-results"
+    ) || lower.starts_with("x-original-")
+    {
+        return Some("servers write trace fields themselves".to_owned());
+    }
     None
 }
 
@@ -654,6 +664,9 @@ AJ+Slg==\r\n\
             "Resent-To",
             "Return-Path",
             "Content-ID",
+            "Delivered-To",
+            "received",
+            "Authentication-Results",
         ] {
             let err = parse_header(&format!("{refused}: x")).unwrap_err();
             assert_eq!(
