@@ -165,6 +165,14 @@ EOF
   )
 }
 write_msmtprc msmtprc "$CA"
+# The SMTP dialogue for openssl s_client: the same message, dot-stuffed
+# (its lines never start with a dot), CRLF throughout.
+{
+  printf 'EHLO bench.example.com\r\nAUTH PLAIN %s\r\nMAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n' \
+    "$(printf '\0%s\0%s' "$USER_NAME" "$PASS" | base64 -w0)" "$USER_NAME" "$RCPT"
+  cat msg.txt
+  printf '.\r\nQUIT\r\n'
+} >dialogue.txt
 write_msmtprc msmtprc.wrong "$WRONG_CA"
 
 # --- commands -----------------------------------------------------------
@@ -192,6 +200,13 @@ command_for() { # $1 = tool, $2 = CA file
       [[ $ca == "$WRONG_CA" ]] && rc=$WORK/msmtprc.wrong
       CMD_ARGV=(msmtp -C "$rc" "$RCPT")
       CMD_STDIN=$WORK/msg.txt
+      ;;
+    s_client)
+      # The floor: OpenSSL itself, the whole dialogue written at once
+      # after the handshake (no waiting for any reply), then QUIT.
+      CMD_ARGV=(openssl s_client -quiet -no_ign_eof -starttls smtp -connect "127.0.0.1:$PORT"
+        -CAfile "$ca" -verify_return_error -verify_ip 127.0.0.1)
+      CMD_STDIN=$WORK/dialogue.txt
       ;;
   esac
 }
@@ -223,7 +238,9 @@ wait_delivered() {
 # CA fails: then the timings include real certificate verification.
 verify() { # $1 = tool
   local tool=$1 before
-  if [[ $tool != mailsend* ]] && ! command -v "$tool" >/dev/null; then
+  local binary=$tool
+  [[ $tool == s_client ]] && binary=openssl
+  if [[ $tool != mailsend* ]] && ! command -v "$binary" >/dev/null; then
     warn "skipping $tool: not installed"
     return 1
   fi
@@ -244,7 +261,7 @@ verify() { # $1 = tool
   fi
 }
 
-TOOLS=(mailsend curl msmtp)
+TOOLS=(mailsend curl msmtp s_client)
 [[ ${BENCH_EXTRA:-1} == 1 ]] && TOOLS+=(mailsend-sslenv)
 timed=()
 for tool in "${TOOLS[@]}"; do
