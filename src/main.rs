@@ -4,15 +4,17 @@
 //! `cli.rs` (flags) → `config.rs` (flags + environment + `.env` via
 //! `dotenv.rs` + `accounts.rs`' config file into `Settings`) → `send.rs`
 //! (reads body and attachments; or `sendmail/`, which reads a whole
-//! message) → `message` (composes the RFC 5322 message) → `smtp/` (the SMTP
-//! client: `connect.rs` reaches the server over TCP and `tls.rs`,
-//! `session.rs` holds the dialogue: STARTTLS, AUTH, one reply per
-//! recipient, many messages per session) → `output.rs` (human line or
-//! JSON, log line). What cannot be sent yet waits in `outbox.rs`;
-//! `queue.rs` works it (`mailsend outbox`). `exit.rs` turns any error (or
-//! SMTP error class) into one sysexits.h code; `secret.rs` keeps passwords
-//! out of every output, `password.rs` runs the password command, `term.rs`
-//! writes to the terminal. Dependencies point down this list, never back.
+//! message) → `message/` (composes the RFC 5322 message) → `deliver.rs`
+//! (sessions and retries) → `smtp/` (the SMTP client: `connect.rs` reaches
+//! the server over TCP and `tls.rs`, `session.rs` holds the dialogue:
+//! STARTTLS, AUTH, one reply per recipient, many messages per session) →
+//! `output.rs` (human line or JSON, log line). What cannot be sent yet
+//! waits in `outbox/` (`store.rs`), which `outbox/commands.rs` works
+//! (`mailsend outbox`). `exit.rs` turns any error (or SMTP error class)
+//! into one sysexits.h code; `secret.rs` keeps passwords out of every
+//! output, `password.rs` runs the password command, `retry.rs` says when
+//! to try again, `term.rs` writes to the terminal, `docs.rs` prints the
+//! completions and man page. Dependencies point down this list, never back.
 
 // Every line to stdout or stderr goes through `output::outln!`/`errln!`,
 // which never panic on a closed pipe.
@@ -21,6 +23,7 @@
 mod accounts;
 mod cli;
 mod config;
+mod deliver;
 mod docs;
 mod dotenv;
 mod exit;
@@ -28,7 +31,6 @@ mod message;
 mod outbox;
 mod output;
 mod password;
-mod queue;
 mod retry;
 mod secret;
 mod send;
@@ -95,8 +97,8 @@ fn dispatch(cli: Cli) -> Result<Exit> {
         }
         Some(Command::Man) => docs::man(),
         Some(Command::Outbox { action }) => match action {
-            OutboxAction::List { location } => queue::list(&location.into()),
-            OutboxAction::Show { id, location } => queue::show(&location.into(), &id),
+            OutboxAction::List { location } => outbox::commands::list(&location.into()),
+            OutboxAction::Show { id, location } => outbox::commands::show(&location.into(), &id),
             OutboxAction::Flush {
                 all,
                 verbose,
@@ -104,10 +106,12 @@ fn dispatch(cli: Cli) -> Result<Exit> {
                 location,
             } => {
                 let server = ServerArgs::from_parts(Delivery::default(), *connection, location);
-                queue::flush(&server, all, verbose)
+                outbox::commands::flush(&server, all, verbose)
             }
-            OutboxAction::Retry { id, location } => queue::retry(&location.into(), &id),
-            OutboxAction::Drop { id, location } => queue::drop_entry(&location.into(), &id),
+            OutboxAction::Retry { id, location } => outbox::commands::retry(&location.into(), &id),
+            OutboxAction::Drop { id, location } => {
+                outbox::commands::drop_entry(&location.into(), &id)
+            }
         },
     }
 }

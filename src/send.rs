@@ -1,27 +1,24 @@
 //! Sending one message: gather the parts, then dry-run or deliver.
 //!
 //! Reads the body and attachments (before any connection, so bad input
-//! costs no session), asks `message.rs` to compose, `smtp.rs` to deliver,
-//! and `output.rs` to report. Decides the exit code of a delivery that
-//! some recipients refused.
+//! costs no session), asks `message` to compose, `deliver.rs` to deliver
+//! (with retries), the outbox to keep what is left, and `output.rs` to
+//! report. Decides the exit code of a delivery that some recipients
+//! refused.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::Result;
 
 use crate::cli::SendArgs;
-use crate::config::{PasswordSource, Settings, TlsMode};
+use crate::config::Settings;
+use crate::deliver::{Outgoing, Transport};
 use crate::exit::{self, Exit, Failure};
 use crate::message::{self, Attachment, Draft};
 use crate::outbox::{self, Outbox};
 use crate::output::{self, Report};
-use crate::password::run_password_command;
-use crate::retry;
-use crate::secret::Secret;
-use crate::smtp::TlsConfig;
-use crate::smtp::{Client, Content, Endpoint, Rejection};
 use crate::term::errln;
 
 /// Runs a send as the flags ask; returns the exit code.
@@ -45,31 +42,6 @@ pub fn run(args: &SendArgs) -> Result<Exit> {
         return Ok(Exit::Ok);
     }
     submit(&settings, &outgoing, args.json, args.verbose)
-}
-
-/// A message ready to go: envelope and bytes.
-pub struct Outgoing {
-    pub message_id: String,
-    pub from: String,
-    pub recipients: Vec<String>,
-    pub bytes: Vec<u8>,
-    /// Send only if every recipient is accepted (`--all-or-nothing`).
-    pub all_or_nothing: bool,
-}
-
-impl Outgoing {
-    /// `--dry-run`: the message on stdout, the envelope on stderr.
-    /// A reader that went away (`| head`) is not an error.
-    pub fn print_dry_run(&self) -> Result<()> {
-        let _ = std::io::stdout().write_all(&self.bytes);
-        // One write for the whole envelope, however long the list.
-        let mut envelope = format!("envelope from: <{}>\n", self.from);
-        for r in &self.recipients {
-            envelope.push_str(&format!("envelope to: <{r}>\n"));
-        }
-        let _ = std::io::stderr().write_all(envelope.as_bytes());
-        Ok(())
-    }
 }
 
 /// Delivers `outgoing` (retrying temporary failures within `retry_for`,
@@ -205,206 +177,6 @@ fn queue(
     };
     let id = Outbox::open(settings)?.add(entry, &outgoing.bytes)?;
     Ok((id, recipients.len()))
-}
-
-/// What one session with the server achieved.
-pub struct Attempt {
-    pub accepted: Vec<String>,
-    pub rejected: Vec<Rejection>,
-    pub reply: Option<String>,
-    pub tls: Option<String>,
-    /// All-or-nothing: someone was refused, so nobody got it.
-    pub aborted: bool,
-}
-
-/// The server, the credentials and the TLS configuration, prepared once
-/// for any number of sessions (the password command runs only once).
-pub struct Transport<'a> {
-    settings: &'a Settings,
-    host: &'a str,
-    credentials: Option<(&'a str, Secret)>,
-    tls: Option<TlsConfig>,
-    verbose: bool,
-}
-
-impl<'a> Transport<'a> {
-    pub fn new(settings: &'a Settings, verbose: bool) -> Result<Transport<'a>> {
-        let host = settings.host.as_deref().ok_or_else(|| {
-            Failure::config("no SMTP server configured").with_hint(
-                "set MAILSEND_HOST (environment or .env, see .env.example), pass --host, or add a config file account",
-            )
-        })?;
-        let credentials = match (&settings.user, &settings.password) {
-            (None, _) => None,
-            (Some(user), Some(PasswordSource::Value(p))) => Some((user.as_str(), p.clone())),
-            (Some(user), Some(PasswordSource::Command(c))) => {
-                Some((user.as_str(), run_password_command(c, settings.timeout)?))
-            }
-            (Some(_), None) => {
-                return Err(Failure::config("a user name is configured but no password")
-                    .with_hint("set MAILSEND_PASSWORD or MAILSEND_PASSWORD_COMMAND")
-                    .into());
-            }
-        };
-        let tls = match settings.tls {
-            TlsMode::None => None,
-            _ => Some(TlsConfig::new(settings.ca_file.as_deref())?),
-        };
-        Ok(Transport {
-            settings,
-            host,
-            credentials,
-            tls,
-            verbose,
-        })
-    }
-
-    /// One session: connect, authenticate, send to `recipients`.
-    pub fn attempt(&self, outgoing: &Outgoing, recipients: &[String]) -> Result<Attempt> {
-        self.attempt_then(outgoing, recipients, |_| ())
-            .map(|(attempt, ())| attempt)
-    }
-
-    /// Like `attempt`, and runs `settle` as soon as the server has replied
-    /// to the message, before QUIT, returning what it returns: the outbox
-    /// records the outcome there, keeping the window for a duplicate as
-    /// short as it can be.
-    pub fn attempt_then<T>(
-        &self,
-        outgoing: &Outgoing,
-        recipients: &[String],
-        settle: impl FnOnce(&Attempt) -> T,
-    ) -> Result<(Attempt, T)> {
-        let mut client = Client::connect(&self.endpoint())?;
-        let tls = client.tls_version().map(str::to_owned);
-        let session = |client: &mut Client| {
-            client.check_size(outgoing.bytes.len() as u64)?;
-            if let Some((user, password)) = &self.credentials {
-                client.login(user, password)?;
-            }
-            client.send(
-                &outgoing.from,
-                recipients,
-                Content::Bytes(&outgoing.bytes),
-                outgoing.all_or_nothing,
-            )
-        };
-        let delivery = match session(&mut client) {
-            Ok(delivery) => delivery,
-            Err(err) => {
-                if err.server_still_there() {
-                    client.quit();
-                }
-                return Err(err.into());
-            }
-        };
-        let attempt = Attempt {
-            accepted: delivery.accepted,
-            rejected: delivery.rejected,
-            reply: delivery.reply.map(|r| r.to_string()),
-            tls,
-            aborted: delivery.aborted,
-        };
-        let settled = settle(&attempt);
-        client.quit();
-        Ok((attempt, settled))
-    }
-
-    fn endpoint(&self) -> Endpoint<'_> {
-        Endpoint {
-            host: self.host,
-            port: self.settings.port,
-            mode: self.settings.tls,
-            tls: self.tls.as_ref(),
-            timeout: self.settings.timeout,
-            verbose: self.verbose,
-        }
-    }
-
-    /// A session, connected and logged in, for any number of messages.
-    pub fn open(&self) -> Result<Client> {
-        let mut client = Client::connect(&self.endpoint())?;
-        if let Some((user, password)) = &self.credentials
-            && let Err(err) = client.login(user, password)
-        {
-            if err.server_still_there() {
-                client.quit();
-            }
-            return Err(err.into());
-        }
-        Ok(client)
-    }
-
-    /// Sessions until every recipient accepted or refused for good, or
-    /// until `retry_for` runs out: temporary failures (connection, timeout,
-    /// 4xx, connection lost before the reply to DATA) are retried with
-    /// exponential backoff and jitter, only for recipients not yet served.
-    /// Permanent failures are never retried.
-    fn deliver_with_retries(&self, outgoing: &Outgoing, report: &mut Report) -> Result<()> {
-        let deadline = Instant::now() + self.settings.retry_for;
-        let mut attempt = 0;
-        let mut pending = outgoing.recipients.clone();
-        // Refused for now in an earlier session: reported if no later one
-        // settles them.
-        let mut refused_for_now: Vec<Rejection> = Vec::new();
-        loop {
-            attempt += 1;
-            let delay = retry::SEND.next(attempt);
-            let result = self.attempt(outgoing, &pending);
-            let temporary: Vec<Rejection> = match result {
-                Ok(attempt) => {
-                    report.tls = attempt.tls.or(report.tls.take());
-                    report.reply = attempt.reply.or(report.reply.take());
-                    report.accepted.extend(attempt.accepted);
-                    report.aborted = attempt.aborted;
-                    let (temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
-                        .rejected
-                        .into_iter()
-                        .partition(Rejection::is_temporary);
-                    // All-or-nothing with a permanent refusal can never succeed.
-                    let settled =
-                        temporary.is_empty() || (attempt.aborted && !permanent.is_empty());
-                    report.rejected.extend(permanent);
-                    if settled {
-                        report.rejected.extend(temporary);
-                        return Ok(());
-                    }
-                    temporary
-                }
-                Err(err) if exit::code_for(&err) != Exit::TempFail => {
-                    report.rejected.append(&mut refused_for_now);
-                    return Err(err);
-                }
-                Err(err) => {
-                    if Instant::now() + delay > deadline {
-                        report.rejected.append(&mut refused_for_now);
-                        return Err(err);
-                    }
-                    self.wait(&err.to_string(), delay);
-                    continue;
-                }
-            };
-            if Instant::now() + delay > deadline {
-                report.rejected.extend(temporary);
-                return Ok(());
-            }
-            if !report.aborted {
-                pending = temporary.iter().map(|r| r.address.clone()).collect();
-            }
-            refused_for_now = temporary;
-            self.wait(&format!("{} refused for now", pending.join(", ")), delay);
-        }
-    }
-
-    fn wait(&self, why: &str, delay: Duration) {
-        if self.verbose {
-            errln!(
-                "mailsend: {why}; retrying in {}",
-                humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
-            );
-        }
-        std::thread::sleep(delay);
-    }
 }
 
 /// Gathers and validates everything the message needs. `None` means the

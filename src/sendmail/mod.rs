@@ -31,9 +31,10 @@ use self::address::{address_key, dedup, resolve_recipient};
 use self::draft::{Draft, format_header};
 use crate::cli::ServerArgs;
 use crate::config::{FromPolicy, Settings};
+use crate::deliver::Outgoing;
 use crate::exit::{Exit, Failure};
 use crate::message;
-use crate::send::{self, Outgoing};
+use crate::send;
 
 /// sendmail's command line, as far as callers use it.
 #[derive(Debug, Parser)]

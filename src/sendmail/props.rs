@@ -30,7 +30,7 @@ fn run(
     input: &[u8],
     read_recipients: bool,
     ignore_dots: bool,
-) -> anyhow::Result<Option<crate::send::Outgoing>> {
+) -> anyhow::Result<Option<crate::deliver::Outgoing>> {
     run_as(input, read_recipients, ignore_dots, "x@example.com")
 }
 
@@ -40,7 +40,7 @@ fn run_as(
     read_recipients: bool,
     ignore_dots: bool,
     argument: &str,
-) -> anyhow::Result<Option<crate::send::Outgoing>> {
+) -> anyhow::Result<Option<crate::deliver::Outgoing>> {
     let aliases = aliases();
     let arguments = if read_recipients {
         vec![]

@@ -1,6 +1,6 @@
 //! `mailsend outbox list|show|flush|drop|retry`: working the outbox.
 //!
-//! The storage and its crash-safety are `outbox.rs`; this file decides
+//! The storage and its crash-safety are `store.rs`; this file decides
 //! what to send when and what a result means for an entry. Every outbox
 //! in use is visited: the default one and those of config-file accounts
 //! that set their own `outbox`. Commands that only look never create one.
@@ -16,9 +16,9 @@ use anyhow::Result;
 
 use crate::cli::ServerArgs;
 use crate::config::Settings;
+use crate::deliver::{Attempt, Transport};
 use crate::exit::{self, Exit, Failure};
 use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
-use crate::send::{Attempt, Transport};
 use crate::smtp::{Class, Client, Content, Delivery, Message, Rejection, SmtpError, Stamp};
 use crate::term::{errln, outln, printable};
 
