@@ -54,6 +54,16 @@ fn queue_some(port: u16, home: &Path, n: usize) -> Vec<std::path::PathBuf> {
     dirs
 }
 
+/// Queues one all-or-nothing message to a@ and c@example.com while
+/// nothing listens on `port`.
+fn queue_all_or_nothing_to_a_and_c(port: u16, home: &Path) {
+    at(port, home)
+        .args(["--queue", "--all-or-nothing"])
+        .args(["--to", "a@example.com,c@example.com", "--body", "x"])
+        .run()
+        .expect(0);
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
@@ -565,17 +575,7 @@ fn a_partial_delivery_then_failure_says_who_got_it() {
 fn all_or_nothing_holds_at_flush_too() {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
-    at(port, home.path())
-        .args([
-            "--queue",
-            "--all-or-nothing",
-            "--to",
-            "a@example.com,c@example.com",
-            "--body",
-            "x",
-        ])
-        .run()
-        .expect(0);
+    queue_all_or_nothing_to_a_and_c(port, home.path());
     let server = TestServer::start_on(
         with_auth(Behaviour {
             rcpt_replies: vec![("c@example.com".into(), "550 5.1.1 no such user".into())],
@@ -1066,17 +1066,7 @@ fn a_local_fault_while_failing_an_entry_keeps_who_is_owed_it() {
 fn all_or_nothing_retry_goes_to_everyone() {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
-    at(port, home.path())
-        .args([
-            "--queue",
-            "--all-or-nothing",
-            "--to",
-            "a@example.com,c@example.com",
-            "--body",
-            "x",
-        ])
-        .run()
-        .expect(0);
+    queue_all_or_nothing_to_a_and_c(port, home.path());
     let server = TestServer::start_on(
         with_auth(Behaviour {
             rcpt_replies: vec![("c@example.com".into(), "550 5.1.1 no such user".into())],
