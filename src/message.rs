@@ -217,6 +217,16 @@ pub fn parse_mailbox(what: &str, value: &str) -> Result<Mailbox> {
     }
 }
 
+/// An address as compared when removing duplicates: the local part as it
+/// is (RFC 5321 2.4 lets the receiving server tell `Ops@` from `ops@`),
+/// the domain in lower case.
+pub fn address_key(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+        None => address.to_owned(),
+    }
+}
+
 /// Parses `--header "Name: value"`. Names must be RFC 5322 field names and
 /// not one mailsend writes itself; values may not hold line breaks.
 pub fn parse_header(text: &str) -> Result<(HeaderName, String)> {
@@ -385,12 +395,9 @@ impl Draft {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for mailbox in all {
-            let key = (
-                mailbox.email.user().to_owned(),
-                mailbox.email.domain().to_ascii_lowercase(),
-            );
-            if seen.insert(key) {
-                out.push(mailbox.email.to_string());
+            let address = mailbox.email.to_string();
+            if seen.insert(address_key(&address)) {
+                out.push(address);
             }
         }
         out

@@ -18,7 +18,8 @@ use crate::cli::ServerArgs;
 use crate::config::Settings;
 use crate::deliver::{Attempt, Transport};
 use crate::exit::{self, Exit, Failure};
-use crate::outbox::{self, Entry, Outbox, backoff, merge, now};
+use crate::outbox::{self, Entry, Outbox, merge, now};
+use crate::retry;
 use crate::smtp::{Class, Client, Content, Delivery, Message, Rejection, SmtpError, Stamp};
 use crate::term::{errln, outln, printable};
 
@@ -571,7 +572,7 @@ fn mark_sending(outbox: &Outbox, entry: &mut Entry) -> std::result::Result<(), E
     if !entry.in_flight {
         entry.attempts = entry.attempts.saturating_add(1);
     }
-    entry.next_attempt = now() + backoff(entry.attempts).as_secs();
+    entry.next_attempt = now() + retry::OUTBOX.next(entry.attempts).as_secs();
     entry.in_flight = true;
     match outbox.update(entry) {
         Ok(()) => Ok(()),
@@ -754,7 +755,7 @@ fn requeue(
     }
     entry.last_error = Some(reason);
     entry.in_flight = false;
-    entry.next_attempt = now() + backoff(entry.attempts).as_secs();
+    entry.next_attempt = now() + retry::OUTBOX.next(entry.attempts).as_secs();
     outbox.update(entry)?;
     if verbose {
         errln!(

@@ -619,12 +619,6 @@ fn is_id(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
-/// The delay before attempt `attempts + 1`: 1 min, doubling, at most 1 h,
-/// with ±20 % jitter so that many queued messages do not retry in step.
-pub fn backoff(attempts: u32) -> Duration {
-    crate::retry::OUTBOX.next(attempts)
-}
-
 /// Writes `meta.json` in `dir` atomically: temp file, fsync, rename, fsync.
 fn write_meta(dir: &Path, entry: &Entry) -> Result<()> {
     let tmp = dir.join(".meta.json.tmp");
@@ -830,12 +824,5 @@ mod tests {
         assert_eq!(merge(Exit::Unavailable, Exit::TempFail), Exit::Unavailable);
         assert_eq!(merge(Exit::NoPerm, Exit::Unavailable), Exit::NoPerm);
         assert_eq!(merge(Exit::Ok, Exit::Ok), Exit::Ok);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!((48..=72).contains(&backoff(1).as_secs()));
-        assert!((96..=144).contains(&backoff(2).as_secs()));
-        assert!(backoff(30).as_secs() <= 4320);
     }
 }

@@ -131,16 +131,7 @@ pub fn rfind_unquoted(text: &str, wanted: char) -> Option<usize> {
 /// 2.4), as composition treats it too.
 pub fn dedup(list: &mut Vec<String>) {
     let mut seen: HashSet<String> = HashSet::with_capacity(list.len());
-    list.retain(|a| seen.insert(address_key(a)));
-}
-
-/// An address as compared: the local part as it is, the domain in lower
-/// case.
-pub fn address_key(address: &str) -> String {
-    match address.rsplit_once('@') {
-        Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
-        None => address.to_owned(),
-    }
+    list.retain(|a| seen.insert(crate::message::address_key(a)));
 }
 
 /// Removes `(comments)` outside quotes; returns the rest and the first

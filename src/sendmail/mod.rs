@@ -27,13 +27,14 @@ use anyhow::Result;
 use clap::Parser;
 use lettre::message::header;
 
-use self::address::{address_key, dedup, resolve_recipient};
+use self::address::{dedup, resolve_recipient};
 use self::draft::{Draft, format_header};
 use crate::cli::ServerArgs;
 use crate::config::{FromPolicy, Settings};
 use crate::deliver::Outgoing;
 use crate::exit::{Exit, Failure};
 use crate::message;
+use crate::message::address_key;
 use crate::send;
 
 /// sendmail's command line, as far as callers use it.

@@ -234,8 +234,6 @@ fn extra_headers_are_added() {
 /// package (policy `default`, RFC 2047/2231 aware) decodes the subject,
 /// the address headers and the attachment file names.
 pub fn decoded(message: &[u8]) -> serde_json::Value {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     const SCRIPT: &str = r#"
 import email, email.policy, json, sys
 m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.default)
@@ -249,8 +247,16 @@ print(json.dumps({
     "files": [p.get_filename() for p in m.iter_attachments()],
 }))
 "#;
+    python_json(SCRIPT, message)
+}
+
+/// Runs `script` in python3 (the independent decoder these tests use) with
+/// `input` on its stdin; the JSON it prints.
+fn python_json(script: &str, input: &[u8]) -> serde_json::Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
     let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
+        .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -259,10 +265,10 @@ print(json.dumps({
         .stdin
         .take()
         .expect("stdin")
-        .write_all(message)
+        .write_all(input)
         .expect("write to python3");
     let out = child.wait_with_output().expect("python3 output");
-    assert!(out.status.success(), "python3 could not read the message");
+    assert!(out.status.success(), "python3 could not read its input");
     serde_json::from_slice(&out.stdout).expect("JSON from python3")
 }
 
@@ -494,8 +500,6 @@ fn attach_stdin_with_skip_empty_and_empty_input_sends_nothing() {
 /// the `default` policy does not for phrases), and the longest line of
 /// the header block.
 fn decode_many(messages: &[Vec<u8>]) -> Vec<serde_json::Value> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     const SCRIPT: &str = r#"
 import email, email.policy, email.header, json, re, sys
 out = []
@@ -524,21 +528,8 @@ print(json.dumps(out))
         .iter()
         .map(|m| m.iter().map(|&b| b as char).collect())
         .collect();
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3, the independent decoder these tests use");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&serde_json::to_vec(&input).expect("JSON"))
-        .expect("write to python3");
-    let out = child.wait_with_output().expect("python3 output");
-    assert!(out.status.success(), "python3 could not read the messages");
-    serde_json::from_slice(&out.stdout).expect("JSON from python3")
+    let decoded = python_json(SCRIPT, &serde_json::to_vec(&input).expect("JSON"));
+    serde_json::from_value(decoded).expect("a list from python3")
 }
 
 /// Pieces that broke composition before: tabs, runs of spaces between
@@ -847,22 +838,7 @@ dnt = [list(x) for x in email.utils.getaddresses([str(m["disposition-notificatio
 print(json.dumps({"sender": a("sender"), "dnt": dnt,
     "x-a": str(m["x-a"]), "irt": str(m["in-reply-to"])}))
 "#;
-    use std::io::Write;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&run.output.stdout)
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = python_json(SCRIPT, &run.output.stdout);
     assert_eq!(
         got["sender"],
         serde_json::json!([["Zoë", "z@xn--bcher-kva.example"]])

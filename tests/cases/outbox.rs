@@ -79,6 +79,19 @@ fn replying_once(reply: &str) -> TestServer {
     }))
 }
 
+/// No transaction the server saw went without a recipient.
+fn assert_every_transaction_had_a_recipient(server: &TestServer) {
+    for s in server.sessions() {
+        for t in &s.transactions {
+            assert!(
+                !t.rcpt_to.is_empty(),
+                "a transaction with no recipient: {:?}",
+                s.lines()
+            );
+        }
+    }
+}
+
 fn message_ids(server: &TestServer) -> Vec<String> {
     server
         .sessions()
@@ -994,15 +1007,7 @@ fn a_local_fault_after_delivery_never_sends_to_nobody_or_again() {
         .args(["outbox", "flush", "--all"])
         .run()
         .expect(0);
-    for s in server.sessions() {
-        for t in &s.transactions {
-            assert!(
-                !t.rcpt_to.is_empty(),
-                "a transaction with no recipient: {:?}",
-                s.lines()
-            );
-        }
-    }
+    assert_every_transaction_had_a_recipient(&server);
     assert_eq!(message_ids(&server).len(), 1, "not sent twice");
     assert_eq!(outbox_list(port, home.path()), "", "done, removed");
 }
@@ -1032,15 +1037,7 @@ fn a_local_fault_while_failing_an_entry_keeps_who_is_owed_it() {
         .args(["outbox", "flush", "--all"])
         .run()
         .expect(65);
-    for s in server.sessions() {
-        for t in &s.transactions {
-            assert!(
-                !t.rcpt_to.is_empty(),
-                "a transaction with no recipient: {:?}",
-                s.lines()
-            );
-        }
-    }
+    assert_every_transaction_had_a_recipient(&server);
     assert_eq!(message_ids(&server).len(), 1, "not sent twice");
     let list = outbox_list(port, home.path());
     assert!(
