@@ -110,7 +110,9 @@ struct InFlight<'a> {
 }
 
 impl InFlight<'_> {
-    fn discarded(_data_reply: Reply) -> InFlight<'static> {
+    /// Ends, with no content, a DATA the server started (354) for a
+    /// transaction that has nobody to deliver to.
+    fn discarded() -> InFlight<'static> {
         InFlight {
             index: None,
             content: Content::Bytes(b""),
@@ -475,8 +477,8 @@ impl<S: Wire> Session<S> {
                 }
             }
             if !mail_reply.is_positive() {
-                if let Some(data_reply) = replies.next().filter(|r| r.code == 354) {
-                    in_flight = Some(InFlight::discarded(data_reply));
+                if replies.next().is_some_and(|r| r.code == 354) {
+                    in_flight = Some(InFlight::discarded());
                 }
                 if mail_reply.code == 421 {
                     return Err(SmtpError::Refused {
@@ -508,7 +510,7 @@ impl<S: Wire> Session<S> {
             if delivery.accepted.is_empty() {
                 if data_reply.code == 354 {
                     // A server may start DATA even with no recipient: end it empty.
-                    in_flight = Some(InFlight::discarded(data_reply));
+                    in_flight = Some(InFlight::discarded());
                 }
                 settle(index, Ok(delivery));
                 continue;
