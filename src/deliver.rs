@@ -11,19 +11,20 @@ use anyhow::Result;
 
 use crate::config::{PasswordSource, Settings, TlsMode};
 use crate::exit::{self, Exit, Failure};
+use crate::message::Composed;
 use crate::output::Report;
 use crate::password::run_password_command;
 use crate::retry;
 use crate::secret::Secret;
-use crate::smtp::{Client, Content, Endpoint, Rejection, TlsConfig};
+use crate::smtp::{Client, Content, Endpoint, Rejection, Stamp, TlsConfig};
 use crate::term::errln;
 
-/// A message ready to go: envelope and bytes.
+/// A message ready to go: envelope and message.
 pub struct Outgoing {
     pub message_id: String,
     pub from: String,
     pub recipients: Vec<String>,
-    pub bytes: Vec<u8>,
+    pub message: Composed,
     /// Send only if every recipient is accepted (`--all-or-nothing`).
     pub all_or_nothing: bool,
 }
@@ -32,7 +33,7 @@ impl Outgoing {
     /// `--dry-run`: the message on stdout, the envelope on stderr.
     /// A reader that went away (`| head`) is not an error.
     pub fn print_dry_run(&self) -> Result<()> {
-        let _ = std::io::stdout().write_all(&self.bytes);
+        let _ = self.message.write_to(&mut std::io::stdout().lock());
         // One write for the whole envelope, however long the list.
         let mut envelope = format!("envelope from: <{}>\n", self.from);
         for r in &self.recipients {
@@ -40,6 +41,33 @@ impl Outgoing {
         }
         let _ = std::io::stderr().write_all(envelope.as_bytes());
         Ok(())
+    }
+}
+
+impl Outgoing {
+    /// The message, when it is in memory (tests look at it).
+    #[cfg(test)]
+    pub fn bytes(&self) -> &[u8] {
+        match &self.message {
+            Composed::Memory(bytes) => bytes,
+            Composed::File { .. } => panic!("a test message in a file"),
+        }
+    }
+
+    /// The message as the session reads it.
+    fn content(&self) -> Result<Content<'_>> {
+        Ok(match &self.message {
+            Composed::Memory(bytes) => Content::Bytes(bytes),
+            Composed::File { file, .. } => Content::File(
+                file,
+                Stamp::of(file).map_err(|e| {
+                    Failure::new(
+                        Exit::TempFail,
+                        format!("cannot read the composed message back: {e}"),
+                    )
+                })?,
+            ),
+        })
     }
 }
 
@@ -111,19 +139,15 @@ impl<'a> Transport<'a> {
         recipients: &[String],
         settle: impl FnOnce(&Attempt) -> T,
     ) -> Result<(Attempt, T)> {
+        let content = outgoing.content()?;
         let mut client = Client::connect(&self.endpoint())?;
         let tls = client.tls_version().map(str::to_owned);
         let session = |client: &mut Client| {
-            client.check_size(outgoing.bytes.len() as u64)?;
+            client.check_size(content.len())?;
             if let Some((user, password)) = &self.credentials {
                 client.login(user, password)?;
             }
-            client.send(
-                &outgoing.from,
-                recipients,
-                Content::Bytes(&outgoing.bytes),
-                outgoing.all_or_nothing,
-            )
+            client.send(&outgoing.from, recipients, content, outgoing.all_or_nothing)
         };
         let delivery = match session(&mut client) {
             Ok(delivery) => delivery,

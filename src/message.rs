@@ -4,22 +4,28 @@
 //! message: the top-level header block is written here (`encode`), the
 //! MIME parts by lettre; addresses are read by `address`. It validates
 //! every value that ends up in a header, so nothing after this point can
-//! inject a header. It reads no files itself except through
-//! [`Attachment::load`], and never touches the network.
+//! inject a header. It reads no files itself except attachments (in
+//! `attach`), and never touches the network. A message is composed into
+//! a spool (`spool`): memory while small, a temporary file beyond.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use lettre::message::header::{self, ContentTransferEncoding, Header, Headers};
+use lettre::message::header::{self, Header, Headers};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use crate::exit::Failure;
 
 mod address;
+mod attach;
 mod encode;
+mod spool;
+
+pub use attach::Attachment;
+pub use spool::Composed;
+use spool::Spool;
 
 /// Headers that mailsend writes itself, with the flag to use instead;
 /// `--header` may not set them.
@@ -78,50 +84,8 @@ fn refused_header(name: &str) -> Option<String> {
     None
 }
 
-/// A file to attach, already read.
-#[derive(Debug, Clone)]
-pub struct Attachment {
-    pub filename: String,
-    pub content_type: ContentType,
-    pub bytes: Vec<u8>,
-}
-
-impl Attachment {
-    /// Reads `path`; the content type is guessed from its name. A missing or
-    /// unreadable file is `NOINPUT` (66).
-    pub fn load(path: &Path) -> Result<Attachment> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            Failure::no_input(format!(
-                "cannot read attachment {}: {}",
-                path.display(),
-                e.kind()
-            ))
-        })?;
-        let filename = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| {
-                Failure::no_input(format!("attachment {} is not a file", path.display()))
-            })?;
-        Ok(Attachment::named(filename, bytes))
-    }
-
-    /// An attachment named `filename` holding `bytes`; the content type
-    /// is guessed from the name.
-    pub fn named(filename: String, bytes: Vec<u8>) -> Attachment {
-        let mime = mime_guess::from_path(&filename).first_or_octet_stream();
-        let content_type = ContentType::parse(mime.essence_str())
-            .unwrap_or(ContentType::parse("application/octet-stream").expect("valid MIME type"));
-        Attachment {
-            filename,
-            content_type,
-            bytes,
-        }
-    }
-}
-
 /// Everything that makes up one message, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Draft {
     pub from: Mailbox,
     pub to: Vec<Mailbox>,
@@ -408,9 +372,10 @@ impl Draft {
     /// (lettre's builder re-parses every address list it holds, which
     /// refuses quoted local parts and costs quadratic time, and writes
     /// lookalike encoded words raw); lettre writes the MIME parts.
-    /// Consumes the draft, so that attachments are encoded from their own
-    /// bytes, not copies, and freed as soon as they are.
-    pub fn compose(mut self) -> Result<Vec<u8>> {
+    /// Consumes the draft: attachments are read as they are encoded,
+    /// into a spool that moves to a temporary file once it grows, so a
+    /// message of any size costs the same memory.
+    pub fn compose(mut self) -> Result<Composed> {
         let mut head = String::new();
         head.push_str(&encode::address_list(
             "From",
@@ -449,7 +414,9 @@ impl Draft {
         }
         head.push_str(&line(MIME_VERSION_1_0.display()));
 
-        let mut out = head.into_bytes();
+        let mut out = Spool::new();
+        out.put(head.as_bytes())?;
+        drop(head);
         if self.attachments.is_empty() {
             match self.content() {
                 // A raw body: a top-level single part would add a blank
@@ -459,44 +426,39 @@ impl Draft {
                     let mut part = Headers::new();
                     part.set(kind);
                     part.set(body.encoding());
-                    out.extend_from_slice(part.to_string().as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                    out.extend_from_slice(&body.into_vec());
+                    out.put(part.to_string().as_bytes())?;
+                    out.put(b"\r\n")?;
+                    out.put(&body.into_vec())?;
                 }
-                Content::Alternative(multi) => out.extend_from_slice(&multi.formatted()),
+                Content::Alternative(multi) => out.put(&multi.formatted())?,
             }
-            return Ok(out);
+            return out.finish();
         }
+        // multipart/mixed, written part by part as lettre's `MultiPart`
+        // would write it: the attachments are streamed, never held whole.
         let mixed = MultiPart::mixed();
         let mixed = match &self.boundary {
             Some(b) => mixed.boundary(format!("{b}-mixed")),
             None => mixed,
-        };
-        let mut multi = match self.content() {
-            Content::Text(kind, text) => {
-                mixed.singlepart(SinglePart::builder().header(kind).body(text))
-            }
-            Content::Alternative(alt) => mixed.multipart(alt),
-        };
-        for a in std::mem::take(&mut self.attachments) {
-            // Always base64: lettre would send ASCII-only content as 7bit,
-            // and line endings in 7bit parts are rewritten to CRLF on the
-            // way; base64 keeps every attachment byte for byte.
-            let body = Body::new_with_encoding(a.bytes, ContentTransferEncoding::Base64)
-                .map_err(|_| Failure::data(format!("cannot encode attachment {}", a.filename)))?;
-            multi = multi.singlepart(
-                SinglePart::builder()
-                    .header(encode::Disposition::attachment(&a.filename))
-                    .header(a.content_type.clone())
-                    .body(body),
-            );
         }
-        // The body, then the header spliced in front of it: one copy of
-        // the encoded message at a time, not two.
-        let mut body = multi.formatted();
-        drop(multi);
-        body.splice(0..0, out);
-        Ok(body)
+        .build();
+        let boundary = mixed.boundary();
+        out.put(mixed.headers().to_string().as_bytes())?;
+        out.put(b"\r\n")?;
+        let delimiter = format!("--{boundary}\r\n");
+        out.put(delimiter.as_bytes())?;
+        match self.content() {
+            Content::Text(kind, text) => {
+                out.put(&SinglePart::builder().header(kind).body(text).formatted())?
+            }
+            Content::Alternative(alt) => out.put(&alt.formatted())?,
+        }
+        for attachment in std::mem::take(&mut self.attachments) {
+            out.put(delimiter.as_bytes())?;
+            attachment.write_part(&mut out)?;
+        }
+        out.put(format!("--{boundary}--\r\n").as_bytes())?;
+        out.finish()
     }
 
     /// The text and/or HTML content, before attachments.
@@ -563,8 +525,8 @@ To: ops@example.net\r\n\
 Subject: =?utf-8?b?R3LDvMOfZQ==?=\r\n\
 MIME-Version: 1.0\r\n";
 
-    fn text(d: &Draft) -> String {
-        String::from_utf8(d.clone().compose().unwrap()).unwrap()
+    fn text(d: Draft) -> String {
+        String::from_utf8(d.compose().unwrap().into_bytes()).unwrap()
     }
 
     #[test]
@@ -576,7 +538,7 @@ Content-Transfer-Encoding: 7bit\r\n\
 \r\n\
 line one\r\n\
 line two\r\n";
-        assert_eq!(text(&draft()), expected);
+        assert_eq!(text(draft()), expected);
     }
 
     #[test]
@@ -600,17 +562,16 @@ Content-Transfer-Encoding: 7bit\r\n\
 \r\n\
 <p>hi</p>\r\n\
 --BOUNDARY-alt--\r\n";
-        assert_eq!(text(&d), expected);
+        assert_eq!(text(d), expected);
     }
 
     #[test]
     fn attachment_with_non_ascii_name_uses_rfc2231() {
         let mut d = draft();
-        d.attachments.push(Attachment {
-            filename: "Bericht März.pdf".into(),
-            content_type: ContentType::parse("application/pdf").unwrap(),
-            bytes: vec![0, 159, 146, 150],
-        });
+        d.attachments.push(Attachment::named(
+            "Bericht März.pdf",
+            vec![0, 159, 146, 150],
+        ));
         let expected = HEAD.to_owned()
             + "\
 Content-Type: multipart/mixed; boundary=\"BOUNDARY-mixed\"\r\n\
@@ -629,7 +590,7 @@ Content-Transfer-Encoding: base64\r\n\
 \r\n\
 AJ+Slg==\r\n\
 --BOUNDARY-mixed--\r\n";
-        assert_eq!(text(&d), expected);
+        assert_eq!(text(d), expected);
     }
 
     #[test]
@@ -637,12 +598,15 @@ AJ+Slg==\r\n\
         let mut d = draft();
         d.to.extend(parse_mailboxes("--to", &["Team <team@example.net>".into()]).unwrap());
         d.cc = parse_mailboxes("--cc", &["c@example.net".into()]).unwrap();
-        let message = text(&d);
+        let mut only_to = draft();
+        only_to.to.truncate(1);
+        assert_eq!(
+            only_to.recipients(),
+            ["ops@example.net", "hidden@example.org"]
+        );
+        let message = text(d);
         assert!(!message.to_ascii_lowercase().contains("bcc"));
         assert!(!message.contains("hidden"), "{message}");
-        d.cc.clear();
-        d.to.truncate(1);
-        assert_eq!(d.recipients(), ["ops@example.net", "hidden@example.org"]);
     }
 
     #[test]
@@ -737,7 +701,7 @@ AJ+Slg==\r\n\
             .push(parse_header(&format!("X-Tsv: {tsv}")).unwrap());
         d.headers
             .push(parse_header(&format!("X-Ws: a{}b", " ".repeat(1500))).unwrap());
-        let message = text(&d);
+        let message = text(d);
         let head = message.split("\r\n\r\n").next().unwrap();
         for line in head.split("\r\n") {
             assert!(line.len() <= 998, "{} octets: {line}", line.len());

@@ -135,7 +135,7 @@ pub fn print_rejections(report: &Report) {
 pub fn log(
     target: &str,
     account: Option<&str>,
-    size: usize,
+    size: u64,
     recipients: &[String],
     report: &Report,
     code: Exit,

@@ -34,7 +34,7 @@ pub fn run(args: &SendArgs) -> Result<Exit> {
         message_id: draft.message_id.clone(),
         from: draft.from.email.to_string(),
         recipients: draft.recipients(),
-        bytes: draft.compose()?,
+        message: draft.compose()?,
         all_or_nothing: args.all_or_nothing,
     };
     if args.dry_run {
@@ -89,7 +89,7 @@ pub fn submit(settings: &Settings, outgoing: &Outgoing, json: bool, verbose: boo
     }
     if let Some(target) = &settings.log {
         let account = settings.account.as_deref();
-        let (size, recipients) = (outgoing.bytes.len(), &outgoing.recipients);
+        let (size, recipients) = (outgoing.message.len(), &outgoing.recipients);
         output::log(target, account, size, recipients, &report, code);
     }
     match result {
@@ -175,7 +175,7 @@ fn queue(
         in_flight: false,
         done: false,
     };
-    let id = Outbox::open(settings)?.add(entry, &outgoing.bytes)?;
+    let id = Outbox::open(settings)?.add(entry, &outgoing.message)?;
     Ok((id, recipients.len()))
 }
 
@@ -208,7 +208,7 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
     let mut attachments = cli
         .attach
         .iter()
-        .map(|p| Attachment::load(p))
+        .map(|p| Attachment::open(p))
         .collect::<Result<Vec<_>>>()?;
     if let Some(name) = &cli.attach_stdin {
         check_attachment_name(name)?;
@@ -218,10 +218,10 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
             )
             .into());
         }
-        let bytes = read_stdin()?;
+        let attachment = Attachment::stdin(name.clone())?;
         // With --skip-empty, nothing on stdin is nothing to attach.
-        if !(settings.skip_empty && bytes.is_empty()) {
-            attachments.push(Attachment::named(name.clone(), bytes));
+        if !(settings.skip_empty && attachment.is_empty_stdin()) {
+            attachments.push(attachment);
         }
     }
 

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts;
 use crate::config::Settings;
 use crate::exit::{Exit, Failure};
+use crate::message::Composed;
 use crate::smtp::Rejection;
 use crate::term::errln;
 
@@ -338,7 +339,7 @@ impl Outbox {
     }
 
     /// Queues a message; returns its id.
-    pub fn add(&self, mut entry: Entry, message: &[u8]) -> Result<String> {
+    pub fn add(&self, mut entry: Entry, message: &Composed) -> Result<String> {
         entry.check().map_err(Failure::data)?;
         if entry.recipients.is_empty() {
             return Err(Failure::data("nothing to queue: no recipient").into());
@@ -355,8 +356,9 @@ impl Outbox {
         entry.id = id.clone();
         let tmp = self.root.join(".tmp").join(&id);
         fs::DirBuilder::new().mode(0o700).create(&tmp)?;
-        write_synced(&tmp.join(MESSAGE), message)?;
-        write_synced(&tmp.join(META), &serde_json::to_vec_pretty(&entry)?)?;
+        write_synced(&tmp.join(MESSAGE), |f| message.write_to(f))?;
+        let meta = serde_json::to_vec_pretty(&entry)?;
+        write_synced(&tmp.join(META), |f| f.write_all(&meta))?;
         sync_dir(&tmp)?;
         fs::rename(&tmp, self.root.join(&id))?;
         sync_dir(&self.root)?;
@@ -624,18 +626,24 @@ fn write_meta(dir: &Path, entry: &Entry) -> Result<()> {
     let tmp = dir.join(".meta.json.tmp");
     // Left by a crash during an earlier update: it never became meta.json.
     let _ = fs::remove_file(&tmp);
-    write_synced(&tmp, &serde_json::to_vec_pretty(entry)?)?;
+    let meta = serde_json::to_vec_pretty(entry)?;
+    write_synced(&tmp, |f| f.write_all(&meta))?;
     fs::rename(&tmp, dir.join(META))?;
     sync_dir(dir)
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates `path` (0600, never an existing file), fills it with `write`
+/// and makes it durable.
+fn write_synced(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .create_new(true)
         .write(true)
         .mode(0o600)
         .open(path)?;
-    f.write_all(bytes)?;
+    write(&mut f)?;
     f.sync_all()?;
     Ok(())
 }
@@ -693,7 +701,12 @@ mod tests {
     #[test]
     fn add_list_update_fail_remove() {
         let (_d, ob) = outbox();
-        let id = ob.add(entry(), b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        let id = ob
+            .add(
+                entry(),
+                &Composed::Memory(b"Subject: x\r\n\r\nbody\r\n".to_vec()),
+            )
+            .unwrap();
         assert_eq!(ob.message(&id).unwrap(), b"Subject: x\r\n\r\nbody\r\n");
         let mut e = ob.entries().unwrap().entries.remove(0);
         assert_eq!(e.id, id);
@@ -706,7 +719,7 @@ mod tests {
             ob.failed().unwrap().entries[0].failed.as_deref(),
             Some("550 no such user")
         );
-        let id2 = ob.add(entry(), b"x").unwrap();
+        let id2 = ob.add(entry(), &Composed::Memory(b"x".to_vec())).unwrap();
         ob.remove(&id2).unwrap();
         assert!(ob.entries().unwrap().entries.is_empty());
         assert!(ob.locate("../etc").is_err());
@@ -717,7 +730,7 @@ mod tests {
         let (_d, ob) = outbox();
         let mut e = entry();
         e.recipients = vec!["b@example.com".into(), "c@example.com".into()];
-        let id = ob.add(e, b"x").unwrap();
+        let id = ob.add(e, &Composed::Memory(b"x".to_vec())).unwrap();
         let mut e = ob.entries().unwrap().entries.remove(0);
         e.recipients.clear();
         assert!(ob.update(&e).is_err(), "c would be lost");
@@ -793,7 +806,7 @@ mod tests {
     #[test]
     fn entry_files_and_the_lock_are_not_followed_through_symlinks() {
         let (d, ob) = outbox();
-        let id = ob.add(entry(), b"x").unwrap();
+        let id = ob.add(entry(), &Composed::Memory(b"x".to_vec())).unwrap();
         let private = d.path().join("private");
         fs::write(&private, "secret").unwrap();
         let message = ob.root.join(&id).join(MESSAGE);

@@ -34,7 +34,7 @@ use crate::config::{FromPolicy, Settings};
 use crate::deliver::Outgoing;
 use crate::exit::{Exit, Failure};
 use crate::message;
-use crate::message::address_key;
+use crate::message::{Composed, address_key};
 use crate::send;
 
 /// sendmail's command line, as far as callers use it.
@@ -237,7 +237,7 @@ fn compose(input: &[u8], job: &Job) -> Result<Option<Outgoing>> {
         message_id,
         from: envelope_from,
         recipients,
-        bytes: draft.into_bytes()?,
+        message: Composed::Memory(draft.into_bytes()?),
         all_or_nothing: false,
     }))
 }

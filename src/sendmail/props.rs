@@ -328,7 +328,7 @@ proptest! {
         ignore_dots in any::<bool>(),
     ) {
         match run(&input, read_recipients, ignore_dots) {
-            Ok(Some(out)) => check_message(&out.bytes)?,
+            Ok(Some(out)) => check_message(out.bytes())?,
             Ok(None) => return Err(TestCaseError::fail("skipped without skip_empty")),
             Err(e) => prop_assert!(
                 matches!(crate::exit::code_for(&e), Exit::DataErr | Exit::Usage),
@@ -381,11 +381,11 @@ proptest! {
             Ok(None) => return Err(TestCaseError::fail("skipped")),
             Err(e) => return Err(TestCaseError::fail(format!("{e:#}"))),
         };
-        check_message(&out.bytes)?;
+        check_message(out.bytes())?;
         prop_assert!(
-            !out.bytes.windows(MARKER.len()).any(|w| w.eq_ignore_ascii_case(MARKER)),
+            !out.bytes().windows(MARKER.len()).any(|w| w.eq_ignore_ascii_case(MARKER)),
             "{}",
-            String::from_utf8_lossy(&out.bytes)
+            String::from_utf8_lossy(out.bytes())
         );
         // Without a resent block (which takes over -t), every Bcc is served.
         let resent = input.windows(7).any(|w| w.eq_ignore_ascii_case(b"resent-"));
@@ -481,7 +481,7 @@ proptest! {
             Ok(None) => return Err(TestCaseError::fail("skipped")),
             Err(e) => return Err(TestCaseError::fail(format!("{e:#}"))),
         };
-        check_message(&out.bytes)?;
+        check_message(out.bytes())?;
         prop_assert_eq!(&out.recipients, &["admin@example.com"]);
     }
 }
@@ -536,12 +536,12 @@ proptest! {
             Ok(None) => return Err(TestCaseError::fail("skipped")),
             Err(e) => return Err(TestCaseError::fail(format!("{e:#}"))),
         };
-        check_message(&out.bytes)?;
+        check_message(out.bytes())?;
         prop_assert_eq!(&out.recipients, &["you@example.com", "hidden@example.org"]);
 
         let unfolded = |v: &[u8]| String::from_utf8_lossy(v).replace("\r\n", "");
         let mime = ["content-transfer-encoding", "mime-version", "content-type", "bcc"];
-        let sent = mailparse::parse_mail(&out.bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let sent = mailparse::parse_mail(out.bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let given = mailparse::parse_mail(&input).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let fields_of = |m: &mailparse::ParsedMail| -> Vec<(String, String)> {
             m.headers

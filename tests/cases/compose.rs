@@ -1,7 +1,4 @@
 //! What arrives: UTF-8, bodies with dots and long lines, HTML, attachments.
-
-use base64::Engine;
-
 use super::*;
 use crate::support::cmd::Mailsend;
 
@@ -167,27 +164,6 @@ fn attachments_are_binary_exact_with_guessed_types_and_rfc2231_names() {
 
     let decoded = attachment(&tx.data, "filename=\"data.bin\"");
     assert!(decoded == bytes, "attachment round-trips byte for byte");
-}
-
-/// The decoded content of the attachment part whose headers contain `marker`.
-fn attachment(message: &[u8], marker: &str) -> Vec<u8> {
-    let data = String::from_utf8_lossy(message);
-    let ct = header(message, "content-type").expect("content-type");
-    let boundary = ct
-        .split("boundary=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("boundary");
-    let part = data
-        .split(&format!("--{boundary}"))
-        .find(|p| p.contains(marker))
-        .expect("attachment part");
-    let (head, body) = part.split_once("\r\n\r\n").expect("part body");
-    assert!(head.contains("Content-Transfer-Encoding: base64"), "{head}");
-    let encoded: String = body.split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .expect("base64")
 }
 
 #[test]
@@ -471,6 +447,56 @@ fn attach_stdin_refuses_bad_names_and_a_second_reader_of_stdin() {
             .error_mentions(needle);
     }
     assert!(server.sessions().is_empty());
+}
+
+/// A message over the in-memory limit is composed in an unnamed file
+/// under TMPDIR: `--dry-run` prints it whole, and a TMPDIR that cannot
+/// take it is a temporary failure (75) that names the directory, before
+/// any connection; a small message never needs one.
+#[test]
+fn large_messages_spool_to_tmpdir_and_an_unwritable_one_is_75() {
+    let server = submission();
+    let m = Mailsend::to(&server);
+    let bytes: Vec<u8> = (0..2_500_000u32).map(|i| (i % 253) as u8).collect();
+    let big = m.file("big.bin", &bytes);
+    let spool = tempfile::tempdir().expect("spool dir");
+    let run = Mailsend::to(&server)
+        .env_os("TMPDIR", spool.path())
+        .args([
+            "--to",
+            "a@example.com",
+            "--body",
+            "x",
+            "--dry-run",
+            "--attach",
+        ])
+        .args([&big])
+        .run()
+        .expect(0);
+    let printed = run.stdout();
+    assert!(attachment(printed.as_bytes(), "big.bin") == bytes);
+    assert_eq!(
+        std::fs::read_dir(spool.path()).expect("spool").count(),
+        0,
+        "the spool file has no name"
+    );
+
+    let missing = spool.path().join("gone");
+    for (attach, code) in [(true, 75), (false, 0)] {
+        let mut m = Mailsend::to(&server);
+        m.env_os("TMPDIR", &missing)
+            .args(["--to", "a@example.com", "--body", "small"]);
+        if attach {
+            m.args(["--attach"]).args([&big]);
+        }
+        let run = m.run().expect(code);
+        if attach {
+            run.error_mentions("cannot write the message to a temporary file")
+                .error_mentions("gone");
+            assert!(run.stderr().contains("TMPDIR"), "{}", run.stderr());
+        }
+    }
+    assert_eq!(server.sessions().len(), 1, "only the small message went");
 }
 
 /// With --skip-empty, nothing on standard input is nothing to send.

@@ -8,6 +8,7 @@ mod send;
 mod sendmail;
 mod settings;
 
+use base64::Engine;
 use std::time::Duration;
 
 use crate::support::cmd::{PASSWORD, USER};
@@ -88,4 +89,25 @@ pub fn body(data: &[u8]) -> Vec<u8> {
         .position(|w| w == b"\r\n\r\n")
         .expect("header/body separator");
     data[pos + 4..].to_vec()
+}
+
+/// The decoded content of the attachment part whose headers contain `marker`.
+pub fn attachment(message: &[u8], marker: &str) -> Vec<u8> {
+    let data = String::from_utf8_lossy(message);
+    let ct = header(message, "content-type").expect("content-type");
+    let boundary = ct
+        .split("boundary=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("boundary");
+    let part = data
+        .split(&format!("--{boundary}"))
+        .find(|p| p.contains(marker))
+        .expect("attachment part");
+    let (head, body) = part.split_once("\r\n\r\n").expect("part body");
+    assert!(head.contains("Content-Transfer-Encoding: base64"), "{head}");
+    let encoded: String = body.split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .expect("base64")
 }

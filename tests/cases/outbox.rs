@@ -1474,3 +1474,41 @@ fn a_421_to_an_all_or_nothing_message_ends_the_session_not_the_others() {
     assert_eq!(message_ids(&server).len(), 2);
     assert_eq!(outbox_list(port, home.path()).lines().count(), 1);
 }
+
+/// A message composed in a spool file (an attachment over the in-memory
+/// limit) is queued whole, and the flush sends exactly the bytes queued.
+#[test]
+fn a_large_spooled_message_is_queued_whole_and_flushed_byte_for_byte() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let m = at(port, home.path());
+    let bytes: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let big = m.file("big.bin", &bytes);
+    at(port, home.path())
+        .args(["--queue"])
+        .args(send_args())
+        .args(["--attach"])
+        .args([&big])
+        .run()
+        .expect(0);
+    let outbox = home.path().join(".local/state/mailsend/outbox");
+    let entry = std::fs::read_dir(&outbox)
+        .expect("outbox")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("meta.json").is_file())
+        .expect("an entry");
+    let queued = std::fs::read(entry.join("message.eml")).expect("message file");
+    assert!(queued.len() > 4_000_000, "{} bytes queued", queued.len());
+    assert!(attachment(&queued, "big.bin") == bytes);
+
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    at(port, home.path())
+        .args(["outbox", "flush"])
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert!(tx.data == queued, "the flush sends the queued bytes");
+}

@@ -1,0 +1,267 @@
+//! Attachments: where their bytes come from, and their MIME part,
+//! streamed into the spool in base64 a block at a time, so a file of any
+//! size costs one block of memory.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, SinglePart};
+
+use super::encode;
+use super::spool::Spool;
+use crate::exit::Failure;
+
+/// Input bytes per block: a multiple of 57, the bytes of one 76-character
+/// base64 line, so that blocks join into the lines one encoding of the
+/// whole file would give.
+const BLOCK: usize = 57 * 1024;
+
+/// A file to attach: its name as the receiver sees it, its type, and
+/// where its bytes are read from when the message is composed.
+#[derive(Debug)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: ContentType,
+    source: Source,
+}
+
+#[derive(Debug)]
+enum Source {
+    /// Opened when the flags were read, so a missing file fails before
+    /// anything else happens; read when the message is composed.
+    File(File, PathBuf),
+    /// Standard input: the bytes already read (to see whether it is
+    /// empty), then the rest.
+    Stdin(Vec<u8>),
+    #[cfg(test)]
+    Bytes(Vec<u8>),
+}
+
+impl Attachment {
+    /// Opens `path`; the content type is guessed from its name. A missing
+    /// or unreadable file is `NOINPUT` (66).
+    pub fn open(path: &Path) -> Result<Attachment> {
+        let cannot = |e: io::Error| {
+            Failure::no_input(format!(
+                "cannot read attachment {}: {}",
+                path.display(),
+                e.kind()
+            ))
+        };
+        let file = File::open(path).map_err(cannot)?;
+        if file.metadata().map_err(cannot)?.is_dir() {
+            return Err(cannot(io::ErrorKind::IsADirectory.into()).into());
+        }
+        let filename = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                Failure::no_input(format!("attachment {} is not a file", path.display()))
+            })?;
+        Ok(Attachment::with_source(
+            filename,
+            Source::File(file, path.to_owned()),
+        ))
+    }
+
+    /// An attachment named `filename` read from standard input. Its first
+    /// block is read now, to know whether stdin holds anything at all.
+    pub fn stdin(filename: String) -> Result<Attachment> {
+        let mut first = vec![0u8; BLOCK];
+        let n = read_block(&mut io::stdin().lock(), &mut first).map_err(stdin_error)?;
+        first.truncate(n);
+        Ok(Attachment::with_source(filename, Source::Stdin(first)))
+    }
+
+    /// Standard input held nothing.
+    pub fn is_empty_stdin(&self) -> bool {
+        matches!(&self.source, Source::Stdin(first) if first.is_empty())
+    }
+
+    #[cfg(test)]
+    pub fn named(filename: &str, bytes: Vec<u8>) -> Attachment {
+        Attachment::with_source(filename.to_owned(), Source::Bytes(bytes))
+    }
+
+    fn with_source(filename: String, source: Source) -> Attachment {
+        let mime = mime_guess::from_path(&filename).first_or_octet_stream();
+        let content_type = ContentType::parse(mime.essence_str())
+            .unwrap_or(ContentType::parse("application/octet-stream").expect("valid MIME type"));
+        Attachment {
+            filename,
+            content_type,
+            source,
+        }
+    }
+
+    /// The MIME part: headers, base64 body, CRLF; as lettre would write
+    /// it, without the whole file in memory. Always base64: ASCII content
+    /// sent as 7bit would have its line endings rewritten on the way;
+    /// base64 keeps every attachment byte for byte.
+    pub fn write_part(self, out: &mut Spool) -> Result<()> {
+        let headers = SinglePart::builder()
+            .header(encode::Disposition::attachment(&self.filename))
+            .header(self.content_type)
+            .body(
+                Body::new_with_encoding(Vec::new(), ContentTransferEncoding::Base64)
+                    .map_err(|_| Failure::data("cannot encode an attachment"))?,
+            )
+            .headers()
+            .to_string();
+        out.put(headers.as_bytes())?;
+        out.put(b"\r\n")?;
+        let mut encoder = Encoder::default();
+        match self.source {
+            Source::File(mut file, path) => encoder.stream(&mut file, out, |e| {
+                Failure::no_input(format!(
+                    "cannot read attachment {}: {}",
+                    path.display(),
+                    e.kind()
+                ))
+            })?,
+            Source::Stdin(first) => {
+                encoder.block(&first, out)?;
+                if first.len() == BLOCK {
+                    encoder.stream(&mut io::stdin().lock(), out, stdin_error)?;
+                }
+            }
+            #[cfg(test)]
+            Source::Bytes(bytes) => {
+                for block in bytes.chunks(BLOCK) {
+                    encoder.block(block, out)?;
+                }
+            }
+        }
+        out.put(b"\r\n")
+    }
+}
+
+fn stdin_error(e: io::Error) -> Failure {
+    Failure::no_input(format!("cannot read standard input: {e}"))
+}
+
+/// Base64 in 76-character lines joined by CRLF, the last line without
+/// one (RFC 2045 6.8), written a block at a time.
+#[derive(Default)]
+struct Encoder {
+    text: String,
+    started: bool,
+}
+
+impl Encoder {
+    /// Encodes everything `from` holds, block by block.
+    fn stream(
+        &mut self,
+        from: &mut dyn Read,
+        out: &mut Spool,
+        error: impl Fn(io::Error) -> Failure,
+    ) -> Result<()> {
+        let mut buf = vec![0u8; BLOCK];
+        loop {
+            let n = read_block(from, &mut buf).map_err(&error)?;
+            self.block(&buf[..n], out)?;
+            if n < BLOCK {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One block: `BLOCK` bytes, or fewer for the last one.
+    fn block(&mut self, bytes: &[u8], out: &mut Spool) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.text.clear();
+        if self.started {
+            self.text.push_str("\r\n");
+        }
+        email_encoding::body::base64::encode(bytes, &mut self.text)
+            .map_err(|_| Failure::data("cannot encode an attachment"))?;
+        self.started = true;
+        out.put(self.text.as_bytes())
+    }
+}
+
+/// Fills `buf` unless the input ends first; returns how much it read.
+fn read_block(from: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match from.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The part as lettre writes it from the whole file in memory.
+    fn lettre_part(name: &str, bytes: &[u8]) -> Vec<u8> {
+        SinglePart::builder()
+            .header(encode::Disposition::attachment(name))
+            .header(ContentType::parse("application/octet-stream").unwrap())
+            .body(Body::new_with_encoding(bytes.to_vec(), ContentTransferEncoding::Base64).unwrap())
+            .formatted()
+    }
+
+    fn streamed_part(name: &str, bytes: &[u8], from_file: bool) -> Vec<u8> {
+        let attachment = match from_file {
+            true => {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join(name);
+                std::fs::write(&path, bytes).unwrap();
+                Attachment::open(&path).unwrap()
+            }
+            false => Attachment::named(name, bytes.to_vec()),
+        };
+        let mut spool = Spool::new();
+        attachment.write_part(&mut spool).unwrap();
+        spool.finish().unwrap().into_bytes()
+    }
+
+    #[test]
+    fn streamed_parts_are_byte_for_byte_what_lettre_writes() {
+        let sizes = [
+            0,
+            1,
+            56,
+            57,
+            58,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 1,
+            2 * BLOCK,
+            3 * BLOCK + 5,
+            1_500_000,
+        ];
+        for size in sizes {
+            let bytes: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+            let want = lettre_part("data.bin", &bytes);
+            for from_file in [false, true] {
+                let got = streamed_part("data.bin", &bytes, from_file);
+                assert!(
+                    got == want,
+                    "size {size}, from file {from_file}: {} bytes, want {}",
+                    got.len(),
+                    want.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_directory_is_not_an_attachment() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Attachment::open(dir.path()).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::Exit::NoInput);
+        assert!(err.to_string().contains("is a directory"), "{err}");
+    }
+}
