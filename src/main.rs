@@ -4,7 +4,8 @@
 //! `cli.rs` (flags) → `config.rs` (flags + environment + `.env` via
 //! `dotenv.rs` + `accounts.rs`' config file into `Settings`) → `send.rs`
 //! (reads body and attachments; or `sendmail/`, which reads a whole
-//! message) → `message/` (composes the RFC 5322 message) → `deliver.rs`
+//! message) → `message/` (composes the RFC 5322 message into a spool,
+//! streaming attachments) → `deliver.rs`
 //! (sessions and retries) → `smtp/` (the SMTP client: `connect.rs` reaches
 //! the server over TCP and `tls.rs`, `session.rs` holds the dialogue:
 //! STARTTLS, AUTH, one reply per recipient, many messages per session) →
