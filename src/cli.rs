@@ -81,6 +81,11 @@ pub enum OutboxAction {
         /// Print the SMTP transcript on stderr
         #[arg(short, long)]
         verbose: bool,
+        /// Print one JSON object per message on stdout (id, message_id,
+        /// status: sent, deferred, failed or error; reply or error), then a
+        /// summary object
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         connection: Box<Connection>,
         #[command(flatten)]

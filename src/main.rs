@@ -48,6 +48,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, ConfigAction, Delivery, OutboxAction, ServerArgs};
 use crate::exit::{Exit, Failure};
+use crate::output::FlushReporter;
 use crate::term::errln;
 
 fn main() -> ExitCode {
@@ -103,11 +104,12 @@ fn dispatch(cli: Cli) -> Result<Exit> {
             OutboxAction::Flush {
                 all,
                 verbose,
+                json,
                 connection,
                 location,
             } => {
                 let server = ServerArgs::from_parts(Delivery::default(), *connection, location);
-                outbox::commands::flush(&server, all, verbose)
+                outbox::commands::flush(&server, all, &FlushReporter::new(verbose, json))
             }
             OutboxAction::Retry { id, location } => outbox::commands::retry(&location.into(), &id),
             OutboxAction::Drop { id, location } => {

@@ -97,12 +97,11 @@ impl fmt::Display for Report {
 /// mail any output back).
 pub fn print(report: &Report, json: bool) {
     print_rejections(report);
+    if json {
+        return json_line(report);
+    }
     let mut out = std::io::stdout().lock();
-    let result = if json {
-        serde_json::to_writer(&mut out, report)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(out))
-    } else if report.queued.is_none()
+    let result = if report.queued.is_none()
         && report.error.is_none()
         && !report.accepted.is_empty()
         && out.is_terminal()
@@ -237,5 +236,156 @@ mod tests {
             r#""a\u{2028}b@example.com""#
         );
         assert_eq!(log_word(""), r#""""#);
+    }
+}
+
+/// What became of one outbox entry in a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryStatus {
+    /// Every recipient has it; the entry is removed.
+    Sent,
+    /// Kept for a later flush. `loud`: the reason is an error the user
+    /// must see without `-v` (a session refused for a reason a person
+    /// must fix, such as a wrong password).
+    Deferred { loud: bool },
+    /// Moved to `failed/`.
+    Failed,
+    /// A problem on this side (the outbox could not be read or written):
+    /// left in place.
+    Error,
+}
+
+impl EntryStatus {
+    /// Its word in JSON, and its place in the summary's counts.
+    fn word_and_index(self) -> (&'static str, usize) {
+        match self {
+            EntryStatus::Sent => ("sent", 0),
+            EntryStatus::Deferred { .. } => ("deferred", 1),
+            EntryStatus::Failed => ("failed", 2),
+            EntryStatus::Error => ("error", 3),
+        }
+    }
+}
+
+/// One line of `outbox flush --json`.
+#[derive(Serialize)]
+struct EntryLine<'a> {
+    id: &'a str,
+    message_id: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// What `outbox flush` says: on stderr, errors always and the routine
+/// (delivered, still queued, notes) with `-v`; with `--json`, one JSON
+/// object per entry on stdout as it is settled, then a summary object.
+pub struct FlushReporter {
+    verbose: bool,
+    json: bool,
+    counts: std::cell::Cell<[usize; 4]>,
+}
+
+impl FlushReporter {
+    pub fn new(verbose: bool, json: bool) -> FlushReporter {
+        FlushReporter {
+            verbose,
+            json,
+            counts: std::cell::Cell::new([0; 4]),
+        }
+    }
+
+    pub fn verbose(&self) -> bool {
+        self.verbose
+    }
+
+    /// The outcome of entry `id`: `text` is the server's reply for a sent
+    /// one, else why.
+    pub fn entry(&self, id: &str, message_id: &str, status: EntryStatus, text: &str) {
+        let text = crate::term::printable(text);
+        match status {
+            EntryStatus::Sent if self.verbose => errln!("mailsend: {id} delivered ({text})"),
+            EntryStatus::Deferred { loud } => {
+                if loud {
+                    errln!("mailsend: error: {id}: {text}");
+                }
+                if self.verbose {
+                    errln!("mailsend: {id} still queued: {text}");
+                }
+            }
+            EntryStatus::Failed => errln!("mailsend: error: {id} moved to failed/: {text}"),
+            EntryStatus::Error => errln!("mailsend: error: {id}: {text}"),
+            EntryStatus::Sent => {}
+        }
+        self.count_and_print(id, message_id, status, &text);
+    }
+
+    /// Counts the outcome and, with `--json`, prints its line.
+    fn count_and_print(&self, id: &str, message_id: &str, status: EntryStatus, text: &str) {
+        let (word, index) = status.word_and_index();
+        let mut counts = self.counts.get();
+        counts[index] += 1;
+        self.counts.set(counts);
+        if self.json {
+            let sent = status == EntryStatus::Sent;
+            json_line(&EntryLine {
+                id,
+                message_id,
+                status: word,
+                reply: sent.then_some(text),
+                error: (!sent).then_some(text),
+            });
+        }
+    }
+
+    /// An entry whose files cannot be read: a warning (or an error when
+    /// `warning` is false) on stderr, status `error` in JSON.
+    pub fn unreadable(&self, id: &str, message_id: &str, why: &str, warning: bool) {
+        let level = if warning { "warning" } else { "error" };
+        errln!(
+            "mailsend: {level}: outbox entry {id} {}",
+            crate::term::printable(why)
+        );
+        self.count_and_print(id, message_id, EntryStatus::Error, why);
+    }
+
+    /// An error about the run, not about one entry, always shown.
+    pub fn error(&self, text: &str) {
+        errln!("mailsend: error: {}", crate::term::printable(text));
+    }
+
+    /// A warning about the run, always shown.
+    pub fn warning(&self, text: &str) {
+        errln!("mailsend: warning: {text}");
+    }
+
+    /// A note shown with `-v` only.
+    pub fn note(&self, text: &str) {
+        if self.verbose {
+            errln!("mailsend: {text}");
+        }
+    }
+
+    /// With `--json`, the counts of the run as one last object.
+    pub fn summary(&self) {
+        if self.json {
+            let [sent, deferred, failed, error] = self.counts.get();
+            json_line(&serde_json::json!({
+                "summary": {"sent": sent, "deferred": deferred, "failed": failed, "error": error}
+            }));
+        }
+    }
+}
+
+/// One JSON object and a newline on stdout.
+fn json_line(value: &impl Serialize) {
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out));
+    if let Err(e) = written {
+        errln!("mailsend: warning: cannot write the result to stdout: {e}");
     }
 }

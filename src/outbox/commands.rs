@@ -19,6 +19,7 @@ use crate::config::Settings;
 use crate::deliver::{Attempt, Transport};
 use crate::exit::{self, Exit, Failure};
 use crate::outbox::{self, Entry, Outbox, merge, now};
+use crate::output::{EntryStatus, FlushReporter};
 use crate::retry;
 use crate::smtp::{Class, Client, Content, Delivery, Message, Rejection, SmtpError, Stamp};
 use crate::term::{errln, outln, printable};
@@ -199,7 +200,7 @@ pub fn retry(args: &ServerArgs, id: &str) -> Result<Exit> {
 /// on this side (an unknown account, a failing password command, an
 /// unreadable entry) is reported and skipped; the others still go. The exit
 /// code merges them all (see `outbox::merge`).
-pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
+pub fn flush(args: &ServerArgs, all: bool, out: &FlushReporter) -> Result<Exit> {
     let (dirs, mut code) = outbox_dirs(args)?;
     for dir in dirs {
         let outbox = match Outbox::at(dir) {
@@ -219,18 +220,22 @@ pub fn flush(args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
             }
         };
         let Some(_lock) = lock else {
-            if verbose {
-                errln!("mailsend: another outbox flush is running");
-            }
+            out.note("another outbox flush is running");
             continue;
         };
         outbox.clean_leftovers();
-        code = merge(code, flush_outbox(&outbox, args, all, verbose)?);
+        code = merge(code, flush_outbox(&outbox, args, all, out)?);
     }
+    out.summary();
     Ok(code)
 }
 
-fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) -> Result<Exit> {
+fn flush_outbox(
+    outbox: &Outbox,
+    args: &ServerArgs,
+    all: bool,
+    out: &FlushReporter,
+) -> Result<Exit> {
     let listing = outbox.entries()?;
     let mut code = listing.code;
     let due: Vec<Entry> = listing
@@ -256,10 +261,19 @@ fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) ->
             .unwrap_or("the default settings")
             .to_owned();
         let mut skip = |err: anyhow::Error| {
-            errln!(
-                "mailsend: error: {} messages for {who} wait: {err:#}",
+            out.error(&format!(
+                "{} messages for {who} wait: {err:#}",
                 entries.len()
-            );
+            ));
+            for e in &entries {
+                let why = format!("{err:#}");
+                out.entry(
+                    &e.id,
+                    &e.message_id,
+                    EntryStatus::Deferred { loud: false },
+                    &why,
+                );
+            }
             code = merge(code, exit::code_for(&err));
         };
         let settings = match Settings::resolve(&account_args, None) {
@@ -269,7 +283,7 @@ fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) ->
                 continue;
             }
         };
-        let transport = match Transport::new(&settings, verbose) {
+        let transport = match Transport::new(&settings, out.verbose()) {
             Ok(transport) => transport,
             Err(err) => {
                 skip(err);
@@ -278,7 +292,7 @@ fn flush_outbox(outbox: &Outbox, args: &ServerArgs, all: bool, verbose: bool) ->
         };
         code = merge(
             code,
-            flush_account(outbox, &transport, &settings, entries, verbose),
+            flush_account(outbox, &transport, &settings, entries, out),
         );
     }
     Ok(code)
@@ -299,7 +313,7 @@ fn flush_account(
     transport: &Transport,
     settings: &Settings,
     entries: Vec<Entry>,
-    verbose: bool,
+    out: &FlushReporter,
 ) -> Exit {
     let mut code = Exit::Ok;
     let mut waiting: VecDeque<Entry> = VecDeque::new();
@@ -312,23 +326,23 @@ fn flush_account(
             // entry without one as damaged; this is the last guard).
             let recorded = entry.done || !entry.delivered.is_empty() || !entry.refused.is_empty();
             let done = match recorded {
-                true => finish(outbox, &mut entry, None, verbose),
+                true => finish(outbox, &mut entry, None, out),
                 false => Err(Failure::data(
                     "outbox entry is damaged (no recipient, and no record that anyone got it); left in place",
                 )
                 .into()),
             };
-            code = merge(code, done.unwrap_or_else(|e| report(&entry, e)));
+            code = merge(code, done.unwrap_or_else(|e| report(&entry, e, out)));
             continue;
         }
         if entry.in_flight {
             // A send whose outcome was never recorded (a crash, or the
             // disk failed right after the server's reply): the one window
             // for a duplicate. It is sent once more, and says so.
-            errln!(
-                "mailsend: warning: {}: an earlier flush sent it but could not record the server's answer; sending it again (its recipients may get it twice)",
+            out.warning(&format!(
+                "{}: an earlier flush sent it but could not record the server's answer; sending it again (its recipients may get it twice)",
                 entry.id
-            );
+            ));
             entry.in_flight = false;
         }
         waiting.push_back(entry);
@@ -337,11 +351,11 @@ fn flush_account(
         let mut client = match transport.open() {
             Ok(client) => client,
             Err(err) => {
-                let failed = failed_session(outbox, settings, &mut waiting, err, true, verbose);
+                let failed = failed_session(outbox, settings, &mut waiting, err, true, out);
                 return merge(code, failed.0);
             }
         };
-        let (chunk_code, lost) = send_chunks(outbox, &mut client, settings, &mut waiting, verbose);
+        let (chunk_code, lost) = send_chunks(outbox, &mut client, settings, &mut waiting, out);
         code = merge(code, chunk_code);
         match lost {
             None => {
@@ -350,7 +364,7 @@ fn flush_account(
             }
             Some((err, charged)) => {
                 let (failed, stop) =
-                    failed_session(outbox, settings, &mut waiting, err, charged, verbose);
+                    failed_session(outbox, settings, &mut waiting, err, charged, out);
                 code = merge(code, failed);
                 if stop {
                     break;
@@ -369,7 +383,7 @@ fn send_chunks(
     client: &mut Client,
     settings: &Settings,
     waiting: &mut VecDeque<Entry>,
-    verbose: bool,
+    out: &FlushReporter,
 ) -> (Exit, Option<(anyhow::Error, bool)>) {
     let mut code = Exit::Ok;
     let tls = client.tls_version().map(str::to_owned);
@@ -391,7 +405,7 @@ fn send_chunks(
                     entries.push(entry);
                     files.push(file);
                 }
-                Err(err) => code = merge(code, unreadable(&entry, &err)),
+                Err(err) => code = merge(code, unreadable(&entry, &err, out)),
             }
         }
         let contents: Vec<Content> = files
@@ -409,7 +423,7 @@ fn send_chunks(
         // `mark_sending`); one whose record fails is not sent.
         let mark = |i: usize| -> bool {
             let entry = &mut entries.borrow_mut()[i];
-            match mark_sending(outbox, entry) {
+            match mark_sending(outbox, entry, out) {
                 Ok(()) => true,
                 Err(held) => {
                     settled.borrow_mut()[i] = true;
@@ -432,11 +446,11 @@ fn send_chunks(
                         tls: tls.clone(),
                         aborted: delivery.aborted,
                     };
-                    settle(outbox, settings, entry, &attempt, verbose)
+                    settle(outbox, settings, entry, &attempt, out)
                 }
-                Err(err) => requeue(outbox, settings, entry, err.into(), false, verbose),
+                Err(err) => requeue(outbox, settings, entry, err.into(), false, out),
             };
-            let done = done.unwrap_or_else(|e| report(entry, e));
+            let done = done.unwrap_or_else(|e| report(entry, e, out));
             chunk_code.set(merge(chunk_code.get(), done));
         };
         // All-or-nothing messages one at a time (DATA waits for every
@@ -527,7 +541,7 @@ fn failed_session(
     waiting: &mut VecDeque<Entry>,
     err: anyhow::Error,
     charged: bool,
-    verbose: bool,
+    out: &FlushReporter,
 ) -> (Exit, bool) {
     let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
     let stop = smtp.is_some_and(SmtpError::session_level);
@@ -539,9 +553,9 @@ fn failed_session(
         false => None,
     };
     let Some(mut entry) = entry else {
-        if verbose {
-            errln!("mailsend: the session ended ({err:#}); a new one takes the rest");
-        }
+        out.note(&format!(
+            "the session ended ({err:#}); a new one takes the rest"
+        ));
         return (Exit::Ok, stop);
     };
     // Counted already if it was marked as being sent in this session.
@@ -549,13 +563,13 @@ fn failed_session(
         entry.attempts = entry.attempts.saturating_add(1);
     }
     entry.in_flight = false;
-    let done = requeue(outbox, settings, &mut entry, err, keep, verbose);
-    let code = done.unwrap_or_else(|e| report(&entry, e));
-    if stop && !waiting.is_empty() && verbose {
-        errln!(
-            "mailsend: {} more messages for this server wait for the next flush",
+    let done = requeue(outbox, settings, &mut entry, err, keep, out);
+    let code = done.unwrap_or_else(|e| report(&entry, e, out));
+    if stop && !waiting.is_empty() {
+        out.note(&format!(
+            "{} more messages for this server wait for the next flush",
             waiting.len()
-        );
+        ));
     }
     (code, stop)
 }
@@ -566,7 +580,11 @@ fn failed_session(
 /// whose record fails is not sent (its outcome could not be recorded
 /// either, and every later flush would send it again): it is reported and
 /// stays queued, and the code is 75 (78 if it was refused as untrusted).
-fn mark_sending(outbox: &Outbox, entry: &mut Entry) -> std::result::Result<(), Exit> {
+fn mark_sending(
+    outbox: &Outbox,
+    entry: &mut Entry,
+    out: &FlushReporter,
+) -> std::result::Result<(), Exit> {
     let before = entry.clone();
     // Marked before, in an earlier session of this flush: already counted.
     if !entry.in_flight {
@@ -578,9 +596,13 @@ fn mark_sending(outbox: &Outbox, entry: &mut Entry) -> std::result::Result<(), E
         Ok(()) => Ok(()),
         Err(err) => {
             *entry = before;
-            errln!(
-                "mailsend: error: {}: not sent: the outbox could not record the attempt ({err:#}); it stays queued",
-                entry.id
+            out.entry(
+                &entry.id,
+                &entry.message_id,
+                EntryStatus::Error,
+                &format!(
+                    "not sent: the outbox could not record the attempt ({err:#}); it stays queued"
+                ),
             );
             Err(match exit::code_for(&err) {
                 Exit::Config => Exit::Config,
@@ -591,23 +613,23 @@ fn mark_sending(outbox: &Outbox, entry: &mut Entry) -> std::result::Result<(), E
 }
 
 /// A local failure handling `entry`: reported, and its exit code.
-fn report(entry: &Entry, e: anyhow::Error) -> Exit {
-    errln!("mailsend: error: {}: {e:#}", entry.id);
+fn report(entry: &Entry, e: anyhow::Error, out: &FlushReporter) -> Exit {
+    out.entry(
+        &entry.id,
+        &entry.message_id,
+        EntryStatus::Error,
+        &format!("{e:#}"),
+    );
     exit::code_for(&e)
 }
 
 /// An entry whose message cannot be read: left in place, reported.
-fn unreadable(entry: &Entry, err: &anyhow::Error) -> Exit {
+/// Only a warning unless it is a configuration problem (someone else's
+/// file): an I/O fault may pass.
+fn unreadable(entry: &Entry, err: &anyhow::Error, out: &FlushReporter) -> Exit {
     let code = exit::code_for(err);
-    let level = if code == Exit::Config {
-        "error"
-    } else {
-        "warning"
-    };
-    errln!(
-        "mailsend: {level}: outbox entry {} cannot be read ({err:#}); left in place",
-        entry.id
-    );
+    let why = format!("cannot be read ({err:#}); left in place");
+    out.unreadable(&entry.id, &entry.message_id, &why, code != Exit::Config);
     code
 }
 
@@ -620,7 +642,7 @@ fn settle(
     settings: &Settings,
     entry: &mut Entry,
     attempt: &Attempt,
-    verbose: bool,
+    out: &FlushReporter,
 ) -> Result<Exit> {
     let (temporary, permanent): (Vec<Rejection>, Vec<Rejection>) = attempt
         .rejected
@@ -660,15 +682,20 @@ fn settle(
     match retry {
         Some(why) => {
             let why = Failure::new(Exit::TempFail, why);
-            requeue(outbox, settings, entry, why.into(), false, verbose)
+            requeue(outbox, settings, entry, why.into(), false, out)
         }
-        None => finish(outbox, entry, attempt.reply.as_deref(), verbose),
+        None => finish(outbox, entry, attempt.reply.as_deref(), out),
     }
 }
 
 /// An entry nobody is owed any more (or an all-or-nothing one refused for
 /// good): removed when nobody refused it, else moved to `failed/`.
-fn finish(outbox: &Outbox, entry: &mut Entry, reply: Option<&str>, verbose: bool) -> Result<Exit> {
+fn finish(
+    outbox: &Outbox,
+    entry: &mut Entry,
+    reply: Option<&str>,
+    out: &FlushReporter,
+) -> Result<Exit> {
     if entry.refused.is_empty() {
         if let Err(err) = outbox.remove(&entry.id) {
             // Delivered, but still on disk: say that nobody is owed it, so
@@ -693,13 +720,12 @@ fn finish(outbox: &Outbox, entry: &mut Entry, reply: Option<&str>, verbose: bool
                 "delivered, but the outbox entry could not be removed ({then})"
             )));
         }
-        if verbose {
-            errln!(
-                "mailsend: {} delivered ({})",
-                entry.id,
-                reply.unwrap_or_default()
-            );
-        }
+        out.entry(
+            &entry.id,
+            &entry.message_id,
+            EntryStatus::Sent,
+            reply.unwrap_or_default(),
+        );
         return Ok(Exit::Ok);
     }
     let refused: Vec<String> = entry
@@ -708,7 +734,7 @@ fn finish(outbox: &Outbox, entry: &mut Entry, reply: Option<&str>, verbose: bool
         .map(|r| format!("{}: {} {}", r.address, r.code, r.text))
         .collect();
     let reason = format!("refused: {}", refused.join("; "));
-    errln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
+    out.entry(&entry.id, &entry.message_id, EntryStatus::Failed, &reason);
     let codes: Vec<u16> = entry.refused.iter().map(|r| r.code).collect();
     let code = match entry.all_or_nothing {
         true => Exit::Unavailable,
@@ -728,7 +754,7 @@ fn requeue(
     entry: &mut Entry,
     error: anyhow::Error,
     session: bool,
-    verbose: bool,
+    out: &FlushReporter,
 ) -> Result<Exit> {
     let code = exit::code_for(&error);
     let reason = format!("{error:#}");
@@ -742,7 +768,7 @@ fn requeue(
             ),
             false => reason,
         };
-        errln!("mailsend: error: {} moved to failed/: {reason}", entry.id);
+        out.entry(&entry.id, &entry.message_id, EntryStatus::Failed, &reason);
         outbox.fail(entry, reason)?;
         return Ok(if code == Exit::TempFail {
             Exit::Unavailable
@@ -750,19 +776,16 @@ fn requeue(
             code
         });
     }
-    if session && code != Exit::TempFail {
-        errln!("mailsend: error: {}: {reason}", entry.id);
-    }
-    entry.last_error = Some(reason);
+    entry.last_error = Some(reason.clone());
     entry.in_flight = false;
     entry.next_attempt = now() + retry::OUTBOX.next(entry.attempts).as_secs();
     outbox.update(entry)?;
-    if verbose {
-        errln!(
-            "mailsend: {} still queued: {}",
-            entry.id,
-            entry.last_error.as_deref().unwrap_or_default()
-        );
-    }
+    let loud = session && code != Exit::TempFail;
+    out.entry(
+        &entry.id,
+        &entry.message_id,
+        EntryStatus::Deferred { loud },
+        &reason,
+    );
     Ok(code)
 }

@@ -1512,3 +1512,78 @@ fn a_large_spooled_message_is_queued_whole_and_flushed_byte_for_byte() {
     let tx = only_transaction(&server);
     assert!(tx.data == queued, "the flush sends the queued bytes");
 }
+
+/// `outbox flush --json`: one object per entry as it is settled (sent,
+/// deferred, failed), then the counts; the human error lines stay on
+/// stderr.
+#[test]
+fn flush_json_reports_each_entry_and_a_summary() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let mut ids = HashMap::new();
+    for to in ["a@example.com", "b@example.com", "c@example.com"] {
+        let run = at(port, home.path())
+            .args(["--queue", "--json", "--to", to, "--body", "x"])
+            .run()
+            .expect(0);
+        let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+        ids.insert(json["queued"].as_str().expect("id").to_owned(), to);
+    }
+    let _server = TestServer::start_on(
+        with_auth(Behaviour {
+            rcpt_replies: vec![
+                ("b@example.com".into(), "451 4.3.0 try later".into()),
+                ("c@example.com".into(), "550 5.1.1 no such user".into()),
+            ],
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--json"])
+        .run()
+        .expect(69);
+    let lines: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 4, "{}", run.stdout());
+    let mut seen = HashMap::new();
+    for line in &lines[..3] {
+        let to = ids[line["id"].as_str().expect("id")];
+        assert!(
+            line["message_id"]
+                .as_str()
+                .is_some_and(|m| m.starts_with('<'))
+        );
+        seen.insert(to, line.clone());
+    }
+    assert_eq!(seen["a@example.com"]["status"], "sent");
+    assert!(
+        seen["a@example.com"]["reply"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("250"))
+    );
+    assert_eq!(seen["b@example.com"]["status"], "deferred");
+    assert!(
+        seen["b@example.com"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("451 4.3.0"))
+    );
+    assert_eq!(seen["c@example.com"]["status"], "failed");
+    assert!(
+        seen["c@example.com"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("550 5.1.1"))
+    );
+    assert_eq!(
+        lines[3],
+        serde_json::json!({"summary": {"sent": 1, "deferred": 1, "failed": 1, "error": 0}})
+    );
+    assert!(
+        run.stderr().contains("moved to failed/"),
+        "{}",
+        run.stderr()
+    );
+}
