@@ -186,9 +186,11 @@ impl Client {
             timeout: ep.timeout,
             verbose: ep.verbose,
         };
-        // The handshake, and what it told about the server, which `-v`
-        // shows right away (before the session's "TLS established").
-        let handshake = |tcp: Timed| -> Result<(Stream, TlsInfo), SmtpError> {
+        // The handshake; what it told about the server is kept in `tls`,
+        // and `-v` shows it right away (before the session's "TLS
+        // established").
+        let mut tls = None;
+        let mut handshake = |tcp: Timed| -> Result<(Stream, String), SmtpError> {
             let config = ep.tls.ok_or_else(|| SmtpError::Tls {
                 host: ep.host.to_owned(),
                 reason: "no TLS configuration".into(),
@@ -198,15 +200,14 @@ impl Client {
             if ep.verbose {
                 errln!("== TLS: {}", info.summary(SystemTime::now()));
             }
-            Ok((Stream::Tls(Box::new(s)), info))
+            let version = info.version.clone();
+            tls = Some(info);
+            Ok((Stream::Tls(Box::new(s)), version))
         };
         let tcp = Timed::new(tcp, ep.timeout);
-        let mut tls = None;
         let mut session = match ep.mode {
             TlsMode::Implicit => {
-                let (stream, info) = handshake(tcp)?;
-                let version = info.version.clone();
-                tls = Some(info);
+                let (stream, version) = handshake(tcp)?;
                 Session::new(stream, options, Some(version))
             }
             _ => Session::new(Stream::Plain(tcp), options, None),
@@ -226,12 +227,7 @@ impl Client {
             }
             session = session
                 .starttls(|stream| match stream {
-                    Stream::Plain(tcp) => {
-                        let (stream, info) = handshake(tcp)?;
-                        let version = info.version.clone();
-                        tls = Some(info);
-                        Ok((stream, version))
-                    }
+                    Stream::Plain(tcp) => handshake(tcp),
                     Stream::Tls(_) => Err(SmtpError::Protocol {
                         stage: Stage::StartTls,
                         detail: "STARTTLS on an encrypted connection".into(),
