@@ -5,16 +5,19 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use openssl::ssl::SslStream;
 
 use super::auth;
+use super::caps::Capabilities;
 use super::content::Content;
 use super::error::{SmtpError, Stage};
+use super::peer::TlsInfo;
 use super::session::{Delivery, Message, Options, Session, Wire};
-use super::tls::{self, TlsConfig};
+use super::tls::TlsConfig;
 use crate::secret::Secret;
+use crate::term::errln;
 
 /// How the connection to the server is secured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +167,8 @@ pub struct Endpoint<'a> {
 /// An open, greeted, and (unless `TlsMode::None`) encrypted session.
 pub struct Client {
     session: Session<Stream>,
+    /// What the TLS handshake told about the server; `None` in clear.
+    tls: Option<TlsInfo>,
 }
 
 impl Client {
@@ -181,13 +186,22 @@ impl Client {
             timeout: ep.timeout,
             verbose: ep.verbose,
         };
-        let handshake = |tcp: Timed| -> Result<(Stream, String), SmtpError> {
+        // The handshake; what it told about the server is kept in `tls`,
+        // and `-v` shows it right away (before the session's "TLS
+        // established").
+        let mut tls = None;
+        let mut handshake = |tcp: Timed| -> Result<(Stream, String), SmtpError> {
             let config = ep.tls.ok_or_else(|| SmtpError::Tls {
                 host: ep.host.to_owned(),
                 reason: "no TLS configuration".into(),
             })?;
             let s = config.connect(ep.host, tcp, ep.timeout)?;
-            let version = tls::version(&s);
+            let info = TlsInfo::of(s.ssl());
+            if ep.verbose {
+                errln!("== TLS: {}", info.summary(SystemTime::now()));
+            }
+            let version = info.version.clone();
+            tls = Some(info);
             Ok((Stream::Tls(Box::new(s)), version))
         };
         let tcp = Timed::new(tcp, ep.timeout);
@@ -221,12 +235,32 @@ impl Client {
                 })
                 .map_err(closed_after_handshake)?;
         }
-        Ok(Client { session })
+        Ok(Client { session, tls })
     }
 
     /// The negotiated TLS version, or `None` on a plain connection.
     pub fn tls_version(&self) -> Option<&str> {
         self.session.tls_version()
+    }
+
+    /// The TLS session (version, cipher, the server's certificate chain),
+    /// or `None` on a plain connection.
+    #[cfg_attr(not(test), allow(dead_code))] // for `mailsend check`
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+
+    /// What the server offers now (after STARTTLS: under TLS).
+    #[cfg_attr(not(test), allow(dead_code))] // for `mailsend check`
+    pub fn capabilities(&self) -> &Capabilities {
+        self.session.capabilities()
+    }
+
+    /// What the server offered in clear, before STARTTLS; `None` without
+    /// STARTTLS (implicit TLS or none).
+    #[cfg_attr(not(test), allow(dead_code))] // for `mailsend check`
+    pub fn capabilities_before_tls(&self) -> Option<&Capabilities> {
+        self.session.capabilities_before_tls()
     }
 
     /// Authenticates with PLAIN (preferred) or LOGIN. Only ever called on a
@@ -377,4 +411,149 @@ fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, Sm
         reason: "no address".into(),
         no_such_host: true,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::{PKey, Private};
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    use openssl::x509::X509;
+
+    use super::super::peer::tests::certificate;
+    use super::*;
+
+    /// A root the client trusts (in a PEM file) and a `localhost` leaf.
+    struct Pki {
+        dir: tempfile::TempDir,
+        leaf: X509,
+        key: PKey<Private>,
+    }
+
+    fn pki() -> Pki {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        let valid = (now - 3600, now + 30 * 24 * 3600);
+        let (root, root_key) = certificate(&[("CN", "Root")], &[], None, valid);
+        let (leaf, key) = certificate(
+            &[("CN", "localhost")],
+            &["localhost", "127.0.0.1"],
+            Some((&root, &root_key)),
+            valid,
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pem = root.to_pem().expect("PEM");
+        std::fs::write(dir.path().join("root.pem"), pem).expect("write root");
+        Pki { dir, leaf, key }
+    }
+
+    fn line(s: &mut impl Read) -> String {
+        let mut out = Vec::new();
+        let mut byte = [0u8; 1];
+        while s.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {
+            out.push(byte[0]);
+        }
+        String::from_utf8_lossy(&out).trim_end().to_owned()
+    }
+
+    /// Greets, and answers `ehlo` to EHLO.
+    fn dialogue(s: &mut (impl Read + Write), ehlo: &str) {
+        s.write_all(b"220 localhost ESMTP\r\n").expect("greet");
+        assert!(line(s).starts_with("EHLO "));
+        s.write_all(ehlo.as_bytes()).expect("ehlo");
+    }
+
+    /// One SMTP session, implicit TLS or STARTTLS, offering SIZE 1000 in
+    /// clear and SIZE 2000 under TLS.
+    fn serve(pki: &Pki, implicit: bool) -> (u16, JoinHandle<()>) {
+        let mut acceptor =
+            SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
+        acceptor.set_private_key(&pki.key).expect("key");
+        acceptor.set_certificate(&pki.leaf).expect("cert");
+        let acceptor = acceptor.build();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().expect("accept");
+            let mut tls = if implicit {
+                let mut tls = acceptor.accept(tcp).expect("TLS");
+                dialogue(&mut tls, "250-localhost\r\n250 SIZE 2000\r\n");
+                tls
+            } else {
+                dialogue(
+                    &mut tcp,
+                    "250-localhost\r\n250-STARTTLS\r\n250 SIZE 1000\r\n",
+                );
+                assert_eq!(line(&mut tcp), "STARTTLS");
+                tcp.write_all(b"220 go ahead\r\n").expect("220");
+                let mut tls = acceptor.accept(tcp).expect("TLS");
+                assert!(line(&mut tls).starts_with("EHLO "));
+                tls.write_all(b"250-localhost\r\n250 SIZE 2000\r\n")
+                    .expect("ehlo");
+                tls
+            };
+            assert_eq!(line(&mut tls), "QUIT");
+            let _ = tls.write_all(b"221 bye\r\n");
+        });
+        (port, server)
+    }
+
+    fn connect(pki: &Pki, port: u16, mode: TlsMode) -> Client {
+        let config = TlsConfig::new(Some(&pki.dir.path().join("root.pem"))).expect("config");
+        let ep = Endpoint {
+            host: "127.0.0.1",
+            port,
+            mode,
+            tls: Some(&config),
+            timeout: Duration::from_secs(10),
+            verbose: false,
+        };
+        Client::connect(&ep).expect("connect")
+    }
+
+    fn check_tls_info(client: &Client, pki: &Pki) {
+        let info = client.tls_info().expect("TLS info");
+        assert_eq!(Some(info.version.as_str()), client.tls_version());
+        assert!(!info.cipher.is_empty());
+        let leaf = info.leaf().expect("leaf");
+        let fingerprint = pki.leaf.digest(MessageDigest::sha256()).expect("digest");
+        let hex: String = fingerprint.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(leaf.sha256, hex);
+        assert_eq!(leaf.subject_cn.as_deref(), Some("localhost"));
+        assert_eq!(leaf.issuer_cn.as_deref(), Some("Root"));
+        assert_eq!(info.chain.len(), 1);
+    }
+
+    #[test]
+    fn starttls_keeps_the_session_facts_and_what_was_offered_in_clear() {
+        let pki = pki();
+        let (port, server) = serve(&pki, false);
+        let client = connect(&pki, port, TlsMode::StartTls);
+        check_tls_info(&client, &pki);
+        assert_eq!(client.capabilities().size, Some(2000));
+        let before = client.capabilities_before_tls().expect("caps in clear");
+        assert!(before.starttls);
+        assert_eq!(before.size, Some(1000));
+        client.quit();
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn implicit_tls_keeps_the_session_facts() {
+        let pki = pki();
+        let (port, server) = serve(&pki, true);
+        let client = connect(&pki, port, TlsMode::Implicit);
+        check_tls_info(&client, &pki);
+        assert_eq!(client.capabilities().size, Some(2000));
+        assert!(client.capabilities_before_tls().is_none());
+        client.quit();
+        server.join().expect("server");
+    }
 }

@@ -9,6 +9,8 @@
 //!   session, unit-tested on scripted bytes.
 //! - `connect.rs`: resolution, TCP, deadlines, TLS; [`Client`].
 //! - `tls.rs`: the trust store and certificate checks.
+//! - `peer.rs`: [`TlsInfo`], what the handshake told about the server
+//!   (version, cipher, its certificate chain), owned.
 //! - `error.rs`: [`SmtpError`], where it happened ([`Stage`]) and its
 //!   [`Class`]; `exit.rs` turns a class into an exit code.
 //!
@@ -20,13 +22,19 @@ mod connect;
 mod content;
 mod dotstuff;
 mod error;
+mod peer;
 mod reply;
 mod session;
 mod tls;
 
+// What a diagnostics command reads off a `Client` (not used by sending).
+#[allow(unused_imports)]
+pub use caps::Capabilities;
 pub use connect::{Client, Endpoint, TlsMode};
 pub use content::{Content, Stamp};
 pub use error::{Class, SmtpError};
+#[allow(unused_imports)]
+pub use peer::{CertSummary, TlsInfo};
 pub use session::{Delivery, Message, Rejection};
 pub use tls::TlsConfig;
 

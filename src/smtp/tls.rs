@@ -1,8 +1,8 @@
 //! TLS for the SMTP client: trust store, handshake, certificate checks.
 //!
 //! Uses OpenSSL directly (the library native-tls wraps on Linux) because we
-//! need three things native-tls hides: the negotiated protocol version (for
-//! `--json`), the exact reason a certificate was refused (expired, wrong
+//! need three things native-tls hides: the negotiated session (version for
+//! `--json`, cipher and peer chain for `-v`, see `peer.rs`), the exact reason a certificate was refused (expired, wrong
 //! host, unknown issuer), and control over how the system trust store is
 //! loaded. OpenSSL's default loads and parses the whole CA bundle on every
 //! start (~85 ms of CPU measured here); we look roots up lazily in the
@@ -125,11 +125,6 @@ impl TlsConfig {
             }
         }
     }
-}
-
-/// The negotiated protocol, e.g. `TLSv1.3`.
-pub fn version<S>(stream: &SslStream<S>) -> String {
-    stream.ssl().version_str().to_owned()
 }
 
 /// Trusts the system's roots, looked up on demand in a hashed directory

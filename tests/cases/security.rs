@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::support::cmd::Mailsend;
-use crate::support::pki::Cert;
+use crate::support::pki::{Cert, Pki};
 use crate::support::server::Security;
 
 fn no_auth_sent(session: &Session) {
@@ -386,4 +386,115 @@ fn a_bad_password_value_from_dotenv_is_never_quoted() {
         .run()
         .expect(78);
     run.error_mentions("MAILSEND_PASSWORD in .env is not valid UTF-8");
+}
+
+/// `YYYY-MM-DD` of an OpenSSL time as it prints it (`Nov 30 18:40:00
+/// 2027 GMT`): worked out apart from mailsend's own calendar code.
+fn iso_date(time: &openssl::asn1::Asn1TimeRef) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let text = time.to_string();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let month = MONTHS
+        .iter()
+        .position(|m| *m == words[0])
+        .expect("month name")
+        + 1;
+    let day: u32 = words[1].parse().expect("day");
+    format!("{}-{month:02}-{day:02}", words[3])
+}
+
+/// The `-v` transcript says, once and right after the handshake, what it
+/// negotiated and which certificate the server showed: its subject, its
+/// issuer and when it expires, read off the test server's certificate.
+#[test]
+fn verbose_shows_the_tls_session_and_the_servers_certificate() {
+    let cert = openssl::x509::X509::from_pem(&Pki::shared().good.cert_pem).expect("test cert");
+    let expires = iso_date(cert.not_after());
+    let days = openssl::asn1::Asn1Time::days_from_now(0)
+        .expect("now")
+        .diff(cert.not_after())
+        .expect("diff")
+        .days;
+    for (security, tls) in [
+        (Security::StartTls, "starttls"),
+        (Security::ImplicitTls, "tls"),
+    ] {
+        let server = TestServer::start(with_auth(Behaviour {
+            security,
+            ..Behaviour::default()
+        }));
+        let run = Mailsend::to(&server)
+            .args(["--tls", tls, "--to", "a@example.com", "--body", "x", "-v"])
+            .run()
+            .expect(0);
+        let err = run.stderr();
+        let lines: Vec<&str> = err.lines().collect();
+        let found: Vec<usize> = (0..lines.len())
+            .filter(|&i| lines[i].starts_with("== TLS: "))
+            .collect();
+        assert_eq!(found.len(), 1, "{tls}: one TLS line:\n{err}");
+        let (at, line) = (found[0], lines[found[0]]);
+        // Right after the handshake: after STARTTLS's 220, or first of
+        // all with implicit TLS; then the session says it is established.
+        let previous = at.checked_sub(1).map(|i| lines[i]);
+        if security == Security::StartTls {
+            assert!(previous.is_some_and(|p| p.starts_with("<- 220 ")), "{err}");
+        } else {
+            assert_eq!(previous, None, "{err}");
+        }
+        assert!(lines[at + 1].starts_with("== TLS established"), "{err}");
+
+        let rest = line.strip_prefix("== TLS: ").expect("prefix");
+        let (session, certificate) = rest.split_once("; ").expect("two parts");
+        let (version, cipher) = session.split_once(' ').expect("version and cipher");
+        assert!(
+            ["TLSv1.2", "TLSv1.3"].contains(&version),
+            "{tls}: version in {line}"
+        );
+        // An OpenSSL cipher name: TLS_AES_256_GCM_SHA384, ECDHE-...
+        assert!(
+            cipher.len() > 8
+                && cipher
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"_-".contains(&b)),
+            "{tls}: cipher in {line}"
+        );
+        // The clock may pass a whole second between the two counts.
+        let expected = |n: i32| {
+            format!(
+                "certificate CN=localhost, issued by CN=mailsend test CA, \
+                 expires {expires} (in {n} days)"
+            )
+        };
+        assert!(
+            certificate == expected(days) || certificate == expected(days - 1),
+            "{tls}: expected the test certificate, expiring {expires} in {days} days: {line}"
+        );
+        // The same version as `--json` reports.
+        assert!(
+            err.contains(&format!("== TLS established ({version})")),
+            "{err}"
+        );
+    }
+}
+
+/// No TLS, no TLS line.
+#[test]
+fn verbose_in_clear_has_no_tls_line() {
+    let server = TestServer::start(Behaviour {
+        security: Security::Plain,
+        ..Behaviour::default()
+    });
+    let run = Mailsend::to(&server)
+        .env_remove("MAILSEND_USER")
+        .env_remove("MAILSEND_PASSWORD")
+        .args(["--tls", "none", "--from", "me@example.com"])
+        .args(["--to", "a@example.com", "--body", "x", "-v"])
+        .run()
+        .expect(0);
+    let err = run.stderr();
+    assert!(err.contains("-> EHLO"), "{err}");
+    assert!(!err.contains("== TLS"), "{err}");
 }
