@@ -211,7 +211,7 @@ bench_slow() {
   sleep 1
   row "mailsend per message (a process each)" "$NL" $(($(delivered) - before)) $((t1 - t0)) $(($(sessions) - s0))
   local loop_wire
-  loop_wire=$(wire loop | head -1)
+  loop_wire=$(wire loop | sed -n 1p)
 
   if command -v msmtp >/dev/null; then
     start_proxy msmtp "$PORT"
