@@ -32,6 +32,8 @@
 #   BENCH_SLOW_MESSAGES=200 messages flushed over the slow link
 #   BENCH_SLOW_LOOP=20      messages sent a process each over the slow link
 #   MAILSEND_BIN=path       time this mailsend binary instead of building one
+#   TMPDIR=/dev/shm         put the outbox on tmpfs (fsync costs nothing):
+#                           separates the disk's share from the link's
 # Output: tables on stdout, target/bench/flush.md (loopback) and
 # target/bench/flush-slow.md (slow link), the proxies' chunk logs
 # target/bench/proxy-*.log.
@@ -97,6 +99,30 @@ export MAILSEND_HOST=127.0.0.1 MAILSEND_CA_FILE=$CA MAILSEND_USER=bench@example.
 delivered() { awk -F'delivered=' '/tls=true auth=true/ { split($2, a, " "); n += a[1] } END { print n + 0 }' sink.log; }
 sessions() { grep -c 'tls=true auth=true' sink.log || true; }
 ms() { date +%s%3N; }
+# The outbox fsyncs each entry's attempt record and removal, in the gap
+# between two round trips: its disk matters as much as the link. One line:
+# the file system under $HOME and the median of 20 file + directory fsyncs.
+disk() {
+  python3 - "$HOME" <<'PROBE'
+import os, statistics, sys, time
+d = sys.argv[1]
+p = os.path.join(d, ".fsync-probe")
+ts = []
+for _ in range(20):
+    t = time.monotonic()
+    with open(p, "wb") as f:
+        f.write(b"x" * 500)
+        f.flush()
+        os.fsync(f.fileno())
+    fd = os.open(d, os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+    ts.append((time.monotonic() - t) * 1000)
+os.unlink(p)
+print(f"median {statistics.median(ts):.2f} ms, max {max(ts):.2f} ms")
+PROBE
+}
+disk_line() { echo "outbox on $(df -T "$HOME" | awk 'NR == 2 { print $2 }') ($WORK), file + directory fsync just before the flush: $(disk)"; }
 div() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { printf f, a / b }'; }
 
 # Queues $1 messages for a@example.com while the server is down; extra
@@ -117,6 +143,8 @@ bench_local() {
   say "queueing $N messages (server down)"
   queue "$N"
 
+  local disk_now
+  disk_now=$(disk_line)
   say "outbox flush of $N messages"
   local before t0 t1
   before=$(delivered)
@@ -142,6 +170,7 @@ bench_local() {
     echo "# outbox flush vs one process per message ($N messages, STARTTLS + AUTH PLAIN, verified)"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%SZ'), $(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $disk_now"
     echo
     echo "| method | delivered | total ms | ms per message |"
     echo "|---|---:|---:|---:|"
@@ -188,6 +217,8 @@ bench_slow() {
   say "queueing $NS messages (server down)"
   queue "$NS"
 
+  local disk_now
+  disk_now=$(disk_line)
   start_proxy flush "$PORT"
   say "outbox flush of $NS messages over the slow link"
   local s0
@@ -305,6 +336,7 @@ EOF
     echo "# outbox flush over a slow link: ${DELAY} ms each way (RTT $rtt ms), scripts/delay-proxy.py"
     echo
     echo "- date: $(date -u '+%Y-%m-%d %H:%M:%SZ'), $(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $disk_now"
     echo "- proxy self-test: $(grep -o 'RTT min.*' proxy-selftest.txt | head -1)"
     echo "- mailsend and msmtp rows: STARTTLS + AUTH PLAIN, verified certificate, examples/smtp_sink.rs" \
       "(PIPELINING offered); smtp-sink rows: Postfix's smtp-sink, plain, PIPELINING offered"
