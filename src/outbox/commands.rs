@@ -300,8 +300,9 @@ fn flush_outbox(
 
 /// At most this many message files are opened ahead per chunk (each is
 /// read as it is sent, so memory does not grow with message size); few
-/// enough for a low limit on open files.
-const CHUNK_ENTRIES: usize = 16;
+/// enough for a low limit on open files. Each chunk costs one more round
+/// trip (its last message's content goes alone), so not too few either.
+const CHUNK_ENTRIES: usize = 64;
 
 /// Sends one account's due entries over one session (a new one after a
 /// dropped connection), each outcome recorded as soon as the server
