@@ -648,3 +648,39 @@ fn checking_a_100000_row_list_takes_no_more_memory_than_100_rows() {
         "peak RSS {large} KiB for 100,000 rows, {small} KiB for 100"
     );
 }
+
+#[test]
+fn at_most_100_bad_rows_are_listed_then_counted() {
+    let mut m = Mailsend::bare();
+    let list: String = std::iter::once("email\n".to_owned())
+        .chain((1..=250).map(|i| format!("bad{i}\n")))
+        .collect();
+    m.file("list.csv", list);
+    let run = m
+        .args([
+            "bulk",
+            "--data",
+            "list.csv",
+            "--from",
+            "n@example.com",
+            "--body",
+            "x",
+        ])
+        .args(["--dry-run"])
+        .run()
+        .expect(65);
+    let stderr = run.stderr();
+    let rows: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("mailsend: error: line "))
+        .collect();
+    assert_eq!(rows.len(), 100, "{stderr}");
+    assert!(
+        rows[0]
+            .starts_with("mailsend: error: line 2: invalid address in --to (column email): 'bad1'")
+    );
+    assert!(rows[99].starts_with("mailsend: error: line 101: "));
+    run.error_mentions(
+        "250 of 250 rows are bad in list.csv (the first 100 are listed above); nothing was sent",
+    );
+}
