@@ -28,7 +28,9 @@ pub struct Columns {
 impl Columns {
     fn new(names: Vec<String>) -> Result<Columns, String> {
         let mut index = HashMap::new();
-        for (i, name) in names.iter().enumerate() {
+        // A column with no name is no variable (a trailing comma in the
+        // header row): several of them are no conflict.
+        for (i, name) in names.iter().enumerate().filter(|(_, n)| !n.is_empty()) {
             if index.insert(name.clone(), i).is_some() {
                 return Err(format!("column '{}' appears twice", name.escape_debug()));
             }
@@ -433,6 +435,9 @@ mod tests {
                 .contains("line 1: column 'email' appears twice"),
             "{err}"
         );
+        let (_dir, path) = list(b"email,,\na@example.com,1,2\n");
+        let list = List::open(&path).unwrap();
+        assert_eq!(list.columns().names(), ["email", "", ""]);
         let err = List::open(Path::new("/nonexistent/list.csv"))
             .err()
             .unwrap();
