@@ -54,6 +54,9 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `mailsend man | man -l -`
     Man,
+    /// Send one personalised message per row of a CSV list (a campaign)
+    #[command(hide = true)]
+    Bulk(Box<BulkArgs>),
 }
 
 /// Each subcommand takes only the flags that mean something to it: the
@@ -174,6 +177,119 @@ pub struct SendArgs {
 
     /// Print the result as one JSON object on stdout
     #[arg(long)]
+    pub json: bool,
+
+    /// Print the SMTP transcript on stderr (AUTH exchanges redacted)
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `mailsend bulk`: a campaign, one message per row of a CSV list. Every
+/// text flag but --data, --body-file, --html and --out is a template
+/// (`{{ column }}`); --body-file and --html name files holding templates.
+#[derive(Debug, Args)]
+pub struct BulkArgs {
+    /// The list: CSV with a header row naming the columns (the variables)
+    #[arg(long, value_name = "FILE", help_heading = "Campaign")]
+    pub data: PathBuf,
+
+    /// Subject template, e.g. "Hello {{ name }}"
+    #[arg(short, long, value_name = "TEMPLATE", help_heading = "Campaign")]
+    pub subject: Option<String>,
+
+    /// Text template
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        conflicts_with = "body_file",
+        help_heading = "Campaign"
+    )]
+    pub body: Option<String>,
+
+    /// Read the text template from FILE
+    #[arg(long, value_name = "FILE", help_heading = "Campaign")]
+    pub body_file: Option<PathBuf>,
+
+    /// Read an HTML template from FILE (values are HTML-escaped in it)
+    #[arg(long, value_name = "FILE", help_heading = "Campaign")]
+    pub html: Option<PathBuf>,
+
+    /// Attachment path template, e.g. "invoices/{{ id }}.pdf"; repeatable.
+    /// A path that renders empty attaches nothing to that row
+    #[arg(short, long, value_name = "TEMPLATE", help_heading = "Campaign")]
+    pub attach: Vec<String>,
+
+    /// Extra header, `Name: value template`; repeatable
+    #[arg(long, value_name = "HEADER", help_heading = "Campaign")]
+    pub header: Vec<String>,
+
+    /// Recipient template
+    #[arg(
+        long,
+        value_name = "TEMPLATE",
+        default_value = "{{ email }}",
+        help_heading = "Campaign"
+    )]
+    pub to: String,
+
+    /// One-click unsubscribe URL template (https), e.g.
+    /// "https://example.com/u?id={{ id | urlencode }}"
+    #[arg(long, value_name = "URL", help_heading = "Campaign")]
+    pub unsubscribe_url: Option<String>,
+
+    /// Address that unsubscribes by mail (a List-Unsubscribe mailto: entry)
+    #[arg(long, value_name = "ADDR", help_heading = "Campaign")]
+    pub unsubscribe_mailto: Option<String>,
+
+    /// List-Id header, e.g. "News <news.example.com>"
+    #[arg(long, value_name = "ID", help_heading = "Campaign")]
+    pub list_id: Option<String>,
+
+    /// Connections to use at once
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=100), help_heading = "Campaign")]
+    pub concurrency: u32,
+
+    /// Cap on the whole run, all connections together: 10/s, 600/min, 5000/h
+    #[arg(long, value_name = "RATE", help_heading = "Campaign")]
+    pub rate: Option<crate::bulk::Rate>,
+
+    /// Where each row's outcome is recorded [default: the list's path + .journal, e.g. list.csv.journal]
+    #[arg(long, value_name = "FILE", help_heading = "Campaign")]
+    pub journal: Option<PathBuf>,
+
+    /// Send only the next N rows not sent yet
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Campaign")]
+    pub limit: Option<u64>,
+
+    /// Take only the rows whose number modulo N is K-1 (split a list over N hosts)
+    #[arg(long, value_name = "K/N", help_heading = "Campaign")]
+    pub shard: Option<crate::bulk::Shard>,
+
+    /// Check every row and print the first message (or, with --out, write
+    /// them all); connect nowhere
+    #[arg(long, help_heading = "Campaign")]
+    pub dry_run: bool,
+
+    /// With --dry-run: write one .eml file per row into DIR (00001.eml, ...)
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "dry_run",
+        help_heading = "Campaign"
+    )]
+    pub out: Option<PathBuf>,
+
+    /// Do not ask for confirmation at a terminal
+    #[arg(long, short = 'y', help_heading = "Campaign")]
+    pub yes: bool,
+
+    /// Print one JSON object per row on stdout (JSON Lines), then a summary
+    #[arg(long, help_heading = "Campaign")]
     pub json: bool,
 
     /// Print the SMTP transcript on stderr (AUTH exchanges redacted)

@@ -11,7 +11,9 @@
 //! STARTTLS, AUTH, one reply per recipient, many messages per session) →
 //! `output.rs` (human line or JSON, log line). What cannot be sent yet
 //! waits in `outbox/` (`store.rs`), which `outbox/commands.rs` works
-//! (`mailsend outbox`). `exit.rs` turns any error (or SMTP error class)
+//! (`mailsend outbox`). `bulk/` runs a campaign (`mailsend bulk`): the
+//! CSV list and templates render one `message::Draft` per row, all checked
+//! before the first is sent. `exit.rs` turns any error (or SMTP error class)
 //! into one sysexits.h code; `secret.rs` keeps passwords out of every
 //! output, `password.rs` runs the password command, `retry.rs` says when
 //! to try again, `term.rs` writes to the terminal, `docs.rs` prints the
@@ -22,6 +24,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod accounts;
+mod bulk;
 mod cli;
 mod config;
 mod deliver;
@@ -98,6 +101,7 @@ fn dispatch(cli: Cli) -> Result<Exit> {
             Ok(Exit::Ok)
         }
         Some(Command::Man) => docs::man(),
+        Some(Command::Bulk(args)) => bulk::run(&args),
         Some(Command::Outbox { action }) => match action {
             OutboxAction::List { location } => outbox::commands::list(&location.into()),
             OutboxAction::Show { id, location } => outbox::commands::show(&location.into(), &id),

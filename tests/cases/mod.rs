@@ -1,3 +1,4 @@
+mod bulk;
 mod compose;
 mod docs;
 mod errors;

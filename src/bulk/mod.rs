@@ -1,0 +1,239 @@
+//! `mailsend bulk`: one personalised message per row of a CSV list.
+//!
+//! The files, dependencies pointing down this list: `mod.rs` (this file:
+//! the run, from flags to a dry run) → `check.rs` (every row checked
+//! before anything is sent) → `render.rs` (a row → a validated
+//! `message::Draft`, with the List-* headers) → `template.rs` (the
+//! minijinja templates) → `data.rs` (the CSV list, streamed; `--shard`);
+//! `rate.rs` parses `--rate`. Delivery (sessions, concurrency, rate,
+//! journal, resume) is not built yet: without `--dry-run` the run stops
+//! after the check.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use lettre::message::Mailbox;
+
+use crate::cli::BulkArgs;
+use crate::config::Settings;
+use crate::deliver::Outgoing;
+use crate::exit::{Exit, Failure};
+use crate::message;
+use crate::term::errln;
+
+mod check;
+mod data;
+mod rate;
+mod render;
+mod template;
+
+pub use data::Shard;
+pub use rate::Rate;
+
+use data::{List, Row};
+use render::{Campaign, Spec};
+
+/// Runs `mailsend bulk` as the flags ask; returns the exit code.
+pub fn run(args: &BulkArgs) -> Result<Exit> {
+    refuse_single_send_flags(args)?;
+    let settings = Settings::resolve(&args.server, None)?;
+    let from = sender(&settings)?;
+    let spec = spec(args)?;
+    let list = List::open(&args.data)?;
+    let campaign = Campaign::new(&spec, from, list.columns())?;
+    if !campaign.has_unsubscribe() {
+        errln!(
+            "mailsend: warning: no --unsubscribe-url or --unsubscribe-mailto: recipients get no \
+List-Unsubscribe header, which large mailbox providers require of bulk senders"
+        );
+    }
+    let checked = check::check(&campaign, list)?;
+    if !args.dry_run {
+        return Err(Failure::usage("sending a campaign is not built yet; use --dry-run").into());
+    }
+    match &args.out {
+        Some(dir) => write_all(args, &campaign, dir),
+        None => print_first(args, &campaign, checked.rows),
+    }
+}
+
+/// The journal's path: `--journal`, else the list's path + `.journal`
+/// (`list.csv.journal`, beside the list).
+#[expect(dead_code, reason = "delivery writes the journal")]
+pub fn journal_path(args: &BulkArgs) -> PathBuf {
+    args.journal.clone().unwrap_or_else(|| {
+        let mut name = OsString::from(args.data.as_os_str());
+        name.push(".journal");
+        PathBuf::from(name)
+    })
+}
+
+/// Single-send flags that mean nothing for a campaign are usage errors,
+/// not flags silently ignored.
+fn refuse_single_send_flags(args: &BulkArgs) -> Result<()> {
+    if args.server.queue {
+        return Err(Failure::usage(
+            "--queue does not apply to a campaign: its journal keeps what is not sent yet, and running the same command again resumes",
+        )
+        .into());
+    }
+    if args.server.skip_empty {
+        return Err(Failure::usage("--skip-empty does not apply to a campaign").into());
+    }
+    if args.body_file.as_deref() == Some(Path::new("-")) {
+        return Err(Failure::usage(
+            "--body-file -: a campaign reads its templates from files, not standard input",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn sender(settings: &Settings) -> Result<Mailbox> {
+    let from = settings.from.as_deref().ok_or_else(|| {
+        Failure::config("no sender address").with_hint("pass --from or set MAILSEND_FROM")
+    })?;
+    message::parse_mailbox("--from", from)
+}
+
+/// The template sources: the flags, and the files --body-file and --html
+/// name (missing: 66; not UTF-8: 65).
+fn spec(args: &BulkArgs) -> Result<Spec> {
+    let text = match (&args.body, &args.body_file) {
+        (Some(body), _) => Some((body.clone(), "--body")),
+        (None, Some(path)) => Some((read_template("--body-file", path)?, "--body-file")),
+        (None, None) => None,
+    };
+    let html = match &args.html {
+        Some(path) => Some(read_template("--html", path)?),
+        None => None,
+    };
+    Ok(Spec {
+        subject: args.subject.clone(),
+        text,
+        html,
+        to: args.to.clone(),
+        attach: args.attach.clone(),
+        headers: args.header.clone(),
+        unsubscribe_url: args.unsubscribe_url.clone(),
+        unsubscribe_mailto: args.unsubscribe_mailto.clone(),
+        list_id: args.list_id.clone(),
+    })
+}
+
+fn read_template(flag: &str, path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Failure::no_input(format!(
+            "cannot read {flag} {}: {}",
+            path.display(),
+            e.kind()
+        ))
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        Failure::data(format!(
+            "{flag} {} is not valid UTF-8 text (byte {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ))
+        .into()
+    })
+}
+
+/// The rows this run takes, in order: its shard's, at most `--limit`.
+/// The list was checked: a row that fails now (the file changed since)
+/// fails the run.
+fn selected(args: &BulkArgs) -> Result<impl Iterator<Item = Result<Row>>> {
+    let shard = args.shard;
+    let rows = List::open(&args.data)?
+        .rows()
+        .map(|item| {
+            item.map_err(|bad| {
+                Failure::data(format!(
+                    "{}: line {}: {}",
+                    args.data.display(),
+                    bad.line,
+                    bad.message
+                ))
+                .into()
+            })
+        })
+        .filter(move |item| match (item, shard) {
+            (Ok(row), Some(shard)) => shard.takes(row.number),
+            _ => true,
+        });
+    Ok(rows.take(
+        args.limit
+            .map_or(usize::MAX, |n| n.try_into().unwrap_or(usize::MAX)),
+    ))
+}
+
+/// A row's message, composed.
+fn outgoing(campaign: &Campaign, row: &Row) -> Result<Outgoing> {
+    let draft = campaign.render(row).map_err(|problem| {
+        Failure::new(
+            problem.exit,
+            format!("line {}: {}", row.line, problem.message),
+        )
+    })?;
+    Ok(Outgoing {
+        message_id: draft.message_id.clone(),
+        from: draft.from.email.to_string(),
+        recipients: draft.recipients(),
+        message: draft.compose()?,
+        all_or_nothing: false,
+    })
+}
+
+/// `--dry-run`: the first message this run would send on stdout, its
+/// envelope on stderr.
+fn print_first(args: &BulkArgs, campaign: &Campaign, rows: u64) -> Result<Exit> {
+    let Some(row) = selected(args)?.next().transpose()? else {
+        errln!(
+            "mailsend: dry run: all {rows} rows checked; shard {} takes none of them",
+            args.shard.map(|s| s.to_string()).unwrap_or_default()
+        );
+        return Ok(Exit::Ok);
+    };
+    outgoing(campaign, &row)?.print_dry_run()?;
+    errln!(
+        "mailsend: dry run: all {rows} rows checked; above is row {} (line {}); nothing sent",
+        row.number,
+        row.line
+    );
+    Ok(Exit::Ok)
+}
+
+/// `--dry-run --out DIR`: one `.eml` file per row this run takes, named
+/// by its row number (`00001.eml`); DIR is created if missing.
+fn write_all(args: &BulkArgs, campaign: &Campaign, dir: &Path) -> Result<Exit> {
+    let cannot = |what: &Path, e: std::io::Error| {
+        Failure::new(
+            Exit::TempFail,
+            format!("cannot write {}: {e}", what.display()),
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| cannot(dir, e))?;
+    let mut written = 0u64;
+    for row in selected(args)? {
+        let row = row?;
+        let outgoing = outgoing(campaign, &row)?;
+        let path = dir.join(format!("{:05}.eml", row.number));
+        let file = File::create(&path).map_err(|e| cannot(&path, e))?;
+        let mut out = BufWriter::new(file);
+        outgoing
+            .message
+            .write_to(&mut out)
+            .and_then(|()| out.flush())
+            .map_err(|e| cannot(&path, e))?;
+        written += 1;
+    }
+    errln!(
+        "mailsend: dry run: {written} message{} written to {}; nothing sent",
+        if written == 1 { "" } else { "s" },
+        dir.display()
+    );
+    Ok(Exit::Ok)
+}
