@@ -76,6 +76,29 @@ impl Attachment {
         Ok(Attachment::with_source(filename, Source::Stdin(first)))
     }
 
+    /// The attachment is the pipe or socket that standard input reads
+    /// (`--attach /dev/stdin`): it is read when the message is composed,
+    /// so nothing else may read standard input first. A regular file on
+    /// standard input is not shared: opened again, it has its own offset.
+    pub fn reads_stdin(&self) -> bool {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let Source::File(file, _) = &self.source else {
+            return false;
+        };
+        let Ok(meta) = file.metadata() else {
+            return false;
+        };
+        if !(meta.file_type().is_fifo() || meta.file_type().is_socket()) {
+            return false;
+        }
+        let stdin = io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(|fd| File::from(fd).metadata());
+        matches!(stdin, Ok(s) if (s.dev(), s.ino()) == (meta.dev(), meta.ino()))
+    }
+
     /// Standard input held nothing.
     pub fn is_empty_stdin(&self) -> bool {
         matches!(&self.source, Source::Stdin(first) if first.is_empty())

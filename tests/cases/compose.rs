@@ -427,6 +427,44 @@ fn attach_stdin_sends_standard_input_as_a_named_file() {
     assert!(attachment(&tx.data, "filename=\"dir.tar\"") == bytes);
 }
 
+/// `cmd | mailsend --attach /dev/stdin`: the attachment is the piped
+/// input, as before attachments were streamed, not the text body (which
+/// left the attachment empty, or refused binary input as a text body).
+/// Another reader of standard input with it is a usage error.
+#[test]
+fn attach_dev_stdin_takes_the_piped_input_not_the_body() {
+    const TEXT: &str = r#"
+import email, email.policy, json, sys
+m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.default)
+print(json.dumps([p.get_content() for p in m.walk() if p.get_content_type() == "text/plain"]))
+"#;
+    let server = submission();
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| ((i * 7919) >> 3) as u8).collect();
+    for path in ["/dev/stdin", "/dev/fd/0"] {
+        let run = Mailsend::to(&server)
+            .args(["--to", "a@example.com", "--dry-run", "--attach", path])
+            .stdin(bytes.clone())
+            .run()
+            .expect(0);
+        let message = run.output.stdout;
+        assert!(attachment(&message, "filename=") == bytes, "{path}");
+        assert_eq!(python_json(TEXT, &message), serde_json::json!([""]));
+    }
+    for (extra, needle) in [
+        (vec!["--body-file", "-"], "both want standard input"),
+        (vec!["--attach-stdin", "x.bin"], "both want standard input"),
+    ] {
+        Mailsend::to(&server)
+            .args(["--to", "a@example.com", "--attach", "/dev/stdin"])
+            .args(extra)
+            .stdin("x")
+            .run()
+            .expect(64)
+            .error_mentions(needle);
+    }
+    assert!(server.sessions().is_empty());
+}
+
 #[test]
 fn attach_stdin_refuses_bad_names_and_a_second_reader_of_stdin() {
     let server = submission();
