@@ -537,6 +537,32 @@ fn large_messages_spool_to_tmpdir_and_an_unwritable_one_is_75() {
     assert_eq!(server.sessions().len(), 1, "only the small message went");
 }
 
+/// Under a file size limit (`ulimit -f`, systemd's LimitFSIZE) smaller
+/// than the message, the spool cannot hold it: one error line naming the
+/// limit and 75, not a death by SIGXFSZ without a word; nothing is sent.
+#[test]
+fn a_file_size_limit_below_the_message_is_75_not_a_signal() {
+    let server = submission();
+    let m = Mailsend::to(&server);
+    let big = m.file("big.bin", vec![7u8; 3_000_000]);
+    let spool = tempfile::tempdir().expect("spool dir");
+    let run = Mailsend::to(&server)
+        .env_os("TMPDIR", spool.path())
+        .file_size_limit(1 << 20)
+        .args(["--to", "a@example.com", "--body", "x", "--attach"])
+        .args([&big])
+        .run();
+    assert!(
+        run.output.status.code().is_some(),
+        "killed by a signal: {:?}",
+        run.output.status
+    );
+    let run = run.expect(75);
+    run.error_mentions("cannot write the message to a temporary file");
+    assert!(run.stderr().contains("ulimit -f"), "{}", run.stderr());
+    assert!(server.sessions().is_empty());
+}
+
 /// With --skip-empty, nothing on standard input is nothing to send.
 #[test]
 fn attach_stdin_with_skip_empty_and_empty_input_sends_nothing() {

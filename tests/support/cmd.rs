@@ -120,6 +120,26 @@ impl Mailsend {
         self
     }
 
+    /// Runs it under a file size limit (`ulimit -f`), in bytes.
+    pub fn file_size_limit(&mut self, bytes: u64) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        let limit = libc::rlimit {
+            rlim_cur: bytes,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: between fork and exec only setrlimit runs, which is
+        // async-signal-safe and reads the struct copied into the closure.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+
     pub fn stdin(&mut self, input: impl Into<Vec<u8>>) -> &mut Self {
         self.stdin = input.into();
         self
