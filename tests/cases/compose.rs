@@ -563,6 +563,80 @@ fn a_file_size_limit_below_the_message_is_75_not_a_signal() {
     assert!(server.sessions().is_empty());
 }
 
+/// More attachments than the process may hold open files (`logs/*`
+/// under the usual limit of 1024): each is opened only while it is read.
+#[test]
+fn more_attachments_than_open_files_allowed_are_all_attached() {
+    let mut m = Mailsend::bare();
+    let paths: Vec<_> = (0..100)
+        .map(|i| m.file(&format!("f{i}.txt"), format!("file {i}\n")))
+        .collect();
+    m.env("MAILSEND_FROM", "me@example.com")
+        .open_files_limit(40)
+        .args(["--to", "a@example.com", "--body", "x", "--dry-run"]);
+    for p in &paths {
+        m.args(["--attach".as_ref(), p.as_os_str()]);
+    }
+    let run = m.run().expect(0);
+    let message = run.output.stdout;
+    for i in [0, 41, 99] {
+        let marker = format!("filename=\"f{i}.txt\"");
+        assert_eq!(
+            attachment(&message, &marker),
+            format!("file {i}\n").into_bytes()
+        );
+    }
+}
+
+/// Named pipes are read one after the other, as they were before
+/// attachments were streamed: a writer that fills `p1` and only then
+/// opens `p2` must not wait for a reader of `p1` that waits for `p2`.
+#[test]
+fn named_pipes_written_one_after_the_other_do_not_deadlock() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut m = Mailsend::bare();
+    let (p1, p2) = (m.path().join("p1"), m.path().join("p2"));
+    for p in [&p1, &p2] {
+        let made = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+        assert!(made.success());
+    }
+    let one: Vec<u8> = (0..200_000u32).map(|i| ((i * 31) >> 2) as u8).collect();
+    let two: Vec<u8> = (0..100_000u32).map(|i| ((i * 17) >> 3) as u8).collect();
+    let (w1, w2, b1, b2) = (p1.clone(), p2.clone(), one.clone(), two.clone());
+    std::thread::spawn(move || {
+        let _ = std::fs::write(&w1, &b1);
+        let _ = std::fs::write(&w2, &b2);
+    });
+    let mut child = m
+        .env("MAILSEND_FROM", "me@example.com")
+        .args(["--to", "a@example.com", "--body", "x", "--dry-run"])
+        .args(["--attach".as_ref(), p1.as_os_str()])
+        .args(["--attach".as_ref(), p2.as_os_str()])
+        .spawn_with(Stdio::piped(), Stdio::null());
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mailsend still waits for the second pipe after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let message = reader.join().expect("stdout");
+    assert!(attachment(&message, "filename=\"p1\"") == one);
+    assert!(attachment(&message, "filename=\"p2\"") == two);
+}
+
 /// With --skip-empty, nothing on standard input is nothing to send.
 #[test]
 fn attach_stdin_with_skip_empty_and_empty_input_sends_nothing() {
