@@ -113,6 +113,7 @@ impl Spool {
 
 /// A spool that cannot be written (no room, `TMPDIR` not writable) is a
 /// local condition that may pass: 75.
+///
 /// A file size limit (`ulimit -f`) below the message's size is EFBIG
 /// (SIGXFSZ is ignored, see `main`): the hint names the limit.
 fn spool_error(e: io::Error) -> anyhow::Error {
