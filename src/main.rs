@@ -56,6 +56,7 @@ use crate::term::errln;
 
 fn main() -> ExitCode {
     forbid_core_dumps();
+    survive_file_size_limit();
     let argv: Vec<OsString> = std::env::args_os().collect();
     let invoked_as = argv
         .first()
@@ -141,6 +142,18 @@ fn forbid_core_dumps() {
     // SAFETY: setrlimit reads the struct we pass, which outlives the call.
     unsafe {
         libc::setrlimit(libc::RLIMIT_CORE, &none);
+    }
+}
+
+/// A file size limit (`ulimit -f`, systemd's LimitFSIZE) below a
+/// message's size must end in one error line and its exit code: with
+/// SIGXFSZ ignored the write fails with EFBIG, which the spool and the
+/// outbox report; by default the signal kills without a word.
+fn survive_file_size_limit() {
+    // SAFETY: sets the disposition of one signal to SIG_IGN; no handler
+    // of ours ever runs.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 

@@ -210,6 +210,27 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
         .iter()
         .map(|p| Attachment::open(p))
         .collect::<Result<Vec<_>>>()?;
+    // `--attach /dev/stdin`: standard input is that attachment's, read
+    // when the message is composed; nothing may read it before.
+    let stdin_attachment = cli
+        .attach
+        .iter()
+        .zip(&attachments)
+        .find(|(_, a)| a.reads_stdin())
+        .map(|(path, _)| path.display().to_string());
+    if let Some(path) = &stdin_attachment {
+        let other = match (&cli.attach_stdin, cli.body_file.as_deref()) {
+            (Some(_), _) => Some("--attach-stdin"),
+            (None, Some(f)) if f == Path::new("-") => Some("--body-file -"),
+            _ => None,
+        };
+        if let Some(other) = other {
+            return Err(Failure::usage(format!(
+                "--attach {path} and {other} both want standard input"
+            ))
+            .into());
+        }
+    }
     if let Some(name) = &cli.attach_stdin {
         check_attachment_name(name)?;
         if cli.body_file.as_deref() == Some(Path::new("-")) {
@@ -225,9 +246,10 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
         }
     }
 
-    let text = match &cli.attach_stdin {
-        Some(_) if cli.body.is_none() && cli.body_file.is_none() => String::new(),
-        _ => utf8_text(read_body(cli, html.is_some())?, "message body")?,
+    let stdin_taken = cli.attach_stdin.is_some() || stdin_attachment.is_some();
+    let text = match stdin_taken && cli.body.is_none() && cli.body_file.is_none() {
+        true => String::new(),
+        false => utf8_text(read_body(cli, html.is_some())?, "message body")?,
     };
     if settings.skip_empty && text.trim().is_empty() && html.is_none() && attachments.is_empty() {
         return Ok(None);

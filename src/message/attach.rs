@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -30,9 +31,12 @@ pub struct Attachment {
 
 #[derive(Debug)]
 enum Source {
-    /// Opened when the flags were read, so a missing file fails before
-    /// anything else happens; read when the message is composed.
-    File(File, PathBuf),
+    /// Checked when the flags are read, so a missing file fails before
+    /// anything else happens; opened and read when the message is
+    /// composed, one attachment after the other: any number of them
+    /// costs one file descriptor, and named pipes are read in the order
+    /// their writer fills them.
+    File(PathBuf),
     /// Standard input: the bytes already read (to see whether it is
     /// empty), then the rest.
     Stdin(Vec<u8>),
@@ -51,9 +55,15 @@ impl Attachment {
                 e.kind()
             ))
         };
-        let file = File::open(path).map_err(cannot)?;
-        if file.metadata().map_err(cannot)?.is_dir() {
+        let meta = std::fs::metadata(path).map_err(cannot)?;
+        if meta.is_dir() {
             return Err(cannot(io::ErrorKind::IsADirectory.into()).into());
+        }
+        // Opened once to see that it can be read; not a named pipe:
+        // opening one waits for its writer, and closing it again could
+        // leave that writer without a reader.
+        if !meta.file_type().is_fifo() {
+            File::open(path).map_err(cannot)?;
         }
         let filename = path
             .file_name()
@@ -63,7 +73,7 @@ impl Attachment {
             })?;
         Ok(Attachment::with_source(
             filename,
-            Source::File(file, path.to_owned()),
+            Source::File(path.to_owned()),
         ))
     }
 
@@ -74,6 +84,29 @@ impl Attachment {
         let n = read_block(&mut io::stdin().lock(), &mut first).map_err(stdin_error)?;
         first.truncate(n);
         Ok(Attachment::with_source(filename, Source::Stdin(first)))
+    }
+
+    /// The attachment is the pipe or socket that standard input reads
+    /// (`--attach /dev/stdin`): it is read when the message is composed,
+    /// so nothing else may read standard input first. A regular file on
+    /// standard input is not shared: opened again, it has its own offset.
+    pub fn reads_stdin(&self) -> bool {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let Source::File(path) = &self.source else {
+            return false;
+        };
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        if !(meta.file_type().is_fifo() || meta.file_type().is_socket()) {
+            return false;
+        }
+        let stdin = io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .and_then(|fd| File::from(fd).metadata());
+        matches!(stdin, Ok(s) if (s.dev(), s.ino()) == (meta.dev(), meta.ino()))
     }
 
     /// Standard input held nothing.
@@ -115,13 +148,17 @@ impl Attachment {
         out.put(b"\r\n")?;
         let mut encoder = Encoder::default();
         match self.source {
-            Source::File(mut file, path) => encoder.stream(&mut file, out, |e| {
-                Failure::no_input(format!(
-                    "cannot read attachment {}: {}",
-                    path.display(),
-                    e.kind()
-                ))
-            })?,
+            Source::File(path) => {
+                let cannot = |e: io::Error| {
+                    Failure::no_input(format!(
+                        "cannot read attachment {}: {}",
+                        path.display(),
+                        e.kind()
+                    ))
+                };
+                let mut file = File::open(&path).map_err(cannot)?;
+                encoder.stream(&mut file, out, cannot)?
+            }
             Source::Stdin(first) => {
                 encoder.block(&first, out)?;
                 if first.len() == BLOCK {
@@ -213,9 +250,9 @@ mod tests {
     }
 
     fn streamed_part(name: &str, bytes: &[u8], from_file: bool) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
         let attachment = match from_file {
             true => {
-                let dir = tempfile::tempdir().unwrap();
                 let path = dir.path().join(name);
                 std::fs::write(&path, bytes).unwrap();
                 Attachment::open(&path).unwrap()

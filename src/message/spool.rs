@@ -113,7 +113,14 @@ impl Spool {
 
 /// A spool that cannot be written (no room, `TMPDIR` not writable) is a
 /// local condition that may pass: 75.
+///
+/// A file size limit (`ulimit -f`) below the message's size is EFBIG
+/// (SIGXFSZ is ignored, see `main`): the hint names the limit.
 fn spool_error(e: io::Error) -> anyhow::Error {
+    let hint = match e.raw_os_error() {
+        Some(libc::EFBIG) => "the file size limit (ulimit -f) is below the message's size",
+        _ => "set TMPDIR to a directory with room for the message",
+    };
     Failure::new(
         Exit::TempFail,
         format!(
@@ -121,7 +128,7 @@ fn spool_error(e: io::Error) -> anyhow::Error {
             std::env::temp_dir().display()
         ),
     )
-    .with_hint("set TMPDIR to a directory with room for the message")
+    .with_hint(hint)
     .into()
 }
 

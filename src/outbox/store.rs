@@ -356,11 +356,20 @@ impl Outbox {
         entry.id = id.clone();
         let tmp = self.root.join(".tmp").join(&id);
         fs::DirBuilder::new().mode(0o700).create(&tmp)?;
-        write_synced(&tmp.join(MESSAGE), |f| message.write_to(f))?;
-        let meta = serde_json::to_vec_pretty(&entry)?;
-        write_synced(&tmp.join(META), |f| f.write_all(&meta))?;
-        sync_dir(&tmp)?;
-        fs::rename(&tmp, self.root.join(&id))?;
+        let built = (|| {
+            write_synced(&tmp.join(MESSAGE), |f| message.write_to(f))?;
+            let meta = serde_json::to_vec_pretty(&entry)?;
+            write_synced(&tmp.join(META), |f| f.write_all(&meta))?;
+            sync_dir(&tmp)?;
+            fs::rename(&tmp, self.root.join(&id))?;
+            Ok::<(), anyhow::Error>(())
+        })();
+        if let Err(e) = built {
+            // A partial copy of a large message would hold the disk until
+            // a flush swept `.tmp/` (see `clean_leftovers`).
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
         sync_dir(&self.root)?;
         Ok(id)
     }
@@ -696,6 +705,23 @@ mod tests {
             in_flight: false,
             done: false,
         }
+    }
+
+    /// An add that fails half way (no room for the message) leaves no
+    /// partial copy behind: a large message would keep the disk full
+    /// until a flush swept `.tmp/`, at least ten minutes later.
+    #[test]
+    fn a_failed_add_leaves_nothing_in_tmp() {
+        use std::io::Write;
+        let (_d, ob) = outbox();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&[b'x'; 100_000]).unwrap();
+        // Reading it back ends early, as a spool whose disk failed would.
+        let message = Composed::File { file, len: 200_000 };
+        assert!(ob.add(entry(), &message).is_err());
+        let left: Vec<_> = fs::read_dir(ob.root.join(".tmp")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(ob.entries().unwrap().entries.is_empty());
     }
 
     #[test]

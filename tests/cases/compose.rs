@@ -427,6 +427,44 @@ fn attach_stdin_sends_standard_input_as_a_named_file() {
     assert!(attachment(&tx.data, "filename=\"dir.tar\"") == bytes);
 }
 
+/// `cmd | mailsend --attach /dev/stdin`: the attachment is the piped
+/// input, as before attachments were streamed, not the text body (which
+/// left the attachment empty, or refused binary input as a text body).
+/// Another reader of standard input with it is a usage error.
+#[test]
+fn attach_dev_stdin_takes_the_piped_input_not_the_body() {
+    const TEXT: &str = r#"
+import email, email.policy, json, sys
+m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.default)
+print(json.dumps([p.get_content() for p in m.walk() if p.get_content_type() == "text/plain"]))
+"#;
+    let server = submission();
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| ((i * 7919) >> 3) as u8).collect();
+    for path in ["/dev/stdin", "/dev/fd/0"] {
+        let run = Mailsend::to(&server)
+            .args(["--to", "a@example.com", "--dry-run", "--attach", path])
+            .stdin(bytes.clone())
+            .run()
+            .expect(0);
+        let message = run.output.stdout;
+        assert!(attachment(&message, "filename=") == bytes, "{path}");
+        assert_eq!(python_json(TEXT, &message), serde_json::json!([""]));
+    }
+    for (extra, needle) in [
+        (vec!["--body-file", "-"], "both want standard input"),
+        (vec!["--attach-stdin", "x.bin"], "both want standard input"),
+    ] {
+        Mailsend::to(&server)
+            .args(["--to", "a@example.com", "--attach", "/dev/stdin"])
+            .args(extra)
+            .stdin("x")
+            .run()
+            .expect(64)
+            .error_mentions(needle);
+    }
+    assert!(server.sessions().is_empty());
+}
+
 #[test]
 fn attach_stdin_refuses_bad_names_and_a_second_reader_of_stdin() {
     let server = submission();
@@ -497,6 +535,106 @@ fn large_messages_spool_to_tmpdir_and_an_unwritable_one_is_75() {
         }
     }
     assert_eq!(server.sessions().len(), 1, "only the small message went");
+}
+
+/// Under a file size limit (`ulimit -f`, systemd's LimitFSIZE) smaller
+/// than the message, the spool cannot hold it: one error line naming the
+/// limit and 75, not a death by SIGXFSZ without a word; nothing is sent.
+#[test]
+fn a_file_size_limit_below_the_message_is_75_not_a_signal() {
+    let server = submission();
+    let m = Mailsend::to(&server);
+    let big = m.file("big.bin", vec![7u8; 3_000_000]);
+    let spool = tempfile::tempdir().expect("spool dir");
+    let run = Mailsend::to(&server)
+        .env_os("TMPDIR", spool.path())
+        .file_size_limit(1 << 20)
+        .args(["--to", "a@example.com", "--body", "x", "--attach"])
+        .args([&big])
+        .run();
+    assert!(
+        run.output.status.code().is_some(),
+        "killed by a signal: {:?}",
+        run.output.status
+    );
+    let run = run.expect(75);
+    run.error_mentions("cannot write the message to a temporary file");
+    assert!(run.stderr().contains("ulimit -f"), "{}", run.stderr());
+    assert!(server.sessions().is_empty());
+}
+
+/// More attachments than the process may hold open files (`logs/*`
+/// under the usual limit of 1024): each is opened only while it is read.
+#[test]
+fn more_attachments_than_open_files_allowed_are_all_attached() {
+    let mut m = Mailsend::bare();
+    let paths: Vec<_> = (0..100)
+        .map(|i| m.file(&format!("f{i}.txt"), format!("file {i}\n")))
+        .collect();
+    m.env("MAILSEND_FROM", "me@example.com")
+        .open_files_limit(40)
+        .args(["--to", "a@example.com", "--body", "x", "--dry-run"]);
+    for p in &paths {
+        m.args(["--attach".as_ref(), p.as_os_str()]);
+    }
+    let run = m.run().expect(0);
+    let message = run.output.stdout;
+    for i in [0, 41, 99] {
+        let marker = format!("filename=\"f{i}.txt\"");
+        assert_eq!(
+            attachment(&message, &marker),
+            format!("file {i}\n").into_bytes()
+        );
+    }
+}
+
+/// Named pipes are read one after the other, as they were before
+/// attachments were streamed: a writer that fills `p1` and only then
+/// opens `p2` must not wait for a reader of `p1` that waits for `p2`.
+#[test]
+fn named_pipes_written_one_after_the_other_do_not_deadlock() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut m = Mailsend::bare();
+    let (p1, p2) = (m.path().join("p1"), m.path().join("p2"));
+    for p in [&p1, &p2] {
+        let made = Command::new("mkfifo").arg(p).status().expect("mkfifo");
+        assert!(made.success());
+    }
+    let one: Vec<u8> = (0..200_000u32).map(|i| ((i * 31) >> 2) as u8).collect();
+    let two: Vec<u8> = (0..100_000u32).map(|i| ((i * 17) >> 3) as u8).collect();
+    let (w1, w2, b1, b2) = (p1.clone(), p2.clone(), one.clone(), two.clone());
+    std::thread::spawn(move || {
+        let _ = std::fs::write(&w1, &b1);
+        let _ = std::fs::write(&w2, &b2);
+    });
+    let mut child = m
+        .env("MAILSEND_FROM", "me@example.com")
+        .args(["--to", "a@example.com", "--body", "x", "--dry-run"])
+        .args(["--attach".as_ref(), p1.as_os_str()])
+        .args(["--attach".as_ref(), p2.as_os_str()])
+        .spawn_with(Stdio::piped(), Stdio::null());
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mailsend still waits for the second pipe after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let message = reader.join().expect("stdout");
+    assert!(attachment(&message, "filename=\"p1\"") == one);
+    assert!(attachment(&message, "filename=\"p2\"") == two);
 }
 
 /// With --skip-empty, nothing on standard input is nothing to send.

@@ -120,6 +120,39 @@ impl Mailsend {
         self
     }
 
+    /// Runs it under a file size limit (`ulimit -f`), in bytes.
+    pub fn file_size_limit(&mut self, bytes: u64) -> &mut Self {
+        self.soft_limit(libc::RLIMIT_FSIZE, bytes)
+    }
+
+    /// Runs it with at most `n` open file descriptors (`ulimit -n`).
+    pub fn open_files_limit(&mut self, n: u64) -> &mut Self {
+        self.soft_limit(libc::RLIMIT_NOFILE, n)
+    }
+
+    fn soft_limit(&mut self, resource: libc::__rlimit_resource_t, value: u64) -> &mut Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec only getrlimit and setrlimit run,
+        // which are async-signal-safe and touch only this stack's struct.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(resource, &mut limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                limit.rlim_cur = value.min(limit.rlim_max);
+                if libc::setrlimit(resource, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
+    }
+
     pub fn stdin(&mut self, input: impl Into<Vec<u8>>) -> &mut Self {
         self.stdin = input.into();
         self
