@@ -31,9 +31,20 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// `--dry-run`: the message on stdout, the envelope on stderr.
-    /// A reader that went away (`| head`) is not an error.
+    /// A reader that went away (`| head`) is not an error; a stdout that
+    /// cannot take the message (a full disk) is 75.
     pub fn print_dry_run(&self) -> Result<()> {
-        let _ = self.message.write_to(&mut std::io::stdout().lock());
+        let mut out = std::io::stdout().lock();
+        match self.message.write_to(&mut out).and_then(|()| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(Failure::new(
+                    Exit::TempFail,
+                    format!("cannot write the message to standard output: {e}"),
+                )
+                .into());
+            }
+            _ => {}
+        }
         // One write for the whole envelope, however long the list.
         let mut envelope = format!("envelope from: <{}>\n", self.from);
         for r in &self.recipients {

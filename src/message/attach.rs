@@ -157,7 +157,19 @@ impl Attachment {
                     ))
                 };
                 let mut file = File::open(&path).map_err(cannot)?;
-                encoder.stream(&mut file, out, cannot)?
+                let before = Stamp::of(&file).map_err(cannot)?;
+                let read = encoder.stream(&mut file, out, cannot)?;
+                // A regular file written to while it was read would go
+                // out cut or mixed: refused, as the outbox refuses an
+                // entry rewritten while it is sent.
+                let after = Stamp::of(&file).map_err(cannot)?;
+                if before.regular && (before != after || read != after.len) {
+                    return Err(Failure::no_input(format!(
+                        "attachment {} changed while it was read; nothing was sent",
+                        path.display()
+                    ))
+                    .into());
+                }
             }
             Source::Stdin(first) => {
                 encoder.block(&first, out)?;
@@ -176,6 +188,25 @@ impl Attachment {
     }
 }
 
+/// What a file was like: a regular file's length and modification time.
+#[derive(PartialEq, Eq)]
+struct Stamp {
+    regular: bool,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(file: &File) -> io::Result<Stamp> {
+        let meta = file.metadata()?;
+        Ok(Stamp {
+            regular: meta.is_file(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
 fn stdin_error(e: io::Error) -> Failure {
     Failure::no_input(format!("cannot read standard input: {e}"))
 }
@@ -189,19 +220,22 @@ struct Encoder {
 }
 
 impl Encoder {
-    /// Encodes everything `from` holds, block by block.
+    /// Encodes everything `from` holds, block by block; returns how many
+    /// bytes that was.
     fn stream(
         &mut self,
         from: &mut dyn Read,
         out: &mut Spool,
         error: impl Fn(io::Error) -> Failure,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let mut buf = vec![0u8; BLOCK];
+        let mut total = 0;
         loop {
             let n = read_block(from, &mut buf).map_err(&error)?;
             self.block(&buf[..n], out)?;
+            total += n as u64;
             if n < BLOCK {
-                return Ok(());
+                return Ok(total);
             }
         }
     }
@@ -292,6 +326,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A file appended to while it is encoded is refused (66), not sent
+    /// cut: the writer appends a byte every millisecond until the compose
+    /// is over, so the file changes between its open and its end.
+    #[test]
+    fn a_file_changing_while_it_is_read_is_refused() {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("growing.log");
+        std::fs::write(&path, vec![b'x'; 8 << 20]).unwrap();
+        let attachment = Attachment::open(&path).unwrap();
+        let done = std::sync::Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (done, path) = (done.clone(), path.clone());
+            std::thread::spawn(move || {
+                let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+                while !done.load(Ordering::Relaxed) {
+                    f.write_all(b"y").unwrap();
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            })
+        };
+        let mut spool = Spool::new();
+        let result = attachment.write_part(&mut spool);
+        done.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        let err = result.unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::Exit::NoInput);
+        assert!(
+            err.to_string().contains("changed while it was read"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
 use anyhow::Result;
 use tempfile::{SpooledData, SpooledTempFile};
@@ -86,7 +87,10 @@ impl Spool {
 
     fn with_limit(in_memory: usize) -> Spool {
         Spool {
-            out: BufWriter::with_capacity(BUFFER, tempfile::spooled_tempfile(in_memory)),
+            out: BufWriter::with_capacity(
+                BUFFER,
+                tempfile::spooled_tempfile_in(in_memory, spool_dir()),
+            ),
             len: 0,
         }
     }
@@ -116,6 +120,18 @@ impl Spool {
 ///
 /// A file size limit (`ulimit -f`) below the message's size is EFBIG
 /// (SIGXFSZ is ignored, see `main`): the hint names the limit.
+/// `TMPDIR`, or `/tmp` when it is unset or empty (an empty one would
+/// mean the current directory).
+fn spool_dir() -> PathBuf {
+    dir_from(std::env::var_os("TMPDIR"))
+}
+
+fn dir_from(tmpdir: Option<std::ffi::OsString>) -> PathBuf {
+    tmpdir
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+}
+
 fn spool_error(e: io::Error) -> anyhow::Error {
     let hint = match e.raw_os_error() {
         Some(libc::EFBIG) => "the file size limit (ulimit -f) is below the message's size",
@@ -125,7 +141,7 @@ fn spool_error(e: io::Error) -> anyhow::Error {
         Exit::TempFail,
         format!(
             "cannot write the message to a temporary file in {}: {e}",
-            std::env::temp_dir().display()
+            spool_dir().display()
         ),
     )
     .with_hint(hint)
@@ -135,6 +151,13 @@ fn spool_error(e: io::Error) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unset_or_empty_tmpdir_is_tmp() {
+        assert_eq!(dir_from(None), PathBuf::from("/tmp"));
+        assert_eq!(dir_from(Some("".into())), PathBuf::from("/tmp"));
+        assert_eq!(dir_from(Some("/var/tmp".into())), PathBuf::from("/var/tmp"));
+    }
 
     #[test]
     fn a_small_message_stays_in_memory() {

@@ -637,6 +637,34 @@ fn named_pipes_written_one_after_the_other_do_not_deadlock() {
     assert!(attachment(&message, "filename=\"p2\"") == two);
 }
 
+/// `--dry-run` into a stdout that cannot take it (a full disk) is an
+/// error (75), not a silent success; a reader that goes away is fine.
+#[test]
+fn dry_run_into_a_full_stdout_is_75() {
+    let m = Mailsend::bare();
+    let big = m.file("big.bin", vec![7u8; 1_500_000]);
+    let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    let child = Mailsend::bare()
+        .env("MAILSEND_FROM", "me@example.com")
+        .args([
+            "--to",
+            "a@example.com",
+            "--body",
+            "x",
+            "--dry-run",
+            "--attach",
+        ])
+        .args([&big])
+        .spawn_with(full.into(), std::process::Stdio::piped());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the message to standard output"),
+        "{stderr}"
+    );
+}
+
 /// With --skip-empty, nothing on standard input is nothing to send.
 #[test]
 fn attach_stdin_with_skip_empty_and_empty_input_sends_nothing() {
