@@ -191,17 +191,23 @@ pub fn address_key(address: &str) -> String {
     }
 }
 
-/// Parses `--header "Name: value"`. Names must be RFC 5322 field names and
-/// not one mailsend writes itself; values may not hold line breaks.
-pub fn parse_header(text: &str) -> Result<(HeaderName, String)> {
-    let Some((name, value)) = text.split_once(':') else {
-        return Err(Failure::usage(format!(
+/// Splits `--header "Name: value"` at its first colon: the trimmed name
+/// and the value as given (64 without a colon).
+pub fn split_header(text: &str) -> Result<(&str, &str)> {
+    match text.split_once(':') {
+        Some((name, value)) => Ok((name.trim(), value)),
+        None => Err(Failure::usage(format!(
             "--header needs 'Name: value', got '{}'",
             text.escape_debug()
         ))
-        .into());
-    };
-    let name = name.trim();
+        .into()),
+    }
+}
+
+/// Parses `--header "Name: value"`. Names must be RFC 5322 field names and
+/// not one mailsend writes itself; values may not hold line breaks.
+pub fn parse_header(text: &str) -> Result<(HeaderName, String)> {
+    let (name, value) = split_header(text)?;
     let valid_name = !name.is_empty() && name.bytes().all(|b| (33..=126).contains(&b) && b != b':');
     if !valid_name {
         return Err(Failure::data(format!(

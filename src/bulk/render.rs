@@ -342,14 +342,7 @@ impl Campaign {
 /// Splits `--header "Name: value"` into its name (checked now: a name
 /// `--header` may not set is 64) and its value template.
 fn header_template(text: &str) -> Result<(&str, &str)> {
-    let Some((name, value)) = text.split_once(':') else {
-        return Err(Failure::usage(format!(
-            "--header needs 'Name: value', got '{}'",
-            text.escape_debug()
-        ))
-        .into());
-    };
-    let name = name.trim();
+    let (name, value) = message::split_header(text)?;
     if name.contains("{{") || name.contains("{%") {
         return Err(Failure::usage(format!(
             "--header {name}: only the value of a header is a template, not its name"

@@ -51,8 +51,6 @@ fn campaign(m: &mut Mailsend) -> &mut Mailsend {
 /// What python3's email package (an independent reader) makes of each
 /// message: subject, To, the text and HTML parts, attachments.
 fn decoded(messages: &[Vec<u8>]) -> Vec<serde_json::Value> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     const SCRIPT: &str = r#"
 import email, email.policy, json, sys
 out = []
@@ -76,21 +74,11 @@ print(json.dumps(out))
         .iter()
         .map(|m| m.iter().map(|&b| b as char).collect())
         .collect();
-    let mut child = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3, the independent decoder these tests use");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&serde_json::to_vec(&input).expect("JSON"))
-        .expect("write to python3");
-    let out = child.wait_with_output().expect("python3 output");
-    assert!(out.status.success(), "python3 could not read the messages");
-    serde_json::from_slice(&out.stdout).expect("JSON from python3")
+    serde_json::from_value(python_json(
+        SCRIPT,
+        &serde_json::to_vec(&input).expect("JSON"),
+    ))
+    .expect("a list from python3")
 }
 
 /// The names in `dir`, sorted.

@@ -226,28 +226,6 @@ print(json.dumps({
     python_json(SCRIPT, message)
 }
 
-/// Runs `script` in python3 (the independent decoder these tests use) with
-/// `input` on its stdin; the JSON it prints.
-fn python_json(script: &str, input: &[u8]) -> serde_json::Value {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3, the independent decoder these tests use");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("write to python3");
-    let out = child.wait_with_output().expect("python3 output");
-    assert!(out.status.success(), "python3 could not read its input");
-    serde_json::from_slice(&out.stdout).expect("JSON from python3")
-}
-
 #[test]
 fn text_that_looks_like_an_encoded_word_arrives_as_typed() {
     let subject = "Re: =?utf-8?q?x?= and Grüße =?utf-8?b?eQ==?= end";
