@@ -380,7 +380,7 @@ impl FlushReporter {
 }
 
 /// One JSON object and a newline on stdout.
-fn json_line(value: &impl Serialize) {
+pub fn json_line(value: &impl Serialize) {
     let mut out = std::io::stdout().lock();
     let written = serde_json::to_writer(&mut out, value)
         .map_err(std::io::Error::from)

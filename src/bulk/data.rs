@@ -82,7 +82,6 @@ impl Row {
     }
 
     /// The values in column order (e.g. for a journal's fingerprint).
-    #[expect(dead_code, reason = "for the journal's fingerprint of a row")]
     pub fn values(&self) -> impl Iterator<Item = &str> {
         self.record.iter()
     }

@@ -19,21 +19,26 @@ use lettre::message::Mailbox;
 
 use crate::cli::BulkArgs;
 use crate::config::Settings;
-use crate::deliver::Outgoing;
+use crate::deliver::{Outgoing, Transport};
 use crate::exit::{Exit, Failure};
 use crate::message;
 use crate::term::errln;
 
 mod check;
 mod data;
+mod journal;
+mod output;
 mod rate;
 mod render;
+mod send;
 mod template;
 
 pub use data::Shard;
 pub use rate::Rate;
 
 use data::{List, Row};
+use journal::Journal;
+use output::{Progress, RowStatus};
 use render::{Campaign, Spec};
 
 /// Runs `mailsend bulk` as the flags ask; returns the exit code.
@@ -52,7 +57,7 @@ List-Unsubscribe header, which large mailbox providers require of bulk senders"
     }
     let checked = check::check(&campaign, list)?;
     if !args.dry_run {
-        return Err(Failure::usage("sending a campaign is not built yet; use --dry-run").into());
+        return deliver(args, &settings, &spec, &campaign);
     }
     match &args.out {
         Some(dir) => write_all(args, &campaign, dir),
@@ -60,9 +65,97 @@ List-Unsubscribe header, which large mailbox providers require of bulk senders"
     }
 }
 
+/// Sends the rows not settled by an earlier run (see `send.rs`).
+fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaign) -> Result<Exit> {
+    let columns = List::open(&args.data)?.columns().names().to_vec();
+    let (journal, done) = Journal::open(&journal_path(args), &columns, &spec.fingerprint())?;
+    let progress = Progress::new(args.json, args.verbose, 0);
+    if done.templates_changed {
+        progress.warning(&format!(
+            "the templates changed since {} rows were settled; those rows are not sent again",
+            done.len()
+        ));
+    }
+    let pending = || -> Result<_> {
+        Ok(selected(args)?
+            .filter(|item| match item {
+                Ok(row) => done
+                    .get(row.number, journal::fingerprint(row.values()))
+                    .is_none(),
+                Err(_) => true,
+            })
+            .take(limit(args)))
+    };
+    let total = pending()?.count() as u64;
+    if total > 0 && !args.yes && !confirm(settings, total)? {
+        errln!("mailsend: nothing sent");
+        return Ok(Exit::Ok);
+    }
+    // Rows an earlier run settled: skipped, with a warning when the row
+    // changed since.
+    for item in selected(args)? {
+        let row = item?;
+        if let Some((_, changed)) = done.get(row.number, journal::fingerprint(row.values())) {
+            if changed {
+                progress.warning(&format!(
+                    "row {} (line {}) changed since it was settled; it is not sent again",
+                    row.number, row.line
+                ));
+            }
+            progress.row(row.number, "", "", RowStatus::Skipped, "");
+        }
+    }
+    progress.set_total(total);
+    let transport = Transport::new(settings, args.verbose)?;
+    let retry_for = match settings.retry_for.is_zero() {
+        true => DEFAULT_RETRY_FOR,
+        false => settings.retry_for,
+    };
+    let result = send::run(
+        campaign,
+        &transport,
+        journal,
+        Box::new(pending()?),
+        send::Options {
+            concurrency: args.concurrency as usize,
+            pace: send::Pace::new(args.rate.map(|r| r.interval())),
+            retry_for,
+        },
+        &progress,
+    );
+    progress.finish();
+    result
+}
+
+/// A campaign retries rows refused for now this long unless `--retry-for`
+/// says otherwise (PRODUCT.md).
+const DEFAULT_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(600);
+
+fn limit(args: &BulkArgs) -> usize {
+    args.limit
+        .map_or(usize::MAX, |n| n.try_into().unwrap_or(usize::MAX))
+}
+
+/// At a terminal (stdin and stderr), says what will be sent and asks.
+fn confirm(settings: &Settings, total: u64) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal};
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Ok(true);
+    }
+    errln!(
+        "mailsend: about to send {total} message{} from {} through {}:{}. Send? [y/N]",
+        if total == 1 { "" } else { "s" },
+        settings.from.as_deref().unwrap_or_default(),
+        settings.host.as_deref().unwrap_or_default(),
+        settings.port,
+    );
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+}
+
 /// The journal's path: `--journal`, else the list's path + `.journal`
 /// (`list.csv.journal`, beside the list).
-#[expect(dead_code, reason = "delivery writes the journal")]
 pub fn journal_path(args: &BulkArgs) -> PathBuf {
     args.journal.clone().unwrap_or_else(|| {
         let mut name = OsString::from(args.data.as_os_str());
@@ -164,10 +257,7 @@ fn selected(args: &BulkArgs) -> Result<impl Iterator<Item = Result<Row>>> {
             (Ok(row), Some(shard)) => shard.takes(row.number),
             _ => true,
         });
-    Ok(rows.take(
-        args.limit
-            .map_or(usize::MAX, |n| n.try_into().unwrap_or(usize::MAX)),
-    ))
+    Ok(rows)
 }
 
 /// A row's message, composed.
@@ -190,7 +280,7 @@ fn outgoing(campaign: &Campaign, row: &Row) -> Result<Outgoing> {
 /// `--dry-run`: the first message this run would send on stdout, its
 /// envelope on stderr.
 fn print_first(args: &BulkArgs, campaign: &Campaign, rows: u64) -> Result<Exit> {
-    let Some(row) = selected(args)?.next().transpose()? else {
+    let Some(row) = selected(args)?.take(limit(args)).next().transpose()? else {
         errln!(
             "mailsend: dry run: all {rows} rows checked; shard {} takes none of them",
             args.shard.map(|s| s.to_string()).unwrap_or_default()
@@ -217,7 +307,7 @@ fn write_all(args: &BulkArgs, campaign: &Campaign, dir: &Path) -> Result<Exit> {
     };
     std::fs::create_dir_all(dir).map_err(|e| cannot(dir, e))?;
     let mut written = 0u64;
-    for row in selected(args)? {
+    for row in selected(args)?.take(limit(args)) {
         let row = row?;
         let outgoing = outgoing(campaign, &row)?;
         let path = dir.join(format!("{:05}.eml", row.number));

@@ -15,7 +15,6 @@ pub struct Rate {
 
 impl Rate {
     /// The time between two messages at this rate.
-    #[cfg_attr(not(test), expect(dead_code, reason = "delivery paces the run"))]
     pub fn interval(&self) -> Duration {
         self.per / self.count
     }

@@ -35,6 +35,31 @@ pub struct Spec {
     pub list_id: Option<String>,
 }
 
+impl Spec {
+    /// A fingerprint of every template, for the journal: a row settled
+    /// with other templates is noticed on the next run.
+    pub fn fingerprint(&self) -> String {
+        let text = self.text.as_ref().map(|(t, _)| t.as_str());
+        let parts = [
+            self.subject.as_deref(),
+            text,
+            self.html.as_deref(),
+            Some(self.to.as_str()),
+            self.unsubscribe_url.as_deref(),
+            self.unsubscribe_mailto.as_deref(),
+            self.list_id.as_deref(),
+        ];
+        let all = parts
+            .iter()
+            .map(|p| p.unwrap_or("\u{0}none"))
+            .chain(["--attach"])
+            .chain(self.attach.iter().map(String::as_str))
+            .chain(["--header"])
+            .chain(self.headers.iter().map(String::as_str));
+        format!("{:016x}", super::journal::fingerprint(all))
+    }
+}
+
 /// Why a row cannot be sent: the code it would exit with on its own
 /// (65, or 66 for a missing attachment) and one line naming the flag and
 /// the columns behind the bad value.

@@ -1,4 +1,5 @@
 mod bulk;
+mod bulk_send;
 mod compose;
 mod docs;
 mod errors;

@@ -1,0 +1,349 @@
+//! The journal: what became of each row, appended and made durable before
+//! it counts, so that running the same command again sends only what is
+//! left, and a `kill -9` at any instant loses nothing.
+//!
+//! One JSON object per line (`list.csv.journal`, mode 0600: it holds
+//! addresses). The first line says which campaign it belongs to: the
+//! list's columns and a fingerprint of the templates. Then one line per
+//! row settled for good: `{"row":N,"status":"sent"|"refused","data":H,
+//! "message_id":..,"reply":..}`, `H` a fingerprint of the row's values.
+//! A row refused for now is not written: the next run tries it again.
+//! A last line cut by a crash (no newline) never counted: it is removed
+//! when the journal is opened again.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::exit::{Exit, Failure};
+
+/// A row's fate, as the journal keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Settled {
+    Sent,
+    Refused,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Head {
+    journal: u32,
+    columns: Vec<String>,
+    templates: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line<'a> {
+    row: u64,
+    status: Settled,
+    data: String,
+    #[serde(borrow)]
+    message_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    reply: std::borrow::Cow<'a, str>,
+}
+
+/// What an earlier run settled: row number → fate and data fingerprint
+/// (24 bytes a row, not the row).
+pub struct Done {
+    rows: HashMap<u64, (Settled, u64)>,
+    /// The templates changed since those rows were settled.
+    pub templates_changed: bool,
+}
+
+impl Done {
+    /// The earlier fate of row `number`, and whether its data has changed
+    /// since (`data`: its fingerprint now).
+    pub fn get(&self, number: u64, data: u64) -> Option<(Settled, bool)> {
+        self.rows
+            .get(&number)
+            .map(|(settled, then)| (*settled, *then != data))
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+/// The open journal, appended to as rows settle.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path` for a campaign with these
+    /// columns and template fingerprint; returns it with what earlier runs
+    /// settled. A journal of a list with other columns is refused (65):
+    /// it belongs to another campaign.
+    pub fn open(path: &Path, columns: &[String], templates: &str) -> Result<(Journal, Done)> {
+        let cannot = |e: io::Error| {
+            Failure::new(
+                Exit::TempFail,
+                format!("cannot use the journal {}: {e}", path.display()),
+            )
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => Failure::config(format!(
+                    "the journal {} is a symbolic link; give the real path with --journal",
+                    path.display()
+                )),
+                _ => cannot(e),
+            })?;
+        let meta = file.metadata().map_err(cannot)?;
+        if !meta.is_file() {
+            return Err(Failure::config(format!(
+                "the journal {} is not a regular file",
+                path.display()
+            ))
+            .into());
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if meta.uid() != unsafe { libc::geteuid() } || meta.mode() & 0o022 != 0 {
+            return Err(Failure::config(format!(
+                "the journal {} is not yours alone (another user could write it)",
+                path.display()
+            ))
+            .with_hint(format!("chmod 600 {}", path.display()))
+            .into());
+        }
+        let mut journal = Journal {
+            file,
+            path: path.to_owned(),
+        };
+        let done = if meta.len() == 0 {
+            let head = Head {
+                journal: 1,
+                columns: columns.to_vec(),
+                templates: templates.to_owned(),
+            };
+            journal.append(&serde_json::to_vec(&head)?)?;
+            Done {
+                rows: HashMap::new(),
+                templates_changed: false,
+            }
+        } else {
+            let (done, complete) = journal.read(columns, templates)?;
+            // A last line cut by a crash goes: the next one starts anew.
+            if complete < meta.len() {
+                journal.file.set_len(complete).map_err(cannot)?;
+            }
+            done
+        };
+        Ok((journal, done))
+    }
+
+    /// Reads what earlier runs settled; also returns where the last
+    /// complete line ends.
+    fn read(&mut self, columns: &[String], templates: &str) -> Result<(Done, u64)> {
+        let damaged = |line: usize, why: &str| {
+            Failure::data(format!(
+                "the journal {} is damaged at line {line}: {why}",
+                self.path.display()
+            ))
+            .with_hint("it is not this campaign's, or it was edited; give another with --journal")
+        };
+        let mut reader = BufReader::new(&self.file);
+        reader.seek(SeekFrom::Start(0))?;
+        let mut lines = reader.split(b'\n').enumerate().peekable();
+        let mut complete = 0u64;
+        let head: Head = match lines.next() {
+            Some((_, Ok(bytes))) => {
+                complete += bytes.len() as u64 + 1;
+                serde_json::from_slice(&bytes).map_err(|_| damaged(1, "not a journal head"))?
+            }
+            _ => return Err(damaged(1, "no head").into()),
+        };
+        if head.columns != columns {
+            return Err(Failure::data(format!(
+                "the journal {} belongs to a list with other columns ({}); this list has {}",
+                self.path.display(),
+                head.columns.join(", "),
+                columns.join(", ")
+            ))
+            .with_hint("give this campaign its own journal with --journal FILE")
+            .into());
+        }
+        let mut rows = HashMap::new();
+        while let Some((index, bytes)) = lines.next() {
+            let bytes = bytes?;
+            let last = lines.peek().is_none();
+            complete += bytes.len() as u64 + 1;
+            let parsed = serde_json::from_slice::<Line>(&bytes)
+                .ok()
+                .and_then(|line| {
+                    Some((
+                        line.row,
+                        line.status,
+                        u64::from_str_radix(&line.data, 16).ok()?,
+                    ))
+                });
+            match parsed {
+                Some((row, status, data)) => {
+                    rows.insert(row, (status, data));
+                }
+                // Cut by a crash while it was written: never counted.
+                None if last => complete -= bytes.len() as u64 + 1,
+                None => return Err(damaged(index + 1, "not a row's record").into()),
+            }
+        }
+        let done = Done {
+            templates_changed: head.templates != templates && !rows.is_empty(),
+            rows,
+        };
+        Ok((done, complete))
+    }
+
+    /// Records row `row`'s fate durably (written and fsynced) before it
+    /// returns: only then may the row count as done.
+    pub fn record(
+        &mut self,
+        row: u64,
+        status: Settled,
+        data: u64,
+        message_id: &str,
+        reply: &str,
+    ) -> Result<()> {
+        let line = Line {
+            row,
+            status,
+            data: format!("{data:016x}"),
+            message_id: message_id.into(),
+            reply: reply.into(),
+        };
+        self.append(&serde_json::to_vec(&line)?)
+    }
+
+    /// One line, written in one `write` (O_APPEND) and made durable.
+    fn append(&mut self, json: &[u8]) -> Result<()> {
+        let mut line = Vec::with_capacity(json.len() + 1);
+        line.extend_from_slice(json);
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| {
+                Failure::new(
+                    Exit::TempFail,
+                    format!("cannot write the journal {}: {e}", self.path.display()),
+                )
+                .into()
+            })
+    }
+}
+
+/// A stable fingerprint (the first 64 bits of SHA-256) of some strings,
+/// each length-prefixed so that no two lists of values share one.
+pub fn fingerprint<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
+    let mut hasher = openssl::sha::Sha256::new();
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finish();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns() -> Vec<String> {
+        vec!["email".into(), "name".into()]
+    }
+
+    #[test]
+    fn settled_rows_survive_a_reopen_and_a_cut_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.csv.journal");
+        let (mut j, done) = Journal::open(&path, &columns(), "t1").unwrap();
+        assert_eq!(done.len(), 0);
+        j.record(1, Settled::Sent, 0xaa, "<1@x>", "250 ok").unwrap();
+        j.record(3, Settled::Refused, 0xcc, "<3@x>", "550 no")
+            .unwrap();
+        drop(j);
+        // A crash in the middle of the next line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"row\":4,\"sta").unwrap();
+        drop(f);
+
+        let (mut j, done) = Journal::open(&path, &columns(), "t1").unwrap();
+        assert_eq!(done.get(1, 0xaa), Some((Settled::Sent, false)));
+        assert_eq!(done.get(1, 0x1), Some((Settled::Sent, true)));
+        assert_eq!(done.get(3, 0xcc), Some((Settled::Refused, false)));
+        assert_eq!(done.get(2, 0xbb), None);
+        assert_eq!(done.get(4, 0xdd), None, "the cut line never counted");
+        assert!(!done.templates_changed);
+        j.record(4, Settled::Sent, 0xdd, "<4@x>", "250 ok").unwrap();
+        drop(j);
+
+        let (_, done) = Journal::open(&path, &columns(), "t2").unwrap();
+        assert_eq!(done.get(4, 0xdd), Some((Settled::Sent, false)));
+        assert!(done.templates_changed);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4, "the cut line is gone: {text}");
+        assert!(text.ends_with("\n"));
+    }
+
+    #[test]
+    fn a_journal_of_other_columns_or_damaged_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, &columns(), "t").unwrap();
+        j.record(1, Settled::Sent, 0xaa, "<1@x>", "250").unwrap();
+        drop(j);
+        let other = vec!["mail".to_owned()];
+        let err = Journal::open(&path, &other, "t").err().unwrap();
+        assert_eq!(crate::exit::code_for(&err), Exit::DataErr);
+        assert!(err.to_string().contains("other columns"), "{err}");
+
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(
+            b"garbage\n{\"row\":2,\"status\":\"sent\",\"data\":\"x\",\"message_id\":\"m\"}\n",
+        )
+        .unwrap();
+        drop(f);
+        let err = Journal::open(&path, &columns(), "t").err().unwrap();
+        assert!(err.to_string().contains("damaged at line 3"), "{err}");
+    }
+
+    #[test]
+    fn a_journal_others_can_write_or_a_symlink_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        drop(Journal::open(&path, &columns(), "t").unwrap());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = Journal::open(&path, &columns(), "t").err().unwrap();
+        assert_eq!(crate::exit::code_for(&err), Exit::Config);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let err = Journal::open(&link, &columns(), "t").err().unwrap();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_unambiguous() {
+        assert_eq!(fingerprint(["a", "b"]), fingerprint(["a", "b"]));
+        assert_ne!(fingerprint(["ab", ""]), fingerprint(["a", "b"]));
+        assert_ne!(fingerprint([]), fingerprint([""]));
+    }
+}

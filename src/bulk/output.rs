@@ -1,0 +1,190 @@
+//! What a campaign says while it runs: with `--json` one JSON object per
+//! row on stdout as it settles, then a summary object; on stderr a
+//! progress bar when it is a terminal, errors for refused rows, notes with
+//! `-v`, and one summary line at the end.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::exit::Exit;
+use crate::output::json_line;
+use crate::term::{errln, printable};
+
+/// A row's fate in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowStatus {
+    Sent,
+    /// Refused for good (or its data turned bad since the check).
+    Refused,
+    /// Refused for now until `--retry-for` ran out: the next run sends it.
+    Deferred,
+    /// Settled in an earlier run.
+    Skipped,
+}
+
+impl RowStatus {
+    fn word(self) -> &'static str {
+        match self {
+            RowStatus::Sent => "sent",
+            RowStatus::Refused => "refused",
+            RowStatus::Deferred => "deferred",
+            RowStatus::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RowLine<'a> {
+    row: u64,
+    to: &'a str,
+    message_id: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    sent: u64,
+    refused: u64,
+    deferred: u64,
+    skipped: u64,
+}
+
+/// The run's reporter, shared by every session.
+pub struct Progress {
+    json: bool,
+    verbose: bool,
+    counts: Mutex<Counts>,
+    bar: ProgressBar,
+    started: Instant,
+}
+
+impl Progress {
+    /// `total`: the rows this run will try (for the bar).
+    pub fn new(json: bool, verbose: bool, total: u64) -> Progress {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Progress {
+            json,
+            verbose,
+            counts: Mutex::new(Counts::default()),
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    /// The rows this run will try, for the bar.
+    pub fn set_total(&self, total: u64) {
+        self.bar.set_length(total);
+    }
+
+    /// One row settled: counted, and printed as JSON when asked; a
+    /// refused or deferred row also gets an error line on stderr.
+    pub fn row(&self, row: u64, to: &str, message_id: &str, status: RowStatus, text: &str) {
+        let text = printable(text);
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            match status {
+                RowStatus::Sent => counts.sent += 1,
+                RowStatus::Refused => counts.refused += 1,
+                RowStatus::Deferred => counts.deferred += 1,
+                RowStatus::Skipped => counts.skipped += 1,
+            }
+            let c = *counts;
+            self.bar.set_message(format!(
+                "sent {}, refused {}, deferred {}",
+                c.sent, c.refused, c.deferred
+            ));
+        }
+        if status != RowStatus::Skipped {
+            self.bar.inc(1);
+        }
+        match status {
+            RowStatus::Refused | RowStatus::Deferred => self.bar.suspend(|| {
+                errln!(
+                    "mailsend: error: row {row} ({}): {} {text}",
+                    printable(to),
+                    status.word()
+                )
+            }),
+            RowStatus::Sent | RowStatus::Skipped => {}
+        }
+        if self.json {
+            let sent = status == RowStatus::Sent;
+            let line = RowLine {
+                row,
+                to,
+                message_id,
+                status: status.word(),
+                reply: (sent && !text.is_empty()).then_some(&*text),
+                error: (!sent && !text.is_empty()).then_some(&*text),
+            };
+            self.bar.suspend(|| json_line(&line));
+        }
+    }
+
+    /// A warning, always shown.
+    pub fn warning(&self, text: &str) {
+        self.bar
+            .suspend(|| errln!("mailsend: warning: {}", printable(text)));
+    }
+
+    /// A note shown with `-v` only.
+    pub fn note(&self, text: &str) {
+        if self.verbose {
+            self.bar.suspend(|| errln!("mailsend: {}", printable(text)));
+        }
+    }
+
+    /// The summary: a line on stderr, and with `--json` the last object.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+        let c = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rate = match elapsed > 0.0 {
+            true => c.sent as f64 / elapsed,
+            false => 0.0,
+        };
+        errln!(
+            "mailsend: {} sent, {} refused, {} deferred, {} already done; {elapsed:.1} s, {rate:.1} messages/s",
+            c.sent,
+            c.refused,
+            c.deferred,
+            c.skipped
+        );
+        if self.json {
+            json_line(&serde_json::json!({"summary": {
+                "sent": c.sent,
+                "refused": c.refused,
+                "deferred": c.deferred,
+                "skipped": c.skipped,
+                "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
+            }}));
+        }
+    }
+
+    /// The run's exit code (PRODUCT.md): 0 when every row is sent (now or
+    /// before), 75 when some are deferred, 69 when every row tried was
+    /// refused, 65 when some were.
+    pub fn exit(&self) -> Exit {
+        let c = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if c.deferred > 0 {
+            Exit::TempFail
+        } else if c.refused > 0 && c.sent == 0 && c.skipped == 0 {
+            Exit::Unavailable
+        } else if c.refused > 0 {
+            Exit::DataErr
+        } else {
+            Exit::Ok
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Sending a campaign: `--concurrency` sessions, each authenticated once
+//! and reused for many messages (pipelined where the server offers it),
+//! all paced by one `--rate`, every outcome made durable in the journal
+//! before it counts.
+//!
+//! Workers take rows from one shared queue: the list's pending rows in
+//! order, and rows refused for now, due again after a backoff. A session
+//! that fails hands its unsettled rows back; its worker reconnects after
+//! a pause (the whole run slows down after a 421 or a throttling 4xx). A
+//! failure of the session itself that every other would share (login
+//! refused, certificate untrusted) stops the run with its code.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::data::Row;
+use super::journal::{self, Journal, Settled};
+use super::output::{Progress, RowStatus};
+use super::render::Campaign;
+use crate::deliver::{Outgoing, Transport};
+use crate::exit::{self, Exit, Failure};
+use crate::message::Composed;
+use crate::retry;
+use crate::smtp::{Class, Client, Content, Delivery, Message, SmtpError, Stamp};
+
+/// Rows composed ahead and pipelined over one session at a time.
+const CHUNK: usize = 16;
+
+/// A row waiting to be sent, and how many times it was refused for now.
+struct Pending {
+    row: Row,
+    attempts: u32,
+    due: Instant,
+}
+
+/// What the workers share.
+struct Shared<'a> {
+    rows: Mutex<Source<'a>>,
+    journal: Mutex<Journal>,
+    pace: Pace,
+    progress: &'a Progress,
+    /// A failure that stops the run (every session would fail alike, or
+    /// the journal cannot be written).
+    fatal: Mutex<Option<anyhow::Error>>,
+    /// Sessions open now.
+    live: Mutex<usize>,
+    deadline: Instant,
+}
+
+/// The rows still to send: refused for now (due again after a backoff),
+/// then the list's next ones.
+struct Source<'a> {
+    retry: VecDeque<Pending>,
+    list: Box<dyn Iterator<Item = Result<Row>> + Send + 'a>,
+    /// Rows taken by a worker and not settled yet.
+    out: usize,
+}
+
+/// How a campaign is sent: `--concurrency`, `--rate`, `--retry-for`.
+pub struct Options {
+    pub concurrency: usize,
+    pub pace: Pace,
+    pub retry_for: Duration,
+}
+
+/// Delivers every row `rows` yields; returns the exit code of the run.
+pub fn run<'a>(
+    campaign: &Campaign,
+    transport: &Transport,
+    journal: Journal,
+    rows: Box<dyn Iterator<Item = Result<Row>> + Send + 'a>,
+    options: Options,
+    progress: &Progress,
+) -> Result<Exit> {
+    let Options {
+        concurrency,
+        pace,
+        retry_for,
+    } = options;
+    let shared = Shared {
+        rows: Mutex::new(Source {
+            retry: VecDeque::new(),
+            list: rows,
+            out: 0,
+        }),
+        journal: Mutex::new(journal),
+        pace,
+        progress,
+        fatal: Mutex::new(None),
+        live: Mutex::new(0),
+        deadline: Instant::now() + retry_for,
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency.max(1) {
+            scope.spawn(|| worker(campaign, transport, &shared));
+        }
+    });
+    if let Some(err) = lock(&shared.fatal).take() {
+        return Err(err);
+    }
+    Ok(progress.exit())
+}
+
+/// One session after another until no row is left.
+fn worker(campaign: &Campaign, transport: &Transport, shared: &Shared) {
+    let mut failures = 0u32;
+    loop {
+        if stopped(shared) {
+            return;
+        }
+        let mut client = match transport.open() {
+            Ok(client) => client,
+            Err(err) => {
+                if !connect_failed(shared, err, &mut failures) {
+                    return;
+                }
+                continue;
+            }
+        };
+        *lock(&shared.live) += 1;
+        let lost = session(campaign, &mut client, shared);
+        *lock(&shared.live) -= 1;
+        match lost {
+            None => {
+                client.quit();
+                return;
+            }
+            Some(err) => {
+                // The session ended early: its unsettled rows went back.
+                let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
+                if smtp.is_some_and(SmtpError::session_level) {
+                    fail_run(shared, err);
+                    return;
+                }
+                failures += 1;
+                shared.pace.slow_down();
+                shared
+                    .progress
+                    .note(&format!("the session ended ({err:#}); reconnecting"));
+                sleep_within(shared, retry::SEND.next(failures));
+            }
+        }
+    }
+}
+
+/// A session could not be opened. The run stops when every session would
+/// fail alike (login refused, certificate untrusted) or, with no other
+/// session open, when the retry time is over; while other sessions work,
+/// this one gives up quietly (a server that limits connections gets
+/// fewer). Returns whether to try again.
+fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32) -> bool {
+    let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
+    let temporary = exit::code_for(&err) == Exit::TempFail;
+    let others = *lock(&shared.live) > 0;
+    if smtp.is_some_and(|e| e.session_level() && !e.server_unreachable()) || !temporary {
+        fail_run(shared, err);
+        return false;
+    }
+    if others {
+        shared
+            .progress
+            .note(&format!("one connection fewer: {err:#}"));
+        return false;
+    }
+    *failures += 1;
+    let delay = retry::SEND.next(*failures);
+    if Instant::now() + delay > shared.deadline {
+        fail_run(shared, err);
+        return false;
+    }
+    shared
+        .progress
+        .note(&format!("cannot connect ({err:#}); trying again"));
+    sleep_within(shared, delay);
+    true
+}
+
+/// Sends chunks over `client` until no row is left (`None`) or the
+/// session fails (its error; the unsettled rows are back in the queue).
+fn session(campaign: &Campaign, client: &mut Client, shared: &Shared) -> Option<anyhow::Error> {
+    loop {
+        let chunk = take(campaign, shared)?;
+        if let Some(err) = send_chunk(client, shared, chunk) {
+            return Some(err);
+        }
+        if let Some(closed) = client.closed() {
+            return Some(closed.into());
+        }
+    }
+}
+
+/// A row taken to be sent, its message composed.
+struct Taken {
+    pending: Pending,
+    outgoing: Outgoing,
+    data: u64,
+}
+
+/// Takes up to `CHUNK` due rows and composes them; `None` when nothing is
+/// left (or the run stopped). Waits for a row refused for now when only
+/// such rows are left.
+fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
+    loop {
+        if stopped(shared) {
+            return None;
+        }
+        let mut batch = Vec::new();
+        let mut next_due = None;
+        {
+            let mut source = lock(&shared.rows);
+            while batch.len() < CHUNK {
+                let now = Instant::now();
+                match source.retry.front() {
+                    Some(p) if p.due <= now => {
+                        batch.extend(source.retry.pop_front());
+                        continue;
+                    }
+                    Some(p) => next_due = Some(p.due),
+                    None => {}
+                }
+                match source.list.next() {
+                    Some(Ok(row)) => batch.push(Pending {
+                        row,
+                        attempts: 0,
+                        due: now,
+                    }),
+                    Some(Err(err)) => {
+                        drop(source);
+                        fail_run(shared, err);
+                        return None;
+                    }
+                    None => break,
+                }
+            }
+            source.out += batch.len();
+            if batch.is_empty() && source.retry.is_empty() && source.out == 0 {
+                return None;
+            }
+        }
+        if batch.is_empty() {
+            // Only rows refused for now (or rows other sessions hold).
+            let wait = next_due
+                .map(|due| due.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(50))
+                .min(Duration::from_secs(1));
+            std::thread::sleep(wait);
+            if lock(&shared.rows).out == 0 && lock(&shared.rows).retry.is_empty() {
+                return None;
+            }
+            continue;
+        }
+        let mut taken = Vec::with_capacity(batch.len());
+        for pending in batch {
+            let data = journal::fingerprint(pending.row.values());
+            match compose(campaign, &pending.row) {
+                Ok(outgoing) => taken.push(Taken {
+                    pending,
+                    outgoing,
+                    data,
+                }),
+                Err(err) => {
+                    // The list or a file changed since the check: the row
+                    // is reported, not journaled (fixed, it goes next time).
+                    lock(&shared.rows).out -= 1;
+                    let text = format!("{err:#}");
+                    shared
+                        .progress
+                        .row(pending.row.number, "", "", RowStatus::Refused, &text);
+                }
+            }
+        }
+        if !taken.is_empty() {
+            return Some(taken);
+        }
+    }
+}
+
+fn compose(campaign: &Campaign, row: &Row) -> Result<Outgoing> {
+    let draft = campaign
+        .render(row)
+        .map_err(|problem| Failure::new(problem.exit, problem.message))?;
+    Ok(Outgoing {
+        message_id: draft.message_id.clone(),
+        from: draft.from.email.to_string(),
+        recipients: draft.recipients(),
+        message: draft.compose()?,
+        all_or_nothing: false,
+    })
+}
+
+/// Pipelines one chunk; settles each row as the server answers it, and
+/// hands the rows it did not settle back to the queue. Returns the error
+/// that ended the session, if one did.
+fn send_chunk(client: &mut Client, shared: &Shared, chunk: Vec<Taken>) -> Option<anyhow::Error> {
+    let mut contents = Vec::with_capacity(chunk.len());
+    for taken in &chunk {
+        match content(&taken.outgoing.message) {
+            Ok(content) => contents.push(content),
+            Err(err) => {
+                fail_run(shared, err);
+                give_back(shared, chunk.into_iter().map(|t| t.pending).collect());
+                return None;
+            }
+        }
+    }
+    // `sent[k]`: the chunk index of the k-th message sent.
+    let sent = RefCell::new(Vec::with_capacity(chunk.len()));
+    let settled = RefCell::new(vec![false; chunk.len()]);
+    let messages = (0..chunk.len()).map_while(|i| {
+        if stopped(shared) {
+            return None;
+        }
+        shared.pace.wait();
+        sent.borrow_mut().push(i);
+        Some(Message {
+            from: &chunk[i].outgoing.from,
+            recipients: &chunk[i].outgoing.recipients,
+            content: contents[i],
+        })
+    });
+    let settle = |k: usize, outcome: Result<Delivery, SmtpError>| {
+        let Some(i) = sent.borrow().get(k).copied() else {
+            return;
+        };
+        settled.borrow_mut()[i] = true;
+        settle_row(shared, &chunk[i], outcome);
+    };
+    let result = client.send_many(messages, settle);
+    drop(contents);
+    let settled = settled.into_inner();
+    let back = chunk
+        .into_iter()
+        .zip(settled)
+        .filter(|(_, done)| !done)
+        .map(|(t, _)| t.pending)
+        .collect();
+    give_back(shared, back);
+    result.err().map(Into::into)
+}
+
+/// Rows a session took and did not settle: first in line again.
+fn give_back(shared: &Shared, rows: Vec<Pending>) {
+    let mut source = lock(&shared.rows);
+    source.out -= rows.len();
+    for pending in rows.into_iter().rev() {
+        source.retry.push_front(pending);
+    }
+}
+
+/// Records what the server said of one row: sent or refused for good (in
+/// the journal first, then counted), or refused for now (tried again
+/// after a backoff, within `--retry-for`).
+fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpError>) {
+    let (status, text) = match outcome {
+        Ok(delivery) if !delivery.accepted.is_empty() && delivery.reply.is_some() => {
+            let reply = delivery.reply.map(|r| r.to_string()).unwrap_or_default();
+            (Settled::Sent, reply)
+        }
+        Ok(delivery) => {
+            let temporary = delivery.rejected.iter().any(|r| r.is_temporary());
+            let text = delivery
+                .rejected
+                .iter()
+                .map(|r| format!("{} {} {}", r.address, r.code, r.text))
+                .collect::<Vec<_>>()
+                .join("; ");
+            if temporary || delivery.rejected.is_empty() {
+                return defer(shared, taken, &text, false);
+            }
+            (Settled::Refused, text)
+        }
+        Err(err) => {
+            let text = err.to_string();
+            match err.class() {
+                Class::Permanent => (Settled::Refused, text),
+                _ => {
+                    let throttled = matches!(&err, SmtpError::Refused { reply, .. }
+                        if matches!(reply.code, 421 | 451 | 454));
+                    return defer(shared, taken, &text, throttled);
+                }
+            }
+        }
+    };
+    let row = taken.pending.row.number;
+    let written =
+        lock(&shared.journal).record(row, status, taken.data, &taken.outgoing.message_id, &text);
+    if let Err(err) = written {
+        // Not counted: the next run sends it again.
+        fail_run(shared, err);
+        return;
+    }
+    lock(&shared.rows).out -= 1;
+    let status = match status {
+        Settled::Sent => RowStatus::Sent,
+        Settled::Refused => RowStatus::Refused,
+    };
+    report(shared, taken, status, &text);
+}
+
+/// A row refused for now: queued again after a backoff, or reported as
+/// deferred once `--retry-for` is over (not in the journal: the next run
+/// sends it).
+fn defer(shared: &Shared, taken: &Taken, why: &str, throttled: bool) {
+    if throttled {
+        shared.pace.slow_down();
+    }
+    let attempts = taken.pending.attempts + 1;
+    let delay = retry::SEND.next(attempts);
+    let mut source = lock(&shared.rows);
+    source.out -= 1;
+    if Instant::now() + delay > shared.deadline {
+        drop(source);
+        return report(shared, taken, RowStatus::Deferred, why);
+    }
+    let due = Instant::now() + delay;
+    let at = source.retry.partition_point(|p| p.due <= due);
+    source.retry.insert(
+        at,
+        Pending {
+            row: taken.pending.row.clone(),
+            attempts,
+            due,
+        },
+    );
+}
+
+fn report(shared: &Shared, taken: &Taken, status: RowStatus, text: &str) {
+    shared.progress.row(
+        taken.pending.row.number,
+        &taken.outgoing.recipients.join(", "),
+        &taken.outgoing.message_id,
+        status,
+        text,
+    );
+}
+
+fn content(message: &Composed) -> Result<Content<'_>> {
+    Ok(match message {
+        Composed::Memory(bytes) => Content::Bytes(bytes),
+        Composed::File { file, .. } => Content::File(file, Stamp::of(file)?),
+    })
+}
+
+fn stopped(shared: &Shared) -> bool {
+    lock(&shared.fatal).is_some()
+}
+
+fn fail_run(shared: &Shared, err: anyhow::Error) {
+    let mut fatal = lock(&shared.fatal);
+    if fatal.is_none() {
+        *fatal = Some(err);
+    }
+}
+
+/// Sleeps `delay`, or less when the run stops.
+fn sleep_within(shared: &Shared, delay: Duration) {
+    let end = Instant::now() + delay;
+    while Instant::now() < end && !stopped(shared) {
+        std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `--rate`, held over the whole run: one slot per message, shared by
+/// every session; slowed down after throttling replies.
+pub struct Pace {
+    next: Mutex<(Instant, Duration)>,
+}
+
+impl Pace {
+    pub fn new(interval: Option<Duration>) -> Pace {
+        Pace {
+            next: Mutex::new((Instant::now(), interval.unwrap_or_default())),
+        }
+    }
+
+    /// Waits for this message's slot.
+    fn wait(&self) {
+        let at = {
+            let mut next = lock(&self.next);
+            let now = Instant::now();
+            let at = next.0.max(now);
+            next.0 = at + next.1;
+            at
+        };
+        let now = Instant::now();
+        if at > now {
+            std::thread::sleep(at - now);
+        }
+    }
+
+    /// After a 421 or a throttling refusal: half the pace (at least
+    /// 100 ms between messages, at most 10 s).
+    fn slow_down(&self) {
+        let mut next = lock(&self.next);
+        next.1 = (next.1 * 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,181 @@
+//! Campaigns (`mailsend bulk`) sent: sessions reused, every row once, the
+//! journal making a second run send only what is left.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::*;
+use crate::support::cmd::{Mailsend, Run};
+
+/// A list of `n` rows: `user{i}@example.com`, name `User {i}`.
+fn list(n: usize) -> String {
+    let mut text = String::from("email,name\n");
+    for i in 1..=n {
+        text.push_str(&format!("user{i}@example.com,User {i}\n"));
+    }
+    text
+}
+
+/// `mailsend bulk` for `server` in `dir` (list.csv there), plus `extra`.
+fn bulk(server_port: u16, dir: &Path, extra: &[&str]) -> Run {
+    let mut m = Mailsend::to_port(server_port);
+    m.home(dir)
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--subject", "Hello {{ name }}", "--body", "Dear {{ name }}"])
+        .args(["--unsubscribe-url", "https://example.com/u?e={{ email }}"])
+        .args(["--yes", "--json"])
+        .args(extra);
+    m.run()
+}
+
+/// The JSON lines of a run: the row objects by row number, and the summary.
+fn results(run: &Run) -> (HashMap<u64, serde_json::Value>, serde_json::Value) {
+    let mut rows = HashMap::new();
+    let mut summary = serde_json::Value::Null;
+    for line in run.stdout().lines() {
+        let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+        match value.get("summary") {
+            Some(s) => summary = s.clone(),
+            None => {
+                let row = value["row"].as_u64().expect("row");
+                assert!(rows.insert(row, value).is_none(), "row {row} twice");
+            }
+        }
+    }
+    (rows, summary)
+}
+
+/// Every recipient the server got a message for, with how many times.
+fn delivered(server: &TestServer) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for session in server.sessions() {
+        for tx in session
+            .transactions
+            .iter()
+            .filter(|t| t.reply.starts_with("250"))
+        {
+            for rcpt in &tx.rcpt_to {
+                *seen.entry(rcpt.clone()).or_default() += 1;
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_campaign_goes_out_once_per_row_over_reused_sessions_and_resumes() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(40)).expect("list");
+    let run = bulk(server.port(), dir.path(), &["--concurrency", "2"]).expect(0);
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 40);
+    assert_eq!(summary["sent"], 40, "{summary}");
+    assert!(rows.values().all(|r| r["status"] == "sent"));
+    let seen = delivered(&server);
+    assert_eq!(seen.len(), 40);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    let sessions = server.sessions();
+    assert!(sessions.len() <= 2, "{} sessions", sessions.len());
+    // Each message: its own row's name, only its own recipient in To.
+    for tx in sessions.iter().flat_map(|s| &s.transactions) {
+        let rcpt = &tx.rcpt_to[0];
+        let i = rcpt
+            .trim_start_matches("user")
+            .trim_end_matches("@example.com");
+        assert_eq!(
+            header(&tx.data, "subject").as_deref(),
+            Some(&*format!("Hello User {i}"))
+        );
+        assert_eq!(header(&tx.data, "to").as_deref(), Some(rcpt.as_str()));
+        assert!(header(&tx.data, "list-unsubscribe-post").is_some());
+    }
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    assert_eq!(journal.lines().count(), 41, "a head and one line per row");
+
+    // The same command again: nothing left to send.
+    let again = bulk(server.port(), dir.path(), &["--concurrency", "2"]).expect(0);
+    let (_, summary) = results(&again);
+    assert_eq!(summary["skipped"], 40, "{summary}");
+    assert_eq!(summary["sent"], 0);
+    assert_eq!(delivered(&server).values().sum::<usize>(), 40);
+}
+
+#[test]
+fn limit_sends_the_next_rows_and_refusals_are_settled_or_deferred() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![
+            ("user2@example.com".into(), "550 5.1.1 no such user".into()),
+            ("user3@example.com".into(), "451 4.7.1 try later".into()),
+        ],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(6)).expect("list");
+    let run = bulk(
+        server.port(),
+        dir.path(),
+        &["--limit", "4", "--retry-for", "1s"],
+    )
+    .expect(75);
+    let (rows, summary) = results(&run);
+    assert_eq!(rows[&1]["status"], "sent");
+    assert_eq!(rows[&2]["status"], "refused");
+    assert!(
+        rows[&2]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("550 5.1.1"))
+    );
+    assert_eq!(rows[&3]["status"], "deferred");
+    assert_eq!(rows[&4]["status"], "sent");
+    assert!(!rows.contains_key(&5), "--limit 4");
+    assert_eq!(summary["deferred"], 1);
+    assert!(run.stderr().contains("row 2"), "{}", run.stderr());
+
+    // Next run: rows 1, 2 and 4 are settled; 3 is tried again, 5 and 6 go.
+    let again = bulk(server.port(), dir.path(), &["--retry-for", "1s"]).expect(75);
+    let (rows, summary) = results(&again);
+    assert_eq!(summary["skipped"], 3, "{summary}");
+    assert_eq!(rows[&3]["status"], "deferred");
+    assert_eq!(rows[&5]["status"], "sent");
+    assert_eq!(rows[&6]["status"], "sent");
+    let seen = delivered(&server);
+    for i in [1, 4, 5, 6] {
+        assert_eq!(seen[&format!("user{i}@example.com")], 1, "{seen:?}");
+    }
+}
+
+#[test]
+fn a_refused_login_stops_the_campaign_with_77_and_settles_nothing() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(5)).expect("list");
+    let mut m = Mailsend::to(&server);
+    m.home(dir.path())
+        .env("MAILSEND_PASSWORD", "wrong password")
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--body", "x", "--yes"]);
+    m.run().expect(77);
+    assert!(delivered(&server).is_empty());
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
+}
+
+/// `--rate` holds over the whole run, across connections: 12 messages at
+/// 20/s over 3 connections take at least 11 intervals.
+#[test]
+fn the_rate_holds_across_connections() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(12)).expect("list");
+    let started = std::time::Instant::now();
+    bulk(
+        server.port(),
+        dir.path(),
+        &["--rate", "20/s", "--concurrency", "3"],
+    )
+    .expect(0);
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(550), "{took:?}");
+    assert_eq!(delivered(&server).len(), 12);
+}
