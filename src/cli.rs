@@ -55,7 +55,6 @@ pub enum Command {
     /// Print the manual page (roff), e.g. `mailsend man | man -l -`
     Man,
     /// Send one personalised message per row of a CSV list (a campaign)
-    #[command(hide = true)]
     Bulk(Box<BulkArgs>),
 }
 

@@ -1,13 +1,13 @@
 //! `mailsend bulk`: one personalised message per row of a CSV list.
 //!
 //! The files, dependencies pointing down this list: `mod.rs` (this file:
-//! the run, from flags to a dry run) → `check.rs` (every row checked
-//! before anything is sent) → `render.rs` (a row → a validated
-//! `message::Draft`, with the List-* headers) → `template.rs` (the
-//! minijinja templates) → `data.rs` (the CSV list, streamed; `--shard`);
-//! `rate.rs` parses `--rate`. Delivery (sessions, concurrency, rate,
-//! journal, resume) is not built yet: without `--dry-run` the run stops
-//! after the check.
+//! the run, from flags to a dry run or a send) → `send.rs` (sessions,
+//! pace, retries) → `journal.rs` (what each row became, durable) and
+//! `output.rs` (JSON Lines, progress, summary, exit code) → `check.rs`
+//! (every row checked before anything is sent) → `render.rs` (a row → a
+//! validated `message::Draft`, with the List-* headers) → `template.rs`
+//! (the minijinja templates) → `data.rs` (the CSV list, streamed;
+//! `--shard`); `rate.rs` parses `--rate`.
 
 use std::ffi::OsString;
 use std::fs::File;

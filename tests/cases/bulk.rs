@@ -1,4 +1,4 @@
-//! Campaigns (`mailsend bulk`), the part before delivery: the CSV list,
+//! Campaigns (`mailsend bulk`) up to delivery: the CSV list,
 //! templates, the check of every row before anything is sent, and the
 //! dry run (stdout, or one .eml file per row).
 use super::*;
@@ -549,7 +549,7 @@ fn flags_are_validated() {
 }
 
 #[test]
-fn no_unsubscribe_is_a_warning_and_bulk_is_hidden_for_now() {
+fn no_unsubscribe_is_a_warning_and_bulk_is_listed_in_help() {
     let mut m = Mailsend::bare();
     m.file("list.csv", "email\na@example.com\n");
     let run = m
@@ -574,7 +574,7 @@ fn no_unsubscribe_is_a_warning_and_bulk_is_hidden_for_now() {
     assert_eq!(warnings.len(), 1, "{}", run.stderr());
     assert!(warnings[0].contains("no --unsubscribe-url or --unsubscribe-mailto"));
     let help = Mailsend::bare().args(["--help"]).run().expect(0).stdout();
-    assert!(!help.contains("bulk"), "{help}");
+    assert!(help.contains("bulk"), "{help}");
 }
 
 /// Peak RSS (KiB) of one `mailsend bulk --dry-run` over `rows` rows.

@@ -179,3 +179,60 @@ fn the_rate_holds_across_connections() {
     assert!(took >= std::time::Duration::from_millis(550), "{took:?}");
     assert_eq!(delivered(&server).len(), 12);
 }
+
+/// `kill -9` at random points (and right after a delivery), then the same
+/// command again until it completes: every row arrives, and a row arrives
+/// twice only when its 250 raced a kill (at most one per connection per
+/// kill).
+#[test]
+fn a_campaign_survives_kill_9_and_sends_each_row_once() {
+    const ROWS: usize = 300;
+    const CONCURRENCY: usize = 2;
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(ROWS)).expect("list");
+    let command = |m: &mut Mailsend| {
+        m.home(dir.path())
+            .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+            .args(["--body", "Dear {{ name }}", "--yes", "--concurrency", "2"])
+            .args(["--unsubscribe-mailto", "u@example.com"]);
+    };
+    let total = |server: &TestServer| delivered(server).values().sum::<usize>();
+    let mut rng = 0x2545F4914F6CDD1Du64;
+    let mut kills = 0;
+    while kills < 25 && total(&server) < ROWS {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let before = total(&server);
+        let mut m = Mailsend::to(&server);
+        command(&mut m);
+        let mut child = m.spawn();
+        if rng.is_multiple_of(2) {
+            std::thread::sleep(std::time::Duration::from_micros(rng % 150_000));
+        } else {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while total(&server) == before && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        kills += 1;
+    }
+    let mut m = Mailsend::to(&server);
+    command(&mut m);
+    m.run().expect(0);
+    let seen = delivered(&server);
+    let missing: Vec<usize> = (1..=ROWS)
+        .filter(|i| !seen.contains_key(&format!("user{i}@example.com")))
+        .collect();
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!("bulk kill -9 test: {ROWS} rows, {kills} kills, {duplicates} duplicates");
+    assert!(kills >= 5, "only {kills} kills: too few to mean much");
+    assert!(
+        duplicates <= kills * CONCURRENCY,
+        "{duplicates} duplicates after {kills} kills"
+    );
+}
