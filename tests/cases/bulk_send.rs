@@ -236,3 +236,31 @@ fn a_campaign_survives_kill_9_and_sends_each_row_once() {
         "{duplicates} duplicates after {kills} kills"
     );
 }
+
+/// Three shards of one list, each with its own journal, as three hosts
+/// would run them: every row delivered exactly once.
+#[test]
+fn three_shards_deliver_every_row_exactly_once() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(31)).expect("list");
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let journal = format!("shard{k}.journal");
+        let run = bulk(
+            server.port(),
+            dir.path(),
+            &["--shard", &shard, "--journal", &journal],
+        )
+        .expect(0);
+        let (rows, _) = results(&run);
+        assert!(
+            rows.keys().all(|r| r % 3 == k - 1),
+            "shard {k}: {:?}",
+            rows.keys()
+        );
+    }
+    let seen = delivered(&server);
+    assert_eq!(seen.len(), 31);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+}
