@@ -304,6 +304,43 @@ fn flush_outbox(
 /// trip (its last message's content goes alone), so not too few either.
 const CHUNK_ENTRIES: usize = 64;
 
+/// Descriptors a flush needs besides its chunk's message files.
+const RESERVED_DESCRIPTORS: libc::rlim_t = 16;
+
+/// Message files given back when the limit on open files is reached while
+/// a chunk is opened: recording an attempt opens and writes files too.
+const DESCRIPTORS_SPARED: usize = 4;
+
+/// The entries of a chunk: `CHUNK_ENTRIES`, or fewer under a low limit on
+/// open files (`ulimit -n`): half of what is left of the soft limit once
+/// `RESERVED_DESCRIPTORS` are set aside (at least one), so that a limit of
+/// 64, 32 or even 10 still leaves room for the standard streams, the
+/// socket, the lock and the files written to record each attempt.
+fn chunk_entries() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, a local.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !known || limit.rlim_cur == libc::RLIM_INFINITY {
+        return CHUNK_ENTRIES;
+    }
+    let spare = limit.rlim_cur.saturating_sub(RESERVED_DESCRIPTORS) / 2;
+    usize::try_from(spare)
+        .unwrap_or(CHUNK_ENTRIES)
+        .clamp(1, CHUNK_ENTRIES)
+}
+
+/// Whether `err` is the process (or the system) out of file descriptors.
+fn out_of_descriptors(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::EMFILE || code == libc::ENFILE)
+    })
+}
+
 /// Sends one account's due entries over one session (a new one after a
 /// dropped connection), each outcome recorded as soon as the server
 /// gives it, before anything else is sent or read. A failure of the
@@ -393,7 +430,8 @@ fn send_chunks(
         // cannot be opened is reported and left in place.
         let mut entries = Vec::new();
         let mut files: Vec<(File, Stamp)> = Vec::new();
-        while entries.len() < CHUNK_ENTRIES {
+        let chunk = chunk_entries();
+        while entries.len() < chunk {
             let Some(entry) = waiting.pop_front() else {
                 break;
             };
@@ -405,6 +443,23 @@ fn send_chunks(
                 Ok(file) => {
                     entries.push(entry);
                     files.push(file);
+                }
+                Err(err) if out_of_descriptors(&err) && !entries.is_empty() => {
+                    // The chunk is as full as the limit on open files
+                    // allows: this entry waits for the next one, and so do
+                    // the last ones opened, to leave descriptors for
+                    // recording each attempt.
+                    waiting.push_front(entry);
+                    for _ in 0..DESCRIPTORS_SPARED {
+                        if entries.len() < 2 {
+                            break;
+                        }
+                        files.pop();
+                        if let Some(last) = entries.pop() {
+                            waiting.push_front(last);
+                        }
+                    }
+                    break;
                 }
                 Err(err) => code = merge(code, unreadable(&entry, &err, out)),
             }

@@ -1587,3 +1587,50 @@ fn flush_json_reports_each_entry_and_a_summary() {
         run.stderr()
     );
 }
+
+/// A low limit on open files (`ulimit -n 64`, the chunk size, and 32)
+/// shortens the chunks: every message goes, once, and the flush exits 0.
+#[test]
+fn flush_under_a_low_open_files_limit_sends_everything_once() {
+    const MESSAGES: usize = 90;
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let mut queued = Vec::new();
+    for limit in [64, 32] {
+        // Queued while the server is elsewhere (nothing listens on 1).
+        for i in 0..MESSAGES {
+            let run = at(1, home.path())
+                .args(["--queue", "--json", "--to", "a@example.com", "--body"])
+                .args([format!("{limit} {i}")])
+                .run()
+                .expect(0);
+            let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+            queued.push(json["message_id"].as_str().expect("id").to_owned());
+        }
+        let before = message_ids(&server).len();
+        let mut flush = at(port, home.path());
+        let run = flush
+            .open_files_limit(limit)
+            .args(["outbox", "flush", "--all", "--json"])
+            .run();
+        assert_eq!(run.code(), 0, "ulimit -n {limit}: {}", run.stderr());
+        assert_eq!(outbox_list(port, home.path()), "", "ulimit -n {limit}");
+        assert_eq!(
+            message_ids(&server).len() - before,
+            MESSAGES,
+            "ulimit -n {limit}"
+        );
+        let sent = run
+            .stdout()
+            .lines()
+            .filter(|l| l.contains("\"status\":\"sent\""))
+            .count();
+        assert_eq!(sent, MESSAGES, "ulimit -n {limit}");
+    }
+    let mut delivered = message_ids(&server);
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), 2 * MESSAGES, "none twice");
+    assert!(queued.iter().all(|id| delivered.contains(id)));
+}
