@@ -237,6 +237,9 @@ fn flush_outbox(
     out: &FlushReporter,
 ) -> Result<Exit> {
     let listing = outbox.entries()?;
+    for d in &listing.damaged {
+        out.damaged(&d.id, &d.why);
+    }
     let mut code = listing.code;
     let due: Vec<Entry> = listing
         .entries
@@ -385,12 +388,16 @@ fn flush_account(
         }
         waiting.push_back(entry);
     }
+    // Why the entries still waiting at the end were not tried.
+    let mut why_waiting = String::new();
     while !waiting.is_empty() {
         let mut client = match transport.open() {
             Ok(client) => client,
             Err(err) => {
+                why_waiting = format!("{err:#}");
                 let failed = failed_session(outbox, settings, &mut waiting, err, true, out);
-                return merge(code, failed.0);
+                code = merge(code, failed.0);
+                break;
             }
         };
         let (chunk_code, lost) = send_chunks(outbox, &mut client, settings, &mut waiting, out);
@@ -401,6 +408,7 @@ fn flush_account(
                 break;
             }
             Some((err, charged)) => {
+                why_waiting = format!("{err:#}");
                 let (failed, stop) =
                     failed_session(outbox, settings, &mut waiting, err, charged, out);
                 code = merge(code, failed);
@@ -409,6 +417,10 @@ fn flush_account(
                 }
             }
         }
+    }
+    // Left for the next flush by a failed session: each has its line too.
+    for entry in &waiting {
+        out.waiting(&entry.id, &entry.message_id, &why_waiting);
     }
     code
 }
@@ -790,13 +802,14 @@ fn finish(
         .map(|r| format!("{}: {} {}", r.address, r.code, r.text))
         .collect();
     let reason = format!("refused: {}", refused.join("; "));
-    out.entry(&entry.id, &entry.message_id, EntryStatus::Failed, &reason);
     let codes: Vec<u16> = entry.refused.iter().map(|r| r.code).collect();
     let code = match entry.all_or_nothing {
         true => Exit::Unavailable,
         false => exit::for_recipients(entry.delivered.len(), &codes),
     };
-    outbox.fail(entry, reason)?;
+    // Said once it is true: a failed move is reported as an error instead.
+    outbox.fail(entry, reason.clone())?;
+    out.entry(&entry.id, &entry.message_id, EntryStatus::Failed, &reason);
     Ok(code)
 }
 
@@ -824,8 +837,8 @@ fn requeue(
             ),
             false => reason,
         };
+        outbox.fail(entry, reason.clone())?;
         out.entry(&entry.id, &entry.message_id, EntryStatus::Failed, &reason);
-        outbox.fail(entry, reason)?;
         return Ok(if code == Exit::TempFail {
             Exit::Unavailable
         } else {
