@@ -268,14 +268,10 @@ fn flush_outbox(
                 "{} messages for {who} wait: {err:#}",
                 entries.len()
             ));
+            // Said once above for all of them; in JSON, a line each.
+            let why = format!("{err:#}");
             for e in &entries {
-                let why = format!("{err:#}");
-                out.entry(
-                    &e.id,
-                    &e.message_id,
-                    EntryStatus::Deferred { loud: false },
-                    &why,
-                );
+                out.waiting(&e.id, &e.message_id, &why);
             }
             code = merge(code, exit::code_for(&err));
         };

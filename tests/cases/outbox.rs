@@ -1787,3 +1787,62 @@ fn flush_json_into_a_closed_pipe_warns_once() {
     assert_eq!(message_ids(&server).len(), 5);
     assert_eq!(outbox_list(port, home.path()), "");
 }
+
+/// Messages for an account no longer in the config file wait: one error
+/// line for all of them on stderr, with -v too (no "still queued" per
+/// message), and a `deferred` line each in JSON.
+#[test]
+fn flush_json_reports_messages_for_an_unknown_account_once_on_stderr() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().expect("home");
+    let config = home.path().join("config.toml");
+    let account = |name: &str| {
+        format!(
+            "[accounts.{name}]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nfrom = \"me@example.com\"\n"
+        )
+    };
+    let write = |text: String| {
+        std::fs::write(&config, text).expect("config");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    };
+    write(account("kept") + &account("gone"));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let run = Mailsend::bare()
+            .home(home.path())
+            .env_os("MAILSEND_CONFIG", &config)
+            .args([
+                "--account",
+                "gone",
+                "--queue",
+                "--json",
+                "--to",
+                "a@example.com",
+                "--body",
+                "x",
+            ])
+            .run()
+            .expect(0);
+        let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+        ids.push(json["queued"].as_str().expect("id").to_owned());
+    }
+    write(account("kept"));
+    let run = Mailsend::bare()
+        .home(home.path())
+        .env_os("MAILSEND_CONFIG", &config)
+        .args(["outbox", "flush", "--all", "--json", "-v"])
+        .run();
+    assert_eq!(run.stderr().lines().count(), 1, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("2 messages for gone wait"),
+        "{}",
+        run.stderr()
+    );
+    let lines = flush_lines(&run);
+    assert_eq!(lines.len(), 3, "{}", run.stdout());
+    for line in &lines[..2] {
+        assert!(ids.iter().any(|id| line["id"] == id.as_str()), "{line}");
+        assert_eq!(line["status"], "deferred");
+    }
+    assert_eq!(lines[2]["summary"]["deferred"], 2);
+}
