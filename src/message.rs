@@ -427,8 +427,7 @@ impl Draft {
             match self.content() {
                 // A raw body: a top-level single part would add a blank
                 // line after the text.
-                Content::Text(kind, text) => {
-                    let body = Body::new(text);
+                Content::Text(kind, body) => {
                     let mut part = Headers::new();
                     part.set(kind);
                     part.set(body.encoding());
@@ -454,8 +453,8 @@ impl Draft {
         let delimiter = format!("--{boundary}\r\n");
         out.put(delimiter.as_bytes())?;
         match self.content() {
-            Content::Text(kind, text) => {
-                out.put(&SinglePart::builder().header(kind).body(text).formatted())?
+            Content::Text(kind, body) => {
+                out.put(&SinglePart::builder().header(kind).body(body).formatted())?
             }
             Content::Alternative(alt) => out.put(&alt.formatted())?,
         }
@@ -477,13 +476,13 @@ impl Draft {
                     None => alt,
                 };
                 Content::Alternative(
-                    alt.singlepart(SinglePart::plain(crlf(t)))
-                        .singlepart(SinglePart::html(crlf(h))),
+                    alt.singlepart(SinglePart::plain(text_body(t)))
+                        .singlepart(SinglePart::html(text_body(h))),
                 )
             }
-            (None, Some(h)) => Content::Text(ContentType::TEXT_HTML, crlf(h)),
-            (Some(t), None) => Content::Text(ContentType::TEXT_PLAIN, crlf(t)),
-            (None, None) => Content::Text(ContentType::TEXT_PLAIN, String::new()),
+            (None, Some(h)) => Content::Text(ContentType::TEXT_HTML, text_body(h)),
+            (Some(t), None) => Content::Text(ContentType::TEXT_PLAIN, text_body(t)),
+            (None, None) => Content::Text(ContentType::TEXT_PLAIN, text_body("")),
         }
     }
 }
@@ -504,8 +503,33 @@ fn crlf(text: &str) -> String {
     out
 }
 
+/// A text or HTML part's body, as lettre's `Body::new` makes it (same
+/// Content-Transfer-Encoding, same bytes) but in linear time: the encoding
+/// is chosen on the text as given, as lettre chooses it before its own
+/// CRLF conversion (a line ending in LF is one byte shorter than with
+/// CRLF, which decides 7bit or quoted-printable for a 74-character line),
+/// then the text is converted by `crlf`, so lettre finds no LF to fix.
+fn text_body(text: &str) -> Body {
+    use email_encoding::body::Encoding;
+    use lettre::message::header::ContentTransferEncoding as Cte;
+    let encoding = match Encoding::choose(text, false) {
+        Encoding::SevenBit => Cte::SevenBit,
+        Encoding::EightBit => Cte::EightBit,
+        Encoding::QuotedPrintable => Cte::QuotedPrintable,
+        Encoding::Base64 => Cte::Base64,
+    };
+    let text = crlf(text);
+    match encoding {
+        // What Body::new keeps as it is; new_with_encoding would check the
+        // converted text again and could refuse 7bit.
+        Cte::SevenBit | Cte::EightBit => Body::dangerous_pre_encoded(text.into_bytes(), encoding),
+        // Never refused for these two; the fallback is base64 all the same.
+        _ => Body::new_with_encoding(text, encoding).unwrap_or_else(Body::new),
+    }
+}
+
 enum Content {
-    Text(ContentType, String),
+    Text(ContentType, Body),
     Alternative(MultiPart),
 }
 
@@ -625,6 +649,47 @@ AJ+Slg==\r\n\
         let message = text(d);
         let body = message.split_once("\r\n\r\n").unwrap().1;
         assert_eq!(body, "make: entering directory\r\n".repeat(1000));
+    }
+
+    /// The encoding is the one lettre's `Body::new` chooses for the text as
+    /// given (before CRLF): a 74-character line ending in LF is 76 bytes
+    /// with its CRLF, but it was, and stays, 7bit.
+    #[test]
+    fn converting_to_crlf_first_keeps_lettres_encoding_and_bytes() {
+        let line = "a".repeat(74);
+        for (plain, rich) in [(true, false), (false, true), (true, true)] {
+            let mut d = draft();
+            d.text = plain.then(|| format!("{line}\n{line}\n"));
+            d.html = rich.then(|| format!("{line}\n{line}\n"));
+            let message = text(d);
+            assert!(
+                !message.contains("quoted-printable"),
+                "{plain} {rich}: {message}"
+            );
+        }
+        let long = "b".repeat(2000);
+        let inputs = [
+            String::new(),
+            "\n".into(),
+            "\r".into(),
+            "\r\n".into(),
+            "\nx\r".into(),
+            "x\r\r\n\n".into(),
+            format!("{}\n", "a".repeat(75)),
+            format!("{}\n", "a".repeat(76)),
+            format!("x\n{line}\n"),
+            format!("x\r\n{line}\r\n"),
+            format!("é{}\n", "é".repeat(36)),
+            format!("{long}\n"),
+            "=\x01\n".repeat(40),
+            "Grüße\naus\rKöln\r\n".into(),
+        ];
+        for input in inputs {
+            let reference = Body::new(input.clone());
+            let ours = text_body(&input);
+            assert_eq!(ours.encoding(), reference.encoding(), "{input:?}");
+            assert_eq!(ours.into_vec(), reference.into_vec(), "{input:?}");
+        }
     }
 
     #[test]

@@ -271,7 +271,8 @@ impl EntryStatus {
 #[derive(Serialize)]
 struct EntryLine<'a> {
     id: &'a str,
-    message_id: &'a str,
+    /// `null` for an entry whose state cannot be read.
+    message_id: Option<&'a str>,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reply: Option<&'a str>,
@@ -286,6 +287,23 @@ pub struct FlushReporter {
     verbose: bool,
     json: bool,
     counts: std::cell::Cell<[usize; 4]>,
+    /// Stdout could not be written (its reader is gone: `| head -1`):
+    /// said once, and no more JSON is written.
+    stdout_failed: std::cell::Cell<bool>,
+}
+
+/// The last line of `outbox flush --json`, its keys in this order.
+#[derive(Serialize)]
+struct SummaryLine {
+    summary: Counts,
+}
+
+#[derive(Serialize)]
+struct Counts {
+    sent: usize,
+    deferred: usize,
+    failed: usize,
+    error: usize,
 }
 
 impl FlushReporter {
@@ -294,6 +312,7 @@ impl FlushReporter {
             verbose,
             json,
             counts: std::cell::Cell::new([0; 4]),
+            stdout_failed: std::cell::Cell::new(false),
         }
     }
 
@@ -319,24 +338,51 @@ impl FlushReporter {
             EntryStatus::Error => errln!("mailsend: error: {id}: {text}"),
             EntryStatus::Sent => {}
         }
-        self.count_and_print(id, message_id, status, &text);
+        self.count_and_print(id, Some(message_id), status, &text);
+    }
+
+    /// An entry of a session that failed before its turn (unreachable
+    /// server, login refused): still queued, `deferred` in JSON. Nothing
+    /// on stderr: the session's failure was said there once.
+    pub fn waiting(&self, id: &str, message_id: &str, why: &str) {
+        let status = EntryStatus::Deferred { loud: false };
+        self.count_and_print(id, Some(message_id), status, &crate::term::printable(why));
+    }
+
+    /// An entry whose state cannot be read at all (already reported on
+    /// stderr as the outbox was read): `error` in JSON, message_id null.
+    pub fn damaged(&self, id: &str, why: &str) {
+        let why = crate::term::printable(why);
+        self.count_and_print(id, None, EntryStatus::Error, &why);
     }
 
     /// Counts the outcome and, with `--json`, prints its line.
-    fn count_and_print(&self, id: &str, message_id: &str, status: EntryStatus, text: &str) {
+    fn count_and_print(&self, id: &str, message_id: Option<&str>, status: EntryStatus, text: &str) {
         let (word, index) = status.word_and_index();
         let mut counts = self.counts.get();
         counts[index] += 1;
         self.counts.set(counts);
         if self.json {
             let sent = status == EntryStatus::Sent;
-            json_line(&EntryLine {
+            self.json_line(&EntryLine {
                 id,
                 message_id,
                 status: word,
                 reply: sent.then_some(text),
                 error: (!sent).then_some(text),
             });
+        }
+    }
+
+    /// One JSON line on stdout; a failure is said once, then nothing more
+    /// is written there.
+    fn json_line(&self, value: &impl Serialize) {
+        if self.stdout_failed.get() {
+            return;
+        }
+        if let Err(e) = write_json_line(value) {
+            self.stdout_failed.set(true);
+            errln!("mailsend: warning: cannot write the result to stdout: {e}");
         }
     }
 
@@ -348,7 +394,7 @@ impl FlushReporter {
             "mailsend: {level}: outbox entry {id} {}",
             crate::term::printable(why)
         );
-        self.count_and_print(id, message_id, EntryStatus::Error, why);
+        self.count_and_print(id, Some(message_id), EntryStatus::Error, why);
     }
 
     /// An error about the run, not about one entry, always shown.
@@ -372,20 +418,27 @@ impl FlushReporter {
     pub fn summary(&self) {
         if self.json {
             let [sent, deferred, failed, error] = self.counts.get();
-            json_line(&serde_json::json!({
-                "summary": {"sent": sent, "deferred": deferred, "failed": failed, "error": error}
-            }));
+            self.json_line(&SummaryLine {
+                summary: Counts {
+                    sent,
+                    deferred,
+                    failed,
+                    error,
+                },
+            });
         }
     }
 }
 
 /// One JSON object and a newline on stdout.
 pub fn json_line(value: &impl Serialize) {
-    let mut out = std::io::stdout().lock();
-    let written = serde_json::to_writer(&mut out, value)
-        .map_err(std::io::Error::from)
-        .and_then(|()| writeln!(out));
-    if let Err(e) = written {
+    if let Err(e) = write_json_line(value) {
         errln!("mailsend: warning: cannot write the result to stdout: {e}");
     }
+}
+
+fn write_json_line(value: &impl Serialize) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value).map_err(std::io::Error::from)?;
+    writeln!(out)
 }

@@ -237,6 +237,9 @@ fn flush_outbox(
     out: &FlushReporter,
 ) -> Result<Exit> {
     let listing = outbox.entries()?;
+    for d in &listing.damaged {
+        out.damaged(&d.id, &d.why);
+    }
     let mut code = listing.code;
     let due: Vec<Entry> = listing
         .entries
@@ -265,14 +268,10 @@ fn flush_outbox(
                 "{} messages for {who} wait: {err:#}",
                 entries.len()
             ));
+            // Said once above for all of them; in JSON, a line each.
+            let why = format!("{err:#}");
             for e in &entries {
-                let why = format!("{err:#}");
-                out.entry(
-                    &e.id,
-                    &e.message_id,
-                    EntryStatus::Deferred { loud: false },
-                    &why,
-                );
+                out.waiting(&e.id, &e.message_id, &why);
             }
             code = merge(code, exit::code_for(&err));
         };
@@ -303,6 +302,43 @@ fn flush_outbox(
 /// enough for a low limit on open files. Each chunk costs one more round
 /// trip (its last message's content goes alone), so not too few either.
 const CHUNK_ENTRIES: usize = 64;
+
+/// Descriptors a flush needs besides its chunk's message files.
+const RESERVED_DESCRIPTORS: libc::rlim_t = 16;
+
+/// Message files given back when the limit on open files is reached while
+/// a chunk is opened: recording an attempt opens and writes files too.
+const DESCRIPTORS_SPARED: usize = 4;
+
+/// The entries of a chunk: `CHUNK_ENTRIES`, or fewer under a low limit on
+/// open files (`ulimit -n`): half of what is left of the soft limit once
+/// `RESERVED_DESCRIPTORS` are set aside (at least one), so that a limit of
+/// 64, 32 or even 10 still leaves room for the standard streams, the
+/// socket, the lock and the files written to record each attempt.
+fn chunk_entries() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, a local.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !known || limit.rlim_cur == libc::RLIM_INFINITY {
+        return CHUNK_ENTRIES;
+    }
+    let spare = limit.rlim_cur.saturating_sub(RESERVED_DESCRIPTORS) / 2;
+    usize::try_from(spare)
+        .unwrap_or(CHUNK_ENTRIES)
+        .clamp(1, CHUNK_ENTRIES)
+}
+
+/// Whether `err` is the process (or the system) out of file descriptors.
+fn out_of_descriptors(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::EMFILE || code == libc::ENFILE)
+    })
+}
 
 /// Sends one account's due entries over one session (a new one after a
 /// dropped connection), each outcome recorded as soon as the server
@@ -348,12 +384,16 @@ fn flush_account(
         }
         waiting.push_back(entry);
     }
+    // Why the entries still waiting at the end were not tried.
+    let mut why_waiting = String::new();
     while !waiting.is_empty() {
         let mut client = match transport.open() {
             Ok(client) => client,
             Err(err) => {
+                why_waiting = format!("{err:#}");
                 let failed = failed_session(outbox, settings, &mut waiting, err, true, out);
-                return merge(code, failed.0);
+                code = merge(code, failed.0);
+                break;
             }
         };
         let (chunk_code, lost) = send_chunks(outbox, &mut client, settings, &mut waiting, out);
@@ -364,6 +404,7 @@ fn flush_account(
                 break;
             }
             Some((err, charged)) => {
+                why_waiting = format!("{err:#}");
                 let (failed, stop) =
                     failed_session(outbox, settings, &mut waiting, err, charged, out);
                 code = merge(code, failed);
@@ -372,6 +413,10 @@ fn flush_account(
                 }
             }
         }
+    }
+    // Left for the next flush by a failed session: each has its line too.
+    for entry in &waiting {
+        out.waiting(&entry.id, &entry.message_id, &why_waiting);
     }
     code
 }
@@ -393,7 +438,8 @@ fn send_chunks(
         // cannot be opened is reported and left in place.
         let mut entries = Vec::new();
         let mut files: Vec<(File, Stamp)> = Vec::new();
-        while entries.len() < CHUNK_ENTRIES {
+        let chunk = chunk_entries();
+        while entries.len() < chunk {
             let Some(entry) = waiting.pop_front() else {
                 break;
             };
@@ -405,6 +451,23 @@ fn send_chunks(
                 Ok(file) => {
                     entries.push(entry);
                     files.push(file);
+                }
+                Err(err) if out_of_descriptors(&err) && !entries.is_empty() => {
+                    // The chunk is as full as the limit on open files
+                    // allows: this entry waits for the next one, and so do
+                    // the last ones opened, to leave descriptors for
+                    // recording each attempt.
+                    waiting.push_front(entry);
+                    for _ in 0..DESCRIPTORS_SPARED {
+                        if entries.len() < 2 {
+                            break;
+                        }
+                        files.pop();
+                        if let Some(last) = entries.pop() {
+                            waiting.push_front(last);
+                        }
+                    }
+                    break;
                 }
                 Err(err) => code = merge(code, unreadable(&entry, &err, out)),
             }
@@ -735,13 +798,14 @@ fn finish(
         .map(|r| format!("{}: {} {}", r.address, r.code, r.text))
         .collect();
     let reason = format!("refused: {}", refused.join("; "));
-    out.entry(&entry.id, &entry.message_id, EntryStatus::Failed, &reason);
     let codes: Vec<u16> = entry.refused.iter().map(|r| r.code).collect();
     let code = match entry.all_or_nothing {
         true => Exit::Unavailable,
         false => exit::for_recipients(entry.delivered.len(), &codes),
     };
-    outbox.fail(entry, reason)?;
+    // Said once it is true: a failed move is reported as an error instead.
+    outbox.fail(entry, reason.clone())?;
+    out.entry(&entry.id, &entry.message_id, EntryStatus::Failed, &reason);
     Ok(code)
 }
 
@@ -769,8 +833,8 @@ fn requeue(
             ),
             false => reason,
         };
+        outbox.fail(entry, reason.clone())?;
         out.entry(&entry.id, &entry.message_id, EntryStatus::Failed, &reason);
-        outbox.fail(entry, reason)?;
         return Ok(if code == Exit::TempFail {
             Exit::Unavailable
         } else {

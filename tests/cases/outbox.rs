@@ -1587,3 +1587,262 @@ fn flush_json_reports_each_entry_and_a_summary() {
         run.stderr()
     );
 }
+
+/// A low limit on open files (`ulimit -n 64`, the chunk size, and 32)
+/// shortens the chunks: every message goes, once, and the flush exits 0.
+#[test]
+fn flush_under_a_low_open_files_limit_sends_everything_once() {
+    const MESSAGES: usize = 90;
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let mut queued = Vec::new();
+    for limit in [64, 32] {
+        // Queued while the server is elsewhere (nothing listens on 1).
+        for i in 0..MESSAGES {
+            let run = at(1, home.path())
+                .args(["--queue", "--json", "--to", "a@example.com", "--body"])
+                .args([format!("{limit} {i}")])
+                .run()
+                .expect(0);
+            let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+            queued.push(json["message_id"].as_str().expect("id").to_owned());
+        }
+        let before = message_ids(&server).len();
+        let mut flush = at(port, home.path());
+        let run = flush
+            .open_files_limit(limit)
+            .args(["outbox", "flush", "--all", "--json"])
+            .run();
+        assert_eq!(run.code(), 0, "ulimit -n {limit}: {}", run.stderr());
+        assert_eq!(outbox_list(port, home.path()), "", "ulimit -n {limit}");
+        assert_eq!(
+            message_ids(&server).len() - before,
+            MESSAGES,
+            "ulimit -n {limit}"
+        );
+        let sent = run
+            .stdout()
+            .lines()
+            .filter(|l| l.contains("\"status\":\"sent\""))
+            .count();
+        assert_eq!(sent, MESSAGES, "ulimit -n {limit}");
+    }
+    let mut delivered = message_ids(&server);
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), 2 * MESSAGES, "none twice");
+    assert!(queued.iter().all(|id| delivered.contains(id)));
+}
+
+/// The JSON lines of a flush: every object, the summary last.
+fn flush_lines(run: &crate::support::cmd::Run) -> Vec<serde_json::Value> {
+    run.stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("only JSON on stdout"))
+        .collect()
+}
+
+/// The ids of the queued entries, in the order they were queued.
+fn queued_ids(port: u16, home: &Path, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let run = at(port, home)
+                .args(["--queue", "--json", "--to", "a@example.com", "--body"])
+                .args([format!("m{i}")])
+                .run()
+                .expect(0);
+            let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+            json["queued"].as_str().expect("id").to_owned()
+        })
+        .collect()
+}
+
+/// A server nobody can reach: every due entry has its line (deferred), not
+/// only the one whose attempt was counted; stderr is the same as without
+/// --json.
+#[test]
+fn flush_json_has_a_line_for_every_entry_left_waiting_by_a_failed_session() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let ids = queued_ids(port, home.path(), 3);
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all", "--json"])
+        .run()
+        .expect(75);
+    let lines = flush_lines(&run);
+    assert_eq!(lines.len(), 4, "{}", run.stdout());
+    let mut seen: Vec<&str> = lines[..3]
+        .iter()
+        .map(|l| {
+            assert_eq!(l["status"], "deferred", "{l}");
+            assert!(
+                l["error"].as_str().is_some_and(|e| e.contains("connect")),
+                "{l}"
+            );
+            l["id"].as_str().expect("id")
+        })
+        .collect();
+    seen.sort();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert_eq!(lines[3]["summary"]["deferred"], 3);
+    let human = at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(75);
+    assert_eq!(human.stderr(), run.stderr());
+}
+
+/// A damaged entry (its meta.json unreadable as JSON) has an `error` line
+/// (message_id null: it cannot be read), counted in the summary, whose
+/// keys come in the documented order.
+#[test]
+fn flush_json_reports_a_damaged_entry() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let ids = queued_ids(port, home.path(), 2);
+    let outbox = home.path().join(".local/state/mailsend/outbox");
+    std::fs::write(outbox.join(&ids[0]).join("meta.json"), "{").expect("damage");
+    let _server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all", "--json"])
+        .run()
+        .expect(65);
+    let lines = flush_lines(&run);
+    assert_eq!(lines.len(), 3, "{}", run.stdout());
+    let damaged: Vec<_> = lines
+        .iter()
+        .filter(|l| l["id"] == ids[0].as_str())
+        .collect();
+    assert_eq!(damaged.len(), 1, "{}", run.stdout());
+    assert_eq!(damaged[0]["status"], "error");
+    assert!(damaged[0]["message_id"].is_null());
+    assert!(
+        damaged[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("damaged"))
+    );
+    assert_eq!(
+        run.stdout().lines().last(),
+        Some(r#"{"summary":{"sent":1,"deferred":0,"failed":0,"error":1}}"#)
+    );
+}
+
+/// A message refused for good whose move to failed/ fails: one line, the
+/// error (it was not moved), not "failed" and then "error".
+#[test]
+fn flush_json_reports_an_entry_once_when_its_move_to_failed_fails() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    let ids = queued_ids(port, home.path(), 1);
+    let outbox = home.path().join(".local/state/mailsend/outbox");
+    // Something already at its place in failed/: the rename fails.
+    std::fs::create_dir_all(outbox.join("failed").join(&ids[0]).join("x")).expect("mkdir");
+    let _server = TestServer::start_on(
+        with_auth(Behaviour {
+            mail_reply: Some("550 5.7.1 not you".into()),
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all", "--json"])
+        .run();
+    let lines = flush_lines(&run);
+    assert_eq!(lines.len(), 2, "{}", run.stdout());
+    assert_eq!(lines[0]["id"], ids[0].as_str());
+    assert_eq!(lines[0]["status"], "error", "{}", run.stdout());
+    assert_eq!(lines[1]["summary"]["failed"], 0);
+    assert_eq!(lines[1]["summary"]["error"], 1);
+    assert!(
+        !run.stderr().contains("moved to failed/"),
+        "{}",
+        run.stderr()
+    );
+    assert!(outbox.join(&ids[0]).is_dir(), "still queued");
+}
+
+/// `outbox flush --json | head -1`: a reader gone is said once, not once
+/// per entry; every message is still sent and the code is 0.
+#[test]
+fn flush_json_into_a_closed_pipe_warns_once() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    queued_ids(port, home.path(), 5);
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let mut child = at(port, home.path())
+        .args(["outbox", "flush", "--all", "--json"])
+        .spawn_with(std::process::Stdio::piped(), std::process::Stdio::piped());
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.matches("cannot write the result to stdout").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(message_ids(&server).len(), 5);
+    assert_eq!(outbox_list(port, home.path()), "");
+}
+
+/// Messages for an account no longer in the config file wait: one error
+/// line for all of them on stderr, with -v too (no "still queued" per
+/// message), and a `deferred` line each in JSON.
+#[test]
+fn flush_json_reports_messages_for_an_unknown_account_once_on_stderr() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().expect("home");
+    let config = home.path().join("config.toml");
+    let account = |name: &str| {
+        format!(
+            "[accounts.{name}]\nhost = \"127.0.0.1\"\nport = 1\ntls = \"none\"\nfrom = \"me@example.com\"\n"
+        )
+    };
+    let write = |text: String| {
+        std::fs::write(&config, text).expect("config");
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    };
+    write(account("kept") + &account("gone"));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let run = Mailsend::bare()
+            .home(home.path())
+            .env_os("MAILSEND_CONFIG", &config)
+            .args([
+                "--account",
+                "gone",
+                "--queue",
+                "--json",
+                "--to",
+                "a@example.com",
+                "--body",
+                "x",
+            ])
+            .run()
+            .expect(0);
+        let json: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+        ids.push(json["queued"].as_str().expect("id").to_owned());
+    }
+    write(account("kept"));
+    let run = Mailsend::bare()
+        .home(home.path())
+        .env_os("MAILSEND_CONFIG", &config)
+        .args(["outbox", "flush", "--all", "--json", "-v"])
+        .run();
+    assert_eq!(run.stderr().lines().count(), 1, "{}", run.stderr());
+    assert!(
+        run.stderr().contains("2 messages for gone wait"),
+        "{}",
+        run.stderr()
+    );
+    let lines = flush_lines(&run);
+    assert_eq!(lines.len(), 3, "{}", run.stdout());
+    for line in &lines[..2] {
+        assert!(ids.iter().any(|id| line["id"] == id.as_str()), "{line}");
+        assert_eq!(line["status"], "deferred");
+    }
+    assert_eq!(lines[2]["summary"]["deferred"], 2);
+}
