@@ -289,7 +289,7 @@ pub struct FlushReporter {
     counts: std::cell::Cell<[usize; 4]>,
     /// Stdout could not be written (its reader is gone: `| head -1`):
     /// said once, and no more JSON is written.
-    stdout_failed: std::cell::Cell<bool>,
+    lines: JsonLines,
 }
 
 /// The last line of `outbox flush --json`, its keys in this order.
@@ -312,7 +312,7 @@ impl FlushReporter {
             verbose,
             json,
             counts: std::cell::Cell::new([0; 4]),
-            stdout_failed: std::cell::Cell::new(false),
+            lines: JsonLines::default(),
         }
     }
 
@@ -374,16 +374,8 @@ impl FlushReporter {
         }
     }
 
-    /// One JSON line on stdout; a failure is said once, then nothing more
-    /// is written there.
     fn json_line(&self, value: &impl Serialize) {
-        if self.stdout_failed.get() {
-            return;
-        }
-        if let Err(e) = write_json_line(value) {
-            self.stdout_failed.set(true);
-            errln!("mailsend: warning: cannot write the result to stdout: {e}");
-        }
+        self.lines.write(value);
     }
 
     /// An entry whose files cannot be read: a warning (or an error when
@@ -431,9 +423,31 @@ impl FlushReporter {
 }
 
 /// One JSON object and a newline on stdout.
-pub fn json_line(value: &impl Serialize) {
+fn json_line(value: &impl Serialize) {
     if let Err(e) = write_json_line(value) {
         errln!("mailsend: warning: cannot write the result to stdout: {e}");
+    }
+}
+
+/// JSON Lines on stdout, one object per line, from any thread; when
+/// stdout fails (a reader gone, `| head`), that is said once and nothing
+/// more is written there.
+#[derive(Default)]
+pub struct JsonLines {
+    failed: std::sync::atomic::AtomicBool,
+}
+
+impl JsonLines {
+    pub fn write(&self, value: &impl Serialize) {
+        use std::sync::atomic::Ordering;
+        if self.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = write_json_line(value)
+            && !self.failed.swap(true, Ordering::Relaxed)
+        {
+            errln!("mailsend: warning: cannot write the result to stdout: {e}");
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::exit::Exit;
-use crate::output::json_line;
+use crate::output::JsonLines;
 use crate::term::{errln, printable};
 
 /// A row's fate in this run.
@@ -48,6 +48,21 @@ struct RowLine<'a> {
     error: Option<&'a str>,
 }
 
+/// The last line of `--json`, keys in PRODUCT.md's order.
+#[derive(Serialize)]
+struct Summary {
+    summary: SummaryCounts,
+}
+
+#[derive(Serialize)]
+struct SummaryCounts {
+    sent: u64,
+    refused: u64,
+    deferred: u64,
+    skipped: u64,
+    elapsed_s: f64,
+}
+
 #[derive(Default, Clone, Copy)]
 struct Counts {
     sent: u64,
@@ -61,6 +76,7 @@ pub struct Progress {
     json: bool,
     verbose: bool,
     counts: Mutex<Counts>,
+    lines: JsonLines,
     bar: ProgressBar,
     started: Instant,
 }
@@ -77,6 +93,7 @@ impl Progress {
             json,
             verbose,
             counts: Mutex::new(Counts::default()),
+            lines: JsonLines::default(),
             bar,
             started: Instant::now(),
         }
@@ -128,7 +145,7 @@ impl Progress {
                 reply: (sent && !text.is_empty()).then_some(&*text),
                 error: (!sent && !text.is_empty()).then_some(&*text),
             };
-            self.bar.suspend(|| json_line(&line));
+            self.bar.suspend(|| self.lines.write(&line));
         }
     }
 
@@ -162,13 +179,15 @@ impl Progress {
             c.skipped
         );
         if self.json {
-            json_line(&serde_json::json!({"summary": {
-                "sent": c.sent,
-                "refused": c.refused,
-                "deferred": c.deferred,
-                "skipped": c.skipped,
-                "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
-            }}));
+            self.lines.write(&Summary {
+                summary: SummaryCounts {
+                    sent: c.sent,
+                    refused: c.refused,
+                    deferred: c.deferred,
+                    skipped: c.skipped,
+                    elapsed_s: (elapsed * 1000.0).round() / 1000.0,
+                },
+            });
         }
     }
 
