@@ -264,3 +264,147 @@ fn three_shards_deliver_every_row_exactly_once() {
     assert_eq!(seen.len(), 31);
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
 }
+
+/// A plain SMTP sink for campaigns (PIPELINING, many connections) that can
+/// refuse connections beyond `max_sessions` with a 421 greeting, and end
+/// one session with a 421 in place of the `close_at`-th end-of-data reply
+/// (that message not accepted), as a throttling server does.
+struct Sink {
+    port: u16,
+    state: std::sync::Arc<std::sync::Mutex<SinkState>>,
+}
+
+#[derive(Default)]
+struct SinkState {
+    delivered: Vec<String>,
+    sessions: usize,
+    refused: usize,
+    open: usize,
+    ends: usize,
+}
+
+impl Sink {
+    fn start(max_sessions: usize, close_at: Option<usize>) -> Sink {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(SinkState::default()));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = shared.clone();
+                std::thread::spawn(move || {
+                    let mut out = stream.try_clone().expect("clone");
+                    {
+                        let mut s = state.lock().expect("lock");
+                        if s.open >= max_sessions {
+                            s.refused += 1;
+                            let _ = out.write_all(b"421 4.7.0 too many connections\r\n");
+                            return;
+                        }
+                        s.open += 1;
+                        s.sessions += 1;
+                    }
+                    let _ = out.write_all(b"220 sink ESMTP\r\n");
+                    let mut reader = BufReader::new(stream);
+                    let mut rcpts = Vec::new();
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                        let cmd = line.trim_end().to_ascii_uppercase();
+                        let reply: &[u8] = if cmd.starts_with("EHLO") {
+                            b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                        } else if cmd.starts_with("RCPT TO:<") {
+                            rcpts.push(line.trim_end()[9..].trim_end_matches('>').to_owned());
+                            b"250 ok\r\n"
+                        } else if cmd == "DATA" {
+                            let _ = out.write_all(b"354 go\r\n");
+                            let mut data = String::new();
+                            while reader.read_line(&mut data).unwrap_or(0) > 0 && data != ".\r\n" {
+                                data.clear();
+                            }
+                            let mut s = state.lock().expect("lock");
+                            s.ends += 1;
+                            if Some(s.ends) == close_at {
+                                let _ = out.write_all(b"421 4.7.0 slow down\r\n");
+                                break;
+                            }
+                            s.delivered.append(&mut rcpts);
+                            b"250 queued\r\n"
+                        } else if cmd == "QUIT" {
+                            let _ = out.write_all(b"221 bye\r\n");
+                            break;
+                        } else {
+                            if cmd.starts_with("MAIL") || cmd == "RSET" {
+                                rcpts.clear();
+                            }
+                            b"250 ok\r\n"
+                        };
+                        let _ = out.write_all(reply);
+                        line.clear();
+                    }
+                    state.lock().expect("lock").open -= 1;
+                });
+            }
+        });
+        Sink { port, state }
+    }
+
+    /// How many times each address was accepted.
+    fn counts(&self) -> HashMap<String, usize> {
+        let mut seen = HashMap::new();
+        for rcpt in &self.state.lock().expect("lock").delivered {
+            *seen.entry(rcpt.clone()).or_default() += 1;
+        }
+        seen
+    }
+}
+
+/// `mailsend bulk` against a plain sink, no login.
+fn bulk_plain(port: u16, dir: &Path, extra: &[&str]) -> Run {
+    let mut m = Mailsend::bare();
+    m.home(dir)
+        .env("MAILSEND_HOST", "127.0.0.1")
+        .env("MAILSEND_PORT", &port.to_string())
+        .env("MAILSEND_TLS", "none")
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--body", "Dear {{ name }}", "--yes", "--json"])
+        .args(["--unsubscribe-mailto", "u@example.com"])
+        .args(extra);
+    m.run()
+}
+
+/// A server that takes two connections at a time gets two: the others
+/// are refused with a 421 greeting and the run goes on without them.
+#[test]
+fn a_server_that_limits_connections_gets_fewer_not_errors() {
+    let sink = Sink::start(2, None);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(40)).expect("list");
+    let run = bulk_plain(sink.port, dir.path(), &["--concurrency", "4"]).expect(0);
+    let seen = sink.counts();
+    assert_eq!(seen.len(), 40, "{}", run.stderr());
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    let state = sink.state.lock().expect("lock");
+    assert!(state.refused >= 1, "the limit was reached");
+    assert!(!run.stderr().contains("error"), "{}", run.stderr());
+}
+
+/// A 421 in place of an end-of-data reply: that message was not taken;
+/// the run reconnects and sends it again, and every row arrives once.
+#[test]
+fn a_421_mid_campaign_reconnects_and_skips_no_row() {
+    let sink = Sink::start(10, Some(7));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(30)).expect("list");
+    let run = bulk_plain(sink.port, dir.path(), &["--concurrency", "1"]).expect(0);
+    let (rows, summary) = results(&run);
+    assert_eq!(summary["sent"], 30, "{}", run.stderr());
+    assert!(rows.values().all(|r| r["status"] == "sent"));
+    let seen = sink.counts();
+    assert_eq!(seen.len(), 30);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    assert!(
+        sink.state.lock().expect("lock").sessions >= 2,
+        "it reconnected"
+    );
+}
