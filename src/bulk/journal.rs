@@ -102,6 +102,25 @@ impl Journal {
                 )),
                 _ => cannot(e),
             })?;
+        // One run of a campaign at a time: a second would send every row
+        // the first has not settled yet. The lock goes with the process.
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::EWOULDBLOCK) => Failure::new(
+                    Exit::TempFail,
+                    format!(
+                        "another run of this campaign is using its journal {}",
+                        path.display()
+                    ),
+                )
+                .with_hint("wait for it to end; running the same command again then resumes"),
+                _ => cannot(err),
+            }
+            .into());
+        }
         let meta = file.metadata().map_err(cannot)?;
         if !meta.is_file() {
             return Err(Failure::config(format!(
@@ -338,6 +357,18 @@ mod tests {
         std::os::unix::fs::symlink(&path, &link).unwrap();
         let err = Journal::open(&link, &columns(), "t").err().unwrap();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn a_second_run_of_the_same_campaign_is_refused_while_the_first_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let first = Journal::open(&path, &columns(), "t").unwrap();
+        let err = Journal::open(&path, &columns(), "t").err().unwrap();
+        assert_eq!(crate::exit::code_for(&err), Exit::TempFail);
+        assert!(err.to_string().contains("another run"), "{err}");
+        drop(first);
+        Journal::open(&path, &columns(), "t").unwrap();
     }
 
     #[test]
