@@ -724,7 +724,28 @@ fn preamble() -> impl Strategy<Value = Vec<u8>> {
 fn structured_message() -> impl Strategy<Value = Vec<u8>> {
     (
         preamble(),
-        vec((header_field(), separator()), 0..8),
+        vec(
+            (
+                prop_oneof![
+                    3 => header_field(),
+                    1 => prop::sample::select(vec![
+                        "Content-Type: multipart/mixed; boundary=b",
+                        "Content-Type: message/rfc822",
+                        "Content-Type: text/plain; charset=utf-8",
+                        "Content-Type: Multipart/Alternative (x)",
+                        "Content-Transfer-Encoding: base64",
+                        "Content-Transfer-Encoding: 8bit",
+                        "Content-Transfer-Encoding: 7BIT (c)",
+                        "MIME-Version: 1.0",
+                        "From: root (Cron Daemon)",
+                        "To: root, a@example.com",
+                    ])
+                    .prop_map(bytes),
+                ],
+                separator(),
+            ),
+            0..8,
+        ),
         vec((line(), end_of_line()), 0..4),
         prop::sample::select(vec!["\n", "\r\n", "", "\r", "\n\n", " \n"]),
         vec(
@@ -732,6 +753,15 @@ fn structured_message() -> impl Strategy<Value = Vec<u8>> {
                 prop_oneof![
                     4 => good_body_line(),
                     2 => line(),
+                    // Long lines of multi-octet characters, at any offset.
+                    1 => (
+                        0..4usize,
+                        prop::sample::select(vec!["\u{e9}", "\u{20ac}", "\u{1f600}", ". "]),
+                        300..1200usize,
+                    )
+                        .prop_map(|(offset, c, n)| {
+                            [b"a".repeat(offset), c.repeat(n).into_bytes()].concat()
+                        }),
                     1 => prop::sample::select(vec![
                         &b"."[..], b".\r", b"..", b"", b" \t", b"\0", b"\xc3", b"\xa9", b"\xe2\x82",
                         b"--b", b"From x Sat Nov 28 10:00:00 2026",
