@@ -19,11 +19,12 @@
 //! at all (`echo hi | sendmail root`), as in sendmail.
 //!
 //! Streamed: the input is spooled as it came (`input.rs`); the header
-//! block is read line by line and held (at most 8 MiB; a longer header
-//! block, or a line over 8 MiB before the first empty line, is refused with
-//! 65); the body is read twice, a piece at a time, never held: once to learn
-//! what the repairs need (`Facts`), once to write it, repaired, after the
-//! header into the outgoing spool. `draft/reference.rs` keeps the former
+//! block is read line by line and held (at most 8 MiB: a longer header
+//! block, a header line over 8 MiB, or a first line over 8 MiB that starts
+//! with `From `, is refused with 65; a longer text line is read a piece at
+//! a time, `LongLine`); the body is read twice, a piece at a time, never
+//! held: once to learn what the repairs need (`Facts`), once to write it,
+//! repaired, after the header into the outgoing spool. `draft/reference.rs` keeps the former
 //! in-memory reading, and the tests check both give the same bytes.
 
 use anyhow::Result;
@@ -31,7 +32,7 @@ use lettre::message::Mailbox;
 use lettre::message::header::{self, Headers};
 
 use super::address::{quoted, rfind_unquoted, strip_comments};
-use super::input::{self, Event, Lines, Raw};
+use super::input::{self, Event, Line, Lines, Raw};
 use super::lines;
 use crate::config::FromPolicy;
 use crate::exit::Failure;
@@ -123,9 +124,12 @@ impl<'a> Draft<'a> {
         // The second line decides on a loose mbox separator only.
         if ahead
             .front()
-            .is_some_and(|(_, l, _)| l.starts_with(b"From "))
+            .is_some_and(|(_, l, _)| l.bytes.starts_with(b"From "))
         {
             ahead.extend(next_line(&mut lines)?);
+            if ahead.iter().any(|(_, l, _)| l.long) {
+                return Err(line_too_long());
+            }
         }
         let mut first_number = 1;
         // An mbox separator: a real one (`From addr ctime-date`), or any
@@ -136,9 +140,9 @@ impl<'a> Draft<'a> {
             is_mbox_from(l)
                 || (l.starts_with(b"From ")
                     && !is_field_start(l) // `From : x` is the obsolete From field
-                    && ahead.get(1).is_some_and(|(_, next, _)| is_field_start(next)))
+                    && ahead.get(1).is_some_and(|(_, next, _)| is_field_start(&next.bytes)))
         };
-        if ahead.front().is_some_and(|(_, l, _)| separator(l)) {
+        if ahead.front().is_some_and(|(_, l, _)| separator(&l.bytes)) {
             ahead.pop_front();
             first_number = 2;
         }
@@ -148,10 +152,54 @@ impl<'a> Draft<'a> {
         let mut block = Block::Start;
         let mut body_at = None;
         let mut n = 0;
-        'lines: while let Some((at, raw_line, end)) = match ahead.pop_front() {
+        'lines: while let Some((at, read, end)) = match ahead.pop_front() {
             Some(line) => Some(line),
             None => next_line(&mut lines)?,
         } {
+            let number = n + first_number;
+            n += 1;
+            if read.long {
+                // Too long to hold: only its first piece, and whether a
+                // later one starts a field, can keep it out of the header.
+                let long = LongLine::read(&read.bytes, &mut lines)?;
+                let prefix = read.bytes;
+                match &block {
+                    _ if long.blank => {
+                        body_at = Some(match &block {
+                            Block::Text { at, .. } => *at,
+                            _ => lines.offset(),
+                        });
+                        break;
+                    }
+                    Block::Start if !long.field_like => {
+                        body_at = Some(at);
+                        break;
+                    }
+                    Block::Fields if long.field_like && !long.field_start => {
+                        return Err(not_a_field(number, &prefix));
+                    }
+                    Block::Start | Block::Fields if long.field_like || long.continued => {
+                        return Err(line_too_long());
+                    }
+                    Block::Start | Block::Fields => {
+                        if long.later_field_start {
+                            return Err(not_a_field(number, &prefix));
+                        }
+                        block = Block::Text {
+                            number,
+                            line: prefix,
+                            at,
+                        };
+                    }
+                    Block::Text { number, line, .. } => {
+                        if long.field_like || long.later_field_start {
+                            return Err(not_a_field(*number, line));
+                        }
+                    }
+                }
+                continue;
+            }
+            let raw_line = read.bytes;
             let line = strip_crs(&raw_line);
             if line.is_empty() {
                 // The empty line ends the header block.
@@ -161,7 +209,6 @@ impl<'a> Draft<'a> {
                 });
                 break;
             }
-            let number = n + first_number;
             let clean: Vec<u8> = line.iter().copied().filter(|b| *b != 0).collect();
             for piece in header_pieces(&clean) {
                 let continued = piece.first().is_some_and(|b| *b == b' ' || *b == b'\t');
@@ -216,7 +263,6 @@ impl<'a> Draft<'a> {
                     .into());
                 }
             }
-            n += 1;
         }
         if let (None, Block::Text { at, .. }) = (body_at, &block) {
             // No empty line: the text after the last field is the body.
@@ -249,10 +295,120 @@ impl<'a> Draft<'a> {
 }
 
 /// The next line before the first empty line, with where it starts and
-/// where the next one does.
-fn next_line(lines: &mut Lines) -> Result<Option<(u64, Vec<u8>, u64)>> {
+/// where the next one does (or, for a long line, where its rest does).
+fn next_line(lines: &mut Lines) -> Result<Option<(u64, Line, u64)>> {
     let at = lines.offset();
-    Ok(lines.line(HEAD_CAP)?.map(|l| (at, l, lines.offset())))
+    Ok(lines.line()?.map(|l| (at, l, lines.offset())))
+}
+
+fn line_too_long() -> anyhow::Error {
+    Failure::data(format!(
+        "sendmail mode: a line before the first empty line is longer than {} MiB",
+        input::LINE_CAP >> 20
+    ))
+    .with_hint("an empty line must end the header block")
+    .into()
+}
+
+/// What decides the header block of a line too long to hold, read a piece
+/// at a time: as `header_pieces` would split it (NULs dropped, at CR), its
+/// first candidate, and whether a later piece starts a field.
+#[derive(Default)]
+struct LongLine {
+    /// Only CRs: an empty line.
+    blank: bool,
+    field_like: bool,
+    field_start: bool,
+    continued: bool,
+    later_field_start: bool,
+}
+
+impl LongLine {
+    /// Reads the line that starts with `start` to its end.
+    fn read(start: &[u8], lines: &mut Lines) -> Result<LongLine> {
+        let mut scan = Scan::default();
+        scan.feed(start);
+        lines.rest_of_line(&mut |piece| scan.feed(piece))?;
+        scan.end_piece();
+        let (field_like, field_start, continued) = scan.first.unwrap_or_default();
+        Ok(LongLine {
+            blank: !scan.not_blank,
+            field_like,
+            field_start,
+            continued,
+            later_field_start: scan.later_field_start,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Scan {
+    not_blank: bool,
+    /// The first non-empty piece: field-like, a valid field, continued.
+    first: Option<(bool, bool, bool)>,
+    later_field_start: bool,
+    /// The current piece: its length, first octet, and name so far.
+    length: usize,
+    lead: u8,
+    name: Name,
+}
+
+/// A piece's field name as read so far (see `field_name`).
+#[derive(Default, Clone, Copy)]
+enum Name {
+    #[default]
+    Empty,
+    /// Name octets, all printable ASCII or not.
+    Text(bool),
+    /// SP or HTAB after the name.
+    Trailing(bool),
+    /// The colon: a field, valid or not.
+    Colon(bool),
+    /// No field: white space inside the name, or no name.
+    Dead,
+}
+
+impl Scan {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.not_blank = self.not_blank || b != b'\r';
+            match b {
+                0 => {}
+                b'\r' => self.end_piece(),
+                _ => {
+                    if self.length == 0 {
+                        self.lead = b;
+                    }
+                    self.length += 1;
+                    let space = b == b' ' || b == b'\t';
+                    let printable = (33..=126).contains(&b);
+                    self.name = match (self.name, b) {
+                        (Name::Empty, b':') => Name::Dead,
+                        (Name::Empty, _) if space => Name::Dead,
+                        (Name::Empty, _) => Name::Text(printable),
+                        (Name::Text(p) | Name::Trailing(p), b':') => Name::Colon(p),
+                        (Name::Text(p) | Name::Trailing(p), _) if space => Name::Trailing(p),
+                        (Name::Text(p), _) => Name::Text(p && printable),
+                        (Name::Trailing(_), _) => Name::Dead,
+                        (done, _) => done,
+                    };
+                }
+            }
+        }
+    }
+
+    fn end_piece(&mut self) {
+        if self.length > 0 {
+            let like = matches!(self.name, Name::Colon(_));
+            let start = matches!(self.name, Name::Colon(true));
+            match self.first {
+                None => self.first = Some((like, start, self.lead == b' ' || self.lead == b'\t')),
+                Some(_) => self.later_field_start = self.later_field_start || start,
+            }
+        }
+        self.length = 0;
+        self.name = Name::Empty;
+    }
 }
 
 impl super::Message for Draft<'_> {

@@ -22,6 +22,9 @@ pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// Octets read back at a time.
 const CHUNK: usize = 64 * 1024;
 
+/// The longest line read whole (one before the first empty line).
+pub const LINE_CAP: usize = 8 << 20;
+
 /// The input as read from stdin, byte for byte.
 pub struct Raw {
     data: Composed,
@@ -34,6 +37,8 @@ pub struct Raw {
     /// Read-back sizes: the buffer, and a piece of a body line.
     buffer: usize,
     chunk: usize,
+    /// The longest line read whole.
+    cap: usize,
 }
 
 impl Raw {
@@ -73,6 +78,7 @@ impl Raw {
             tiny,
             buffer: CHUNK,
             chunk: CHUNK,
+            cap: LINE_CAP,
         })
     }
 
@@ -87,6 +93,13 @@ impl Raw {
     pub fn with_sizes(mut self, buffer: usize, chunk: usize) -> Raw {
         self.buffer = buffer.max(1);
         self.chunk = chunk.max(3);
+        self
+    }
+
+    /// Tests: lines longer than `cap` (at least 256) are long.
+    #[cfg(test)]
+    pub fn with_line_cap(mut self, cap: usize) -> Raw {
+        self.cap = cap.max(256);
         self
     }
 
@@ -155,6 +168,8 @@ pub struct Lines<'a> {
     offset: u64,
     /// A lone dot or the end of the input was reached.
     done: bool,
+    chunk: usize,
+    cap: usize,
 }
 
 impl<'a> Lines<'a> {
@@ -178,6 +193,8 @@ impl<'a> Lines<'a> {
             dots: raw.sep == b'\n' && !ignore_dots,
             offset: at,
             done,
+            chunk: raw.chunk,
+            cap: raw.cap,
         }
     }
 
@@ -215,33 +232,45 @@ impl<'a> Lines<'a> {
     }
 
     /// The next line, without its line end; `None` at the end of the
-    /// message. Refused (65): a line longer than `cap`.
-    pub fn line(&mut self, cap: usize) -> Result<Option<Vec<u8>>> {
+    /// message. A line longer than the cap (8 MiB) comes as its first
+    /// octets, `long`: the rest is then `rest_of_line`'s.
+    pub fn line(&mut self) -> Result<Option<Line>> {
         if self.done {
             return Ok(None);
         }
-        let mut line = Vec::new();
-        match self.piece(&mut line, cap.saturating_add(1))? {
-            Got::Eof if line.is_empty() => {
+        let mut bytes = Vec::new();
+        let long = match self.piece(&mut bytes, self.cap.saturating_add(1))? {
+            Got::Eof if bytes.is_empty() => {
                 self.done = true;
                 return Ok(None);
             }
-            Got::Full => {
-                return Err(Failure::data(format!(
-                    "sendmail mode: a line before the first empty line is longer than {} MiB",
-                    cap >> 20
-                ))
-                .with_hint("an empty line must end the header block")
-                .into());
-            }
-            _ => {}
-        }
-        if self.is_dot(&line) {
+            got => got == Got::Full,
+        };
+        if !long && self.is_dot(&bytes) {
             self.done = true;
             return Ok(None);
         }
-        Ok(Some(line))
+        Ok(Some(Line { bytes, long }))
     }
+
+    /// Feeds what is left of a long line to `sink`, a piece at a time.
+    pub fn rest_of_line(&mut self, sink: &mut dyn FnMut(&[u8])) -> Result<()> {
+        let mut buf = Vec::with_capacity(self.chunk);
+        loop {
+            buf.clear();
+            let got = self.piece(&mut buf, self.chunk)?;
+            sink(&buf);
+            if got != Got::Full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A line read whole, or the start of one too long for that.
+pub struct Line {
+    pub bytes: Vec<u8>,
+    pub long: bool,
 }
 
 /// What the body is made of, in order.

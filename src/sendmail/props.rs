@@ -10,7 +10,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
-use super::input::Raw;
+use super::input::{LINE_CAP, Raw};
 use super::{Job, compose};
 use crate::config::FromPolicy;
 use crate::exit::Exit;
@@ -619,8 +619,14 @@ proptest! {
 /// The streaming path and the former in-memory one (`draft::reference`)
 /// on the same input and job, with the same clock and Message-ID; the
 /// spool read back `buffer` octets at a time and body lines in pieces of
-/// `chunk`.
-fn oracle(input: &[u8], job: &Job, buffer: usize, chunk: usize) -> Result<(), TestCaseError> {
+/// `chunk`, lines over `cap` before the first empty line read as long
+/// ones. Below the real cap (8 MiB) the streaming path may refuse a long
+/// line where the in-memory one did not; nothing else may differ.
+fn oracle(
+    input: &[u8],
+    job: &Job,
+    (buffer, chunk, cap): (usize, usize, usize),
+) -> Result<(), TestCaseError> {
     use std::time::{Duration, SystemTime};
 
     use super::compose_draft;
@@ -630,7 +636,8 @@ fn oracle(input: &[u8], job: &Job, buffer: usize, chunk: usize) -> Result<(), Te
     let new_id = |m: &lettre::message::Mailbox| format!("<fixed@{}>", m.email.domain());
     let raw = Raw::read(&mut &input[..])
         .map_err(|e| TestCaseError::fail(format!("{e:#}")))?
-        .with_sizes(buffer, chunk);
+        .with_sizes(buffer, chunk)
+        .with_line_cap(cap);
     let streamed = Draft::parse(&raw, job.ignore_dots)
         .and_then(|draft| compose_draft(draft, job, now, new_id));
     let expected = reference::Draft::parse(input, job.ignore_dots)
@@ -643,7 +650,13 @@ fn oracle(input: &[u8], job: &Job, buffer: usize, chunk: usize) -> Result<(), Te
                 .map(|f| format!("{f:?}")),
         )
     };
+    let capped = |e: &anyhow::Error| {
+        let text = format!("{e:#}");
+        text.starts_with("sendmail mode: a line before the first empty line is longer than")
+            || text.starts_with("sendmail mode: the header block is larger than")
+    };
     match (streamed, expected) {
+        (Err(e), _) if cap < LINE_CAP && capped(&e) => {}
         (Ok(None), Ok(None)) => {}
         (Ok(Some(got)), Ok(Some(want))) => {
             prop_assert_eq!(&got.message_id, &want.message_id);
@@ -677,8 +690,7 @@ fn oracle(input: &[u8], job: &Job, buffer: usize, chunk: usize) -> Result<(), Te
 fn oracle_with(
     input: &[u8],
     (read_recipients, ignore_dots, skip_empty, policy): (bool, bool, bool, FromPolicy),
-    buffer: usize,
-    chunk: usize,
+    sizes: (usize, usize, usize),
 ) -> Result<(), TestCaseError> {
     let aliases = aliases();
     let arguments = if read_recipients {
@@ -697,7 +709,7 @@ fn oracle_with(
         from_policy: policy,
         full_name: None,
     };
-    oracle(input, &job, buffer, chunk)
+    oracle(input, &job, sizes)
 }
 
 /// What may come before a message: a byte order mark, mbox separators.
@@ -719,6 +731,24 @@ fn preamble() -> impl Strategy<Value = Vec<u8>> {
 
 /// A message: a header block of fields of every kind, any line ends, a
 /// body of any lines; or the bare inputs of the other tests.
+/// Lines longer than the oracle's small line caps, of the kinds that
+/// decide the header block: fields, continuation lines, text, with bare
+/// CRs before fields further on, and lines of CRs only (empty lines).
+fn long_head_line() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => (
+            prop::sample::select(vec!["", " ", "\t", "\r", "\0", " \t"]),
+            prop::sample::select(vec!["X-A: ", "x", "Bcc: hidden@example.org", "no field", "B\0cc:", "x\x0c:", "X :"]),
+            (250..1300usize, prop::sample::select(vec![b'a', b' ', b'\r', 0, b':', 0xc3])),
+            prop::sample::select(vec!["", "\rTo: a@example.com", "\r\0Bcc: x", "\r b", "\r\r\r", "\rno: field"]),
+        )
+            .prop_map(|(lead, start, (n, fill), end)| {
+                [bytes(lead), bytes(start), vec![fill; n], bytes(end)].concat()
+            }),
+        1 => (250..1300usize).prop_map(|n| vec![b'\r'; n]),
+    ]
+}
+
 /// A message: a header block of fields of every kind, any line ends, a
 /// body of any lines.
 fn structured_message() -> impl Strategy<Value = Vec<u8>> {
@@ -746,7 +776,13 @@ fn structured_message() -> impl Strategy<Value = Vec<u8>> {
             ),
             0..8,
         ),
-        vec((line(), end_of_line()), 0..4),
+        vec(
+            (
+                prop_oneof![3 => line(), 2 => long_head_line()],
+                end_of_line(),
+            ),
+            0..4,
+        ),
         prop::sample::select(vec!["\n", "\r\n", "", "\r", "\n\n", " \n"]),
         vec(
             (
@@ -837,8 +873,9 @@ proptest! {
         switches in switches(),
         buffer in prop_oneof![1..40usize, Just(64 * 1024)],
         chunk in prop_oneof![3..40usize, Just(64 * 1024)],
+        cap in prop_oneof![256..1200usize, Just(LINE_CAP)],
     ) {
-        oracle_with(&input, switches, buffer, chunk)?;
+        oracle_with(&input, switches, (buffer, chunk, cap))?;
     }
 }
 
@@ -850,9 +887,14 @@ fn check_all(input: &[u8]) {
         (true, true, true, FromPolicy::Auto),
         (true, false, false, FromPolicy::Never),
     ] {
-        for (buffer, chunk) in [(64 * 1024, 64 * 1024), (7, 5), (4096, 1000)] {
-            if let Err(e) = oracle_with(input, switches, buffer, chunk) {
-                panic!("{switches:?} {buffer} {chunk}: {e}");
+        for sizes in [
+            (64 * 1024, 64 * 1024, LINE_CAP),
+            (7, 5, LINE_CAP),
+            (4096, 1000, LINE_CAP),
+            (4096, 1000, 300),
+        ] {
+            if let Err(e) = oracle_with(input, switches, sizes) {
+                panic!("{switches:?} {sizes:?}: {e}");
             }
         }
     }
@@ -960,6 +1002,88 @@ fn a_header_block_over_8_mib_is_refused_and_a_long_body_line_is_not() {
     input.extend(vec![b'b'; 9 << 20]);
     input.extend(b"\n");
     let switches = (false, false, false, FromPolicy::Auto);
-    oracle_with(&input, switches, 64 * 1024, 64 * 1024).unwrap();
-    oracle_with(&input, switches, 1000, 999).unwrap();
+    oracle_with(&input, switches, (64 * 1024, 64 * 1024, LINE_CAP)).unwrap();
+    oracle_with(&input, switches, (1000, 999, LINE_CAP)).unwrap();
+}
+
+#[test]
+fn long_lines_before_the_empty_line_decide_as_short_ones_do() {
+    let long = |s: &str| [s.as_bytes(), &[b'w'; 400]].concat();
+    let crs = vec![b'\r'; 400];
+    let cases: Vec<Vec<u8>> = vec![
+        // An empty line of CRs only ends the header block.
+        [b"Subject: s\n".as_slice(), &crs, b"\nbody\n"].concat(),
+        [crs.as_slice(), b"\nBcc: x@example.org\n"].concat(),
+        // Text first: no header block, whatever follows.
+        [long("text ").as_slice(), b"\nBcc: x@example.org\n\nb\n"].concat(),
+        [long("  x: ").as_slice(), b"\nTo: a@example.com\n"].concat(),
+        // Text after the fields: the body, unless a field follows.
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("some text"),
+            b"\nmore\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("some text"),
+            b"\nBcc: x@example.org\n\nb\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("text"),
+            b"\rBcc: x@example.org\n\nb\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\nno field\n".as_slice(),
+            &long("x\x0c:"),
+            b"\n\nb\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\nno field\n".as_slice(),
+            &long(" x:"),
+            b"\n\nb\n",
+        ]
+        .concat(),
+        // A broken field too long to hold.
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("B\u{e9}cc: "),
+            b"\n\nb\n",
+        ]
+        .concat(),
+    ];
+    for input in &cases {
+        check_all(input);
+    }
+    // A field or continuation line too long to hold is refused.
+    for input in [
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("X-Long: "),
+            b"\n\nb\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long(" folded "),
+            b"\n\nb\n",
+        ]
+        .concat(),
+        [
+            long("From x Sat Nov 28 10:00:00 2026 ").as_slice(),
+            b"\nTo: a\n\nb\n",
+        ]
+        .concat(),
+    ] {
+        let raw = Raw::read(&mut &input[..]).unwrap().with_line_cap(300);
+        let err = super::draft::Draft::parse(&raw, true)
+            .err()
+            .expect("refused");
+        assert_eq!(crate::exit::code_for(&err), Exit::DataErr);
+        assert!(format!("{err:#}").contains("longer than 8 MiB"), "{err:#}");
+    }
 }
