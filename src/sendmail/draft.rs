@@ -1096,3 +1096,66 @@ mod tests {
         assert!(String::from_utf8_lossy(&out).contains("\r\n yyy"));
     }
 }
+
+#[cfg(test)]
+mod streamed {
+    use super::reference;
+    use super::*;
+    use crate::sendmail::Message;
+
+    /// The fields and the message, or the error.
+    type Reading = Result<(Vec<Vec<u8>>, Vec<u8>), String>;
+
+    /// `Reading` of both ways.
+    fn both(input: &[u8], ignore_dots: bool) -> [Reading; 2] {
+        let raw = Raw::read(&mut &input[..]).unwrap();
+        let streamed = Draft::parse(&raw, ignore_dots).and_then(|d| {
+            let fields = d.fields.clone();
+            Ok((fields, d.finish()?.into_bytes()))
+        });
+        let reference = reference::Draft::parse(input, ignore_dots).and_then(|d| {
+            let fields = d.fields.clone();
+            Ok((fields, d.into_bytes()?))
+        });
+        [streamed, reference].map(|r| r.map_err(|e| format!("{e:#}")))
+    }
+
+    /// The inputs of the unit tests above (which read them in memory),
+    /// read streaming: the same fields, message and errors.
+    #[test]
+    fn the_unit_tests_inputs_read_the_same_streaming() {
+        let long = "y".repeat(1200);
+        let inputs: Vec<Vec<u8>> = vec![
+            b"From root  Mon Jan  1 00:00:00 2026\nSubject: caf\xe9\n  folded\nTo: x@example.com\n\nbody\n.\nafter\n".to_vec(),
+            b"Subject: a\r\n\r\nbody\r\n.\r\nafter".to_vec(),
+            b"To: a@example.com\nSubject: hi\rBcc: s@example.org\nBcc : t@example.org\nB\0cc: u@example.org\n\nx\n".to_vec(),
+            b"To: a@example.com\nSubject: s\nsee you at 10:30\n\nmore\n".to_vec(),
+            b"Backup done\nErrors: none\n".to_vec(),
+            b"\nBcc: x@example.com\n".to_vec(),
+            b"To: a@example.com\nno header\nBcc: s@example.org\n\nx\n".to_vec(),
+            b"From x Sat Nov 28 10:00:00 2026\nTo: a\nS\xc3\xbcbject: x\n\nb\n".to_vec(),
+            b"X\x01Y: z\n\nb\n".to_vec(),
+            b"To: a\n\x00\x00\nCc: b\n".to_vec(),
+            b"\xEF\xBB\xBFTo: a@example.com\n\nx\n".to_vec(),
+            b"To: a\rBcc: b\r\rx\r.\ry\r".to_vec(),
+            b"From x Sat Nov 28 10:00:00 2026\rSubject: s\r\rb".to_vec(),
+            b"Subject: s\n \t\n  x\n\na\rb\r\r\n\rc\n".to_vec(),
+            format!("Subject: s\n\nshort\n{long}\n").into_bytes(),
+            b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\nMIME-Version: 1.0\n\ncaf\xe9\0\n".to_vec(),
+            b"Subject: s\n\n\xff\0\n".to_vec(),
+            b"Subject: s\n\ncaf\xc3\xa9\n".to_vec(),
+            format!("Content-Type: message/rfc822\n\n{long}\n").into_bytes(),
+            b".".to_vec(),
+            b".\r".to_vec(),
+            b"\r".to_vec(),
+            b"\xEF\xBB\xBF.\r".to_vec(),
+            b"".to_vec(),
+        ];
+        for input in &inputs {
+            for ignore_dots in [false, true] {
+                let [streamed, reference] = both(input, ignore_dots);
+                assert_eq!(streamed, reference, "{:?}", String::from_utf8_lossy(input));
+            }
+        }
+    }
+}
