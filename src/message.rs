@@ -25,7 +25,7 @@ mod spool;
 
 pub use attach::Attachment;
 pub use spool::Composed;
-use spool::Spool;
+pub use spool::Spool;
 
 /// Headers that mailsend writes itself, with the flag to use instead;
 /// `--header` may not set them.

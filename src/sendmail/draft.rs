@@ -17,28 +17,87 @@
 //! what it was meant to be, and guessing could publish a header or lose
 //! text. Input that does not start with a header field has no header block
 //! at all (`echo hi | sendmail root`), as in sendmail.
+//!
+//! Streamed: the input is spooled as it came (`input.rs`); the header
+//! block is read line by line and held (at most 8 MiB: a longer header
+//! block, a header line over 8 MiB, or a first line over 8 MiB that starts
+//! with `From `, is refused with 65; a longer text line is read a piece at
+//! a time, `LongLine`); the body is read twice, a piece at a time, never
+//! held: once to learn what the repairs need (`Facts`), once to write it,
+//! repaired, after the header into the outgoing spool. `draft/reference.rs` keeps the former
+//! in-memory reading, and the tests check both give the same bytes.
 
 use anyhow::Result;
 use lettre::message::Mailbox;
 use lettre::message::header::{self, Headers};
 
 use super::address::{quoted, rfind_unquoted, strip_comments};
+use super::input::{self, Event, Line, Lines, Raw};
 use super::lines;
 use crate::config::FromPolicy;
 use crate::exit::Failure;
-use crate::message;
+use crate::message::{self, Composed, Spool};
 
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+#[cfg(test)]
+pub use super::input::BOM;
 
-pub struct Draft {
-    /// Each field with its continuation lines, CRLF-terminated; no NUL,
-    /// CR or LF other than those line ends.
-    fields: Vec<Vec<u8>>,
-    /// The body's lines, without line endings, CR or LF.
-    body: Vec<Vec<u8>>,
+#[cfg(test)]
+pub mod reference;
+
+/// The most the header block may hold, and the longest line before the
+/// first empty line.
+const HEAD_CAP: usize = 8 << 20;
+
+/// Output is put into the spool in pieces of about this size.
+const OUT_PIECE: usize = 64 * 1024;
+
+/// The header fields, each with its continuation lines, CRLF-terminated;
+/// no NUL, CR or LF other than those line ends.
+pub struct Head {
+    pub(super) fields: Vec<Vec<u8>>,
 }
 
-impl Draft {
+/// The message read from stdin: its header block in memory, its body
+/// where it lies in the spool.
+pub struct Draft<'a> {
+    head: Head,
+    raw: &'a Raw,
+    ignore_dots: bool,
+    /// Where the body's first line starts; `None` when there is no body.
+    body_at: Option<u64>,
+    facts: Facts,
+}
+
+impl std::ops::Deref for Draft<'_> {
+    type Target = Head;
+    fn deref(&self) -> &Head {
+        &self.head
+    }
+}
+
+impl std::ops::DerefMut for Draft<'_> {
+    fn deref_mut(&mut self) -> &mut Head {
+        &mut self.head
+    }
+}
+
+/// Where the header block stands while it is read.
+enum Block {
+    /// Nothing read yet.
+    Start,
+    /// Every candidate so far is in the header block.
+    Fields,
+    /// A line that is neither a field nor a continuation line: the body
+    /// starts there, unless a field-like line follows before the first
+    /// empty line, which makes it a broken header line (65).
+    Text {
+        number: usize,
+        line: Vec<u8>,
+        at: u64,
+    },
+}
+
+impl<'a> Draft<'a> {
     /// Splits `input` into header fields and body.
     ///
     /// Lines end at LF (at CR in input that has no LF at all, where the
@@ -54,96 +113,462 @@ impl Draft {
     /// holding only `.` (one CR before the LF allowed) ends the message,
     /// as in sendmail, before any bare CR is looked at. NUL octets are
     /// removed from the header block.
-    pub fn parse(input: &[u8], ignore_dots: bool) -> Result<Draft> {
-        let input = input.strip_prefix(BOM).unwrap_or(input);
-        let mut raw: Vec<&[u8]> = input
-            .split_inclusive(|b| *b == b'\n')
-            .map(|l| l.strip_suffix(b"\n").unwrap_or(l))
-            .collect();
-        // The lone dot: on LF lines, before any CR is looked at, so that
-        // nothing is cut that sendmail or Postfix would not cut.
-        if !ignore_dots && let Some(end) = raw.iter().position(|l| *l == b"." || *l == b".\r") {
-            raw.truncate(end);
-        }
-        if !input.contains(&b'\n') {
-            // No LF at all: CR is the line end (old Mac files), and no
-            // mix of CR and LF can be misread.
-            let text = raw.first().copied().unwrap_or_default();
-            let text = text.strip_suffix(b"\r").unwrap_or(text);
-            raw = if text.is_empty() {
-                Vec::new()
-            } else {
-                text.split(|b| *b == b'\r').collect()
-            };
+    ///
+    /// Only the header block is held; the body is read twice from `raw`
+    /// (`Facts` here, the output in `finish`).
+    pub fn parse(raw: &'a Raw, ignore_dots: bool) -> Result<Draft<'a>> {
+        let mut lines = Lines::new(raw, raw.start(), ignore_dots);
+        // Each line with where it starts and where the next one does.
+        let mut ahead = std::collections::VecDeque::new();
+        ahead.extend(next_line(&mut lines)?);
+        // The second line decides on a loose mbox separator only.
+        if ahead
+            .front()
+            .is_some_and(|(_, l, _)| l.bytes.starts_with(b"From "))
+        {
+            ahead.extend(next_line(&mut lines)?);
+            if ahead.iter().any(|(_, l, _)| l.long) {
+                return Err(line_too_long());
+            }
         }
         let mut first_number = 1;
         // An mbox separator: a real one (`From addr ctime-date`), or any
         // `From ` line right above a header field (other mbox flavours
         // write other dates). Kept, it would turn the header, Bcc
         // included, into body text.
-        let separator = |l: &&[u8]| {
+        let separator = |l: &[u8]| {
             is_mbox_from(l)
                 || (l.starts_with(b"From ")
                     && !is_field_start(l) // `From : x` is the obsolete From field
-                    && raw.get(1).is_some_and(|next| is_field_start(next)))
+                    && ahead.get(1).is_some_and(|(_, next, _)| is_field_start(&next.bytes)))
         };
-        if raw.first().is_some_and(separator) {
-            raw.remove(0);
+        if ahead.front().is_some_and(|(_, l, _)| separator(&l.bytes)) {
+            ahead.pop_front();
             first_number = 2;
         }
-        let lines: Vec<&[u8]> = raw.iter().map(|l| strip_crs(l)).collect();
-        let blank = lines
-            .iter()
-            .position(|l| l.is_empty())
-            .unwrap_or(lines.len());
-        // The header-block candidates, each with the index of the LF line
-        // it comes from.
-        let mut head: Vec<(usize, Vec<u8>)> = Vec::new();
-        for (n, line) in lines[..blank].iter().enumerate() {
-            let clean: Vec<u8> = line.iter().copied().filter(|b| *b != 0).collect();
-            head.extend(header_pieces(&clean).into_iter().map(|p| (n, p)));
-        }
-        let head_len = header_length(&head);
 
-        let mut fields: Vec<Vec<u8>> = Vec::new();
-        for (n, line) in &head[..head_len] {
-            let continued = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
-            // A line of white space only carries nothing, and some
-            // readers take it for the end of the header block.
-            if continued && !fields.is_empty() && line.iter().all(|b| *b == b' ' || *b == b'\t') {
+        let mut head = Head { fields: Vec::new() };
+        let mut size = 0usize;
+        let mut block = Block::Start;
+        let mut body_at = None;
+        let mut n = 0;
+        'lines: while let Some((at, read, end)) = match ahead.pop_front() {
+            Some(line) => Some(line),
+            None => next_line(&mut lines)?,
+        } {
+            let number = n + first_number;
+            n += 1;
+            if read.long {
+                // Too long to hold: only its first piece, and whether a
+                // later one starts a field, can keep it out of the header.
+                let long = LongLine::read(&read.bytes, &mut lines)?;
+                let prefix = read.bytes;
+                match &block {
+                    _ if long.blank => {
+                        body_at = Some(match &block {
+                            Block::Text { at, .. } => *at,
+                            _ => lines.offset(),
+                        });
+                        break;
+                    }
+                    Block::Start if !long.field_like => {
+                        body_at = Some(at);
+                        break;
+                    }
+                    Block::Fields if long.field_like && !long.field_start => {
+                        return Err(not_a_field(number, &prefix));
+                    }
+                    Block::Start | Block::Fields if long.field_like || long.continued => {
+                        return Err(line_too_long());
+                    }
+                    Block::Start | Block::Fields => {
+                        if long.later_field_start {
+                            return Err(not_a_field(number, &prefix));
+                        }
+                        block = Block::Text {
+                            number,
+                            line: prefix,
+                            at,
+                        };
+                    }
+                    Block::Text { number, line, .. } => {
+                        if long.field_like || long.later_field_start {
+                            return Err(not_a_field(*number, line));
+                        }
+                    }
+                }
                 continue;
             }
-            let number = n + first_number;
-            let line = [line.as_slice(), b"\r\n"].concat();
-            match fields.last_mut() {
-                Some(field) if continued => field.extend_from_slice(&line),
-                _ if is_field_start(&line) => {
-                    check_name_length(&line, number)?;
-                    fields.push(line)
+            let raw_line = read.bytes;
+            let line = strip_crs(&raw_line);
+            if line.is_empty() {
+                // The empty line ends the header block.
+                body_at = Some(match &block {
+                    Block::Text { at, .. } => *at,
+                    _ => end,
+                });
+                break;
+            }
+            let clean: Vec<u8> = line.iter().copied().filter(|b| *b != 0).collect();
+            for piece in header_pieces(&clean) {
+                let continued = piece.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+                match &block {
+                    Block::Start if !looks_like_field(&piece) => {
+                        // Not a header field first: no header block.
+                        body_at = Some(at);
+                        break 'lines;
+                    }
+                    Block::Start | Block::Fields if looks_like_field(&piece) => {
+                        let field = [piece.as_slice(), b"\r\n"].concat();
+                        if !is_field_start(&field) {
+                            return Err(not_a_field(number, line));
+                        }
+                        check_name_length(&field, number)?;
+                        size += field.len();
+                        head.fields.push(field);
+                        block = Block::Fields;
+                    }
+                    Block::Start | Block::Fields if continued => {
+                        // A line of white space only carries nothing, and
+                        // some readers take it for the end of the header
+                        // block.
+                        if piece.iter().all(|b| *b == b' ' || *b == b'\t') {
+                            continue;
+                        }
+                        if let Some(field) = head.fields.last_mut() {
+                            field.extend_from_slice(&piece);
+                            field.extend_from_slice(b"\r\n");
+                            size += piece.len() + 2;
+                        }
+                    }
+                    Block::Start | Block::Fields => {
+                        block = Block::Text {
+                            number,
+                            line: line.to_vec(),
+                            at,
+                        };
+                    }
+                    Block::Text { number, line, .. } => {
+                        if looks_like_field(&piece) {
+                            return Err(not_a_field(*number, line));
+                        }
+                    }
                 }
-                _ => return Err(not_a_field(number, lines[*n])),
+                if size > HEAD_CAP {
+                    return Err(Failure::data(format!(
+                        "sendmail mode: the header block is larger than {} MiB",
+                        HEAD_CAP >> 20
+                    ))
+                    .with_hint("an empty line must end the header block")
+                    .into());
+                }
             }
         }
-        // The header block ends at an LF line: a bare CR is split off only
-        // before a field, and a field is part of the block.
-        let body_start = match head.get(head_len) {
-            Some((n, _)) => *n, // text after the last field: the body
-            None => blank + 1,  // after the empty line
+        if let (None, Block::Text { at, .. }) = (body_at, &block) {
+            // No empty line: the text after the last field is the body.
+            body_at = Some(*at);
+        }
+        let mut draft = Draft {
+            head,
+            raw,
+            ignore_dots,
+            body_at,
+            facts: Facts::new(),
         };
-        let body = lines
-            .get(body_start..)
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|line| line.split(|b| *b == b'\r'))
-            .map(|line| line.to_vec())
-            .collect();
-        Ok(Draft { fields, body })
+        let mut facts = Facts::new();
+        draft.body(&mut |event| {
+            facts.feed(event);
+            Ok(())
+        })?;
+        facts.finish();
+        draft.facts = facts;
+        Ok(draft)
     }
 
-    pub fn body_is_empty(&self) -> bool {
-        self.body.iter().flatten().all(u8::is_ascii_whitespace)
+    /// Feeds the body to `sink`, from the spool.
+    fn body(&self, sink: &mut dyn FnMut(Event<'_>) -> Result<()>) -> Result<()> {
+        match self.body_at {
+            Some(at) => input::body(self.raw, at, self.ignore_dots, sink),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The next line before the first empty line, with where it starts and
+/// where the next one does (or, for a long line, where its rest does).
+fn next_line(lines: &mut Lines) -> Result<Option<(u64, Line, u64)>> {
+    let at = lines.offset();
+    Ok(lines.line()?.map(|l| (at, l, lines.offset())))
+}
+
+fn line_too_long() -> anyhow::Error {
+    Failure::data(format!(
+        "sendmail mode: a line before the first empty line is longer than {} MiB",
+        input::LINE_CAP >> 20
+    ))
+    .with_hint("an empty line must end the header block")
+    .into()
+}
+
+/// What decides the header block of a line too long to hold, read a piece
+/// at a time: as `header_pieces` would split it (NULs dropped, at CR), its
+/// first candidate, and whether a later piece starts a field.
+#[derive(Default)]
+struct LongLine {
+    /// Only CRs: an empty line.
+    blank: bool,
+    field_like: bool,
+    field_start: bool,
+    continued: bool,
+    later_field_start: bool,
+}
+
+impl LongLine {
+    /// Reads the line that starts with `start` to its end.
+    fn read(start: &[u8], lines: &mut Lines) -> Result<LongLine> {
+        let mut scan = Scan::default();
+        scan.feed(start);
+        lines.rest_of_line(&mut |piece| scan.feed(piece))?;
+        scan.end_piece();
+        let (field_like, field_start, continued) = scan.first.unwrap_or_default();
+        Ok(LongLine {
+            blank: !scan.not_blank,
+            field_like,
+            field_start,
+            continued,
+            later_field_start: scan.later_field_start,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Scan {
+    not_blank: bool,
+    /// The first non-empty piece: field-like, a valid field, continued.
+    first: Option<(bool, bool, bool)>,
+    later_field_start: bool,
+    /// The current piece: its length, first octet, and name so far.
+    length: usize,
+    lead: u8,
+    name: Name,
+}
+
+/// A piece's field name as read so far (see `field_name`).
+#[derive(Default, Clone, Copy)]
+enum Name {
+    #[default]
+    Empty,
+    /// Name octets, all printable ASCII or not.
+    Text(bool),
+    /// SP or HTAB after the name.
+    Trailing(bool),
+    /// The colon: a field, valid or not.
+    Colon(bool),
+    /// No field: white space inside the name, or no name.
+    Dead,
+}
+
+impl Scan {
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.not_blank = self.not_blank || b != b'\r';
+            match b {
+                0 => {}
+                b'\r' => self.end_piece(),
+                _ => {
+                    if self.length == 0 {
+                        self.lead = b;
+                    }
+                    self.length += 1;
+                    let space = b == b' ' || b == b'\t';
+                    let printable = (33..=126).contains(&b);
+                    self.name = match (self.name, b) {
+                        (Name::Empty, b':') => Name::Dead,
+                        (Name::Empty, _) if space => Name::Dead,
+                        (Name::Empty, _) => Name::Text(printable),
+                        (Name::Text(p) | Name::Trailing(p), b':') => Name::Colon(p),
+                        (Name::Text(p) | Name::Trailing(p), _) if space => Name::Trailing(p),
+                        (Name::Text(p), _) => Name::Text(p && printable),
+                        (Name::Trailing(_), _) => Name::Dead,
+                        (done, _) => done,
+                    };
+                }
+            }
+        }
     }
 
+    fn end_piece(&mut self) {
+        if self.length > 0 {
+            let like = matches!(self.name, Name::Colon(_));
+            let start = matches!(self.name, Name::Colon(true));
+            match self.first {
+                None => self.first = Some((like, start, self.lead == b' ' || self.lead == b'\t')),
+                Some(_) => self.later_field_start = self.later_field_start || start,
+            }
+        }
+        self.length = 0;
+        self.name = Name::Empty;
+    }
+}
+
+impl super::Message for Draft<'_> {
+    fn body_is_empty(&self) -> bool {
+        self.facts.blank
+    }
+
+    /// The message for the wire, in a spool: every line within 998 octets
+    /// (997 when it starts with a dot), no NUL, CRLF line endings.
+    ///
+    /// A single-part body that is not already encoded (no Content-Type
+    /// `multipart/*` or `message/*`; Content-Transfer-Encoding absent,
+    /// `7bit` or `8bit`) and has a line too long or a NUL is re-encoded as
+    /// quoted-printable, which gives back every octet; the header then
+    /// says so, with MIME-Version and, if missing, a Content-Type whose
+    /// charset fits the text. Any other body has its NULs dropped and its
+    /// long lines broken with CRLF SP, as Postfix does. Long header lines
+    /// are folded.
+    /// Refused (65): an encoded word too long for a line (see
+    /// `lines::fold_header_line`).
+    fn finish(mut self) -> Result<Composed> {
+        let mut writer = if !self.facts.repair {
+            Writer::Same
+        } else if self.head.plain_body() {
+            self.head
+                .mark_quoted_printable(self.facts.ascii, self.facts.utf8);
+            Writer::QuotedPrintable(lines::QuotedPrintable::default())
+        } else {
+            Writer::Broken(lines::LineBreaker::default())
+        };
+        let mut out = Vec::with_capacity(OUT_PIECE);
+        self.head.write_to(&mut out)?;
+        let mut spool = Spool::new();
+        self.body(&mut |event| {
+            writer.write(event, &mut out);
+            if out.len() >= OUT_PIECE {
+                spool.put(&out)?;
+                out.clear();
+            }
+            Ok(())
+        })?;
+        spool.put(&out)?;
+        spool.finish()
+    }
+}
+
+/// How the body's lines go out.
+enum Writer {
+    /// As they came.
+    Same,
+    QuotedPrintable(lines::QuotedPrintable),
+    /// Broken as Postfix breaks them, NULs dropped.
+    Broken(lines::LineBreaker),
+}
+
+impl Writer {
+    fn write(&mut self, event: Event<'_>, out: &mut Vec<u8>) {
+        match (self, event) {
+            (Writer::Same, Event::Text(text)) => out.extend_from_slice(text),
+            (Writer::Same, Event::End) => out.extend_from_slice(b"\r\n"),
+            (Writer::QuotedPrintable(qp), Event::Text(text)) => qp.push(text, out),
+            (Writer::QuotedPrintable(qp), Event::End) => qp.end_line(out),
+            (Writer::Broken(breaker), Event::Text(text)) => breaker.push(text, out),
+            (Writer::Broken(breaker), Event::End) => breaker.end_line(out),
+        }
+    }
+}
+
+/// What writing the body needs to know of all of it beforehand.
+struct Facts {
+    /// A line too long or a NUL: the body must be repaired.
+    repair: bool,
+    /// Every octet is ASCII.
+    ascii: bool,
+    /// The lines joined are valid UTF-8.
+    utf8: bool,
+    /// Every octet is ASCII white space.
+    blank: bool,
+    /// The current line's length and first octet.
+    length: usize,
+    first: u8,
+    /// The start of a UTF-8 character that the next octets complete.
+    partial: Vec<u8>,
+}
+
+impl Facts {
+    fn new() -> Facts {
+        Facts {
+            repair: false,
+            ascii: true,
+            utf8: true,
+            blank: true,
+            length: 0,
+            first: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, event: Event<'_>) {
+        match event {
+            Event::Text(text) => {
+                if self.length == 0 {
+                    self.first = text.first().copied().unwrap_or_default();
+                }
+                self.length += text.len();
+                self.repair = self.repair || text.contains(&0);
+                self.blank = self.blank && text.iter().all(u8::is_ascii_whitespace);
+                if !text.is_ascii() {
+                    self.ascii = false;
+                }
+                if self.utf8 && (!self.partial.is_empty() || !text.is_ascii()) {
+                    self.check_utf8(text);
+                }
+            }
+            Event::End => {
+                let limit = if self.first == b'.' {
+                    lines::MAX_LINE - 1
+                } else {
+                    lines::MAX_LINE
+                };
+                self.repair = self.repair || self.length > limit;
+                self.length = 0;
+            }
+        }
+    }
+
+    /// UTF-8 across pieces: a character may start in one and end in the
+    /// next (the lines are checked joined, without their line ends).
+    fn check_utf8(&mut self, mut text: &[u8]) {
+        while !self.partial.is_empty() {
+            let Some((&b, rest)) = text.split_first() else {
+                return;
+            };
+            text = rest;
+            self.partial.push(b);
+            match std::str::from_utf8(&self.partial) {
+                Ok(_) => self.partial.clear(),
+                Err(e) if e.error_len().is_none() => {}
+                Err(_) => {
+                    self.utf8 = false;
+                    return;
+                }
+            }
+        }
+        if let Err(e) = std::str::from_utf8(text) {
+            match e.error_len() {
+                None => self.partial = text[e.valid_up_to()..].to_vec(),
+                Some(_) => self.utf8 = false,
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            self.utf8 = false;
+        }
+    }
+}
+
+impl Head {
     /// The field's lowercase name and unfolded value, as text for parsing.
     fn split(field: &[u8]) -> Option<(String, String)> {
         let text = String::from_utf8_lossy(field);
@@ -272,57 +697,6 @@ impl Draft {
         Ok(())
     }
 
-    /// The message for the wire: every line within 998 octets (997 when it
-    /// starts with a dot), no NUL, CRLF line endings.
-    ///
-    /// A single-part body that is not already encoded (no Content-Type
-    /// `multipart/*` or `message/*`; Content-Transfer-Encoding absent,
-    /// `7bit` or `8bit`) and has a line too long or a NUL is re-encoded as
-    /// quoted-printable, which gives back every octet; the header then
-    /// says so, with MIME-Version and, if missing, a Content-Type whose
-    /// charset fits the text. Any other body has its NULs dropped and its
-    /// long lines broken with CRLF SP, as Postfix does. Long header lines
-    /// are folded.
-    /// Refused (65): an encoded word too long for a line (see
-    /// `lines::fold_header_line`).
-    pub fn into_bytes(mut self) -> Result<Vec<u8>> {
-        let needs_repair = self
-            .body
-            .iter()
-            .any(|l| lines::too_long(l) || l.contains(&0));
-        let body = if !needs_repair {
-            self.body
-        } else if self.plain_body() {
-            self.mark_quoted_printable();
-            lines::quoted_printable(&self.body)
-        } else {
-            let mut out = Vec::with_capacity(self.body.len() + 8);
-            for line in &self.body {
-                lines::break_body_line(line, &mut out);
-            }
-            out
-        };
-
-        let size = self.fields.iter().map(Vec::len).sum::<usize>()
-            + body.iter().map(|l| l.len() + 2).sum::<usize>()
-            + 2;
-        let mut out = Vec::with_capacity(size);
-        for field in &self.fields {
-            let field = field.strip_suffix(b"\r\n").unwrap_or(field);
-            let keep = field.iter().position(|b| *b == b':').map_or(0, |c| c + 1);
-            for (i, line) in field.split(|b| *b == b'\n').enumerate() {
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                lines::fold_header_line(line, if i == 0 { keep } else { 0 }, &mut out)?;
-            }
-        }
-        out.extend_from_slice(b"\r\n");
-        for line in &body {
-            out.extend_from_slice(line);
-            out.extend_from_slice(b"\r\n");
-        }
-        Ok(out)
-    }
-
     /// Whether the body is one text part that mailsend may re-encode.
     fn plain_body(&self) -> bool {
         let media = self
@@ -339,9 +713,9 @@ impl Draft {
             && !media.starts_with("message/")
             && ["", "7bit", "8bit"].contains(&encoding.as_str())
     }
-
-    /// The header edits that go with a body re-encoded as quoted-printable.
-    fn mark_quoted_printable(&mut self) {
+    /// The header edits that go with a body re-encoded as quoted-printable;
+    /// `ascii` and `utf8` say what the body's text is.
+    fn mark_quoted_printable(&mut self, ascii: bool, utf8: bool) {
         let cte = b"Content-Transfer-Encoding: quoted-printable\r\n".to_vec();
         match self
             .fields
@@ -362,37 +736,28 @@ impl Draft {
         if self.values("mime-version").is_empty() {
             self.add("MIME-Version: 1.0\r\n");
         }
-        if self.values("content-type").is_empty() {
-            let text: Vec<u8> = self.body.concat();
-            // MIME's default, text/plain in US-ASCII, fits a 7-bit body.
-            if !text.is_ascii() {
-                let charset = match std::str::from_utf8(&text) {
-                    Ok(_) => "utf-8",
-                    Err(_) => "unknown-8bit", // RFC 1428
-                };
-                self.add(&format!("Content-Type: text/plain; charset={charset}\r\n"));
-            }
+        // MIME's default, text/plain in US-ASCII, fits a 7-bit body.
+        if self.values("content-type").is_empty() && !ascii {
+            let charset = if utf8 { "utf-8" } else { "unknown-8bit" }; // RFC 1428
+            self.add(&format!("Content-Type: text/plain; charset={charset}\r\n"));
         }
     }
-}
 
-/// How many of the header-block candidates `head` (the lines before the
-/// first empty line) form the header block: none unless the first is a
-/// header field; else up to the last field-like line and its continuation
-/// lines.
-fn header_length(head: &[(usize, Vec<u8>)]) -> usize {
-    if !head.first().is_some_and(|(_, l)| looks_like_field(l)) {
-        return 0;
+    /// The header block for the wire, with the empty line that ends it:
+    /// long lines folded. Refused (65): an encoded word too long for a
+    /// line (see `lines::fold_header_line`).
+    fn write_to(&self, out: &mut Vec<u8>) -> Result<()> {
+        for field in &self.fields {
+            let field = field.strip_suffix(b"\r\n").unwrap_or(field);
+            let keep = field.iter().position(|b| *b == b':').map_or(0, |c| c + 1);
+            for (i, line) in field.split(|b| *b == b'\n').enumerate() {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                lines::fold_header_line(line, if i == 0 { keep } else { 0 }, out)?;
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(())
     }
-    let last = head
-        .iter()
-        .rposition(|(_, l)| looks_like_field(l))
-        .unwrap_or(0);
-    let continuation = head[last + 1..]
-        .iter()
-        .take_while(|(_, l)| l.first().is_some_and(|b| *b == b' ' || *b == b'\t'))
-        .count();
-    last + 1 + continuation
 }
 
 /// `line` without the CRs at its end (part of its line end).
@@ -514,6 +879,7 @@ pub fn format_header<H: header::Header>(h: H) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::reference::Draft;
     use super::*;
 
     fn parse(input: &[u8]) -> Draft {
@@ -728,5 +1094,68 @@ mod tests {
             .unwrap();
         assert!(!String::from_utf8_lossy(&out).contains("quoted-printable"));
         assert!(String::from_utf8_lossy(&out).contains("\r\n yyy"));
+    }
+}
+
+#[cfg(test)]
+mod streamed {
+    use super::reference;
+    use super::*;
+    use crate::sendmail::Message;
+
+    /// The fields and the message, or the error.
+    type Reading = Result<(Vec<Vec<u8>>, Vec<u8>), String>;
+
+    /// `Reading` of both ways.
+    fn both(input: &[u8], ignore_dots: bool) -> [Reading; 2] {
+        let raw = Raw::read(&mut &input[..]).unwrap();
+        let streamed = Draft::parse(&raw, ignore_dots).and_then(|d| {
+            let fields = d.fields.clone();
+            Ok((fields, d.finish()?.into_bytes()))
+        });
+        let reference = reference::Draft::parse(input, ignore_dots).and_then(|d| {
+            let fields = d.fields.clone();
+            Ok((fields, d.into_bytes()?))
+        });
+        [streamed, reference].map(|r| r.map_err(|e| format!("{e:#}")))
+    }
+
+    /// The inputs of the unit tests above (which read them in memory),
+    /// read streaming: the same fields, message and errors.
+    #[test]
+    fn the_unit_tests_inputs_read_the_same_streaming() {
+        let long = "y".repeat(1200);
+        let inputs: Vec<Vec<u8>> = vec![
+            b"From root  Mon Jan  1 00:00:00 2026\nSubject: caf\xe9\n  folded\nTo: x@example.com\n\nbody\n.\nafter\n".to_vec(),
+            b"Subject: a\r\n\r\nbody\r\n.\r\nafter".to_vec(),
+            b"To: a@example.com\nSubject: hi\rBcc: s@example.org\nBcc : t@example.org\nB\0cc: u@example.org\n\nx\n".to_vec(),
+            b"To: a@example.com\nSubject: s\nsee you at 10:30\n\nmore\n".to_vec(),
+            b"Backup done\nErrors: none\n".to_vec(),
+            b"\nBcc: x@example.com\n".to_vec(),
+            b"To: a@example.com\nno header\nBcc: s@example.org\n\nx\n".to_vec(),
+            b"From x Sat Nov 28 10:00:00 2026\nTo: a\nS\xc3\xbcbject: x\n\nb\n".to_vec(),
+            b"X\x01Y: z\n\nb\n".to_vec(),
+            b"To: a\n\x00\x00\nCc: b\n".to_vec(),
+            b"\xEF\xBB\xBFTo: a@example.com\n\nx\n".to_vec(),
+            b"To: a\rBcc: b\r\rx\r.\ry\r".to_vec(),
+            b"From x Sat Nov 28 10:00:00 2026\rSubject: s\r\rb".to_vec(),
+            b"Subject: s\n \t\n  x\n\na\rb\r\r\n\rc\n".to_vec(),
+            format!("Subject: s\n\nshort\n{long}\n").into_bytes(),
+            b"Content-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: 8bit\nMIME-Version: 1.0\n\ncaf\xe9\0\n".to_vec(),
+            b"Subject: s\n\n\xff\0\n".to_vec(),
+            b"Subject: s\n\ncaf\xc3\xa9\n".to_vec(),
+            format!("Content-Type: message/rfc822\n\n{long}\n").into_bytes(),
+            b".".to_vec(),
+            b".\r".to_vec(),
+            b"\r".to_vec(),
+            b"\xEF\xBB\xBF.\r".to_vec(),
+            b"".to_vec(),
+        ];
+        for input in &inputs {
+            for ignore_dots in [false, true] {
+                let [streamed, reference] = both(input, ignore_dots);
+                assert_eq!(streamed, reference, "{:?}", String::from_utf8_lossy(input));
+            }
+        }
     }
 }

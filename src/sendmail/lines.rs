@@ -162,7 +162,8 @@ fn char_boundary(text: &[u8], at: usize, floor: usize) -> usize {
 /// A body line broken as Postfix breaks it (`smtp_line_length_limit`):
 /// CRLF SP every 998 octets, which MIME bodies (base64 in particular) take
 /// with the least damage. NUL octets are dropped. Each piece is appended to
-/// `out` without its line ending.
+/// `out` without its line ending. (The streaming form is `LineBreaker`.)
+#[cfg(test)]
 pub fn break_body_line(line: &[u8], out: &mut Vec<Vec<u8>>) {
     let clean: Vec<u8> = line.iter().copied().filter(|b| *b != 0).collect();
     let mut rest = clean.as_slice();
@@ -194,7 +195,8 @@ const QP_LINE: usize = 76;
 /// `lines` (a body, one line each, no line endings) as quoted-printable
 /// lines. Everything but printable ASCII is encoded, so the result is
 /// 7-bit; so are a `.` that would start a line and white space that would
-/// end one.
+/// end one. (The streaming form is `QuotedPrintable`.)
+#[cfg(test)]
 pub fn quoted_printable(lines: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(lines.len());
     for line in lines {
@@ -223,6 +225,107 @@ pub fn quoted_printable(lines: &[Vec<u8>]) -> Vec<Vec<u8>> {
         out.push(current);
     }
     out
+}
+
+/// `break_body_line`, a piece of a line at a time: each output line is
+/// appended to `out` with CRLF.
+#[derive(Default)]
+pub struct LineBreaker {
+    /// What is left of the current line, NULs dropped.
+    rest: Vec<u8>,
+    /// A break was made in the current line.
+    lead: bool,
+}
+
+impl LineBreaker {
+    pub fn push(&mut self, text: &[u8], out: &mut Vec<u8>) {
+        self.rest.extend(text.iter().filter(|b| **b != 0));
+        let mut pos = 0;
+        loop {
+            let rest = &self.rest[pos..];
+            let room = if self.lead { MAX_LINE - 1 } else { limit(rest) };
+            // Only when more than fits is known is there a break to make.
+            if rest.len() <= room {
+                break;
+            }
+            let at = char_boundary(rest, room, 1);
+            broken_line(out, self.lead, &rest[..at]);
+            pos += at;
+            self.lead = true;
+        }
+        self.rest.drain(..pos);
+    }
+
+    pub fn end_line(&mut self, out: &mut Vec<u8>) {
+        broken_line(out, self.lead, &self.rest);
+        self.rest.clear();
+        self.lead = false;
+    }
+}
+
+fn broken_line(out: &mut Vec<u8>, lead: bool, text: &[u8]) {
+    if lead {
+        out.push(b' ');
+    }
+    out.extend_from_slice(text);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `quoted_printable`, a piece of a line at a time: each encoded line is
+/// appended to `out` with CRLF.
+#[derive(Default)]
+pub struct QuotedPrintable {
+    /// The encoded line being made.
+    current: Vec<u8>,
+    /// The last octet given, not encoded yet: how depends on whether it
+    /// ends the line.
+    held: Option<u8>,
+}
+
+impl QuotedPrintable {
+    pub fn push(&mut self, text: &[u8], out: &mut Vec<u8>) {
+        for &b in text {
+            if let Some(previous) = self.held.replace(b) {
+                self.encode(previous, false, out);
+            }
+        }
+    }
+
+    pub fn end_line(&mut self, out: &mut Vec<u8>) {
+        if let Some(b) = self.held.take() {
+            self.encode(b, true, out);
+        }
+        out.extend_from_slice(&self.current);
+        out.extend_from_slice(b"\r\n");
+        self.current.clear();
+    }
+
+    fn encode(&mut self, b: u8, last: bool, out: &mut Vec<u8>) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        // Room for the octet encoded (the worst case), and for the soft
+        // break `=` after it unless it ends the line.
+        if self.current.len() + 3 + usize::from(!last) > QP_LINE {
+            out.extend_from_slice(&self.current);
+            out.extend_from_slice(b"=\r\n");
+            self.current.clear();
+        }
+        let literal = match b {
+            b'=' => false,
+            b' ' | b'\t' => !last,
+            b'.' => !self.current.is_empty(),
+            33..=126 => true,
+            _ => false,
+        };
+        if literal {
+            self.current.push(b);
+        } else {
+            self.current.extend_from_slice(&[
+                b'=',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,26 +9,31 @@
 //! Delivery itself is `send::submit`, as for every other mode.
 //!
 //! `compose` is the whole path from the bytes on stdin to the message and
-//! envelope; `draft.rs` reads the message and repairs it for the wire
+//! envelope; `input.rs` spools stdin and reads it back in lines and
+//! pieces, `draft.rs` reads the message and repairs it for the wire
 //! (where the header block ends, NUL, bare CR), `lines.rs` keeps lines
 //! within 998 octets, `address.rs` resolves recipients and aliases, and
-//! `props.rs` holds the property tests of `compose`.
+//! `props.rs` holds the property tests of `compose`. The message is never
+//! held whole: stdin goes to a spool (memory up to 1 MiB, then an unnamed
+//! temporary file), and the message composed from it to another.
 
 mod address;
 mod draft;
+mod input;
 mod lines;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
+use std::ops::DerefMut;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::Result;
 use clap::Parser;
-use lettre::message::header;
+use lettre::message::{Mailbox, header};
 
 use self::address::{dedup, resolve_recipient};
-use self::draft::{Draft, format_header};
+use self::draft::{Draft, Head, format_header};
+use self::input::Raw;
 use crate::cli::ServerArgs;
 use crate::config::{FromPolicy, Settings};
 use crate::deliver::Outgoing;
@@ -130,13 +135,7 @@ pub fn run(args: &[String]) -> Result<Exit> {
     };
     let settings = Settings::resolve(&server, qualified_sender)?;
 
-    let mut input = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut input)
-        .map_err(|e| {
-            Failure::no_input(format!("cannot read the message on standard input: {e}"))
-        })?;
+    let input = Raw::read(&mut std::io::stdin().lock())?;
     let job = Job {
         ignore_dots: opts.ignore_dots
             || opts.options.iter().any(|o| o.starts_with('i'))
@@ -185,12 +184,32 @@ struct Job<'a> {
     full_name: Option<&'a str>,
 }
 
+/// A message read from stdin: its header fields, and a body that goes out
+/// after them.
+trait Message: DerefMut<Target = Head> {
+    /// Whether the body is only white space.
+    fn body_is_empty(&self) -> bool;
+    /// The message for the wire (see `draft::Draft::finish`).
+    fn finish(self) -> Result<Composed>;
+}
+
 /// Turns the bytes read on stdin into the message and envelope to submit:
 /// recipients resolved, Bcc and Resent-Bcc removed, From qualified, Date
 /// and Message-ID added, every line fit for the wire. `None` when
 /// `skip_empty` applies.
-fn compose(input: &[u8], job: &Job) -> Result<Option<Outgoing>> {
-    let mut draft = Draft::parse(input, job.ignore_dots)?;
+fn compose(input: &Raw, job: &Job) -> Result<Option<Outgoing>> {
+    let draft = Draft::parse(input, job.ignore_dots)?;
+    compose_draft(draft, job, SystemTime::now(), message::new_message_id)
+}
+
+/// `compose` from the message read, with `now` for a missing Date and
+/// `new_id` making a missing Message-ID.
+fn compose_draft(
+    mut draft: impl Message,
+    job: &Job,
+    now: SystemTime,
+    new_id: impl Fn(&Mailbox) -> String,
+) -> Result<Option<Outgoing>> {
     if job.skip_empty && draft.body_is_empty() {
         return Ok(None);
     }
@@ -221,13 +240,13 @@ fn compose(input: &[u8], job: &Job) -> Result<Option<Outgoing>> {
     draft.remove("resent-bcc");
     draft.fix_from(job.from_policy, &from_mailbox, job.full_name)?;
     if draft.values("date").is_empty() {
-        draft.add(&format_header(header::Date::new(SystemTime::now())));
+        draft.add(&format_header(header::Date::new(now)));
     }
     let message_id = match draft.values("message-id").first() {
         Some(id) => id.trim().to_owned(),
         None => {
             let sender = sender_mailbox.as_ref().unwrap_or(&from_mailbox);
-            let id = message::new_message_id(sender);
+            let id = new_id(sender);
             draft.add(&format!("Message-ID: {id}\r\n"));
             id
         }
@@ -237,7 +256,7 @@ fn compose(input: &[u8], job: &Job) -> Result<Option<Outgoing>> {
         message_id,
         from: envelope_from,
         recipients,
-        message: Composed::Memory(draft.into_bytes()?),
+        message: draft.finish()?,
         all_or_nothing: false,
     }))
 }
@@ -246,7 +265,7 @@ fn compose(input: &[u8], job: &Job) -> Result<Option<Outgoing>> {
 /// minus the arguments (sendmail's rule). The header's are those of the
 /// newest resent block when one has Resent-To, -Cc or -Bcc (the message
 /// is being resent), else To, Cc and Bcc.
-fn recipients(draft: &Draft, job: &Job) -> Result<Vec<String>> {
+fn recipients(draft: &Head, job: &Job) -> Result<Vec<String>> {
     let arguments: Vec<&str> = job
         .arguments
         .iter()

@@ -10,6 +10,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
+use super::input::{LINE_CAP, Raw};
 use super::{Job, compose};
 use crate::config::FromPolicy;
 use crate::exit::Exit;
@@ -58,7 +59,7 @@ fn run_as(
         from_policy: FromPolicy::Auto,
         full_name: None,
     };
-    compose(input, &job)
+    compose(&Raw::read(&mut &input[..])?, &job)
 }
 
 fn lines_of(message: &[u8]) -> Vec<&[u8]> {
@@ -612,5 +613,477 @@ proptest! {
                 );
             }
         }
+    }
+}
+
+/// The streaming path and the former in-memory one (`draft::reference`)
+/// on the same input and job, with the same clock and Message-ID; the
+/// spool read back `buffer` octets at a time and body lines in pieces of
+/// `chunk`, lines over `cap` before the first empty line read as long
+/// ones. Below the real cap (8 MiB) the streaming path may refuse a long
+/// line where the in-memory one did not; nothing else may differ.
+fn oracle(
+    input: &[u8],
+    job: &Job,
+    (buffer, chunk, cap): (usize, usize, usize),
+) -> Result<(), TestCaseError> {
+    use std::time::{Duration, SystemTime};
+
+    use super::compose_draft;
+    use super::draft::{Draft, reference};
+
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let new_id = |m: &lettre::message::Mailbox| format!("<fixed@{}>", m.email.domain());
+    let raw = Raw::read(&mut &input[..])
+        .map_err(|e| TestCaseError::fail(format!("{e:#}")))?
+        .with_sizes(buffer, chunk)
+        .with_line_cap(cap);
+    let streamed = Draft::parse(&raw, job.ignore_dots)
+        .and_then(|draft| compose_draft(draft, job, now, new_id));
+    let expected = reference::Draft::parse(input, job.ignore_dots)
+        .and_then(|draft| compose_draft(draft, job, now, new_id));
+    let show = |e: &anyhow::Error| {
+        (
+            format!("{e:#}"),
+            crate::exit::code_for(e),
+            e.downcast_ref::<crate::exit::Failure>()
+                .map(|f| format!("{f:?}")),
+        )
+    };
+    let capped = |e: &anyhow::Error| {
+        let text = format!("{e:#}");
+        text.starts_with("sendmail mode: a line before the first empty line is longer than")
+            || text.starts_with("sendmail mode: the header block is larger than")
+    };
+    match (streamed, expected) {
+        (Err(e), _) if cap < LINE_CAP && capped(&e) => {}
+        (Ok(None), Ok(None)) => {}
+        (Ok(Some(got)), Ok(Some(want))) => {
+            prop_assert_eq!(&got.message_id, &want.message_id);
+            prop_assert_eq!(&got.from, &want.from);
+            prop_assert_eq!(&got.recipients, &want.recipients);
+            prop_assert_eq!(got.message.len(), want.message.len());
+            let got = got.message.into_bytes();
+            let want = want.message.into_bytes();
+            prop_assert!(
+                got == want,
+                "streamed:\n{}\nexpected:\n{}",
+                String::from_utf8_lossy(&got).escape_debug(),
+                String::from_utf8_lossy(&want).escape_debug()
+            );
+        }
+        (Err(got), Err(want)) => prop_assert_eq!(show(&got), show(&want)),
+        (got, want) => {
+            return Err(TestCaseError::fail(format!(
+                "streamed {:?}, expected {:?}",
+                got.map(|o| o.map(|o| o.message.into_bytes()))
+                    .map_err(|e| show(&e)),
+                want.map(|o| o.map(|o| o.message.into_bytes()))
+                    .map_err(|e| show(&e)),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `oracle` with a job made of these switches.
+fn oracle_with(
+    input: &[u8],
+    (read_recipients, ignore_dots, skip_empty, policy): (bool, bool, bool, FromPolicy),
+    sizes: (usize, usize, usize),
+) -> Result<(), TestCaseError> {
+    let aliases = aliases();
+    let arguments = if read_recipients {
+        vec![]
+    } else {
+        vec!["x@example.com".to_owned()]
+    };
+    let job = Job {
+        ignore_dots,
+        read_recipients,
+        arguments: &arguments,
+        aliases: &aliases,
+        skip_empty,
+        account_from: Some("Server <server@example.com>"),
+        sender: None,
+        from_policy: policy,
+        full_name: None,
+    };
+    oracle(input, &job, sizes)
+}
+
+/// What may come before a message: a byte order mark, mbox separators.
+fn preamble() -> impl Strategy<Value = Vec<u8>> {
+    prop::sample::select(vec![
+        &b""[..],
+        b"\xEF\xBB\xBF",
+        b"\xEF\xBB",
+        b"From x Sat Nov 28 10:00:00 2026\n",
+        b"From x Sat Nov 28 10:00:00 2026\r\n",
+        b"From x\n",
+        b"From \n",
+        b"\xEF\xBB\xBFFrom x Sat Nov 28 10:00:00 2026\n",
+        b".\n",
+        b"\n",
+    ])
+    .prop_map(<[u8]>::to_vec)
+}
+
+/// A message: a header block of fields of every kind, any line ends, a
+/// body of any lines; or the bare inputs of the other tests.
+/// Lines longer than the oracle's small line caps, of the kinds that
+/// decide the header block: fields, continuation lines, text, with bare
+/// CRs before fields further on, and lines of CRs only (empty lines).
+fn long_head_line() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => (
+            prop::sample::select(vec!["", " ", "\t", "\r", "\0", " \t"]),
+            prop::sample::select(vec!["X-A: ", "x", "Bcc: hidden@example.org", "no field", "B\0cc:", "x\x0c:", "X :"]),
+            (250..1300usize, prop::sample::select(vec![b'a', b' ', b'\r', 0, b':', 0xc3])),
+            prop::sample::select(vec!["", "\rTo: a@example.com", "\r\0Bcc: x", "\r b", "\r\r\r", "\rno: field"]),
+        )
+            .prop_map(|(lead, start, (n, fill), end)| {
+                [bytes(lead), bytes(start), vec![fill; n], bytes(end)].concat()
+            }),
+        1 => (250..1300usize).prop_map(|n| vec![b'\r'; n]),
+    ]
+}
+
+/// A message: a header block of fields of every kind, any line ends, a
+/// body of any lines.
+fn structured_message() -> impl Strategy<Value = Vec<u8>> {
+    (
+        preamble(),
+        vec(
+            (
+                prop_oneof![
+                    3 => header_field(),
+                    1 => prop::sample::select(vec![
+                        "Content-Type: multipart/mixed; boundary=b",
+                        "Content-Type: message/rfc822",
+                        "Content-Type: text/plain; charset=utf-8",
+                        "Content-Type: Multipart/Alternative (x)",
+                        "Content-Transfer-Encoding: base64",
+                        "Content-Transfer-Encoding: 8bit",
+                        "Content-Transfer-Encoding: 7BIT (c)",
+                        "MIME-Version: 1.0",
+                        "From: root (Cron Daemon)",
+                        "To: root, a@example.com",
+                    ])
+                    .prop_map(bytes),
+                ],
+                separator(),
+            ),
+            0..8,
+        ),
+        vec(
+            (
+                prop_oneof![3 => line(), 2 => long_head_line()],
+                end_of_line(),
+            ),
+            0..4,
+        ),
+        prop::sample::select(vec!["\n", "\r\n", "", "\r", "\n\n", " \n"]),
+        vec(
+            (
+                prop_oneof![
+                    4 => good_body_line(),
+                    2 => line(),
+                    // Long lines of multi-octet characters, at any offset.
+                    1 => (
+                        0..4usize,
+                        prop::sample::select(vec!["\u{e9}", "\u{20ac}", "\u{1f600}", ". "]),
+                        300..1200usize,
+                    )
+                        .prop_map(|(offset, c, n)| {
+                            [b"a".repeat(offset), c.repeat(n).into_bytes()].concat()
+                        }),
+                    1 => prop::sample::select(vec![
+                        &b"."[..], b".\r", b"..", b"", b" \t", b"\0", b"\xc3", b"\xa9", b"\xe2\x82",
+                        b"--b", b"From x Sat Nov 28 10:00:00 2026",
+                    ])
+                    .prop_map(<[u8]>::to_vec),
+                ],
+                separator(),
+            ),
+            0..10,
+        ),
+        any::<bool>(),
+    )
+        .prop_map(|(pre, fields, lines, gap, body, last_eol)| {
+            let mut out = pre;
+            for (field, eol) in fields {
+                out.extend(field);
+                out.extend(eol.as_bytes());
+            }
+            for (line, eol) in lines {
+                out.extend(line);
+                out.extend(eol);
+            }
+            out.extend(gap.as_bytes());
+            let count = body.len();
+            for (i, (line, eol)) in body.into_iter().enumerate() {
+                out.extend(line);
+                if i + 1 < count || last_eol {
+                    out.extend(eol.as_bytes());
+                }
+            }
+            out
+        })
+}
+
+fn any_message() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => structured_message(),
+        // No LF at all: CR is the line end.
+        1 => structured_message().prop_map(|m| m.into_iter().map(|b| if b == b'\n' { b'\r' } else { b }).collect()),
+        2 => (preamble(), input()).prop_map(|(p, i)| [p, i].concat()),
+        1 => vec(any::<u8>(), 0..600),
+        1 => vec(prop::sample::select(vec![b'\r', b'\n', b'.', 0, b' ', b':', b'a', 0xc3]), 0..40),
+        1 => cron_mail(),
+    ]
+}
+
+fn switches() -> impl Strategy<Value = (bool, bool, bool, FromPolicy)> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::sample::select(vec![
+            FromPolicy::Auto,
+            FromPolicy::Always,
+            FromPolicy::Never,
+        ]),
+    )
+}
+
+proptest! {
+    #![proptest_config(Config {
+        cases: 1500,
+        failure_persistence: None,
+        ..Config::default()
+    })]
+
+    /// The streaming path gives, for any input, byte for byte the message
+    /// (and envelope) the in-memory path gave, or the same error with the
+    /// same exit code; whatever the sizes the spool is read back in.
+    #[test]
+    fn streaming_gives_what_the_in_memory_path_gave(
+        input in any_message(),
+        switches in switches(),
+        buffer in prop_oneof![1..40usize, Just(64 * 1024)],
+        chunk in prop_oneof![3..40usize, Just(64 * 1024)],
+        cap in prop_oneof![256..1200usize, Just(LINE_CAP)],
+    ) {
+        oracle_with(&input, switches, (buffer, chunk, cap))?;
+    }
+}
+
+/// `oracle_with` over the usual switches, at the real read-back sizes and
+/// at small ones.
+fn check_all(input: &[u8]) {
+    for switches in [
+        (false, false, false, FromPolicy::Auto),
+        (true, true, true, FromPolicy::Auto),
+        (true, false, false, FromPolicy::Never),
+    ] {
+        for sizes in [
+            (64 * 1024, 64 * 1024, LINE_CAP),
+            (7, 5, LINE_CAP),
+            (4096, 1000, LINE_CAP),
+            (4096, 1000, 300),
+        ] {
+            if let Err(e) = oracle_with(input, switches, sizes) {
+                panic!("{switches:?} {sizes:?}: {e}");
+            }
+        }
+    }
+}
+
+/// A body of `size` octets in lines of `line` octets (`line - 1` and LF).
+fn filler(size: usize, line: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size);
+    let mut i = 0u8;
+    while out.len() < size {
+        if out.len() % line == line - 1 {
+            out.push(b'\n');
+        } else {
+            out.push(b'a' + i % 26);
+            i = i.wrapping_add(1);
+        }
+    }
+    out
+}
+
+#[test]
+fn inputs_around_the_spool_threshold_come_out_the_same() {
+    const MIB: usize = 1 << 20;
+    for head in [
+        &b"To: a@example.com\nSubject: s\n\n"[..],
+        b"Content-Type: multipart/mixed; boundary=b\n\n",
+        b"no header\n",
+    ] {
+        for size in [MIB - 1, MIB, MIB + 1] {
+            for (tail, line) in [(&b""[..], 80), (b"\n.\nafter\n", 80), (b"\0x\n", 1500)] {
+                let mut input = head.to_vec();
+                input.extend(filler(size - head.len() - tail.len(), line));
+                input.extend(tail);
+                assert_eq!(input.len(), size);
+                let raw = Raw::read(&mut &input[..]).unwrap();
+                assert_eq!(raw.in_file(), size > MIB, "{size}");
+                check_all(&input);
+            }
+        }
+    }
+}
+
+#[test]
+fn lines_across_read_boundaries_come_out_the_same() {
+    const K64: usize = 64 * 1024;
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for at in [K64 - 3, K64 - 2, K64 - 1, K64, K64 + 1, 2 * K64 - 1] {
+        for piece in [
+            &b"\r\n"[..],
+            b"\r\r\n",
+            b"\r",
+            b"\n.\n",
+            b"\n.\r\n",
+            b"\n\n",
+            b"\xc3\xa9",
+            b"\0",
+            b"\r.\r",
+        ] {
+            for head in [&b"Subject: s\n\n"[..], b"Subject: s\n"] {
+                let mut input = head.to_vec();
+                input.resize(at, b'x');
+                input.extend(piece);
+                input.extend(b"yz\n");
+                inputs.push(input);
+            }
+        }
+    }
+    // A header line across the boundary, and a body line far longer.
+    let mut input = b"Subject: ".to_vec();
+    input.extend(vec![b'w'; K64 + 10]);
+    input.extend(b"\r\nTo: b@example.com\n\n");
+    input.extend(vec![b'.'; 3 * K64]);
+    input.extend(b"\r\r\n");
+    inputs.push(input);
+    for input in &inputs {
+        check_all(input);
+    }
+}
+
+#[test]
+fn a_header_block_over_8_mib_is_refused_and_a_long_body_line_is_not() {
+    let mut input = b"Subject: s\nX-Big: ".to_vec();
+    input.extend(vec![b'v'; 9 << 20]);
+    input.extend(b"\n\nbody\n");
+    let err = run(&input, false, false).err().expect("refused");
+    assert_eq!(crate::exit::code_for(&err), Exit::DataErr);
+    assert!(format!("{err:#}").contains("longer than 8 MiB"), "{err:#}");
+
+    let mut input = b"Subject: s\n".to_vec();
+    for _ in 0..(9 << 10) {
+        input.extend(b"X-Many: ");
+        input.extend(vec![b'm'; 1000]);
+        input.extend(b"\n");
+    }
+    input.extend(b"\nbody\n");
+    let err = run(&input, false, false).err().expect("refused");
+    assert_eq!(crate::exit::code_for(&err), Exit::DataErr);
+    assert!(
+        format!("{err:#}").contains("header block is larger than 8 MiB"),
+        "{err:#}"
+    );
+
+    // After the empty line, a line of any length is streamed.
+    let mut input = b"Subject: s\n\n".to_vec();
+    input.extend(vec![b'b'; 9 << 20]);
+    input.extend(b"\n");
+    let switches = (false, false, false, FromPolicy::Auto);
+    oracle_with(&input, switches, (64 * 1024, 64 * 1024, LINE_CAP)).unwrap();
+    oracle_with(&input, switches, (1000, 999, LINE_CAP)).unwrap();
+}
+
+#[test]
+fn long_lines_before_the_empty_line_decide_as_short_ones_do() {
+    let long = |s: &str| [s.as_bytes(), &[b'w'; 400]].concat();
+    let crs = vec![b'\r'; 400];
+    let cases: Vec<Vec<u8>> = vec![
+        // An empty line of CRs only ends the header block.
+        [b"Subject: s\n".as_slice(), &crs, b"\nbody\n"].concat(),
+        [crs.as_slice(), b"\nBcc: x@example.org\n"].concat(),
+        // Text first: no header block, whatever follows.
+        [long("text ").as_slice(), b"\nBcc: x@example.org\n\nb\n"].concat(),
+        [long("  x: ").as_slice(), b"\nTo: a@example.com\n"].concat(),
+        // Text after the fields: the body, unless a field follows.
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("some text"),
+            b"\nmore\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("some text"),
+            b"\nBcc: x@example.org\n\nb\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("text"),
+            b"\rBcc: x@example.org\n\nb\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\nno field\n".as_slice(),
+            &long("x\x0c:"),
+            b"\n\nb\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\nno field\n".as_slice(),
+            &long(" x:"),
+            b"\n\nb\n",
+        ]
+        .concat(),
+        // A broken field too long to hold.
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("B\u{e9}cc: "),
+            b"\n\nb\n",
+        ]
+        .concat(),
+    ];
+    for input in &cases {
+        check_all(input);
+    }
+    // A field or continuation line too long to hold is refused.
+    for input in [
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long("X-Long: "),
+            b"\n\nb\n",
+        ]
+        .concat(),
+        [
+            b"To: a@example.com\n".as_slice(),
+            &long(" folded "),
+            b"\n\nb\n",
+        ]
+        .concat(),
+        [
+            long("From x Sat Nov 28 10:00:00 2026 ").as_slice(),
+            b"\nTo: a\n\nb\n",
+        ]
+        .concat(),
+    ] {
+        let raw = Raw::read(&mut &input[..]).unwrap().with_line_cap(300);
+        let err = super::draft::Draft::parse(&raw, true)
+            .err()
+            .expect("refused");
+        assert_eq!(crate::exit::code_for(&err), Exit::DataErr);
+        assert!(format!("{err:#}").contains("longer than 8 MiB"), "{err:#}");
     }
 }
