@@ -182,13 +182,22 @@ fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32) -> bo
 /// Sends chunks over `client` until no row is left (`None`) or the
 /// session fails (its error; the unsettled rows are back in the queue).
 fn session(campaign: &Campaign, client: &mut Client, shared: &Shared) -> Option<anyhow::Error> {
+    // Composed rows not sent yet: a pipelined run stops where the pace
+    // says wait (see `send_chunk`), and the next one starts with them.
+    let mut ready: Vec<Taken> = Vec::new();
     loop {
-        let chunk = take(campaign, shared)?;
-        if let Some(err) = send_chunk(client, shared, chunk) {
-            return Some(err);
+        if stopped(shared) {
+            give_back(shared, ready.into_iter().map(|t| t.pending).collect());
+            return None;
         }
-        if let Some(closed) = client.closed() {
-            return Some(closed.into());
+        if ready.is_empty() {
+            ready = take(campaign, shared)?;
+        }
+        let (lost, untried) = send_chunk(client, shared, std::mem::take(&mut ready));
+        ready = untried;
+        if let Some(err) = lost.or_else(|| client.closed().map(Into::into)) {
+            give_back(shared, ready.into_iter().map(|t| t.pending).collect());
+            return Some(err);
         }
     }
 }
@@ -292,10 +301,19 @@ fn compose(campaign: &Campaign, row: &Row) -> Result<Outgoing> {
     })
 }
 
-/// Pipelines one chunk; settles each row as the server answers it, and
-/// hands the rows it did not settle back to the queue. Returns the error
-/// that ended the session, if one did.
-fn send_chunk(client: &mut Client, shared: &Shared, chunk: Vec<Taken>) -> Option<anyhow::Error> {
+/// Pipelines rows of `chunk` back to back; settles each as the server
+/// answers it, and hands the rows it sent but did not settle back to the
+/// queue. The first row waits for its slot of the pace; the next ones go
+/// only while their slot has come, since a pipelined message's content
+/// leaves with the next one's envelope: waiting for that slot would hold
+/// the content (and the server, after its 354) for a whole interval.
+/// Returns the error that ended the session, if one did, and the rows
+/// not tried.
+fn send_chunk(
+    client: &mut Client,
+    shared: &Shared,
+    chunk: Vec<Taken>,
+) -> (Option<anyhow::Error>, Vec<Taken>) {
     let mut contents = Vec::with_capacity(chunk.len());
     for taken in &chunk {
         match content(&taken.outgoing.message) {
@@ -303,7 +321,7 @@ fn send_chunk(client: &mut Client, shared: &Shared, chunk: Vec<Taken>) -> Option
             Err(err) => {
                 fail_run(shared, err);
                 give_back(shared, chunk.into_iter().map(|t| t.pending).collect());
-                return None;
+                return (None, Vec::new());
             }
         }
     }
@@ -314,7 +332,11 @@ fn send_chunk(client: &mut Client, shared: &Shared, chunk: Vec<Taken>) -> Option
         if stopped(shared) {
             return None;
         }
-        shared.pace.wait();
+        if i == 0 {
+            shared.pace.wait();
+        } else if !shared.pace.ready() {
+            return None;
+        }
         sent.borrow_mut().push(i);
         Some(Message {
             from: &chunk[i].outgoing.from,
@@ -331,15 +353,19 @@ fn send_chunk(client: &mut Client, shared: &Shared, chunk: Vec<Taken>) -> Option
     };
     let result = client.send_many(messages, settle);
     drop(contents);
+    let tried = sent.into_inner().len();
     let settled = settled.into_inner();
-    let back = chunk
-        .into_iter()
-        .zip(settled)
-        .filter(|(_, done)| !done)
-        .map(|(t, _)| t.pending)
-        .collect();
+    let mut back = Vec::new();
+    let mut untried = Vec::new();
+    for (i, (taken, done)) in chunk.into_iter().zip(settled).enumerate() {
+        match (done, i < tried) {
+            (true, _) => {}
+            (false, true) => back.push(taken.pending),
+            (false, false) => untried.push(taken),
+        }
+    }
     give_back(shared, back);
-    result.err().map(Into::into)
+    (result.err().map(Into::into), untried)
 }
 
 /// Rows a session took and did not settle: first in line again.
@@ -496,6 +522,17 @@ impl Pace {
         if at > now {
             std::thread::sleep(at - now);
         }
+    }
+
+    /// Takes this message's slot if it has come; never waits.
+    fn ready(&self) -> bool {
+        let mut next = lock(&self.next);
+        let now = Instant::now();
+        if next.0 > now {
+            return false;
+        }
+        next.0 = now + next.1;
+        true
     }
 
     /// After a 421 or a throttling refusal: half the pace (at least

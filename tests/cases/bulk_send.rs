@@ -277,6 +277,8 @@ struct Sink {
 #[derive(Default)]
 struct SinkState {
     delivered: Vec<String>,
+    /// When each message was accepted (its 250 sent).
+    accepted_at: Vec<std::time::Instant>,
     sessions: usize,
     refused: usize,
     open: usize,
@@ -329,6 +331,7 @@ impl Sink {
                                 break;
                             }
                             s.delivered.append(&mut rcpts);
+                            s.accepted_at.push(std::time::Instant::now());
                             b"250 queued\r\n"
                         } else if cmd == "QUIT" {
                             let _ = out.write_all(b"221 bye\r\n");
@@ -407,4 +410,29 @@ fn a_421_mid_campaign_reconnects_and_skips_no_row() {
         sink.state.lock().expect("lock").sessions >= 2,
         "it reconnected"
     );
+}
+
+/// `--rate` paces when messages are accepted, not only when their
+/// envelopes leave: a pipelined message's content is not held back for
+/// the next message's slot (the last two would then be accepted together).
+#[test]
+fn the_rate_paces_each_acceptance() {
+    let sink = Sink::start(10, None);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(5)).expect("list");
+    bulk_plain(
+        sink.port,
+        dir.path(),
+        &["--rate", "5/s", "--concurrency", "1"],
+    )
+    .expect(0);
+    let times = sink.state.lock().expect("lock").accepted_at.clone();
+    assert_eq!(times.len(), 5);
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= std::time::Duration::from_millis(150),
+            "{gap:?} between two acceptances"
+        );
+    }
 }
