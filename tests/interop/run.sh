@@ -16,7 +16,9 @@
 #                          back to divert only where namespaces are not allowed)
 #
 # suite.py holds the checks against Postfix, the recording server and the
-# fault server; system.py those with real system programs: Debian's cron
+# fault server; campaign.py those of `mailsend bulk` (a 240-row campaign
+# through submission checked copy by copy, kill -9 and resume, --rate);
+# system.py those with real system programs: Debian's cron
 # (MAILTO mail through mailsend as /usr/sbin/sendmail), git send-email,
 # HOME unset with /etc/mailsend/config.toml, and the outbox. Installs
 # postfix, sasl2-bin, libsasl2-modules, openssl, cron, git, git-email and
@@ -24,7 +26,9 @@
 # (system.sh stop), and by the next run if this one was killed.
 #
 # Prints `ok - name` / `not ok - name: details` per check, the duration,
-# and last `N passed, M failed`. Exits non-zero if anything failed or
+# and last `N passed, M failed` (plus `, K expected failures` when a check
+# marked as failing because of a known mailsend bug, printed as
+# `not ok - ... # TODO`, failed as expected; such a check passing is a failure). Exits non-zero if anything failed or
 # Postfix could not be started.
 set -u
 # Durations from the boot clock: the wall clock of a VM can jump.
@@ -39,13 +43,17 @@ ok() { echo "ok - $1"; setup_passed=$((setup_passed + 1)); }
 not_ok() { echo "not ok - $1: $2"; setup_failed=$((setup_failed + 1)); }
 
 finish() {
-    local passed=$((setup_passed + ${1:-0})) failed=$((setup_failed + ${2:-0}))
+    local passed=$((setup_passed + ${1:-0})) failed=$((setup_failed + ${2:-0})) xfail=${3:-0}
     local ms=$(($(uptime_ms) - start_ms))
     if [ "${INTEROP_KEEP:-}" = 1 ] && [ -n "${work:-}" ]; then
         echo "# kept $work (INTEROP_KEEP=1)"
     fi
     printf 'duration: %d.%01ds\n' $((ms / 1000)) $((ms % 1000 / 100))
-    echo "$passed passed, $failed failed"
+    if [ "$xfail" -gt 0 ]; then
+        echo "$passed passed, $failed failed, $xfail expected failures (known mailsend bugs, see the # TODO lines)"
+    else
+        echo "$passed passed, $failed failed"
+    fi
     [ "$failed" -eq 0 ]
     exit $?
 }
@@ -228,6 +236,19 @@ fi
 read -r s_passed s_failed < "$work/counts"
 echo "# fault matrix written to $INTEROP_MATRIX"
 
+# Campaigns (mailsend bulk): about 15 s.
+export INTEROP_COUNTS=$work/counts-campaign
+timeout 300 python3 "$here/campaign.py" </dev/null
+rc3=$?
+x_failed=0
+if [ -s "$work/counts-campaign" ]; then
+    read -r c_passed c_failed x_failed < "$work/counts-campaign"
+    s_passed=$((s_passed + c_passed)) s_failed=$((s_failed + c_failed)) x_failed=${x_failed:-0}
+else
+    not_ok "campaign.py ran to the end" "exited $rc3 without writing its counts"
+fi
+[ "$rc" -ne 0 ] || rc=$rc3
+
 export INTEROP_SYSTEM=$sys INTEROP_SYSTEM_SH=$here/system.sh INTEROP_CRON_TOKEN=$cron_token
 export INTEROP_COUNTS=$work/counts-system
 timeout 300 python3 "$here/system.py" </dev/null
@@ -243,4 +264,4 @@ if [ "$s_failed" -gt 0 ] || [ "$rc" -ne 0 ] || [ "$setup_failed" -gt 0 ]; then
     echo "# Postfix log (last 20 lines):"
     tail -20 "$work/postfix/log/postfix.log" | sed 's/^/#   /'
 fi
-finish "$s_passed" "$s_failed"
+finish "$s_passed" "$s_failed" "$x_failed"
