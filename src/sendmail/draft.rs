@@ -162,7 +162,11 @@ impl<'a> Draft<'a> {
                 // Too long to hold: only its first piece, and whether a
                 // later one starts a field, can keep it out of the header.
                 let long = LongLine::read(&read.bytes, &mut lines)?;
-                let prefix = read.bytes;
+                // The line as an error shows it: without the CRs that end it.
+                let prefix = match long.more_text {
+                    true => read.bytes,
+                    false => strip_crs(&read.bytes).to_vec(),
+                };
                 match &block {
                     _ if long.blank => {
                         body_at = Some(match &block {
@@ -321,6 +325,9 @@ struct LongLine {
     field_start: bool,
     continued: bool,
     later_field_start: bool,
+    /// Something but CRs after the first piece: the line as shown in an
+    /// error keeps the first piece's trailing CRs (else they end the line).
+    more_text: bool,
 }
 
 impl LongLine {
@@ -328,7 +335,11 @@ impl LongLine {
     fn read(start: &[u8], lines: &mut Lines) -> Result<LongLine> {
         let mut scan = Scan::default();
         scan.feed(start);
-        lines.rest_of_line(&mut |piece| scan.feed(piece))?;
+        let mut more_text = false;
+        lines.rest_of_line(&mut |piece| {
+            more_text |= piece.iter().any(|b| *b != b'\r');
+            scan.feed(piece)
+        })?;
         scan.end_piece();
         let (field_like, field_start, continued) = scan.first.unwrap_or_default();
         Ok(LongLine {
@@ -337,6 +348,7 @@ impl LongLine {
             field_start,
             continued,
             later_field_start: scan.later_field_start,
+            more_text,
         })
     }
 }
