@@ -34,6 +34,7 @@
 # Usage: scripts/bench-bulk.sh
 #   BENCH_PARTS="plain tls slow memory"  which parts to run
 #   BENCH_ROWS="1000 10000"     list sizes of the plain part
+#   BENCH_REPEAT=3              runs of each plain-part method (median)
 #   BENCH_TLS_ROWS=1000         rows of the STARTTLS part
 #   BENCH_DELAY_MS=25           one-way delay of the slow link
 #   BENCH_SLOW_ROWS=200         rows sent by mailsend / smtp-source over it
@@ -57,6 +58,7 @@ DELAY=${BENCH_DELAY_MS:-25}
 NS=${BENCH_SLOW_ROWS:-200}
 NL=${BENCH_SLOW_LOOP:-20}
 ROWS_MEM=${BENCH_MEMORY_ROWS:-100 100000}
+REPEAT=${BENCH_REPEAT:-3}
 OUT=$ROOT/target/bench
 PASS=bench-password
 export SINK_PASSWORD=$PASS
@@ -251,38 +253,51 @@ line ""
 # --- plain: throughput against smtp-source ------------------------------
 
 bench_plain() {
-  line "## Plain SMTP, loopback, 4 connections (smtp-sink, PIPELINING offered)"
+  line "## Plain SMTP, loopback, 4 connections (smtp-sink, PIPELINING offered; median of $REPEAT runs each, interleaved)"
   line ""
-  line "| rows | method | delivered | wall ms | messages/s | x smtp-source |"
-  line "|---:|---|---:|---:|---:|---:|"
-  local n before src_ms got jdirs=("$WORK") jd label
+  line "| rows | method | delivered | wall ms (median) | all runs, ms | messages/s | x smtp-source |"
+  line "|---:|---|---:|---:|---|---:|---:|"
+  local n before src_ms got jdirs=("$WORK") jd r k t0 t1
   [[ -n $SHM && $(df -T "$WORK" | awk 'NR == 2 { print $2 }') != tmpfs ]] && jdirs+=("$SHM")
   PORT_TO=$PPORT
   for n in $ROWS_PLAIN; do
     list "$n" "list-$n.csv"
     # warm-up (page cache, the binary)
     plain "list-$n.csv" "$WORK" --concurrency 4 --limit 50
-    say "smtp-source -s 4 -d -m $n"
-    before=$(pdelivered)
-    local t0 t1
-    t0=$(ms)
-    smtp_source "$n" "127.0.0.1:$PPORT" -s 4 -d
-    t1=$(ms)
-    src_ms=$((t1 - t0))
-    pwait $((before + n))
-    got=$(($(pdelivered) - before))
-    [[ $got == "$n" ]] || { warn "smtp-source: $got of $n delivered"; exit 1; }
-    line "| $n | \`smtp-source -s 4 -d\` (prebuilt message) | $got | $src_ms | $(rate "$n" "$src_ms") | 1.00 |"
-    for jd in "${jdirs[@]}"; do
-      label="journal on $(df -T "$jd" | awk 'NR == 2 { print $2 }')"
-      say "mailsend bulk --tls none --concurrency 4, $n rows, $label"
+    local times=() # "k ms": k = 0 for smtp-source, 1.. for each journal dir
+    for r in $(seq "$REPEAT"); do
+      say "run $r/$REPEAT: smtp-source -s 4 -d -m $n"
       before=$(pdelivered)
-      plain "list-$n.csv" "$jd" --concurrency 4
+      t0=$(ms)
+      smtp_source "$n" "127.0.0.1:$PPORT" -s 4 -d
+      t1=$(ms)
       pwait $((before + n))
       got=$(($(pdelivered) - before))
-      [[ $got == "$n" ]] || { warn "mailsend: $got of $n delivered"; exit 1; }
-      line "| $n | mailsend bulk --concurrency 4 ($label) | $got | $WALL | $(rate "$n" "$WALL") |" \
-        "$(div "$src_ms" "$WALL") |"
+      [[ $got == "$n" ]] || { warn "smtp-source: $got of $n delivered"; exit 1; }
+      times+=("0 $((t1 - t0))")
+      k=0
+      for jd in "${jdirs[@]}"; do
+        k=$((k + 1))
+        say "run $r/$REPEAT: mailsend bulk --tls none --concurrency 4, $n rows, journal in $jd"
+        before=$(pdelivered)
+        plain "list-$n.csv" "$jd" --concurrency 4
+        pwait $((before + n))
+        got=$(($(pdelivered) - before))
+        [[ $got == "$n" ]] || { warn "mailsend: $got of $n delivered"; exit 1; }
+        times+=("$k $WALL")
+      done
+    done
+    all() { printf '%s\n' "${times[@]}" | awk -v k="$1" '$1 == k { print $2 }'; }
+    median() { all "$1" | sort -n | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+    src_ms=$(median 0)
+    line "| $n | \`smtp-source -s 4 -d\` (prebuilt message) | $n | $src_ms | $(all 0 | paste -sd' ') | $(rate "$n" "$src_ms") | 1.00 |"
+    k=0
+    for jd in "${jdirs[@]}"; do
+      k=$((k + 1))
+      local med
+      med=$(median "$k")
+      line "| $n | mailsend bulk --concurrency 4 (journal on $(df -T "$jd" | awk 'NR == 2 { print $2 }')) | $n |" \
+        "$med | $(all "$k" | paste -sd' ') | $(rate "$n" "$med") | $(div "$src_ms" "$med") |"
     done
   done
   line ""
