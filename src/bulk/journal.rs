@@ -16,6 +16,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -74,6 +75,19 @@ impl Done {
 pub struct Journal {
     file: File,
     path: PathBuf,
+    /// Lines written and lines made durable (group commit: one fsync
+    /// covers every line written before it started, whichever session
+    /// wrote it).
+    state: Mutex<Durability>,
+    synced: Condvar,
+}
+
+#[derive(Default)]
+struct Durability {
+    written: u64,
+    synced: u64,
+    syncing: bool,
+    failed: bool,
 }
 
 impl Journal {
@@ -141,6 +155,8 @@ impl Journal {
         let mut journal = Journal {
             file,
             path: path.to_owned(),
+            state: Mutex::new(Durability::default()),
+            synced: Condvar::new(),
         };
         let done = if meta.len() == 0 {
             let head = Head {
@@ -226,9 +242,10 @@ impl Journal {
     }
 
     /// Records row `row`'s fate durably (written and fsynced) before it
-    /// returns: only then may the row count as done.
+    /// returns: only then may the row count as done. Sessions record at
+    /// the same time; one fsync makes all their lines durable.
     pub fn record(
-        &mut self,
+        &self,
         row: u64,
         status: Settled,
         data: u64,
@@ -242,10 +259,72 @@ impl Journal {
             message_id: message_id.into(),
             reply: reply.into(),
         };
-        self.append(&serde_json::to_vec(&line)?)
+        let mut text = serde_json::to_vec(&line)?;
+        text.push(b'\n');
+        let mine = {
+            let mut state = self.lock();
+            if state.failed {
+                return Err(self.failed(io::ErrorKind::Other.into()));
+            }
+            (&self.file).write_all(&text).map_err(|e| {
+                state.failed = true;
+                self.failed(e)
+            })?;
+            state.written += 1;
+            state.written
+        };
+        self.sync_to(mine)
     }
 
-    /// One line, written in one `write` (O_APPEND) and made durable.
+    /// Waits until line `mine` is durable, running the fsync when no
+    /// other session is.
+    fn sync_to(&self, mine: u64) -> Result<()> {
+        let mut state = self.lock();
+        loop {
+            if state.synced >= mine {
+                return Ok(());
+            }
+            if state.failed {
+                return Err(self.failed(io::ErrorKind::Other.into()));
+            }
+            if !state.syncing {
+                break;
+            }
+            state = self
+                .synced
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        state.syncing = true;
+        let target = state.written;
+        drop(state);
+        let result = self.file.sync_data();
+        let mut state = self.lock();
+        state.syncing = false;
+        match &result {
+            Ok(()) => state.synced = state.synced.max(target),
+            Err(_) => state.failed = true,
+        }
+        drop(state);
+        self.synced.notify_all();
+        result.map_err(|e| self.failed(e))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Durability> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn failed(&self, e: io::Error) -> anyhow::Error {
+        Failure::new(
+            Exit::TempFail,
+            format!("cannot write the journal {}: {e}", self.path.display()),
+        )
+        .into()
+    }
+
+    /// One line, written and made durable (the head, before any session).
     fn append(&mut self, json: &[u8]) -> Result<()> {
         let mut line = Vec::with_capacity(json.len() + 1);
         line.extend_from_slice(json);
@@ -253,13 +332,7 @@ impl Journal {
         self.file
             .write_all(&line)
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| {
-                Failure::new(
-                    Exit::TempFail,
-                    format!("cannot write the journal {}: {e}", self.path.display()),
-                )
-                .into()
-            })
+            .map_err(|e| self.failed(e))
     }
 }
 
@@ -289,7 +362,7 @@ mod tests {
     fn settled_rows_survive_a_reopen_and_a_cut_last_line_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("list.csv.journal");
-        let (mut j, done) = Journal::open(&path, &columns(), "t1").unwrap();
+        let (j, done) = Journal::open(&path, &columns(), "t1").unwrap();
         assert_eq!(done.len(), 0);
         j.record(1, Settled::Sent, 0xaa, "<1@x>", "250 ok").unwrap();
         j.record(3, Settled::Refused, 0xcc, "<3@x>", "550 no")
@@ -300,7 +373,7 @@ mod tests {
         f.write_all(b"{\"row\":4,\"sta").unwrap();
         drop(f);
 
-        let (mut j, done) = Journal::open(&path, &columns(), "t1").unwrap();
+        let (j, done) = Journal::open(&path, &columns(), "t1").unwrap();
         assert_eq!(done.get(1, 0xaa), Some((Settled::Sent, false)));
         assert_eq!(done.get(1, 0x1), Some((Settled::Sent, true)));
         assert_eq!(done.get(3, 0xcc), Some((Settled::Refused, false)));
@@ -322,7 +395,7 @@ mod tests {
     fn a_journal_of_other_columns_or_damaged_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        let (mut j, _) = Journal::open(&path, &columns(), "t").unwrap();
+        let (j, _) = Journal::open(&path, &columns(), "t").unwrap();
         j.record(1, Settled::Sent, 0xaa, "<1@x>", "250").unwrap();
         drop(j);
         let other = vec!["mail".to_owned()];
@@ -369,6 +442,31 @@ mod tests {
         assert!(err.to_string().contains("another run"), "{err}");
         drop(first);
         Journal::open(&path, &columns(), "t").unwrap();
+    }
+
+    #[test]
+    fn sessions_recording_at_once_lose_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (j, _) = Journal::open(&path, &columns(), "t").unwrap();
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let j = &j;
+                scope.spawn(move || {
+                    for i in 0..50u64 {
+                        let row = t * 50 + i + 1;
+                        j.record(row, Settled::Sent, row, "<m@x>", "250 ok").unwrap();
+                    }
+                });
+            }
+        });
+        let state = j.lock();
+        assert_eq!((state.written, state.synced), (400, 400));
+        drop(state);
+        drop(j);
+        let (_, done) = Journal::open(&path, &columns(), "t").unwrap();
+        assert_eq!(done.len(), 400);
+        assert!((1..=400).all(|row| done.get(row, row) == Some((Settled::Sent, false))));
     }
 
     #[test]

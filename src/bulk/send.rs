@@ -40,7 +40,7 @@ struct Pending {
 /// What the workers share.
 struct Shared<'a> {
     rows: Mutex<Source<'a>>,
-    journal: Mutex<Journal>,
+    journal: Journal,
     pace: Pace,
     progress: &'a Progress,
     /// A failure that stops the run (every session would fail alike, or
@@ -87,7 +87,7 @@ pub fn run<'a>(
             list: rows,
             out: 0,
         }),
-        journal: Mutex::new(journal),
+        journal,
         pace,
         progress,
         fatal: Mutex::new(None),
@@ -254,7 +254,7 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
             // Only rows refused for now (or rows other sessions hold).
             let wait = next_due
                 .map(|due| due.saturating_duration_since(Instant::now()))
-                .unwrap_or(Duration::from_millis(50))
+                .unwrap_or(Duration::from_millis(5))
                 .min(Duration::from_secs(1));
             std::thread::sleep(wait);
             if lock(&shared.rows).out == 0 && lock(&shared.rows).retry.is_empty() {
@@ -412,8 +412,9 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
         }
     };
     let row = taken.pending.row.number;
-    let written =
-        lock(&shared.journal).record(row, status, taken.data, &taken.outgoing.message_id, &text);
+    let written = shared
+        .journal
+        .record(row, status, taken.data, &taken.outgoing.message_id, &text);
     if let Err(err) = written {
         // Not counted: the next run sends it again.
         fail_run(shared, err);
