@@ -22,7 +22,7 @@ use super::journal::{self, Journal, Settled};
 use super::output::{Progress, RowStatus};
 use super::render::Campaign;
 use crate::deliver::{Outgoing, Transport};
-use crate::exit::{self, Exit, Failure};
+use crate::exit::{self, Exit};
 use crate::message::Composed;
 use crate::retry;
 use crate::smtp::{Class, Client, Content, Delivery, Message, SmtpError, Stamp};
@@ -265,7 +265,7 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
         let mut taken = Vec::with_capacity(batch.len());
         for pending in batch {
             let data = journal::fingerprint(pending.row.values());
-            match compose(campaign, &pending.row) {
+            match super::outgoing(campaign, &pending.row) {
                 Ok(outgoing) => taken.push(Taken {
                     pending,
                     outgoing,
@@ -286,19 +286,6 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
             return Some(taken);
         }
     }
-}
-
-fn compose(campaign: &Campaign, row: &Row) -> Result<Outgoing> {
-    let draft = campaign
-        .render(row)
-        .map_err(|problem| Failure::new(problem.exit, problem.message))?;
-    Ok(Outgoing {
-        message_id: draft.message_id.clone(),
-        from: draft.from.email.to_string(),
-        recipients: draft.recipients(),
-        message: draft.compose()?,
-        all_or_nothing: false,
-    })
 }
 
 /// Pipelines rows of `chunk` back to back; settles each as the server
