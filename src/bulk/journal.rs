@@ -103,6 +103,9 @@ impl Journal {
                 _ => cannot(e),
             })?;
         let meta = file.metadata().map_err(cannot)?;
+        if meta.is_file() {
+            lock(&file, path)?;
+        }
         if !meta.is_file() {
             return Err(Failure::config(format!(
                 "the journal {} is not a regular file",
@@ -244,6 +247,29 @@ impl Journal {
     }
 }
 
+/// Takes the journal for this run alone (an advisory `flock`, let go when
+/// the process ends, even by `kill -9`): two runs of one campaign at once
+/// would each send every row. The second is refused (75: run it again
+/// once the first is over).
+fn lock(file: &File, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this `File` owns; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    let message = match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => format!(
+            "the journal {} is in use by another run of this campaign",
+            path.display()
+        ),
+        _ => format!("cannot lock the journal {}: {e}", path.display()),
+    };
+    Err(Failure::new(Exit::TempFail, message)
+        .with_hint("wait for the other run to end; shards run at once need one --journal each")
+        .into())
+}
+
 /// A stable fingerprint (the first 64 bits of SHA-256) of some strings,
 /// each length-prefixed so that no two lists of values share one.
 pub fn fingerprint<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
@@ -338,6 +364,18 @@ mod tests {
         std::os::unix::fs::symlink(&path, &link).unwrap();
         let err = Journal::open(&link, &columns(), "t").err().unwrap();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn a_journal_in_use_by_another_run_is_refused_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (first, _) = Journal::open(&path, &columns(), "t").unwrap();
+        let err = Journal::open(&path, &columns(), "t").err().unwrap();
+        assert_eq!(crate::exit::code_for(&err), Exit::TempFail);
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        assert!(Journal::open(&path, &columns(), "t").is_ok());
     }
 
     #[test]
