@@ -49,6 +49,9 @@ struct Shared<'a> {
     /// Sessions open now.
     live: Mutex<usize>,
     deadline: Instant,
+    /// How long a worker keeps reconnecting while its sessions fail
+    /// without settling a row (`--retry-for`).
+    retry_for: Duration,
 }
 
 /// The rows still to send: refused for now (due again after a backoff),
@@ -93,6 +96,7 @@ pub fn run<'a>(
         fatal: Mutex::new(None),
         live: Mutex::new(0),
         deadline: Instant::now() + retry_for,
+        retry_for,
     };
     std::thread::scope(|scope| {
         for _ in 0..concurrency.max(1) {
@@ -100,14 +104,42 @@ pub fn run<'a>(
         }
     });
     if let Some(err) = lock(&shared.fatal).take() {
+        if exit::code_for(&err) == Exit::TempFail {
+            defer_the_rest(campaign, &shared, &format!("{err:#}"));
+        }
         return Err(err);
     }
     Ok(progress.exit())
 }
 
+/// The run stopped for a reason that passes (the server kept failing
+/// past `--retry-for`, the journal could not be written): every row not
+/// settled is said as deferred, one line each, as the next run sends it.
+fn defer_the_rest(campaign: &Campaign, shared: &Shared, why: &str) {
+    let mut source = lock(&shared.rows);
+    let retry = std::mem::take(&mut source.retry);
+    let rows = retry
+        .into_iter()
+        .map(|p| Ok(p.row))
+        .chain(&mut source.list)
+        .map_while(Result::ok);
+    for row in rows {
+        let to = campaign
+            .render(&row)
+            .map(|draft| draft.recipients().join(", "))
+            .unwrap_or_default();
+        shared
+            .progress
+            .row(row.number, &to, "", RowStatus::Deferred, why);
+    }
+}
+
 /// One session after another until no row is left.
 fn worker(campaign: &Campaign, transport: &Transport, shared: &Shared) {
+    // Sessions failed in a row, and since when (reset by a session that
+    // settled a row).
     let mut failures = 0u32;
+    let mut failing_since = None;
     loop {
         if stopped(shared) {
             return;
@@ -115,15 +147,20 @@ fn worker(campaign: &Campaign, transport: &Transport, shared: &Shared) {
         let mut client = match transport.open() {
             Ok(client) => client,
             Err(err) => {
-                if !connect_failed(shared, err, &mut failures) {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if !connect_failed(shared, err, &mut failures, since) {
                     return;
                 }
                 continue;
             }
         };
         *lock(&shared.live) += 1;
-        let lost = session(campaign, &mut client, shared);
-        *lock(&shared.live) -= 1;
+        let (settled, lost) = session(campaign, &mut client, shared);
+        let others = {
+            let mut live = lock(&shared.live);
+            *live -= 1;
+            *live > 0
+        };
         match lost {
             None => {
                 client.quit();
@@ -136,12 +173,30 @@ fn worker(campaign: &Campaign, transport: &Transport, shared: &Shared) {
                     fail_run(shared, err);
                     return;
                 }
+                if settled > 0 {
+                    failures = 0;
+                    failing_since = None;
+                }
+                let since = *failing_since.get_or_insert_with(Instant::now);
                 failures += 1;
                 shared.pace.slow_down();
+                let delay = retry::SEND.next(failures);
+                if since.elapsed() + delay > shared.retry_for {
+                    // Failing past --retry-for: the other sessions take
+                    // its rows; the last one stops the run (75).
+                    if others {
+                        shared
+                            .progress
+                            .note(&format!("one connection fewer: {err:#}"));
+                    } else {
+                        fail_run(shared, err);
+                    }
+                    return;
+                }
                 shared
                     .progress
                     .note(&format!("the session ended ({err:#}); reconnecting"));
-                sleep_within(shared, retry::SEND.next(failures));
+                sleep_within(shared, delay);
             }
         }
     }
@@ -152,7 +207,7 @@ fn worker(campaign: &Campaign, transport: &Transport, shared: &Shared) {
 /// session open, when the retry time is over; while other sessions work,
 /// this one gives up quietly (a server that limits connections gets
 /// fewer). Returns whether to try again.
-fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32) -> bool {
+fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32, since: Instant) -> bool {
     let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
     let temporary = exit::code_for(&err) == Exit::TempFail;
     let others = *lock(&shared.live) > 0;
@@ -168,7 +223,7 @@ fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32) -> bo
     }
     *failures += 1;
     let delay = retry::SEND.next(*failures);
-    if Instant::now() + delay > shared.deadline {
+    if since.elapsed() + delay > shared.retry_for {
         fail_run(shared, err);
         return false;
     }
@@ -181,14 +236,24 @@ fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32) -> bo
 
 /// Sends chunks over `client` until no row is left (`None`) or the
 /// session fails (its error; the unsettled rows are back in the queue).
-fn session(campaign: &Campaign, client: &mut Client, shared: &Shared) -> Option<anyhow::Error> {
+/// Also returns how many rows the server answered.
+fn session(
+    campaign: &Campaign,
+    client: &mut Client,
+    shared: &Shared,
+) -> (usize, Option<anyhow::Error>) {
+    let mut answered = 0;
     loop {
-        let chunk = take(campaign, shared)?;
-        if let Some(err) = send_chunk(client, shared, chunk) {
-            return Some(err);
+        let Some(chunk) = take(campaign, shared) else {
+            return (answered, None);
+        };
+        let (n, lost) = send_chunk(client, shared, chunk);
+        answered += n;
+        if let Some(err) = lost {
+            return (answered, Some(err));
         }
         if let Some(closed) = client.closed() {
-            return Some(closed.into());
+            return (answered, Some(closed.into()));
         }
     }
 }
@@ -294,8 +359,12 @@ fn compose(campaign: &Campaign, row: &Row) -> Result<Outgoing> {
 
 /// Pipelines one chunk; settles each row as the server answers it, and
 /// hands the rows it did not settle back to the queue. Returns the error
-/// that ended the session, if one did.
-fn send_chunk(client: &mut Client, shared: &Shared, chunk: Vec<Taken>) -> Option<anyhow::Error> {
+/// that ended the session, if one did, and how many rows were answered.
+fn send_chunk(
+    client: &mut Client,
+    shared: &Shared,
+    chunk: Vec<Taken>,
+) -> (usize, Option<anyhow::Error>) {
     let mut contents = Vec::with_capacity(chunk.len());
     for taken in &chunk {
         match content(&taken.outgoing.message) {
@@ -303,7 +372,7 @@ fn send_chunk(client: &mut Client, shared: &Shared, chunk: Vec<Taken>) -> Option
             Err(err) => {
                 fail_run(shared, err);
                 give_back(shared, chunk.into_iter().map(|t| t.pending).collect());
-                return None;
+                return (0, None);
             }
         }
     }
@@ -332,6 +401,7 @@ fn send_chunk(client: &mut Client, shared: &Shared, chunk: Vec<Taken>) -> Option
     let result = client.send_many(messages, settle);
     drop(contents);
     let settled = settled.into_inner();
+    let answered = settled.iter().filter(|&&done| done).count();
     let back = chunk
         .into_iter()
         .zip(settled)
@@ -339,7 +409,7 @@ fn send_chunk(client: &mut Client, shared: &Shared, chunk: Vec<Taken>) -> Option
         .map(|(t, _)| t.pending)
         .collect();
     give_back(shared, back);
-    result.err().map(Into::into)
+    (answered, result.err().map(Into::into))
 }
 
 /// Rows a session took and did not settle: first in line again.

@@ -408,3 +408,35 @@ fn a_421_mid_campaign_reconnects_and_skips_no_row() {
         "it reconnected"
     );
 }
+
+/// A server that answers every MAIL FROM with 421 (a daily quota, say):
+/// the run gives up once `--retry-for` is over, exit 75, and says every
+/// row it could not send as deferred, instead of reconnecting forever.
+#[test]
+fn a_server_that_always_says_421_ends_the_run_deferred_when_retry_for_is_over() {
+    let server = TestServer::start(with_auth(Behaviour {
+        mail_reply: Some("421 4.7.0 too many messages, try tomorrow".into()),
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(20)).expect("list");
+    let started = std::time::Instant::now();
+    let run = bulk(
+        server.port(),
+        dir.path(),
+        &["--concurrency", "2", "--retry-for", "2s"],
+    )
+    .expect(75);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 20, "one line per row: {}", run.stdout());
+    assert!(rows.values().all(|r| r["status"] == "deferred"), "{rows:?}");
+    assert_eq!(summary["deferred"], 20, "{summary}");
+    assert_eq!(delivered(&server).len(), 0);
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
+}
