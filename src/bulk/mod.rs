@@ -38,7 +38,7 @@ pub use rate::Rate;
 
 use data::{List, Row};
 use journal::Journal;
-use output::{Progress, RowStatus};
+use output::Progress;
 use render::{Campaign, Spec};
 
 /// Runs `mailsend bulk` as the flags ask; returns the exit code.
@@ -95,14 +95,14 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
     // changed since.
     for item in selected(args)? {
         let row = item?;
-        if let Some((_, changed)) = done.get(row.number, journal::fingerprint(row.values())) {
+        if let Some((settled, changed)) = done.get(row.number, journal::fingerprint(row.values())) {
             if changed {
                 progress.warning(&format!(
                     "row {} (line {}) changed since it was settled; it is not sent again",
                     row.number, row.line
                 ));
             }
-            progress.row(row.number, "", "", RowStatus::Skipped, "");
+            progress.skipped(row.number, settled == journal::Settled::Refused);
         }
     }
     progress.set_total(total);

@@ -440,3 +440,31 @@ fn a_server_that_always_says_421_ends_the_run_deferred_when_retry_for_is_over() 
     let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
     assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
 }
+
+/// A row refused for good in an earlier run is not sent: running the
+/// campaign again does not say "every row sent" (0) but 65, and 69 when
+/// every row was refused (now or before).
+#[test]
+fn a_rerun_after_rows_were_refused_for_good_does_not_exit_0() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("user2@example.com".into(), "550 5.1.1 no such user".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    bulk(server.port(), dir.path(), &[]).expect(65);
+    let again = bulk(server.port(), dir.path(), &[]).expect(65);
+    let (rows, summary) = results(&again);
+    assert_eq!(summary["skipped"], 3, "{summary}");
+    assert!(rows.values().all(|r| r["status"] == "skipped"), "{rows:?}");
+    assert_eq!(delivered(&server).len(), 2);
+
+    let all_refused = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("user1@example.com".into(), "550 5.1.1 no such user".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(1)).expect("list");
+    bulk(all_refused.port(), dir.path(), &[]).expect(69);
+    bulk(all_refused.port(), dir.path(), &[]).expect(69);
+}
