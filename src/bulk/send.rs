@@ -35,6 +35,8 @@ struct Pending {
     row: Row,
     attempts: u32,
     due: Instant,
+    /// When it was first refused for now: `--retry-for` counts from there.
+    first: Instant,
 }
 
 /// What the workers share.
@@ -48,7 +50,6 @@ struct Shared<'a> {
     fatal: Mutex<Option<anyhow::Error>>,
     /// Sessions open now.
     live: Mutex<usize>,
-    deadline: Instant,
     /// How long a worker keeps reconnecting while its sessions fail
     /// without settling a row (`--retry-for`).
     retry_for: Duration,
@@ -95,7 +96,6 @@ pub fn run<'a>(
         progress,
         fatal: Mutex::new(None),
         live: Mutex::new(0),
-        deadline: Instant::now() + retry_for,
         retry_for,
     };
     std::thread::scope(|scope| {
@@ -292,6 +292,7 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
                         row,
                         attempts: 0,
                         due: now,
+                        first: now,
                     }),
                     Some(Err(err)) => {
                         drop(source);
@@ -480,9 +481,13 @@ fn defer(shared: &Shared, taken: &Taken, why: &str, throttled: bool) {
     }
     let attempts = taken.pending.attempts + 1;
     let delay = retry::SEND.next(attempts);
+    let first = match taken.pending.attempts {
+        0 => Instant::now(),
+        _ => taken.pending.first,
+    };
     let mut source = lock(&shared.rows);
     source.out -= 1;
-    if Instant::now() + delay > shared.deadline {
+    if Instant::now() + delay > first + shared.retry_for {
         drop(source);
         return report(shared, taken, RowStatus::Deferred, why);
     }
@@ -494,6 +499,7 @@ fn defer(shared: &Shared, taken: &Taken, why: &str, throttled: bool) {
             row: taken.pending.row.clone(),
             attempts,
             due,
+            first,
         },
     );
 }

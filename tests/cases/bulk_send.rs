@@ -468,3 +468,33 @@ fn a_rerun_after_rows_were_refused_for_good_does_not_exit_0() {
     bulk(all_refused.port(), dir.path(), &[]).expect(69);
     bulk(all_refused.port(), dir.path(), &[]).expect(69);
 }
+
+/// `--retry-for` is each row's time to be retried, not a clock started
+/// with the run: a row refused for now late in a long campaign is tried
+/// again, not deferred at once.
+#[test]
+fn a_row_refused_for_now_late_in_the_run_is_still_retried() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("user6@example.com".into(), "451 4.7.1 try later".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(6)).expect("list");
+    // At 2/s, row 6 first goes out 2.5 s after the start, past a run-wide
+    // 2 s; its own 2 s leave room for a retry (the first after ~1 s).
+    let run = bulk(
+        server.port(),
+        dir.path(),
+        &["--rate", "2/s", "--concurrency", "1", "--retry-for", "2s"],
+    )
+    .expect(75);
+    let (rows, _) = results(&run);
+    assert_eq!(rows[&6]["status"], "deferred");
+    let tries = server
+        .sessions()
+        .iter()
+        .flat_map(|s| &s.transactions)
+        .filter(|t| t.rcpt_refused.iter().any(|r| r == "user6@example.com"))
+        .count();
+    assert!(tries >= 2, "row 6 tried {tries} time(s)");
+}
