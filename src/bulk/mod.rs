@@ -106,6 +106,11 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
         }
     }
     progress.set_total(total);
+    if total == 0 {
+        // Nothing left: no session, no login, no wait for a server.
+        progress.finish();
+        return Ok(progress.exit());
+    }
     let transport = Transport::new(settings, args.verbose)?;
     let retry_for = match settings.retry_for.is_zero() {
         true => DEFAULT_RETRY_FOR,

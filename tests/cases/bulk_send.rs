@@ -498,3 +498,23 @@ fn a_row_refused_for_now_late_in_the_run_is_still_retried() {
         .count();
     assert!(tries >= 2, "row 6 tried {tries} time(s)");
 }
+
+/// A campaign with nothing left to send connects nowhere: no session,
+/// no login, and no wait for a server that is down.
+#[test]
+fn a_campaign_with_nothing_left_connects_nowhere() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    bulk(server.port(), dir.path(), &[]).expect(0);
+    let sessions = server.sessions().len();
+    let again = bulk(server.port(), dir.path(), &[]).expect(0);
+    assert_eq!(results(&again).1["skipped"], 3);
+    assert_eq!(server.sessions().len(), sessions, "no new session");
+    // The server gone: still nothing to do, 0 at once.
+    let port = server.port();
+    drop(server);
+    let started = std::time::Instant::now();
+    bulk(port, dir.path(), &["--retry-for", "20s"]).expect(0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
