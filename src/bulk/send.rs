@@ -460,9 +460,12 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
     let written =
         lock(&shared.journal).record(row, status, taken.data, &taken.outgoing.message_id, &text);
     if let Err(err) = written {
-        // Not counted: the next run sends it again.
+        // Not counted as settled: the next run sends it again, which
+        // its line says (the run stops).
+        let text = format!("{text}; not recorded ({err:#}): the next run sends it again");
         fail_run(shared, err);
-        return;
+        lock(&shared.rows).out -= 1;
+        return report(shared, taken, RowStatus::Deferred, &text);
     }
     lock(&shared.rows).out -= 1;
     let status = match status {

@@ -518,3 +518,62 @@ fn a_campaign_with_nothing_left_connects_nowhere() {
     bulk(port, dir.path(), &["--retry-for", "20s"]).expect(0);
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// A journal that cannot be written (here: a file size limit; a full
+/// disk alike) stops the run with 75; every row has its line: the rows
+/// recorded as sent, and the others deferred, including those the
+/// server accepted but the journal could not record (the next run sends
+/// them again). No row is counted as sent unless it is in the journal.
+#[test]
+fn a_journal_that_cannot_be_written_stops_the_run_and_every_row_is_said() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(40)).expect("list");
+    let mut m = Mailsend::to_port(server.port());
+    m.home(dir.path())
+        .file_size_limit(1500)
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--subject", "Hello {{ name }}", "--body", "Dear {{ name }}"])
+        .args(["--unsubscribe-url", "https://example.com/u?e={{ email }}"])
+        .args(["--yes", "--json", "--concurrency", "2"]);
+    let run = m.run().expect(75);
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 40, "one line per row: {}", run.stdout());
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    let recorded: Vec<u64> = journal
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["row"].as_u64())
+        .collect();
+    let sent: Vec<u64> = rows
+        .values()
+        .filter(|r| r["status"] == "sent")
+        .filter_map(|r| r["row"].as_u64())
+        .collect();
+    assert!(
+        sent.iter().all(|r| recorded.contains(r)),
+        "{sent:?} {recorded:?}"
+    );
+    assert_eq!(summary["sent"], sent.len() as u64);
+    assert_eq!(
+        summary["sent"].as_u64().unwrap() + summary["deferred"].as_u64().unwrap(),
+        40,
+        "{summary}"
+    );
+    let accepted_unrecorded = rows
+        .values()
+        .filter(|r| r["status"] == "deferred")
+        .filter(|r| {
+            r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not recorded"))
+        })
+        .count();
+    assert!(accepted_unrecorded >= 1, "{}", run.stdout());
+    assert_eq!(
+        delivered(&server).len(),
+        sent.len() + accepted_unrecorded,
+        "what the server took is either recorded or said as not recorded"
+    );
+}
