@@ -65,6 +65,15 @@ impl Done {
             .map(|(settled, then)| (*settled, *then != data))
     }
 
+    /// Whether row `number` (its fingerprint now: `data`) is settled for
+    /// this run: sent (changed or not: never sent twice), or refused with
+    /// the same data (a refused row corrected since goes again). Returns
+    /// its fate and whether it changed.
+    pub fn settled(&self, number: u64, data: u64) -> Option<(Settled, bool)> {
+        self.get(number, data)
+            .filter(|&(fate, changed)| !(fate == Settled::Refused && changed))
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }

@@ -80,7 +80,7 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
         Ok(selected(args)?
             .filter(|item| match item {
                 Ok(row) => done
-                    .get(row.number, journal::fingerprint(row.values()))
+                    .settled(row.number, journal::fingerprint(row.values()))
                     .is_none(),
                 Err(_) => true,
             })
@@ -95,7 +95,9 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
     // changed since.
     for item in selected(args)? {
         let row = item?;
-        if let Some((settled, changed)) = done.get(row.number, journal::fingerprint(row.values())) {
+        if let Some((settled, changed)) =
+            done.settled(row.number, journal::fingerprint(row.values()))
+        {
             if changed {
                 progress.warning(&format!(
                     "row {} (line {}) changed since it was settled; it is not sent again",

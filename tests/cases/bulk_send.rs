@@ -577,3 +577,29 @@ fn a_journal_that_cannot_be_written_stops_the_run_and_every_row_is_said() {
         "what the server took is either recorded or said as not recorded"
     );
 }
+
+/// A row refused for good whose data was corrected since (a typo in the
+/// address fixed) goes on the next run: only rows already *sent* are
+/// never sent again when they change.
+#[test]
+fn a_refused_row_corrected_in_the_list_is_sent_on_the_next_run() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("user2@example.com".into(), "550 5.1.1 no such user".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    bulk(server.port(), dir.path(), &[]).expect(65);
+    let fixed = list(3).replace("user2@example.com", "fixed2@example.com");
+    let fixed = fixed.replace("user1@example.com,User 1", "user1@example.com,User One");
+    std::fs::write(dir.path().join("list.csv"), fixed).expect("list");
+    let again = bulk(server.port(), dir.path(), &[]).expect(0);
+    let (rows, summary) = results(&again);
+    assert_eq!(rows[&2]["status"], "sent", "{}", again.stdout());
+    assert_eq!(summary["skipped"], 2, "{summary}");
+    // Row 1 was sent: changed since, it is not sent again (a warning).
+    assert!(again.stderr().contains("row 1"), "{}", again.stderr());
+    let seen = delivered(&server);
+    assert_eq!(seen.get("fixed2@example.com"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("user1@example.com"), Some(&1), "{seen:?}");
+}
