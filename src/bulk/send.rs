@@ -468,6 +468,9 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
         return report(shared, taken, RowStatus::Deferred, &text);
     }
     lock(&shared.rows).out -= 1;
+    if status == Settled::Sent {
+        shared.pace.speed_up();
+    }
     let status = match status {
         Settled::Sent => RowStatus::Sent,
         Settled::Refused => RowStatus::Refused,
@@ -553,12 +556,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// every session; slowed down after throttling replies.
 pub struct Pace {
     next: Mutex<(Instant, Duration)>,
+    /// The interval `--rate` asks for (zero: as fast as the server takes).
+    base: Duration,
 }
+
+/// The least interval after a slow-down; below it the pace is back to `--rate`.
+const SLOWEST_FIRST: Duration = Duration::from_millis(100);
 
 impl Pace {
     pub fn new(interval: Option<Duration>) -> Pace {
+        let base = interval.unwrap_or_default();
         Pace {
-            next: Mutex::new((Instant::now(), interval.unwrap_or_default())),
+            next: Mutex::new((Instant::now(), base)),
+            base,
         }
     }
 
@@ -578,9 +588,64 @@ impl Pace {
     }
 
     /// After a 421 or a throttling refusal: half the pace (at least
-    /// 100 ms between messages, at most 10 s).
+    /// 100 ms between messages, at most 10 s, never faster than `--rate`).
     fn slow_down(&self) {
         let mut next = lock(&self.next);
-        next.1 = (next.1 * 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        next.1 = (next.1 * 2)
+            .clamp(SLOWEST_FIRST, Duration::from_secs(10))
+            .max(self.base);
+    }
+
+    /// After a message accepted: an eighth faster, back to `--rate` in
+    /// the end (a slow-down lasts while the server keeps pushing back).
+    fn speed_up(&self) {
+        let mut next = lock(&self.next);
+        if next.1 > self.base {
+            let faster = next.1 * 7 / 8;
+            next.1 = match faster < SLOWEST_FIRST {
+                true => self.base,
+                false => faster.max(self.base),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(pace: &Pace) -> Duration {
+        lock(&pace.next).1
+    }
+
+    #[test]
+    fn a_slow_down_never_goes_faster_than_the_rate_and_passes() {
+        // --rate 100/h: 36 s between messages; a throttling reply must not
+        // make it 10 s.
+        let slow = Pace::new(Some(Duration::from_secs(36)));
+        slow.slow_down();
+        assert_eq!(interval(&slow), Duration::from_secs(36));
+
+        let free = Pace::new(None);
+        for _ in 0..10 {
+            free.slow_down();
+        }
+        assert_eq!(interval(&free), Duration::from_secs(10));
+        for _ in 0..40 {
+            free.speed_up();
+        }
+        assert_eq!(interval(&free), Duration::ZERO, "back to no cap");
+
+        let rated = Pace::new(Some(Duration::from_millis(50)));
+        rated.slow_down();
+        assert_eq!(interval(&rated), SLOWEST_FIRST);
+        for _ in 0..10 {
+            rated.speed_up();
+        }
+        assert_eq!(
+            interval(&rated),
+            Duration::from_millis(50),
+            "back to --rate"
+        );
     }
 }

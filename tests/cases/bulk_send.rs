@@ -268,7 +268,9 @@ fn three_shards_deliver_every_row_exactly_once() {
 /// A plain SMTP sink for campaigns (PIPELINING, many connections) that can
 /// refuse connections beyond `max_sessions` with a 421 greeting, and end
 /// one session with a 421 in place of the `close_at`-th end-of-data reply
-/// (that message not accepted), as a throttling server does.
+/// (that message not accepted), as a throttling server does; with
+/// `per_session`, each session takes that many messages, then answers the
+/// next MAIL with a 421 and closes (a per-connection message limit).
 struct Sink {
     port: u16,
     state: std::sync::Arc<std::sync::Mutex<SinkState>>,
@@ -285,6 +287,14 @@ struct SinkState {
 
 impl Sink {
     fn start(max_sessions: usize, close_at: Option<usize>) -> Sink {
+        Sink::start_with(max_sessions, close_at, None)
+    }
+
+    fn start_with(
+        max_sessions: usize,
+        close_at: Option<usize>,
+        per_session: Option<usize>,
+    ) -> Sink {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -308,6 +318,7 @@ impl Sink {
                     let _ = out.write_all(b"220 sink ESMTP\r\n");
                     let mut reader = BufReader::new(stream);
                     let mut rcpts = Vec::new();
+                    let mut taken = 0;
                     let mut line = String::new();
                     while reader.read_line(&mut line).unwrap_or(0) > 0 {
                         let cmd = line.trim_end().to_ascii_uppercase();
@@ -329,7 +340,13 @@ impl Sink {
                                 break;
                             }
                             s.delivered.append(&mut rcpts);
+                            taken += 1;
                             b"250 queued\r\n"
+                        } else if cmd.starts_with("MAIL") && per_session.is_some_and(|n| taken >= n)
+                        {
+                            let _ =
+                                out.write_all(b"421 4.7.0 too many messages in this session\r\n");
+                            break;
                         } else if cmd == "QUIT" {
                             let _ = out.write_all(b"221 bye\r\n");
                             break;
@@ -602,4 +619,24 @@ fn a_refused_row_corrected_in_the_list_is_sent_on_the_next_run() {
     let seen = delivered(&server);
     assert_eq!(seen.get("fixed2@example.com"), Some(&1), "{seen:?}");
     assert_eq!(seen.get("user1@example.com"), Some(&1), "{seen:?}");
+}
+
+/// A server that takes only a few messages per connection (421 to the
+/// next MAIL, then it closes) is a limit, not an outage: the campaign
+/// reconnects and keeps its pace, instead of halving it at each reconnect
+/// for good (it crawled at one message per 10 s after a few sessions).
+#[test]
+fn a_server_with_a_per_connection_limit_does_not_slow_the_run_for_good() {
+    let sink = Sink::start_with(10, None, Some(5));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(60)).expect("list");
+    let started = std::time::Instant::now();
+    let run = bulk_plain(sink.port, dir.path(), &["--concurrency", "2"]).expect(0);
+    let took = started.elapsed();
+    let (_, summary) = results(&run);
+    assert_eq!(summary["sent"], 60, "{}", run.stderr());
+    let seen = sink.counts();
+    assert_eq!(seen.len(), 60);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    assert!(took < std::time::Duration::from_secs(40), "{took:?}");
 }
