@@ -428,7 +428,17 @@ fn give_back(shared: &Shared, rows: Vec<Pending>) {
 fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpError>) {
     let (status, text) = match outcome {
         Ok(delivery) if !delivery.accepted.is_empty() && delivery.reply.is_some() => {
-            let reply = delivery.reply.map(|r| r.to_string()).unwrap_or_default();
+            let mut reply = delivery.reply.map(|r| r.to_string()).unwrap_or_default();
+            // Sent to the others: a refused recipient is said, not dropped.
+            for r in &delivery.rejected {
+                let refusal = format!("{} refused: {} {}", r.address, r.code, r.text);
+                shared.progress.warning(&format!(
+                    "row {}: sent, but {refusal}",
+                    taken.pending.row.number
+                ));
+                reply.push_str("; ");
+                reply.push_str(&refusal);
+            }
             (Settled::Sent, reply)
         }
         Ok(delivery) => {

@@ -640,3 +640,35 @@ fn a_server_with_a_per_connection_limit_does_not_slow_the_run_for_good() {
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
     assert!(took < std::time::Duration::from_secs(40), "{took:?}");
 }
+
+/// A row with several recipients, one of them refused: the message went
+/// to the others (sent), and the refused one is said, on stderr and in
+/// the row's JSON reply, not dropped without a word.
+#[test]
+fn a_recipient_refused_in_a_row_with_several_is_said() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("bad@example.com".into(), "550 5.1.1 no such user".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("list.csv"),
+        "email,name,cc\nuser1@example.com,One,bad@example.com\n",
+    )
+    .expect("list");
+    let run = bulk(
+        server.port(),
+        dir.path(),
+        &["--to", "{{ email }}, {{ cc }}"],
+    )
+    .expect(0);
+    let (rows, _) = results(&run);
+    assert_eq!(rows[&1]["status"], "sent");
+    let reply = rows[&1]["reply"].as_str().unwrap_or_default();
+    assert!(
+        reply.contains("bad@example.com") && reply.contains("550"),
+        "{reply}"
+    );
+    assert!(run.stderr().contains("bad@example.com"), "{}", run.stderr());
+    assert_eq!(delivered(&server).len(), 1);
+}
