@@ -135,31 +135,42 @@ impl Journal {
             file,
             path: path.to_owned(),
         };
-        let done = if meta.len() == 0 {
-            let head = Head {
-                journal: 1,
-                columns: columns.to_vec(),
-                templates: templates.to_owned(),
-            };
-            journal.append(&serde_json::to_vec(&head)?)?;
-            Done {
-                rows: HashMap::new(),
-                templates_changed: false,
+        let (done, complete) = match meta.len() {
+            0 => (None, 0),
+            len => journal.read(columns, templates, len)?,
+        };
+        // A last line cut by a crash goes: the next one starts anew.
+        if complete < meta.len() {
+            journal.file.set_len(complete).map_err(cannot)?;
+        }
+        let done = match done {
+            Some(done) => done,
+            // New, or its head was cut by a crash before anything else.
+            None => {
+                let head = Head {
+                    journal: 1,
+                    columns: columns.to_vec(),
+                    templates: templates.to_owned(),
+                };
+                journal.append(&serde_json::to_vec(&head)?)?;
+                Done {
+                    rows: HashMap::new(),
+                    templates_changed: false,
+                }
             }
-        } else {
-            let (done, complete) = journal.read(columns, templates)?;
-            // A last line cut by a crash goes: the next one starts anew.
-            if complete < meta.len() {
-                journal.file.set_len(complete).map_err(cannot)?;
-            }
-            done
         };
         Ok((journal, done))
     }
 
-    /// Reads what earlier runs settled; also returns where the last
-    /// complete line ends.
-    fn read(&mut self, columns: &[String], templates: &str) -> Result<(Done, u64)> {
+    /// Reads what earlier runs settled (the file is `len` bytes long); also
+    /// returns where the last complete line ends. `None`: the head itself
+    /// was cut (a crash at the first write): the journal is as new.
+    fn read(
+        &mut self,
+        columns: &[String],
+        templates: &str,
+        len: u64,
+    ) -> Result<(Option<Done>, u64)> {
         let damaged = |line: usize, why: &str| {
             Failure::data(format!(
                 "the journal {} is damaged at line {line}: {why}",
@@ -174,6 +185,9 @@ impl Journal {
         let head: Head = match lines.next() {
             Some((_, Ok(bytes))) => {
                 complete += bytes.len() as u64 + 1;
+                if complete > len {
+                    return Ok((None, 0));
+                }
                 serde_json::from_slice(&bytes).map_err(|_| damaged(1, "not a journal head"))?
             }
             _ => return Err(damaged(1, "no head").into()),
@@ -193,6 +207,13 @@ impl Journal {
             let bytes = bytes?;
             let last = lines.peek().is_none();
             complete += bytes.len() as u64 + 1;
+            // A last line with no newline was cut while it was written,
+            // even when what is there parses: it never counted, and the
+            // next line must not be glued to it.
+            if last && complete > len {
+                complete -= bytes.len() as u64 + 1;
+                break;
+            }
             let parsed = serde_json::from_slice::<Line>(&bytes)
                 .ok()
                 .and_then(|line| {
@@ -215,7 +236,7 @@ impl Journal {
             templates_changed: head.templates != templates && !rows.is_empty(),
             rows,
         };
-        Ok((done, complete))
+        Ok((Some(done), complete))
     }
 
     /// Records row `row`'s fate durably (written and fsynced) before it
@@ -373,6 +394,41 @@ mod tests {
         std::os::unix::fs::symlink(&path, &link).unwrap();
         let err = Journal::open(&link, &columns(), "t").err().unwrap();
         assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn a_last_line_cut_just_before_its_newline_never_counts_nor_glues_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (mut j, _) = Journal::open(&path, &columns(), "t").unwrap();
+        j.record(1, Settled::Sent, 0xaa, "<1@x>", "250").unwrap();
+        drop(j);
+        // A write cut one byte short: the JSON is whole, the newline missing.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"row\":2,\"status\":\"sent\",\"data\":\"bb\",\"message_id\":\"m\"}")
+            .unwrap();
+        drop(f);
+        let (mut j, done) = Journal::open(&path, &columns(), "t").unwrap();
+        assert_eq!(done.get(2, 0xbb), None, "not durable: never counted");
+        j.record(3, Settled::Sent, 0xcc, "<3@x>", "250").unwrap();
+        drop(j);
+        let (_, done) = Journal::open(&path, &columns(), "t").unwrap();
+        assert_eq!(done.get(3, 0xcc), Some((Settled::Sent, false)));
+        assert_eq!(done.get(1, 0xaa), Some((Settled::Sent, false)));
+
+        // A crash in the very first write: the head cut, the journal as new.
+        for cut in [
+            &b"{\"journal\":1,\"colu"[..],
+            b"{\"journal\":1,\"columns\":[\"email\",\"name\"],\"templates\":\"t\"}",
+        ] {
+            std::fs::write(&path, cut).unwrap();
+            let (mut j, done) = Journal::open(&path, &columns(), "t").unwrap();
+            assert_eq!(done.len(), 0);
+            j.record(1, Settled::Sent, 0xaa, "<1@x>", "250").unwrap();
+            drop(j);
+            let (_, done) = Journal::open(&path, &columns(), "t").unwrap();
+            assert_eq!(done.get(1, 0xaa), Some((Settled::Sent, false)));
+        }
     }
 
     #[test]
