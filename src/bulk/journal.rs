@@ -66,6 +66,15 @@ impl Done {
             .map(|(settled, then)| (*settled, *then != data))
     }
 
+    /// Whether row `number` (its fingerprint now: `data`) is settled for
+    /// this run: sent (changed or not: never sent twice), or refused with
+    /// the same data (a refused row corrected since goes again). Returns
+    /// its fate and whether it changed.
+    pub fn settled(&self, number: u64, data: u64) -> Option<(Settled, bool)> {
+        self.get(number, data)
+            .filter(|&(fate, changed)| !(fate == Settled::Refused && changed))
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -116,26 +125,10 @@ impl Journal {
                 )),
                 _ => cannot(e),
             })?;
-        // One run of a campaign at a time: a second would send every row
-        // the first has not settled yet. The lock goes with the process.
-        use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::EWOULDBLOCK) => Failure::new(
-                    Exit::TempFail,
-                    format!(
-                        "another run of this campaign is using its journal {}",
-                        path.display()
-                    ),
-                )
-                .with_hint("wait for it to end; running the same command again then resumes"),
-                _ => cannot(err),
-            }
-            .into());
-        }
         let meta = file.metadata().map_err(cannot)?;
+        if meta.is_file() {
+            lock(&file, path)?;
+        }
         if !meta.is_file() {
             return Err(Failure::config(format!(
                 "the journal {} is not a regular file",
@@ -158,31 +151,42 @@ impl Journal {
             state: Mutex::new(Durability::default()),
             synced: Condvar::new(),
         };
-        let done = if meta.len() == 0 {
-            let head = Head {
-                journal: 1,
-                columns: columns.to_vec(),
-                templates: templates.to_owned(),
-            };
-            journal.append(&serde_json::to_vec(&head)?)?;
-            Done {
-                rows: HashMap::new(),
-                templates_changed: false,
+        let (done, complete) = match meta.len() {
+            0 => (None, 0),
+            len => journal.read(columns, templates, len)?,
+        };
+        // A last line cut by a crash goes: the next one starts anew.
+        if complete < meta.len() {
+            journal.file.set_len(complete).map_err(cannot)?;
+        }
+        let done = match done {
+            Some(done) => done,
+            // New, or its head was cut by a crash before anything else.
+            None => {
+                let head = Head {
+                    journal: 1,
+                    columns: columns.to_vec(),
+                    templates: templates.to_owned(),
+                };
+                journal.append(&serde_json::to_vec(&head)?)?;
+                Done {
+                    rows: HashMap::new(),
+                    templates_changed: false,
+                }
             }
-        } else {
-            let (done, complete) = journal.read(columns, templates)?;
-            // A last line cut by a crash goes: the next one starts anew.
-            if complete < meta.len() {
-                journal.file.set_len(complete).map_err(cannot)?;
-            }
-            done
         };
         Ok((journal, done))
     }
 
-    /// Reads what earlier runs settled; also returns where the last
-    /// complete line ends.
-    fn read(&mut self, columns: &[String], templates: &str) -> Result<(Done, u64)> {
+    /// Reads what earlier runs settled (the file is `len` bytes long); also
+    /// returns where the last complete line ends. `None`: the head itself
+    /// was cut (a crash at the first write): the journal is as new.
+    fn read(
+        &mut self,
+        columns: &[String],
+        templates: &str,
+        len: u64,
+    ) -> Result<(Option<Done>, u64)> {
         let damaged = |line: usize, why: &str| {
             Failure::data(format!(
                 "the journal {} is damaged at line {line}: {why}",
@@ -197,6 +201,9 @@ impl Journal {
         let head: Head = match lines.next() {
             Some((_, Ok(bytes))) => {
                 complete += bytes.len() as u64 + 1;
+                if complete > len {
+                    return Ok((None, 0));
+                }
                 serde_json::from_slice(&bytes).map_err(|_| damaged(1, "not a journal head"))?
             }
             _ => return Err(damaged(1, "no head").into()),
@@ -216,6 +223,13 @@ impl Journal {
             let bytes = bytes?;
             let last = lines.peek().is_none();
             complete += bytes.len() as u64 + 1;
+            // A last line with no newline was cut while it was written,
+            // even when what is there parses: it never counted, and the
+            // next line must not be glued to it.
+            if last && complete > len {
+                complete -= bytes.len() as u64 + 1;
+                break;
+            }
             let parsed = serde_json::from_slice::<Line>(&bytes)
                 .ok()
                 .and_then(|line| {
@@ -238,7 +252,7 @@ impl Journal {
             templates_changed: head.templates != templates && !rows.is_empty(),
             rows,
         };
-        Ok((done, complete))
+        Ok((Some(done), complete))
     }
 
     /// Records row `row`'s fate durably (written and fsynced) before it
@@ -334,6 +348,29 @@ impl Journal {
             .and_then(|()| self.file.sync_data())
             .map_err(|e| self.failed(e))
     }
+}
+
+/// Takes the journal for this run alone (an advisory `flock`, let go when
+/// the process ends, even by `kill -9`): two runs of one campaign at once
+/// would each send every row. The second is refused (75: run it again
+/// once the first is over).
+fn lock(file: &File, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this `File` owns; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    let message = match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => format!(
+            "the journal {} is in use by another run of this campaign",
+            path.display()
+        ),
+        _ => format!("cannot lock the journal {}: {e}", path.display()),
+    };
+    Err(Failure::new(Exit::TempFail, message)
+        .with_hint("wait for the other run to end; shards run at once need one --journal each")
+        .into())
 }
 
 /// A stable fingerprint (the first 64 bits of SHA-256) of some strings,
@@ -433,18 +470,6 @@ mod tests {
     }
 
     #[test]
-    fn a_second_run_of_the_same_campaign_is_refused_while_the_first_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        let first = Journal::open(&path, &columns(), "t").unwrap();
-        let err = Journal::open(&path, &columns(), "t").err().unwrap();
-        assert_eq!(crate::exit::code_for(&err), Exit::TempFail);
-        assert!(err.to_string().contains("another run"), "{err}");
-        drop(first);
-        Journal::open(&path, &columns(), "t").unwrap();
-    }
-
-    #[test]
     fn sessions_recording_at_once_lose_no_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
@@ -455,7 +480,8 @@ mod tests {
                 scope.spawn(move || {
                     for i in 0..50u64 {
                         let row = t * 50 + i + 1;
-                        j.record(row, Settled::Sent, row, "<m@x>", "250 ok").unwrap();
+                        j.record(row, Settled::Sent, row, "<m@x>", "250 ok")
+                            .unwrap();
                     }
                 });
             }
@@ -467,6 +493,53 @@ mod tests {
         let (_, done) = Journal::open(&path, &columns(), "t").unwrap();
         assert_eq!(done.len(), 400);
         assert!((1..=400).all(|row| done.get(row, row) == Some((Settled::Sent, false))));
+    }
+
+    #[test]
+    fn a_last_line_cut_just_before_its_newline_never_counts_nor_glues_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (j, _) = Journal::open(&path, &columns(), "t").unwrap();
+        j.record(1, Settled::Sent, 0xaa, "<1@x>", "250").unwrap();
+        drop(j);
+        // A write cut one byte short: the JSON is whole, the newline missing.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"row\":2,\"status\":\"sent\",\"data\":\"bb\",\"message_id\":\"m\"}")
+            .unwrap();
+        drop(f);
+        let (j, done) = Journal::open(&path, &columns(), "t").unwrap();
+        assert_eq!(done.get(2, 0xbb), None, "not durable: never counted");
+        j.record(3, Settled::Sent, 0xcc, "<3@x>", "250").unwrap();
+        drop(j);
+        let (_, done) = Journal::open(&path, &columns(), "t").unwrap();
+        assert_eq!(done.get(3, 0xcc), Some((Settled::Sent, false)));
+        assert_eq!(done.get(1, 0xaa), Some((Settled::Sent, false)));
+
+        // A crash in the very first write: the head cut, the journal as new.
+        for cut in [
+            &b"{\"journal\":1,\"colu"[..],
+            b"{\"journal\":1,\"columns\":[\"email\",\"name\"],\"templates\":\"t\"}",
+        ] {
+            std::fs::write(&path, cut).unwrap();
+            let (j, done) = Journal::open(&path, &columns(), "t").unwrap();
+            assert_eq!(done.len(), 0);
+            j.record(1, Settled::Sent, 0xaa, "<1@x>", "250").unwrap();
+            drop(j);
+            let (_, done) = Journal::open(&path, &columns(), "t").unwrap();
+            assert_eq!(done.get(1, 0xaa), Some((Settled::Sent, false)));
+        }
+    }
+
+    #[test]
+    fn a_journal_in_use_by_another_run_is_refused_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let (first, _) = Journal::open(&path, &columns(), "t").unwrap();
+        let err = Journal::open(&path, &columns(), "t").err().unwrap();
+        assert_eq!(crate::exit::code_for(&err), Exit::TempFail);
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        assert!(Journal::open(&path, &columns(), "t").is_ok());
     }
 
     #[test]

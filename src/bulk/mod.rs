@@ -38,7 +38,7 @@ pub use rate::Rate;
 
 use data::{List, Row};
 use journal::Journal;
-use output::{Progress, RowStatus};
+use output::Progress;
 use render::{Campaign, Spec};
 
 /// Runs `mailsend bulk` as the flags ask; returns the exit code.
@@ -80,7 +80,7 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
         Ok(selected(args)?
             .filter(|item| match item {
                 Ok(row) => done
-                    .get(row.number, journal::fingerprint(row.values()))
+                    .settled(row.number, journal::fingerprint(row.values()))
                     .is_none(),
                 Err(_) => true,
             })
@@ -95,17 +95,24 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
     // changed since.
     for item in selected(args)? {
         let row = item?;
-        if let Some((_, changed)) = done.get(row.number, journal::fingerprint(row.values())) {
+        if let Some((settled, changed)) =
+            done.settled(row.number, journal::fingerprint(row.values()))
+        {
             if changed {
                 progress.warning(&format!(
                     "row {} (line {}) changed since it was settled; it is not sent again",
                     row.number, row.line
                 ));
             }
-            progress.row(row.number, "", "", RowStatus::Skipped, "");
+            progress.skipped(row.number, settled == journal::Settled::Refused);
         }
     }
     progress.set_total(total);
+    if total == 0 {
+        // Nothing left: no session, no login, no wait for a server.
+        progress.finish();
+        return Ok(progress.exit());
+    }
     let transport = Transport::new(settings, args.verbose)?;
     let retry_for = match settings.retry_for.is_zero() {
         true => DEFAULT_RETRY_FOR,

@@ -69,6 +69,8 @@ struct Counts {
     refused: u64,
     deferred: u64,
     skipped: u64,
+    /// Of the skipped rows, those an earlier run refused for good.
+    refused_before: u64,
 }
 
 /// The run's reporter, shared by every session.
@@ -149,6 +151,18 @@ impl Progress {
         }
     }
 
+    /// A row an earlier run settled: skipped now, and remembered for the
+    /// exit code when it was refused for good (it was never sent).
+    pub fn skipped(&self, row: u64, refused: bool) {
+        self.row(row, "", "", RowStatus::Skipped, "");
+        if refused {
+            self.counts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .refused_before += 1;
+        }
+    }
+
     /// A warning, always shown.
     pub fn warning(&self, text: &str) {
         self.bar
@@ -192,15 +206,17 @@ impl Progress {
     }
 
     /// The run's exit code (PRODUCT.md): 0 when every row is sent (now or
-    /// before), 75 when some are deferred, 69 when every row tried was
-    /// refused, 65 when some were.
+    /// before), 75 when some are deferred, 69 when every row was refused
+    /// (now or before), 65 when some were.
     pub fn exit(&self) -> Exit {
         let c = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let refused = c.refused + c.refused_before;
+        let sent = c.sent + (c.skipped - c.refused_before);
         if c.deferred > 0 {
             Exit::TempFail
-        } else if c.refused > 0 && c.sent == 0 && c.skipped == 0 {
+        } else if refused > 0 && sent == 0 {
             Exit::Unavailable
-        } else if c.refused > 0 {
+        } else if refused > 0 {
             Exit::DataErr
         } else {
             Exit::Ok

@@ -35,6 +35,8 @@ struct Pending {
     row: Row,
     attempts: u32,
     due: Instant,
+    /// When it was first refused for now: `--retry-for` counts from there.
+    first: Instant,
 }
 
 /// What the workers share.
@@ -48,7 +50,9 @@ struct Shared<'a> {
     fatal: Mutex<Option<anyhow::Error>>,
     /// Sessions open now.
     live: Mutex<usize>,
-    deadline: Instant,
+    /// How long a worker keeps reconnecting while its sessions fail
+    /// without settling a row (`--retry-for`).
+    retry_for: Duration,
 }
 
 /// The rows still to send: refused for now (due again after a backoff),
@@ -92,7 +96,7 @@ pub fn run<'a>(
         progress,
         fatal: Mutex::new(None),
         live: Mutex::new(0),
-        deadline: Instant::now() + retry_for,
+        retry_for,
     };
     std::thread::scope(|scope| {
         for _ in 0..concurrency.max(1) {
@@ -100,14 +104,42 @@ pub fn run<'a>(
         }
     });
     if let Some(err) = lock(&shared.fatal).take() {
+        if exit::code_for(&err) == Exit::TempFail {
+            defer_the_rest(campaign, &shared, &format!("{err:#}"));
+        }
         return Err(err);
     }
     Ok(progress.exit())
 }
 
+/// The run stopped for a reason that passes (the server kept failing
+/// past `--retry-for`, the journal could not be written): every row not
+/// settled is said as deferred, one line each, as the next run sends it.
+fn defer_the_rest(campaign: &Campaign, shared: &Shared, why: &str) {
+    let mut source = lock(&shared.rows);
+    let retry = std::mem::take(&mut source.retry);
+    let rows = retry
+        .into_iter()
+        .map(|p| Ok(p.row))
+        .chain(&mut source.list)
+        .map_while(Result::ok);
+    for row in rows {
+        let to = campaign
+            .render(&row)
+            .map(|draft| draft.recipients().join(", "))
+            .unwrap_or_default();
+        shared
+            .progress
+            .row(row.number, &to, "", RowStatus::Deferred, why);
+    }
+}
+
 /// One session after another until no row is left.
 fn worker(campaign: &Campaign, transport: &Transport, shared: &Shared) {
+    // Sessions failed in a row, and since when (reset by a session that
+    // settled a row).
     let mut failures = 0u32;
+    let mut failing_since = None;
     loop {
         if stopped(shared) {
             return;
@@ -115,15 +147,20 @@ fn worker(campaign: &Campaign, transport: &Transport, shared: &Shared) {
         let mut client = match transport.open() {
             Ok(client) => client,
             Err(err) => {
-                if !connect_failed(shared, err, &mut failures) {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if !connect_failed(shared, err, &mut failures, since) {
                     return;
                 }
                 continue;
             }
         };
         *lock(&shared.live) += 1;
-        let lost = session(campaign, &mut client, shared);
-        *lock(&shared.live) -= 1;
+        let (settled, lost) = session(campaign, &mut client, shared);
+        let others = {
+            let mut live = lock(&shared.live);
+            *live -= 1;
+            *live > 0
+        };
         match lost {
             None => {
                 client.quit();
@@ -136,12 +173,30 @@ fn worker(campaign: &Campaign, transport: &Transport, shared: &Shared) {
                     fail_run(shared, err);
                     return;
                 }
+                if settled > 0 {
+                    failures = 0;
+                    failing_since = None;
+                }
+                let since = *failing_since.get_or_insert_with(Instant::now);
                 failures += 1;
                 shared.pace.slow_down();
+                let delay = retry::SEND.next(failures);
+                if since.elapsed() + delay > shared.retry_for {
+                    // Failing past --retry-for: the other sessions take
+                    // its rows; the last one stops the run (75).
+                    if others {
+                        shared
+                            .progress
+                            .note(&format!("one connection fewer: {err:#}"));
+                    } else {
+                        fail_run(shared, err);
+                    }
+                    return;
+                }
                 shared
                     .progress
                     .note(&format!("the session ended ({err:#}); reconnecting"));
-                sleep_within(shared, retry::SEND.next(failures));
+                sleep_within(shared, delay);
             }
         }
     }
@@ -152,7 +207,7 @@ fn worker(campaign: &Campaign, transport: &Transport, shared: &Shared) {
 /// session open, when the retry time is over; while other sessions work,
 /// this one gives up quietly (a server that limits connections gets
 /// fewer). Returns whether to try again.
-fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32) -> bool {
+fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32, since: Instant) -> bool {
     let smtp = err.chain().find_map(|c| c.downcast_ref::<SmtpError>());
     let temporary = exit::code_for(&err) == Exit::TempFail;
     let others = *lock(&shared.live) > 0;
@@ -168,7 +223,7 @@ fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32) -> bo
     }
     *failures += 1;
     let delay = retry::SEND.next(*failures);
-    if Instant::now() + delay > shared.deadline {
+    if since.elapsed() + delay > shared.retry_for {
         fail_run(shared, err);
         return false;
     }
@@ -181,23 +236,33 @@ fn connect_failed(shared: &Shared, err: anyhow::Error, failures: &mut u32) -> bo
 
 /// Sends chunks over `client` until no row is left (`None`) or the
 /// session fails (its error; the unsettled rows are back in the queue).
-fn session(campaign: &Campaign, client: &mut Client, shared: &Shared) -> Option<anyhow::Error> {
+/// Also returns how many rows the server answered.
+fn session(
+    campaign: &Campaign,
+    client: &mut Client,
+    shared: &Shared,
+) -> (usize, Option<anyhow::Error>) {
+    let mut answered = 0;
     // Composed rows not sent yet: a pipelined run stops where the pace
     // says wait (see `send_chunk`), and the next one starts with them.
     let mut ready: Vec<Taken> = Vec::new();
     loop {
         if stopped(shared) {
             give_back(shared, ready.into_iter().map(|t| t.pending).collect());
-            return None;
+            return (answered, None);
         }
         if ready.is_empty() {
-            ready = take(campaign, shared)?;
+            let Some(chunk) = take(campaign, shared) else {
+                return (answered, None);
+            };
+            ready = chunk;
         }
-        let (lost, untried) = send_chunk(client, shared, std::mem::take(&mut ready));
+        let (n, lost, untried) = send_chunk(client, shared, std::mem::take(&mut ready));
+        answered += n;
         ready = untried;
         if let Some(err) = lost.or_else(|| client.closed().map(Into::into)) {
             give_back(shared, ready.into_iter().map(|t| t.pending).collect());
-            return Some(err);
+            return (answered, Some(err));
         }
     }
 }
@@ -236,6 +301,7 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
                         row,
                         attempts: 0,
                         due: now,
+                        first: now,
                     }),
                     Some(Err(err)) => {
                         drop(source);
@@ -294,13 +360,13 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
 /// only while their slot has come, since a pipelined message's content
 /// leaves with the next one's envelope: waiting for that slot would hold
 /// the content (and the server, after its 354) for a whole interval.
-/// Returns the error that ended the session, if one did, and the rows
-/// not tried.
+/// Returns how many rows were answered, the error that ended the
+/// session, if one did, and the rows not tried.
 fn send_chunk(
     client: &mut Client,
     shared: &Shared,
     chunk: Vec<Taken>,
-) -> (Option<anyhow::Error>, Vec<Taken>) {
+) -> (usize, Option<anyhow::Error>, Vec<Taken>) {
     let mut contents = Vec::with_capacity(chunk.len());
     for taken in &chunk {
         match content(&taken.outgoing.message) {
@@ -308,7 +374,7 @@ fn send_chunk(
             Err(err) => {
                 fail_run(shared, err);
                 give_back(shared, chunk.into_iter().map(|t| t.pending).collect());
-                return (None, Vec::new());
+                return (0, None, Vec::new());
             }
         }
     }
@@ -342,6 +408,7 @@ fn send_chunk(
     drop(contents);
     let tried = sent.into_inner().len();
     let settled = settled.into_inner();
+    let answered = settled.iter().filter(|&&done| done).count();
     let mut back = Vec::new();
     let mut untried = Vec::new();
     for (i, (taken, done)) in chunk.into_iter().zip(settled).enumerate() {
@@ -352,7 +419,7 @@ fn send_chunk(
         }
     }
     give_back(shared, back);
-    (result.err().map(Into::into), untried)
+    (answered, result.err().map(Into::into), untried)
 }
 
 /// Rows a session took and did not settle: first in line again.
@@ -370,7 +437,17 @@ fn give_back(shared: &Shared, rows: Vec<Pending>) {
 fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpError>) {
     let (status, text) = match outcome {
         Ok(delivery) if !delivery.accepted.is_empty() && delivery.reply.is_some() => {
-            let reply = delivery.reply.map(|r| r.to_string()).unwrap_or_default();
+            let mut reply = delivery.reply.map(|r| r.to_string()).unwrap_or_default();
+            // Sent to the others: a refused recipient is said, not dropped.
+            for r in &delivery.rejected {
+                let refusal = format!("{} refused: {} {}", r.address, r.code, r.text);
+                shared.progress.warning(&format!(
+                    "row {}: sent, but {refusal}",
+                    taken.pending.row.number
+                ));
+                reply.push_str("; ");
+                reply.push_str(&refusal);
+            }
             (Settled::Sent, reply)
         }
         Ok(delivery) => {
@@ -403,11 +480,17 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
         .journal
         .record(row, status, taken.data, &taken.outgoing.message_id, &text);
     if let Err(err) = written {
-        // Not counted: the next run sends it again.
+        // Not counted as settled: the next run sends it again, which
+        // its line says (the run stops).
+        let text = format!("{text}; not recorded ({err:#}): the next run sends it again");
         fail_run(shared, err);
-        return;
+        lock(&shared.rows).out -= 1;
+        return report(shared, taken, RowStatus::Deferred, &text);
     }
     lock(&shared.rows).out -= 1;
+    if status == Settled::Sent {
+        shared.pace.speed_up();
+    }
     let status = match status {
         Settled::Sent => RowStatus::Sent,
         Settled::Refused => RowStatus::Refused,
@@ -424,9 +507,13 @@ fn defer(shared: &Shared, taken: &Taken, why: &str, throttled: bool) {
     }
     let attempts = taken.pending.attempts + 1;
     let delay = retry::SEND.next(attempts);
+    let first = match taken.pending.attempts {
+        0 => Instant::now(),
+        _ => taken.pending.first,
+    };
     let mut source = lock(&shared.rows);
     source.out -= 1;
-    if Instant::now() + delay > shared.deadline {
+    if Instant::now() + delay > first + shared.retry_for {
         drop(source);
         return report(shared, taken, RowStatus::Deferred, why);
     }
@@ -438,6 +525,7 @@ fn defer(shared: &Shared, taken: &Taken, why: &str, throttled: bool) {
             row: taken.pending.row.clone(),
             attempts,
             due,
+            first,
         },
     );
 }
@@ -488,12 +576,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// every session; slowed down after throttling replies.
 pub struct Pace {
     next: Mutex<(Instant, Duration)>,
+    /// The interval `--rate` asks for (zero: as fast as the server takes).
+    base: Duration,
 }
+
+/// The least interval after a slow-down; below it the pace is back to `--rate`.
+const SLOWEST_FIRST: Duration = Duration::from_millis(100);
 
 impl Pace {
     pub fn new(interval: Option<Duration>) -> Pace {
+        let base = interval.unwrap_or_default();
         Pace {
-            next: Mutex::new((Instant::now(), interval.unwrap_or_default())),
+            next: Mutex::new((Instant::now(), base)),
+            base,
         }
     }
 
@@ -524,9 +619,64 @@ impl Pace {
     }
 
     /// After a 421 or a throttling refusal: half the pace (at least
-    /// 100 ms between messages, at most 10 s).
+    /// 100 ms between messages, at most 10 s, never faster than `--rate`).
     fn slow_down(&self) {
         let mut next = lock(&self.next);
-        next.1 = (next.1 * 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        next.1 = (next.1 * 2)
+            .clamp(SLOWEST_FIRST, Duration::from_secs(10))
+            .max(self.base);
+    }
+
+    /// After a message accepted: an eighth faster, back to `--rate` in
+    /// the end (a slow-down lasts while the server keeps pushing back).
+    fn speed_up(&self) {
+        let mut next = lock(&self.next);
+        if next.1 > self.base {
+            let faster = next.1 * 7 / 8;
+            next.1 = match faster < SLOWEST_FIRST {
+                true => self.base,
+                false => faster.max(self.base),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(pace: &Pace) -> Duration {
+        lock(&pace.next).1
+    }
+
+    #[test]
+    fn a_slow_down_never_goes_faster_than_the_rate_and_passes() {
+        // --rate 100/h: 36 s between messages; a throttling reply must not
+        // make it 10 s.
+        let slow = Pace::new(Some(Duration::from_secs(36)));
+        slow.slow_down();
+        assert_eq!(interval(&slow), Duration::from_secs(36));
+
+        let free = Pace::new(None);
+        for _ in 0..10 {
+            free.slow_down();
+        }
+        assert_eq!(interval(&free), Duration::from_secs(10));
+        for _ in 0..40 {
+            free.speed_up();
+        }
+        assert_eq!(interval(&free), Duration::ZERO, "back to no cap");
+
+        let rated = Pace::new(Some(Duration::from_millis(50)));
+        rated.slow_down();
+        assert_eq!(interval(&rated), SLOWEST_FIRST);
+        for _ in 0..10 {
+            rated.speed_up();
+        }
+        assert_eq!(
+            interval(&rated),
+            Duration::from_millis(50),
+            "back to --rate"
+        );
     }
 }

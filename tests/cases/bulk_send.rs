@@ -268,7 +268,9 @@ fn three_shards_deliver_every_row_exactly_once() {
 /// A plain SMTP sink for campaigns (PIPELINING, many connections) that can
 /// refuse connections beyond `max_sessions` with a 421 greeting, and end
 /// one session with a 421 in place of the `close_at`-th end-of-data reply
-/// (that message not accepted), as a throttling server does.
+/// (that message not accepted), as a throttling server does; with
+/// `per_session`, each session takes that many messages, then answers the
+/// next MAIL with a 421 and closes (a per-connection message limit).
 struct Sink {
     port: u16,
     state: std::sync::Arc<std::sync::Mutex<SinkState>>,
@@ -287,6 +289,14 @@ struct SinkState {
 
 impl Sink {
     fn start(max_sessions: usize, close_at: Option<usize>) -> Sink {
+        Sink::start_with(max_sessions, close_at, None)
+    }
+
+    fn start_with(
+        max_sessions: usize,
+        close_at: Option<usize>,
+        per_session: Option<usize>,
+    ) -> Sink {
         use std::io::{BufRead, BufReader, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
@@ -310,6 +320,7 @@ impl Sink {
                     let _ = out.write_all(b"220 sink ESMTP\r\n");
                     let mut reader = BufReader::new(stream);
                     let mut rcpts = Vec::new();
+                    let mut taken = 0;
                     let mut line = String::new();
                     while reader.read_line(&mut line).unwrap_or(0) > 0 {
                         let cmd = line.trim_end().to_ascii_uppercase();
@@ -332,7 +343,13 @@ impl Sink {
                             }
                             s.delivered.append(&mut rcpts);
                             s.accepted_at.push(std::time::Instant::now());
+                            taken += 1;
                             b"250 queued\r\n"
+                        } else if cmd.starts_with("MAIL") && per_session.is_some_and(|n| taken >= n)
+                        {
+                            let _ =
+                                out.write_all(b"421 4.7.0 too many messages in this session\r\n");
+                            break;
                         } else if cmd == "QUIT" {
                             let _ = out.write_all(b"221 bye\r\n");
                             break;
@@ -435,4 +452,251 @@ fn the_rate_paces_each_acceptance() {
             "{gap:?} between two acceptances"
         );
     }
+}
+
+/// A server that answers every MAIL FROM with 421 (a daily quota, say):
+/// the run gives up once `--retry-for` is over, exit 75, and says every
+/// row it could not send as deferred, instead of reconnecting forever.
+#[test]
+fn a_server_that_always_says_421_ends_the_run_deferred_when_retry_for_is_over() {
+    let server = TestServer::start(with_auth(Behaviour {
+        mail_reply: Some("421 4.7.0 too many messages, try tomorrow".into()),
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(20)).expect("list");
+    let started = std::time::Instant::now();
+    let run = bulk(
+        server.port(),
+        dir.path(),
+        &["--concurrency", "2", "--retry-for", "2s"],
+    )
+    .expect(75);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 20, "one line per row: {}", run.stdout());
+    assert!(rows.values().all(|r| r["status"] == "deferred"), "{rows:?}");
+    assert_eq!(summary["deferred"], 20, "{summary}");
+    assert_eq!(delivered(&server).len(), 0);
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
+}
+
+/// A row refused for good in an earlier run is not sent: running the
+/// campaign again does not say "every row sent" (0) but 65, and 69 when
+/// every row was refused (now or before).
+#[test]
+fn a_rerun_after_rows_were_refused_for_good_does_not_exit_0() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("user2@example.com".into(), "550 5.1.1 no such user".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    bulk(server.port(), dir.path(), &[]).expect(65);
+    let again = bulk(server.port(), dir.path(), &[]).expect(65);
+    let (rows, summary) = results(&again);
+    assert_eq!(summary["skipped"], 3, "{summary}");
+    assert!(rows.values().all(|r| r["status"] == "skipped"), "{rows:?}");
+    assert_eq!(delivered(&server).len(), 2);
+
+    let all_refused = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("user1@example.com".into(), "550 5.1.1 no such user".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(1)).expect("list");
+    bulk(all_refused.port(), dir.path(), &[]).expect(69);
+    bulk(all_refused.port(), dir.path(), &[]).expect(69);
+}
+
+/// `--retry-for` is each row's time to be retried, not a clock started
+/// with the run: a row refused for now late in a long campaign is tried
+/// again, not deferred at once.
+#[test]
+fn a_row_refused_for_now_late_in_the_run_is_still_retried() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("user6@example.com".into(), "451 4.7.1 try later".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(6)).expect("list");
+    // At 2/s, row 6 first goes out 2.5 s after the start, past a run-wide
+    // 2 s; its own 2 s leave room for a retry (the first after ~1 s).
+    let run = bulk(
+        server.port(),
+        dir.path(),
+        &["--rate", "2/s", "--concurrency", "1", "--retry-for", "2s"],
+    )
+    .expect(75);
+    let (rows, _) = results(&run);
+    assert_eq!(rows[&6]["status"], "deferred");
+    let tries = server
+        .sessions()
+        .iter()
+        .flat_map(|s| &s.transactions)
+        .filter(|t| t.rcpt_refused.iter().any(|r| r == "user6@example.com"))
+        .count();
+    assert!(tries >= 2, "row 6 tried {tries} time(s)");
+}
+
+/// A campaign with nothing left to send connects nowhere: no session,
+/// no login, and no wait for a server that is down.
+#[test]
+fn a_campaign_with_nothing_left_connects_nowhere() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    bulk(server.port(), dir.path(), &[]).expect(0);
+    let sessions = server.sessions().len();
+    let again = bulk(server.port(), dir.path(), &[]).expect(0);
+    assert_eq!(results(&again).1["skipped"], 3);
+    assert_eq!(server.sessions().len(), sessions, "no new session");
+    // The server gone: still nothing to do, 0 at once.
+    let port = server.port();
+    drop(server);
+    let started = std::time::Instant::now();
+    bulk(port, dir.path(), &["--retry-for", "20s"]).expect(0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// A journal that cannot be written (here: a file size limit; a full
+/// disk alike) stops the run with 75; every row has its line: the rows
+/// recorded as sent, and the others deferred, including those the
+/// server accepted but the journal could not record (the next run sends
+/// them again). No row is counted as sent unless it is in the journal.
+#[test]
+fn a_journal_that_cannot_be_written_stops_the_run_and_every_row_is_said() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(40)).expect("list");
+    let mut m = Mailsend::to_port(server.port());
+    m.home(dir.path())
+        .file_size_limit(1500)
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--subject", "Hello {{ name }}", "--body", "Dear {{ name }}"])
+        .args(["--unsubscribe-url", "https://example.com/u?e={{ email }}"])
+        .args(["--yes", "--json", "--concurrency", "2"]);
+    let run = m.run().expect(75);
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 40, "one line per row: {}", run.stdout());
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    let recorded: Vec<u64> = journal
+        .lines()
+        .skip(1)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["row"].as_u64())
+        .collect();
+    let sent: Vec<u64> = rows
+        .values()
+        .filter(|r| r["status"] == "sent")
+        .filter_map(|r| r["row"].as_u64())
+        .collect();
+    assert!(
+        sent.iter().all(|r| recorded.contains(r)),
+        "{sent:?} {recorded:?}"
+    );
+    assert_eq!(summary["sent"], sent.len() as u64);
+    assert_eq!(
+        summary["sent"].as_u64().unwrap() + summary["deferred"].as_u64().unwrap(),
+        40,
+        "{summary}"
+    );
+    let accepted_unrecorded = rows
+        .values()
+        .filter(|r| r["status"] == "deferred")
+        .filter(|r| {
+            r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not recorded"))
+        })
+        .count();
+    assert!(accepted_unrecorded >= 1, "{}", run.stdout());
+    assert_eq!(
+        delivered(&server).len(),
+        sent.len() + accepted_unrecorded,
+        "what the server took is either recorded or said as not recorded"
+    );
+}
+
+/// A row refused for good whose data was corrected since (a typo in the
+/// address fixed) goes on the next run: only rows already *sent* are
+/// never sent again when they change.
+#[test]
+fn a_refused_row_corrected_in_the_list_is_sent_on_the_next_run() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("user2@example.com".into(), "550 5.1.1 no such user".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    bulk(server.port(), dir.path(), &[]).expect(65);
+    let fixed = list(3).replace("user2@example.com", "fixed2@example.com");
+    let fixed = fixed.replace("user1@example.com,User 1", "user1@example.com,User One");
+    std::fs::write(dir.path().join("list.csv"), fixed).expect("list");
+    let again = bulk(server.port(), dir.path(), &[]).expect(0);
+    let (rows, summary) = results(&again);
+    assert_eq!(rows[&2]["status"], "sent", "{}", again.stdout());
+    assert_eq!(summary["skipped"], 2, "{summary}");
+    // Row 1 was sent: changed since, it is not sent again (a warning).
+    assert!(again.stderr().contains("row 1"), "{}", again.stderr());
+    let seen = delivered(&server);
+    assert_eq!(seen.get("fixed2@example.com"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("user1@example.com"), Some(&1), "{seen:?}");
+}
+
+/// A server that takes only a few messages per connection (421 to the
+/// next MAIL, then it closes) is a limit, not an outage: the campaign
+/// reconnects and keeps its pace, instead of halving it at each reconnect
+/// for good (it crawled at one message per 10 s after a few sessions).
+#[test]
+fn a_server_with_a_per_connection_limit_does_not_slow_the_run_for_good() {
+    let sink = Sink::start_with(10, None, Some(5));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(60)).expect("list");
+    let started = std::time::Instant::now();
+    let run = bulk_plain(sink.port, dir.path(), &["--concurrency", "2"]).expect(0);
+    let took = started.elapsed();
+    let (_, summary) = results(&run);
+    assert_eq!(summary["sent"], 60, "{}", run.stderr());
+    let seen = sink.counts();
+    assert_eq!(seen.len(), 60);
+    assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+    assert!(took < std::time::Duration::from_secs(40), "{took:?}");
+}
+
+/// A row with several recipients, one of them refused: the message went
+/// to the others (sent), and the refused one is said, on stderr and in
+/// the row's JSON reply, not dropped without a word.
+#[test]
+fn a_recipient_refused_in_a_row_with_several_is_said() {
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("bad@example.com".into(), "550 5.1.1 no such user".into())],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("list.csv"),
+        "email,name,cc\nuser1@example.com,One,bad@example.com\n",
+    )
+    .expect("list");
+    let run = bulk(
+        server.port(),
+        dir.path(),
+        &["--to", "{{ email }}, {{ cc }}"],
+    )
+    .expect(0);
+    let (rows, _) = results(&run);
+    assert_eq!(rows[&1]["status"], "sent");
+    let reply = rows[&1]["reply"].as_str().unwrap_or_default();
+    assert!(
+        reply.contains("bad@example.com") && reply.contains("550"),
+        "{reply}"
+    );
+    assert!(run.stderr().contains("bad@example.com"), "{}", run.stderr());
+    assert_eq!(delivered(&server).len(), 1);
 }
