@@ -47,12 +47,18 @@ struct Line<'a> {
     message_id: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     reply: std::borrow::Cow<'a, str>,
+    /// A fingerprint of the row's recipients: a row whose values changed
+    /// is told from another row that moved to its number.
+    #[serde(default)]
+    to: String,
 }
 
-/// What an earlier run settled: row number → fate and data fingerprint
-/// (24 bytes a row, not the row).
+/// What an earlier run settled: row number → fate and the fingerprints
+/// of its data and recipients; and the fate of each data fingerprint,
+/// wherever its row stood (about 70 bytes a row, not the row).
 pub struct Done {
-    rows: HashMap<u64, (Settled, u64)>,
+    rows: HashMap<u64, (Settled, u64, Option<u64>)>,
+    by_data: HashMap<u64, Settled>,
     /// The templates changed since those rows were settled.
     pub templates_changed: bool,
 }
@@ -60,19 +66,42 @@ pub struct Done {
 impl Done {
     /// The earlier fate of row `number`, and whether its data has changed
     /// since (`data`: its fingerprint now).
+    #[cfg(test)]
     pub fn get(&self, number: u64, data: u64) -> Option<(Settled, bool)> {
         self.rows
             .get(&number)
-            .map(|(settled, then)| (*settled, *then != data))
+            .map(|(settled, then, _)| (*settled, *then != data))
     }
 
-    /// Whether row `number` (its fingerprint now: `data`) is settled for
-    /// this run: sent (changed or not: never sent twice), or refused with
-    /// the same data (a refused row corrected since goes again). Returns
-    /// its fate and whether it changed.
-    pub fn settled(&self, number: u64, data: u64) -> Option<(Settled, bool)> {
-        self.get(number, data)
-            .filter(|&(fate, changed)| !(fate == Settled::Refused && changed))
+    /// Whether row `number` (the fingerprint of its values now: `data`;
+    /// of its recipients: `to()`, asked only when needed) is settled for
+    /// this run, its fate, and whether it changed since:
+    /// - its values were settled, at this number or another (rows moved
+    ///   when one above was deleted or added): settled, unchanged;
+    /// - the row at this number was sent to the same recipients with
+    ///   other values: settled and changed (never sent twice);
+    /// - it was refused, and its values changed (an address corrected):
+    ///   not settled, it goes again;
+    /// - another recipient at this number (rows moved): a row of its own,
+    ///   not settled.
+    pub fn settled(
+        &self,
+        number: u64,
+        data: u64,
+        to: impl FnOnce() -> Option<u64>,
+    ) -> Option<(Settled, bool)> {
+        if let Some(&fate) = self.by_data.get(&data) {
+            return Some((fate, false));
+        }
+        match self.rows.get(&number) {
+            Some((Settled::Sent, _, Some(then_to))) if to() == Some(*then_to) => {
+                Some((Settled::Sent, true))
+            }
+            // A journal line without recipients (not written by this
+            // version): its number decides, as it always did.
+            Some((Settled::Sent, _, None)) => Some((Settled::Sent, true)),
+            _ => None,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -171,6 +200,7 @@ impl Journal {
                 journal.append(&serde_json::to_vec(&head)?)?;
                 Done {
                     rows: HashMap::new(),
+                    by_data: HashMap::new(),
                     templates_changed: false,
                 }
             }
@@ -219,6 +249,7 @@ impl Journal {
             .into());
         }
         let mut rows = HashMap::new();
+        let mut by_data = HashMap::new();
         while let Some((index, bytes)) = lines.next() {
             let bytes = bytes?;
             let last = lines.peek().is_none();
@@ -237,11 +268,13 @@ impl Journal {
                         line.row,
                         line.status,
                         u64::from_str_radix(&line.data, 16).ok()?,
+                        u64::from_str_radix(&line.to, 16).ok(),
                     ))
                 });
             match parsed {
-                Some((row, status, data)) => {
-                    rows.insert(row, (status, data));
+                Some((row, status, data, to)) => {
+                    rows.insert(row, (status, data, to));
+                    by_data.insert(data, status);
                 }
                 // Cut by a crash while it was written: never counted.
                 None if last => complete -= bytes.len() as u64 + 1,
@@ -251,6 +284,7 @@ impl Journal {
         let done = Done {
             templates_changed: head.templates != templates && !rows.is_empty(),
             rows,
+            by_data,
         };
         Ok((Some(done), complete))
     }
@@ -262,7 +296,7 @@ impl Journal {
         &self,
         row: u64,
         status: Settled,
-        data: u64,
+        (data, to): (u64, u64),
         message_id: &str,
         reply: &str,
     ) -> Result<()> {
@@ -272,6 +306,7 @@ impl Journal {
             data: format!("{data:016x}"),
             message_id: message_id.into(),
             reply: reply.into(),
+            to: format!("{to:016x}"),
         };
         let mut text = serde_json::to_vec(&line)?;
         text.push(b'\n');
@@ -401,8 +436,9 @@ mod tests {
         let path = dir.path().join("list.csv.journal");
         let (j, done) = Journal::open(&path, &columns(), "t1").unwrap();
         assert_eq!(done.len(), 0);
-        j.record(1, Settled::Sent, 0xaa, "<1@x>", "250 ok").unwrap();
-        j.record(3, Settled::Refused, 0xcc, "<3@x>", "550 no")
+        j.record(1, Settled::Sent, (0xaa, 0), "<1@x>", "250 ok")
+            .unwrap();
+        j.record(3, Settled::Refused, (0xcc, 0), "<3@x>", "550 no")
             .unwrap();
         drop(j);
         // A crash in the middle of the next line.
@@ -417,7 +453,8 @@ mod tests {
         assert_eq!(done.get(2, 0xbb), None);
         assert_eq!(done.get(4, 0xdd), None, "the cut line never counted");
         assert!(!done.templates_changed);
-        j.record(4, Settled::Sent, 0xdd, "<4@x>", "250 ok").unwrap();
+        j.record(4, Settled::Sent, (0xdd, 0), "<4@x>", "250 ok")
+            .unwrap();
         drop(j);
 
         let (_, done) = Journal::open(&path, &columns(), "t2").unwrap();
@@ -433,7 +470,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let (j, _) = Journal::open(&path, &columns(), "t").unwrap();
-        j.record(1, Settled::Sent, 0xaa, "<1@x>", "250").unwrap();
+        j.record(1, Settled::Sent, (0xaa, 0), "<1@x>", "250")
+            .unwrap();
         drop(j);
         let other = vec!["mail".to_owned()];
         let err = Journal::open(&path, &other, "t").err().unwrap();
@@ -480,7 +518,7 @@ mod tests {
                 scope.spawn(move || {
                     for i in 0..50u64 {
                         let row = t * 50 + i + 1;
-                        j.record(row, Settled::Sent, row, "<m@x>", "250 ok")
+                        j.record(row, Settled::Sent, (row, 0), "<m@x>", "250 ok")
                             .unwrap();
                     }
                 });
@@ -500,7 +538,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let (j, _) = Journal::open(&path, &columns(), "t").unwrap();
-        j.record(1, Settled::Sent, 0xaa, "<1@x>", "250").unwrap();
+        j.record(1, Settled::Sent, (0xaa, 0), "<1@x>", "250")
+            .unwrap();
         drop(j);
         // A write cut one byte short: the JSON is whole, the newline missing.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
@@ -509,7 +548,8 @@ mod tests {
         drop(f);
         let (j, done) = Journal::open(&path, &columns(), "t").unwrap();
         assert_eq!(done.get(2, 0xbb), None, "not durable: never counted");
-        j.record(3, Settled::Sent, 0xcc, "<3@x>", "250").unwrap();
+        j.record(3, Settled::Sent, (0xcc, 0), "<3@x>", "250")
+            .unwrap();
         drop(j);
         let (_, done) = Journal::open(&path, &columns(), "t").unwrap();
         assert_eq!(done.get(3, 0xcc), Some((Settled::Sent, false)));
@@ -523,7 +563,8 @@ mod tests {
             std::fs::write(&path, cut).unwrap();
             let (j, done) = Journal::open(&path, &columns(), "t").unwrap();
             assert_eq!(done.len(), 0);
-            j.record(1, Settled::Sent, 0xaa, "<1@x>", "250").unwrap();
+            j.record(1, Settled::Sent, (0xaa, 0), "<1@x>", "250")
+                .unwrap();
             drop(j);
             let (_, done) = Journal::open(&path, &columns(), "t").unwrap();
             assert_eq!(done.get(1, 0xaa), Some((Settled::Sent, false)));

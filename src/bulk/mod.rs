@@ -76,12 +76,19 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
             done.len()
         ));
     }
+    // A row's earlier fate: by its values, else by its number and
+    // recipients (rendered only when its number was settled with other
+    // values).
+    let earlier = |row: &Row| {
+        done.settled(row.number, journal::fingerprint(row.values()), || {
+            let draft = campaign.render(row).ok()?;
+            Some(send::recipients_fingerprint(&draft.recipients()))
+        })
+    };
     let pending = || -> Result<_> {
         Ok(selected(args)?
             .filter(|item| match item {
-                Ok(row) => done
-                    .settled(row.number, journal::fingerprint(row.values()))
-                    .is_none(),
+                Ok(row) => earlier(row).is_none(),
                 Err(_) => true,
             })
             .take(limit(args)))
@@ -92,20 +99,34 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
         return Ok(Exit::Ok);
     }
     // Rows an earlier run settled: skipped, with a warning when the row
-    // changed since.
+    // changed since. A changed row's new values are journaled as sent
+    // too, so that it is still known if rows move later.
+    let mut aliases = Vec::new();
     for item in selected(args)? {
         let row = item?;
-        if let Some((settled, changed)) =
-            done.settled(row.number, journal::fingerprint(row.values()))
-        {
+        if let Some((settled, changed)) = earlier(&row) {
             if changed {
                 progress.warning(&format!(
                     "row {} (line {}) changed since it was settled; it is not sent again",
                     row.number, row.line
                 ));
+                aliases.push(row.clone());
             }
             progress.skipped(row.number, settled == journal::Settled::Refused);
         }
+    }
+    for row in aliases {
+        let to = campaign
+            .render(&row)
+            .map(|draft| send::recipients_fingerprint(&draft.recipients()))
+            .unwrap_or_default();
+        journal.record(
+            row.number,
+            journal::Settled::Sent,
+            (journal::fingerprint(row.values()), to),
+            "",
+            "sent before with other values; not sent again",
+        )?;
     }
     progress.set_total(total);
     if total == 0 {

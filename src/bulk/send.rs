@@ -476,9 +476,16 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
         }
     };
     let row = taken.pending.row.number;
-    let written = shared
-        .journal
-        .record(row, status, taken.data, &taken.outgoing.message_id, &text);
+    let written = shared.journal.record(
+        row,
+        status,
+        (
+            taken.data,
+            recipients_fingerprint(&taken.outgoing.recipients),
+        ),
+        &taken.outgoing.message_id,
+        &text,
+    );
     if let Err(err) = written {
         // Not counted as settled: the next run sends it again, which
         // its line says (the run stops).
@@ -538,6 +545,11 @@ fn report(shared: &Shared, taken: &Taken, status: RowStatus, text: &str) {
         status,
         text,
     );
+}
+
+/// The fingerprint of a row's recipients, as the journal keeps it.
+pub fn recipients_fingerprint(recipients: &[String]) -> u64 {
+    journal::fingerprint(recipients.iter().map(String::as_str))
 }
 
 fn content(message: &Composed) -> Result<Content<'_>> {

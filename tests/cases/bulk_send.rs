@@ -700,3 +700,42 @@ fn a_recipient_refused_in_a_row_with_several_is_said() {
     assert!(run.stderr().contains("bad@example.com"), "{}", run.stderr());
     assert_eq!(delivered(&server).len(), 1);
 }
+
+/// Rows are known by their values (and recipients), not only by their
+/// number: a sent row whose values were edited (same recipient) is not
+/// sent again, with a warning; deleting a row above later moves the
+/// others up, and every row still goes exactly once.
+#[test]
+fn an_edited_sent_row_does_not_go_again_and_rows_moved_by_a_deletion_go_once() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("list.csv");
+    std::fs::write(&path, list(6)).expect("list");
+    bulk(server.port(), dir.path(), &["--limit", "3"]).expect(0);
+    // Row 2's name edited in place (same address): not sent again.
+    let edited = list(6).replace("User 2", "User Two");
+    std::fs::write(&path, &edited).expect("list");
+    let run = bulk(server.port(), dir.path(), &["--limit", "1"]).expect(0);
+    let (rows, summary) = results(&run);
+    assert_eq!(summary["sent"], 1, "{summary}");
+    assert_eq!(rows[&4]["status"], "sent");
+    assert!(
+        run.stderr().contains("row 2 (line 3) changed since"),
+        "{}",
+        run.stderr()
+    );
+    // Row 1 deleted: the others move up a number; rows 5 and 6 go.
+    std::fs::write(&path, edited.replace("user1@example.com,User 1\n", "")).expect("list");
+    let run = bulk(server.port(), dir.path(), &[]).expect(0);
+    let (_, summary) = results(&run);
+    assert_eq!(summary["sent"], 2, "{summary}");
+    assert_eq!(summary["skipped"], 3, "{summary}");
+    let seen = delivered(&server);
+    for i in 1..=6 {
+        assert_eq!(
+            seen.get(&format!("user{i}@example.com")),
+            Some(&1),
+            "{seen:?}"
+        );
+    }
+}
