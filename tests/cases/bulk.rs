@@ -6,6 +6,18 @@ use crate::support::cmd::Mailsend;
 
 use std::path::Path;
 
+/// The least a campaign needs: `mailsend bulk` over list.csv, a sender
+/// and a body.
+const MINIMAL: [&str; 7] = [
+    "bulk",
+    "--data",
+    "list.csv",
+    "--from",
+    "n@example.com",
+    "--body",
+    "x",
+];
+
 /// A BOM, CRLF line endings, UTF-8, quoted fields holding commas, quotes
 /// and a line break (row 2 spans lines 3 and 4).
 const LIST: &str = "\u{feff}email,name,id,city\r\n\
@@ -407,19 +419,11 @@ fn campaign_wide_mistakes_are_usage_errors() {
     let run = |extra: &[&str], code: i32, needle: &str| {
         let mut m = Mailsend::bare();
         m.file("list.csv", "email\na@example.com\n");
-        m.args([
-            "bulk",
-            "--data",
-            "list.csv",
-            "--from",
-            "n@example.com",
-            "--body",
-            "x",
-        ])
-        .args(extra)
-        .run()
-        .expect(code)
-        .error_mentions(needle);
+        m.args(MINIMAL)
+            .args(extra)
+            .run()
+            .expect(code)
+            .error_mentions(needle);
     };
     run(
         &["--unsubscribe-url", "http://example.com/u", "--dry-run"],
@@ -490,32 +494,13 @@ fn flags_are_validated() {
     ] {
         let mut m = Mailsend::bare();
         m.file("list.csv", "email\na@example.com\n");
-        let run = m
-            .args([
-                "bulk",
-                "--data",
-                "list.csv",
-                "--from",
-                "n@example.com",
-                "--body",
-                "x",
-            ])
-            .args([flag, value, "--dry-run"])
-            .run();
+        let run = m.args(MINIMAL).args([flag, value, "--dry-run"]).run();
         assert_eq!(run.code(), 64, "{flag} {value}: {}", run.stderr());
     }
     let mut m = Mailsend::bare();
     m.file("list.csv", "email\na@example.com\n");
     let run = m
-        .args([
-            "bulk",
-            "--data",
-            "list.csv",
-            "--from",
-            "n@example.com",
-            "--body",
-            "x",
-        ])
+        .args(MINIMAL)
         .args([
             "--rate",
             "600/min",
@@ -533,18 +518,7 @@ fn flags_are_validated() {
     // --out only with --dry-run.
     let mut m = Mailsend::bare();
     m.file("list.csv", "email\na@example.com\n");
-    let run = m
-        .args([
-            "bulk",
-            "--data",
-            "list.csv",
-            "--from",
-            "n@example.com",
-            "--body",
-            "x",
-        ])
-        .args(["--out", "dir"])
-        .run();
+    let run = m.args(MINIMAL).args(["--out", "dir"]).run();
     assert_eq!(run.code(), 64, "{}", run.stderr());
 }
 
@@ -649,19 +623,7 @@ fn at_most_100_bad_rows_are_listed_then_counted() {
         .chain((1..=250).map(|i| format!("bad{i}\n")))
         .collect();
     m.file("list.csv", list);
-    let run = m
-        .args([
-            "bulk",
-            "--data",
-            "list.csv",
-            "--from",
-            "n@example.com",
-            "--body",
-            "x",
-        ])
-        .args(["--dry-run"])
-        .run()
-        .expect(65);
+    let run = m.args(MINIMAL).args(["--dry-run"]).run().expect(65);
     let stderr = run.stderr();
     let rows: Vec<&str> = stderr
         .lines()
