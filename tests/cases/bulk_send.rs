@@ -186,7 +186,7 @@ fn the_rate_holds_across_connections() {
 /// kill).
 #[test]
 fn a_campaign_survives_kill_9_and_sends_each_row_once() {
-    const ROWS: usize = 300;
+    const ROWS: usize = 1000;
     const CONCURRENCY: usize = 2;
     let server = submission();
     let dir = tempfile::tempdir().expect("dir");
@@ -738,4 +738,51 @@ fn an_edited_sent_row_does_not_go_again_and_rows_moved_by_a_deletion_go_once() {
             "{seen:?}"
         );
     }
+}
+
+/// A journal from another list (other columns) is refused before anything
+/// is sent; changed templates get a warning and rows already sent stay
+/// sent.
+#[test]
+fn a_journal_of_another_list_is_refused_and_changed_templates_are_said() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("list.csv");
+    std::fs::write(&path, list(3)).expect("list");
+    bulk(server.port(), dir.path(), &[]).expect(0);
+
+    std::fs::write(&path, "email,city\nuser9@example.com,Paris\n").expect("other list");
+    let mut m = Mailsend::to(&server);
+    m.home(dir.path())
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args([
+            "--body",
+            "Hi",
+            "--yes",
+            "--unsubscribe-mailto",
+            "u@example.com",
+        ]);
+    m.run().expect(65).error_mentions("other columns");
+
+    std::fs::write(&path, list(3)).expect("list");
+    let mut m = Mailsend::to(&server);
+    m.home(dir.path())
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args([
+            "--subject",
+            "Hello again {{ name }}",
+            "--body",
+            "Dear {{ name }}",
+        ])
+        .args(["--unsubscribe-url", "https://example.com/u?e={{ email }}"])
+        .args(["--yes", "--json"]);
+    let run = m.run().expect(0);
+    assert!(
+        run.stderr().contains("templates changed"),
+        "{}",
+        run.stderr()
+    );
+    let (_, summary) = results(&run);
+    assert_eq!(summary["skipped"], 3, "{summary}");
+    assert_eq!(delivered(&server).values().sum::<usize>(), 3);
 }
