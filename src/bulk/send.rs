@@ -404,7 +404,7 @@ fn send_chunk(
         settled.borrow_mut()[i] = true;
         settle_row(shared, &chunk[i], outcome);
     };
-    let result = client.send_many(messages, settle);
+    let result = client.send_many_unless(messages, settle, || stopped(shared));
     drop(contents);
     let tried = sent.into_inner().len();
     let settled = settled.into_inner();

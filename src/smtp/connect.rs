@@ -302,6 +302,16 @@ impl Client {
         self.session.send_many(messages, settle)
     }
 
+    /// See [`Session::send_many_unless`].
+    pub fn send_many_unless<'a>(
+        &mut self,
+        messages: impl IntoIterator<Item = Message<'a>>,
+        settle: impl FnMut(usize, Result<Delivery, SmtpError>),
+        abandon: impl Fn() -> bool,
+    ) -> Result<(), SmtpError> {
+        self.session.send_many_unless(messages, settle, abandon)
+    }
+
     /// The server closed the session with a 421 (see [`Session::closed`]).
     pub fn closed(&self) -> Option<SmtpError> {
         self.session.closed()

@@ -108,6 +108,12 @@ pub enum SmtpError {
     Content(io::Error),
     #[error("no recipient to send the message to")]
     NoRecipients,
+    /// The caller stopped the session while a message waited to send its
+    /// content after the server's 354: the content never left, and the
+    /// session must be dropped, not ended with QUIT (the server discards
+    /// a message whose DATA the connection's end cuts short).
+    #[error("the message was abandoned before its content was sent")]
+    Abandoned,
     #[error("server broke the protocol ({stage}): {detail}")]
     Protocol { stage: Stage, detail: String },
 }
@@ -211,6 +217,7 @@ impl SmtpError {
             | SmtpError::Protocol { .. } => Class::Protocol,
             SmtpError::Untrusted { .. } => Class::Trust,
             SmtpError::NoRecipients => Class::Permanent,
+            SmtpError::Abandoned => Class::Temporary,
             // Local, and maybe passing (a disk error): try again later.
             SmtpError::Content(_) => Class::Temporary,
             SmtpError::CaFile { .. } => Class::Config,

@@ -434,7 +434,23 @@ impl<S: Wire> Session<S> {
     pub fn send_many<'a>(
         &mut self,
         messages: impl IntoIterator<Item = Message<'a>>,
+        settle: impl FnMut(usize, Result<Delivery, SmtpError>),
+    ) -> Result<(), SmtpError> {
+        self.send_many_unless(messages, settle, || false)
+    }
+
+    /// Like [`Session::send_many`]; `abandon` is asked when the messages
+    /// run out while the last one waits to send its content: when it says
+    /// so, the content never leaves and the result is
+    /// [`SmtpError::Abandoned`] (drop the session: the server discards the
+    /// message when the connection ends inside its DATA). A campaign whose
+    /// journal stopped working must not have a message accepted that it
+    /// cannot record.
+    pub fn send_many_unless<'a>(
+        &mut self,
+        messages: impl IntoIterator<Item = Message<'a>>,
         mut settle: impl FnMut(usize, Result<Delivery, SmtpError>),
+        abandon: impl Fn() -> bool,
     ) -> Result<(), SmtpError> {
         let mut in_flight: Option<InFlight<'a>> = None;
         for (index, message) in messages.into_iter().enumerate() {
@@ -548,6 +564,9 @@ impl<S: Wire> Session<S> {
             }
         }
         if let Some(done) = in_flight {
+            if done.index.is_some() && abandon() {
+                return Err(SmtpError::Abandoned);
+            }
             self.log_content(done.content.len());
             self.write_parts(Stage::Message, Some(done.content), b"")?;
             let reply = self.read_end_of_data()?;

@@ -657,3 +657,32 @@ fn a_message_file_that_changes_while_sent_never_gets_its_final_dot() {
     let sent = s.quit().sent().concat();
     assert!(!sent.contains("\r\n.\r\n"), "no final dot: {sent:?}");
 }
+
+/// A caller that stops (its journal failed) while the last message waits
+/// for its content: the content never leaves, and nothing is settled.
+#[test]
+fn an_abandoned_message_never_sends_its_content() {
+    let ok = "250 ok\r\n250 ok\r\n354 go\r\n";
+    let mut s = session(&format!("{ok}250 q1\r\n{ok}"), 4096);
+    let rcpt = to(&["a@example.com"]);
+    let stop = std::cell::Cell::new(false);
+    let mut settled = Vec::new();
+    let err = s
+        .send_many_unless(
+            [
+                message("me@example.com", &rcpt, b"first\r\n"),
+                message("me@example.com", &rcpt, b"second\r\n"),
+            ],
+            |i, _| {
+                settled.push(i);
+                stop.set(true);
+            },
+            || stop.get(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, SmtpError::Abandoned), "{err:?}");
+    assert_eq!(settled, [0]);
+    let sent = s.quit().sent().concat();
+    assert!(sent.contains("first\r\n.\r\n"), "{sent:?}");
+    assert!(!sent.contains("second"), "{sent:?}");
+}
