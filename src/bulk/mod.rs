@@ -145,7 +145,8 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
         journal,
         Box::new(pending()?),
         send::Options {
-            concurrency: args.concurrency as usize,
+            // No more sessions than rows to send: each one logs in.
+            concurrency: (args.concurrency as usize).min(total.try_into().unwrap_or(usize::MAX)),
             pace: send::Pace::new(args.rate.map(|r| r.interval())),
             retry_for,
         },

@@ -786,3 +786,18 @@ fn a_journal_of_another_list_is_refused_and_changed_templates_are_said() {
     assert_eq!(summary["skipped"], 3, "{summary}");
     assert_eq!(delivered(&server).values().sum::<usize>(), 3);
 }
+
+/// Fewer rows than `--concurrency`: no more sessions (and logins) than rows.
+#[test]
+fn no_more_sessions_than_rows() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(2)).expect("list");
+    bulk(server.port(), dir.path(), &["--concurrency", "8"]).expect(0);
+    assert_eq!(delivered(&server).len(), 2);
+    assert!(
+        server.sessions().len() <= 2,
+        "{} sessions",
+        server.sessions().len()
+    );
+}
