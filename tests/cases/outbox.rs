@@ -24,6 +24,11 @@ fn at(port: u16, home: &Path) -> Mailsend {
     m
 }
 
+/// `mailsend outbox flush` with `extra` flags, for `port` with HOME in `home`.
+fn flush(port: u16, home: &Path, extra: &[&str]) -> crate::support::cmd::Run {
+    at(port, home).args(["outbox", "flush"]).args(extra).run()
+}
+
 /// What `mailsend outbox list` prints.
 fn outbox_list(port: u16, home: &Path) -> String {
     at(port, home)
@@ -201,10 +206,7 @@ fn queued_while_down_then_flushed_exactly_once() {
     assert!(shown.stdout().contains("keep me"));
 
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &[]).expect(0);
     assert_eq!(
         message_ids(&server),
         [json["message_id"].as_str().expect("id").to_owned()]
@@ -212,10 +214,7 @@ fn queued_while_down_then_flushed_exactly_once() {
     let tx = only_transaction(&server);
     assert_eq!(body(&tx.data), b"keep me\r\n");
 
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &["--all"]).expect(0);
     assert_eq!(server.sessions().len(), 1, "a second flush sends nothing");
     let list = outbox_list(port, home.path());
     assert_eq!(list, "");
@@ -237,10 +236,7 @@ fn permanent_failure_at_flush_moves_to_failed() {
         }),
         port,
     );
-    let run = at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(69);
+    let run = flush(port, home.path(), &[]).expect(69);
     assert!(
         run.stderr().contains("moved to failed/"),
         "{}",
@@ -264,10 +260,7 @@ fn temporary_failure_at_flush_stays_queued_and_backs_off() {
         .run()
         .expect(0);
     // Still down: the entry stays, its next attempt moves into the future.
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(75);
+    flush(port, home.path(), &[]).expect(75);
     let list = outbox_list(port, home.path());
     assert!(
         list.contains("attempts=2") && list.contains("next=in "),
@@ -275,18 +268,12 @@ fn temporary_failure_at_flush_stays_queued_and_backs_off() {
         list
     );
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &[]).expect(0);
     assert!(
         server.sessions().is_empty(),
         "not due yet: flush waits for the backoff"
     );
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &["--all"]).expect(0);
     assert_eq!(message_ids(&server).len(), 1);
 }
 
@@ -314,10 +301,7 @@ fn a_second_flush_does_not_wait_for_the_first() {
         .spawn()
         .expect("util-linux flock");
     std::thread::sleep(Duration::from_millis(300));
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "-v"])
-        .run()
-        .expect(0);
+    let run = flush(port, home.path(), &["-v"]).expect(0);
     assert!(
         run.stderr().contains("another outbox flush is running"),
         "{}",
@@ -326,10 +310,7 @@ fn a_second_flush_does_not_wait_for_the_first() {
     assert!(server.sessions().is_empty());
     holder.kill().expect("kill");
     let _ = holder.wait();
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &[]).expect(0);
     assert_eq!(message_ids(&server).len(), 1);
 }
 
@@ -437,10 +418,7 @@ fn flush_survives_kill_9_at_random_points() {
         }
     }
     let delivered_while_killing = message_ids(&server).len();
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &["--all"]).expect(0);
     let list = outbox_list(port, home.path());
     assert_eq!(list, "", "everything delivered in the end");
 
@@ -505,10 +483,7 @@ fn damaged_and_half_updated_entries_do_not_block_the_others() {
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
     // The exit code reports the damaged entry (65: bad data, which no
     // retry mends).
-    let run = at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(65);
+    let run = flush(port, home.path(), &[]).expect(65);
     assert!(run.stderr().contains("is damaged"), "{}", run.stderr());
     assert_eq!(
         message_ids(&server).len(),
@@ -544,10 +519,7 @@ fn an_unreachable_server_is_tried_once_per_flush() {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
     queue_some(port, home.path(), 3);
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "-v"])
-        .run()
-        .expect(75);
+    let run = flush(port, home.path(), &["-v"]).expect(75);
     assert!(
         run.stderr()
             .contains("2 more messages for this server wait for the next flush"),
@@ -596,10 +568,7 @@ fn all_or_nothing_holds_at_flush_too() {
         }),
         port,
     );
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(69);
+    flush(port, home.path(), &[]).expect(69);
     assert!(
         server.sessions().iter().all(|s| !s.reached_data),
         "nobody got it"
@@ -622,10 +591,7 @@ fn a_refused_login_at_flush_keeps_the_queue() {
         },
         port,
     );
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(77);
+    let run = flush(port, home.path(), &["--all"]).expect(77);
     run.error_mentions("535");
     assert_eq!(
         server.sessions().len(),
@@ -650,10 +616,7 @@ fn an_unreadable_entry_does_not_block_the_others() {
     std::fs::create_dir(outbox.join("copy-of-something")).expect("stray dir");
     std::fs::write(outbox.join("copy-of-something/meta.json"), "{}").expect("stray meta");
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    let run = at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(75);
+    let run = flush(port, home.path(), &[]).expect(75);
     assert!(
         run.stderr().contains("cannot be read") && run.stderr().contains("not an outbox entry"),
         "{}",
@@ -730,10 +693,7 @@ fn refusals_reported_at_send_time_do_not_fail_the_flush() {
         .expect(65);
     run.error_mentions("b@example.com refused: 550");
     // c is accepted now: the flush delivered everything it had to.
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &["--all"]).expect(0);
     assert_eq!(
         outbox_list(port, home.path()),
         "",
@@ -805,10 +765,7 @@ fn an_outbox_others_can_write_is_refused() {
             .join(what);
         chmod(&target, mode);
         let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-        let run = at(port, home.path())
-            .args(["outbox", "flush", "--all"])
-            .run()
-            .expect(78);
+        let run = flush(port, home.path(), &["--all"]).expect(78);
         run.error_mentions("others can write it");
         assert!(server.sessions().is_empty(), "{what}: nothing sent");
         assert!(dirs[0].join("message.eml").is_file(), "{what}: entry kept");
@@ -819,10 +776,7 @@ fn an_outbox_others_can_write_is_refused() {
             .error_mentions("others can write it");
         // The user's fix is the one the hint names.
         chmod(&target, 0o700);
-        at(port, home.path())
-            .args(["outbox", "flush", "--all"])
-            .run()
-            .expect(0);
+        flush(port, home.path(), &["--all"]).expect(0);
         assert_eq!(message_ids(&server).len(), 1, "{what}");
     }
 }
@@ -836,9 +790,7 @@ fn a_lock_file_others_can_write_is_refused() {
     std::fs::write(&lock, "").expect("lock file");
     chmod(&lock, 0o666);
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
+    flush(port, home.path(), &["--all"])
         .expect(78)
         .error_mentions(".lock");
     assert!(server.sessions().is_empty());
@@ -866,10 +818,7 @@ fn entry_files_are_never_read_through_symlinks() {
     std::os::unix::fs::symlink(&elsewhere, &dirs[1]).expect("symlink");
 
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(78);
+    let run = flush(port, home.path(), &["--all"]).expect(78);
     run.error_mentions("symbolic link");
     let leaked = server
         .sessions()
@@ -916,10 +865,7 @@ fn an_injected_address_in_meta_json_never_reaches_the_wire() {
         serde_json::json!(["a b@example.com"]),
     );
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(65);
+    let run = flush(port, home.path(), &["--all"]).expect(65);
     assert!(run.stderr().contains("invalid"), "{}", run.stderr());
     assert!(
         !run.stderr().contains("\r\nRCPT"),
@@ -969,10 +915,7 @@ fn delivered_then_local_fault(
         }),
         port,
     );
-    let first = at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(75);
+    let first = flush(port, home.path(), &["--all"]).expect(75);
     repair(&outbox);
     (server, home, port, first.stderr())
 }
@@ -1003,10 +946,7 @@ fn a_local_fault_after_delivery_never_sends_to_nobody_or_again() {
         "{stderr}"
     );
     assert_eq!(message_ids(&server).len(), 1);
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &["--all"]).expect(0);
     assert_every_transaction_had_a_recipient(&server);
     assert_eq!(message_ids(&server).len(), 1, "not sent twice");
     assert_eq!(outbox_list(port, home.path()), "", "done, removed");
@@ -1033,10 +973,7 @@ fn a_local_fault_while_failing_an_entry_keeps_who_is_owed_it() {
         "still in the queue until moved: {shown}"
     );
     // 65: delivered to some, refused for good for another.
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(65);
+    flush(port, home.path(), &["--all"]).expect(65);
     assert_every_transaction_had_a_recipient(&server);
     assert_eq!(message_ids(&server).len(), 1, "not sent twice");
     let list = outbox_list(port, home.path());
@@ -1050,10 +987,7 @@ fn a_local_fault_while_failing_an_entry_keeps_who_is_owed_it() {
         .args(["outbox", "retry", &id])
         .run()
         .expect(0);
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &["--all"]).expect(0);
     let sessions = server.sessions();
     let last = sessions.last().expect("a session");
     assert_eq!(last.transactions[0].rcpt_to, ["c@example.com"]);
@@ -1072,10 +1006,7 @@ fn all_or_nothing_retry_goes_to_everyone() {
         }),
         port,
     );
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(69);
+    flush(port, home.path(), &[]).expect(69);
     let list = outbox_list(port, home.path());
     let id = list.split_whitespace().next().expect("id").to_owned();
     assert!(
@@ -1086,10 +1017,7 @@ fn all_or_nothing_retry_goes_to_everyone() {
         .args(["outbox", "retry", &id])
         .run()
         .expect(0);
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &[]).expect(0);
     let tx = message_ids(&server);
     assert_eq!(tx.len(), 1);
     let sessions = server.sessions();
@@ -1111,10 +1039,7 @@ fn an_outbox_or_entry_of_another_user_is_refused() {
     chmod(&dirs[0], 0o770);
     chmod(&dirs[1].join("meta.json"), 0o666);
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(78);
+    let run = flush(port, home.path(), &["--all"]).expect(78);
     run.error_mentions("others can write it");
     assert_eq!(message_ids(&server).len(), 1, "only the safe entry went");
     assert!(dirs[0].join("message.eml").exists() && dirs[1].join("message.eml").exists());
@@ -1134,10 +1059,7 @@ fn an_outbox_or_entry_of_another_user_is_refused() {
     given.expect("chown as root");
     chmod(&dirs[0], 0o700);
     chmod(&dirs[1].join("meta.json"), 0o600);
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(78);
+    let run = flush(port, home.path(), &["--all"]).expect(78);
     run.error_mentions("belongs to another user");
     assert_eq!(
         message_ids(&server).len(),
@@ -1151,9 +1073,7 @@ fn an_outbox_or_entry_of_another_user_is_refused() {
 
     let outbox = outbox_dir(home.path());
     std::os::unix::fs::chown(&outbox, Some(65534), None).expect("chown");
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
+    flush(port, home.path(), &["--all"])
         .expect(78)
         .error_mentions("not using outbox");
     assert_eq!(message_ids(&server).len(), 2, "nothing more sent");
@@ -1195,10 +1115,7 @@ fn flush_sends_every_entry_over_one_session() {
     let port = free_port();
     queue_some(port, home.path(), 6);
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &[]).expect(0);
     let sessions = server.wait_sessions(1, std::time::Duration::from_secs(20));
     assert_eq!(sessions.len(), 1, "one session for the whole queue");
     let session = &sessions[0];
@@ -1235,10 +1152,7 @@ fn a_dropped_connection_mid_flush_gets_a_new_session_for_the_rest() {
         }),
         port,
     );
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(75);
+    flush(port, home.path(), &[]).expect(75);
     let sessions = server.wait_sessions(2, std::time::Duration::from_secs(20));
     assert_eq!(sessions.len(), 2, "a new session after the drop");
     // The first message's content was cut: it stays queued for later;
@@ -1246,10 +1160,7 @@ fn a_dropped_connection_mid_flush_gets_a_new_session_for_the_rest() {
     assert_eq!(message_ids(&server).len(), 2);
     let list = outbox_list(port, home.path());
     assert_eq!(list.lines().count(), 1, "{list}");
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &["--all"]).expect(0);
     assert_eq!(message_ids(&server).len(), 3);
     assert_eq!(outbox_list(port, home.path()), "");
 }
@@ -1290,10 +1201,7 @@ fn an_outcome_that_cannot_be_recorded_is_never_sent_again_while_the_fault_lasts(
         }),
         port,
     );
-    let first = at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(75);
+    let first = flush(port, home.path(), &["--all"]).expect(75);
     assert!(
         first
             .stderr()
@@ -1304,10 +1212,7 @@ fn an_outcome_that_cannot_be_recorded_is_never_sent_again_while_the_fault_lasts(
     assert_eq!(message_ids(&server).len(), 1);
     // cron keeps running flush while the fault lasts.
     for _ in 0..3 {
-        let again = at(port, home.path())
-            .args(["outbox", "flush", "--all"])
-            .run()
-            .expect(75);
+        let again = flush(port, home.path(), &["--all"]).expect(75);
         assert!(
             again.stderr().contains("not sent"),
             "says why it is held back: {}",
@@ -1323,10 +1228,7 @@ fn an_outcome_that_cannot_be_recorded_is_never_sent_again_while_the_fault_lasts(
     // recorded) is sent once more, with a warning, and then it is done.
     std::fs::remove_dir(entry.join(".meta.json.tmp")).expect("repair");
     std::fs::rename(&entry, &dirs[0]).expect("rename back");
-    let repaired = at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    let repaired = flush(port, home.path(), &["--all"]).expect(0);
     assert!(
         repaired.stderr().contains("may get it twice"),
         "{}",
@@ -1334,10 +1236,7 @@ fn an_outcome_that_cannot_be_recorded_is_never_sent_again_while_the_fault_lasts(
     );
     assert_eq!(message_ids(&server).len(), 2, "once more, not more");
     assert_eq!(outbox_list(port, home.path()), "");
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &["--all"]).expect(0);
     assert_eq!(message_ids(&server).len(), 2);
 }
 
@@ -1356,10 +1255,7 @@ fn an_entry_with_no_recipient_and_no_outcome_is_damaged_not_delivered() {
     meta["delivered"] = serde_json::json!([]);
     std::fs::write(&path, serde_json::to_vec(&meta).expect("JSON")).expect("write");
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--all", "-v"])
-        .run()
-        .expect(65);
+    let run = flush(port, home.path(), &["--all", "-v"]).expect(65);
     assert!(!run.stderr().contains("delivered ("), "{}", run.stderr());
     assert!(run.stderr().contains("damaged"), "{}", run.stderr());
     assert!(dirs[0].join("message.eml").is_file(), "kept for a human");
@@ -1401,9 +1297,7 @@ fn a_lock_that_is_not_a_regular_file_is_refused() {
             _ => std::fs::create_dir(&lock).expect("mkdir"),
         }
         let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-        at(port, home.path())
-            .args(["outbox", "flush", "--all"])
-            .run()
+        flush(port, home.path(), &["--all"])
             .expect(78)
             .error_mentions("not a regular file");
         assert!(server.sessions().is_empty(), "{kind}");
@@ -1421,9 +1315,7 @@ fn an_outbox_under_a_directory_others_can_write_is_refused() {
     let state = home.path().join(".local/state");
     chmod(&state, 0o777);
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
+    flush(port, home.path(), &["--all"])
         .expect(78)
         .error_mentions("could be swapped");
     at(port, home.path())
@@ -1433,10 +1325,7 @@ fn an_outbox_under_a_directory_others_can_write_is_refused() {
     assert!(server.sessions().is_empty());
     assert!(dirs[0].join("message.eml").is_file());
     chmod(&state, 0o1777);
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &["--all"]).expect(0);
     assert_eq!(message_ids(&server).len(), 1);
 }
 
@@ -1462,10 +1351,7 @@ fn a_421_to_an_all_or_nothing_message_ends_the_session_not_the_others() {
         }),
         port,
     );
-    at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(75);
+    flush(port, home.path(), &["--all"]).expect(75);
     let sessions = server.wait_sessions(2, std::time::Duration::from_secs(20));
     let mails = |s: &crate::support::server::Session| {
         s.lines().iter().filter(|l| l.starts_with("MAIL")).count()
@@ -1505,10 +1391,7 @@ fn a_large_spooled_message_is_queued_whole_and_flushed_byte_for_byte() {
     assert!(attachment(&queued, "big.bin") == bytes);
 
     let server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    at(port, home.path())
-        .args(["outbox", "flush"])
-        .run()
-        .expect(0);
+    flush(port, home.path(), &[]).expect(0);
     let tx = only_transaction(&server);
     assert!(tx.data == queued, "the flush sends the queued bytes");
 }
@@ -1539,10 +1422,7 @@ fn flush_json_reports_each_entry_and_a_summary() {
         }),
         port,
     );
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--json"])
-        .run()
-        .expect(69);
+    let run = flush(port, home.path(), &["--json"]).expect(69);
     let lines: Vec<serde_json::Value> = run
         .stdout()
         .lines()
@@ -1666,10 +1546,7 @@ fn flush_json_has_a_line_for_every_entry_left_waiting_by_a_failed_session() {
     let home = tempfile::tempdir().expect("home");
     let port = free_port();
     let ids = queued_ids(port, home.path(), 3);
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--all", "--json"])
-        .run()
-        .expect(75);
+    let run = flush(port, home.path(), &["--all", "--json"]).expect(75);
     let lines = flush_lines(&run);
     assert_eq!(lines.len(), 4, "{}", run.stdout());
     let mut seen: Vec<&str> = lines[..3]
@@ -1688,10 +1565,7 @@ fn flush_json_has_a_line_for_every_entry_left_waiting_by_a_failed_session() {
     expected.sort();
     assert_eq!(seen, expected);
     assert_eq!(lines[3]["summary"]["deferred"], 3);
-    let human = at(port, home.path())
-        .args(["outbox", "flush", "--all"])
-        .run()
-        .expect(75);
+    let human = flush(port, home.path(), &["--all"]).expect(75);
     assert_eq!(human.stderr(), run.stderr());
 }
 
@@ -1706,10 +1580,7 @@ fn flush_json_reports_a_damaged_entry() {
     let outbox = home.path().join(".local/state/mailsend/outbox");
     std::fs::write(outbox.join(&ids[0]).join("meta.json"), "{").expect("damage");
     let _server = TestServer::start_on(with_auth(Behaviour::default()), port);
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--all", "--json"])
-        .run()
-        .expect(65);
+    let run = flush(port, home.path(), &["--all", "--json"]).expect(65);
     let lines = flush_lines(&run);
     assert_eq!(lines.len(), 3, "{}", run.stdout());
     let damaged: Vec<_> = lines
@@ -1747,9 +1618,7 @@ fn flush_json_reports_an_entry_once_when_its_move_to_failed_fails() {
         }),
         port,
     );
-    let run = at(port, home.path())
-        .args(["outbox", "flush", "--all", "--json"])
-        .run();
+    let run = flush(port, home.path(), &["--all", "--json"]);
     let lines = flush_lines(&run);
     assert_eq!(lines.len(), 2, "{}", run.stdout());
     assert_eq!(lines[0]["id"], ids[0].as_str());
