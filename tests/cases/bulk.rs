@@ -6,6 +6,9 @@ use crate::support::cmd::Mailsend;
 
 use std::path::Path;
 
+/// `mailsend bulk` over list.csv from news@example.com.
+const CAMPAIGN: [&str; 5] = ["bulk", "--data", "list.csv", "--from", "news@example.com"];
+
 /// The least a campaign needs: `mailsend bulk` over list.csv, a sender
 /// and a body.
 const MINIMAL: [&str; 7] = [
@@ -299,12 +302,8 @@ g@example.com,G,7,https://example.com/u/7\n",
         m.file(&format!("files/{id}.pdf"), "%PDF");
     }
     let run = m
+        .args(CAMPAIGN)
         .args([
-            "bulk",
-            "--data",
-            "list.csv",
-            "--from",
-            "news@example.com",
             "--subject",
             "Hi {{ name }}",
             "--body",
@@ -344,21 +343,11 @@ fn only_missing_files_exit_66() {
     let mut m = Mailsend::bare();
     m.file("list.csv", "email,id\na@example.com,1\nb@example.com,2\n");
     m.file("1.txt", "one");
-    m.args([
-        "bulk",
-        "--data",
-        "list.csv",
-        "--from",
-        "news@example.com",
-        "--body",
-        "x",
-        "--attach",
-        "{{ id }}.txt",
-        "--dry-run",
-    ])
-    .run()
-    .expect(66)
-    .error_mentions("line 3: --attach (column id): cannot read attachment 2.txt");
+    m.args(CAMPAIGN)
+        .args(["--body", "x", "--attach", "{{ id }}.txt", "--dry-run"])
+        .run()
+        .expect(66)
+        .error_mentions("line 3: --attach (column id): cannot read attachment 2.txt");
 }
 
 #[test]
@@ -366,12 +355,8 @@ fn a_variable_that_is_no_column_fails_every_row() {
     let mut m = Mailsend::bare();
     m.file("list.csv", "email,name\na@example.com,A\nb@example.com,\n");
     let run = m
+        .args(CAMPAIGN)
         .args([
-            "bulk",
-            "--data",
-            "list.csv",
-            "--from",
-            "news@example.com",
             "--subject",
             "Hi {{ nmae }}",
             "--body",
@@ -394,18 +379,8 @@ fn an_empty_field_is_a_value() {
     let mut m = Mailsend::bare();
     m.file("list.csv", "email,name\na@example.com,\n");
     let run = m
-        .args([
-            "bulk",
-            "--data",
-            "list.csv",
-            "--from",
-            "news@example.com",
-            "--subject",
-            "Hi [{{ name }}]",
-            "--body",
-            "x",
-            "--dry-run",
-        ])
+        .args(CAMPAIGN)
+        .args(["--subject", "Hi [{{ name }}]", "--body", "x", "--dry-run"])
         .run()
         .expect(0);
     assert_eq!(
@@ -574,12 +549,8 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)";
     let out = std::process::Command::new("python3")
         .args(["-c", MEASURE])
         .arg(assert_cmd::cargo::cargo_bin("mailsend"))
+        .args(CAMPAIGN)
         .args([
-            "bulk",
-            "--data",
-            "list.csv",
-            "--from",
-            "news@example.com",
             "--subject",
             "Hello {{ name }}",
             "--body",
