@@ -129,24 +129,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 # The journal is fsynced once per row (before the row counts): its disk
 # matters. The file system of $1 and the median of 20 file + directory fsyncs.
 disk() {
-  python3 - "$1" <<'PROBE'
-import os, statistics, sys, time
-d = sys.argv[1]
-p = os.path.join(d, ".fsync-probe")
-ts = []
-for _ in range(20):
-    t = time.monotonic()
-    with open(p, "wb") as f:
-        f.write(b"x" * 200)
-        f.flush()
-        os.fsync(f.fileno())
-    fd = os.open(d, os.O_RDONLY)
-    os.fsync(fd)
-    os.close(fd)
-    ts.append((time.monotonic() - t) * 1000)
-os.unlink(p)
-print(f"median {statistics.median(ts):.2f} ms, max {max(ts):.2f} ms")
-PROBE
+  python3 "$ROOT/scripts/fsync-probe.py" "$1"
 }
 disk_line() { echo "$(df -T "$1" | awk 'NR == 2 { print $2 }') ($1), file + directory fsync: $(disk "$1")"; }
 

@@ -103,24 +103,7 @@ ms() { date +%s%3N; }
 # between two round trips: its disk matters as much as the link. One line:
 # the file system under $HOME and the median of 20 file + directory fsyncs.
 disk() {
-  python3 - "$HOME" <<'PROBE'
-import os, statistics, sys, time
-d = sys.argv[1]
-p = os.path.join(d, ".fsync-probe")
-ts = []
-for _ in range(20):
-    t = time.monotonic()
-    with open(p, "wb") as f:
-        f.write(b"x" * 500)
-        f.flush()
-        os.fsync(f.fileno())
-    fd = os.open(d, os.O_RDONLY)
-    os.fsync(fd)
-    os.close(fd)
-    ts.append((time.monotonic() - t) * 1000)
-os.unlink(p)
-print(f"median {statistics.median(ts):.2f} ms, max {max(ts):.2f} ms")
-PROBE
+  python3 "$ROOT/scripts/fsync-probe.py" "$HOME"
 }
 disk_line() { echo "outbox on $(df -T "$HOME" | awk 'NR == 2 { print $2 }') ($WORK), file + directory fsync just before the flush: $(disk)"; }
 div() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { printf f, a / b }'; }
