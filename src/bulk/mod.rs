@@ -49,6 +49,7 @@ pub fn run(args: &BulkArgs) -> Result<Exit> {
     let spec = spec(args)?;
     let list = List::open(&args.data)?;
     let campaign = Campaign::new(&spec, from, list.columns())?;
+    let columns = list.columns().names().to_vec();
     if !campaign.has_unsubscribe() {
         errln!(
             "mailsend: warning: no --unsubscribe-url or --unsubscribe-mailto: recipients get no \
@@ -57,7 +58,7 @@ List-Unsubscribe header, which large mailbox providers require of bulk senders"
     }
     let checked = check::check(&campaign, list)?;
     if !args.dry_run {
-        return deliver(args, &settings, &spec, &campaign);
+        return deliver(args, &settings, &spec, &campaign, &columns);
     }
     match &args.out {
         Some(dir) => write_all(args, &campaign, dir),
@@ -66,9 +67,14 @@ List-Unsubscribe header, which large mailbox providers require of bulk senders"
 }
 
 /// Sends the rows not settled by an earlier run (see `send.rs`).
-fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaign) -> Result<Exit> {
-    let columns = List::open(&args.data)?.columns().names().to_vec();
-    let (journal, done) = Journal::open(&journal_path(args), &columns, &spec.fingerprint())?;
+fn deliver(
+    args: &BulkArgs,
+    settings: &Settings,
+    spec: &Spec,
+    campaign: &Campaign,
+    columns: &[String],
+) -> Result<Exit> {
+    let (journal, done) = Journal::open(&journal_path(args), columns, &spec.fingerprint())?;
     let progress = Progress::new(args.json, args.verbose, 0);
     if done.templates_changed {
         progress.warning(&format!(
@@ -93,28 +99,35 @@ fn deliver(args: &BulkArgs, settings: &Settings, spec: &Spec, campaign: &Campaig
             })
             .take(limit(args)))
     };
-    let total = pending()?.count() as u64;
+    // One pass over the list: rows an earlier run settled are skipped,
+    // with a warning when the row changed since; the others are counted.
+    let mut total = 0u64;
+    let mut aliases = Vec::new();
+    for item in selected(args)? {
+        let row = item?;
+        match earlier(&row) {
+            Some((settled, changed)) => {
+                if changed {
+                    progress.warning(&format!(
+                        "row {} (line {}) changed since it was settled; it is not sent again",
+                        row.number, row.line
+                    ));
+                }
+                progress.skipped(row.number, settled == journal::Settled::Refused);
+                if changed {
+                    aliases.push(row);
+                }
+            }
+            None => total += 1,
+        }
+    }
+    let total = total.min(args.limit.unwrap_or(u64::MAX));
     if total > 0 && !args.yes && !confirm(settings, total)? {
         errln!("mailsend: nothing sent");
         return Ok(Exit::Ok);
     }
-    // Rows an earlier run settled: skipped, with a warning when the row
-    // changed since. A changed row's new values are journaled as sent
-    // too, so that it is still known if rows move later.
-    let mut aliases = Vec::new();
-    for item in selected(args)? {
-        let row = item?;
-        if let Some((settled, changed)) = earlier(&row) {
-            if changed {
-                progress.warning(&format!(
-                    "row {} (line {}) changed since it was settled; it is not sent again",
-                    row.number, row.line
-                ));
-                aliases.push(row.clone());
-            }
-            progress.skipped(row.number, settled == journal::Settled::Refused);
-        }
-    }
+    // A changed row's new values are journaled as sent too, so that it is
+    // still known if rows move later.
     for row in aliases {
         let to = campaign
             .render(&row)
