@@ -66,7 +66,7 @@ impl Outgoing {
     }
 
     /// The message as the session reads it.
-    fn content(&self) -> Result<Content<'_>> {
+    pub fn content(&self) -> Result<Content<'_>> {
         Ok(match &self.message {
             Composed::Memory(bytes) => Content::Bytes(bytes),
             Composed::File { file, .. } => Content::File(

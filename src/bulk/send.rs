@@ -23,9 +23,8 @@ use super::output::{Progress, RowStatus};
 use super::render::Campaign;
 use crate::deliver::{Outgoing, Transport};
 use crate::exit::{self, Exit};
-use crate::message::Composed;
 use crate::retry;
-use crate::smtp::{Class, Client, Content, Delivery, Message, SmtpError, Stamp};
+use crate::smtp::{Class, Client, Delivery, Message, SmtpError};
 
 /// Rows composed ahead and pipelined over one session at a time.
 const CHUNK: usize = 16;
@@ -369,7 +368,7 @@ fn send_chunk(
 ) -> (usize, Option<anyhow::Error>, Vec<Taken>) {
     let mut contents = Vec::with_capacity(chunk.len());
     for taken in &chunk {
-        match content(&taken.outgoing.message) {
+        match taken.outgoing.content() {
             Ok(content) => contents.push(content),
             Err(err) => {
                 fail_run(shared, err);
@@ -550,13 +549,6 @@ fn report(shared: &Shared, taken: &Taken, status: RowStatus, text: &str) {
 /// The fingerprint of a row's recipients, as the journal keeps it.
 pub fn recipients_fingerprint(recipients: &[String]) -> u64 {
     journal::fingerprint(recipients.iter().map(String::as_str))
-}
-
-fn content(message: &Composed) -> Result<Content<'_>> {
-    Ok(match message {
-        Composed::Memory(bytes) => Content::Bytes(bytes),
-        Composed::File { file, .. } => Content::File(file, Stamp::of(file)?),
-    })
 }
 
 fn stopped(shared: &Shared) -> bool {
