@@ -156,7 +156,7 @@ impl Journal {
             })?;
         let meta = file.metadata().map_err(cannot)?;
         if meta.is_file() {
-            lock(&file, path)?;
+            lock_file(&file, path)?;
         }
         if !meta.is_file() {
             return Err(Failure::config(format!(
@@ -360,9 +360,7 @@ impl Journal {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Durability> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        super::lock(&self.state)
     }
 
     fn failed(&self, e: io::Error) -> anyhow::Error {
@@ -389,7 +387,7 @@ impl Journal {
 /// the process ends, even by `kill -9`): two runs of one campaign at once
 /// would each send every row. The second is refused (75: run it again
 /// once the first is over).
-fn lock(file: &File, path: &Path) -> Result<()> {
+fn lock_file(file: &File, path: &Path) -> Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a descriptor this `File` owns; no memory is passed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {

@@ -9,6 +9,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
+use super::lock;
 use crate::exit::Exit;
 use crate::output::JsonLines;
 use crate::term::{errln, printable};
@@ -111,7 +112,7 @@ impl Progress {
     pub fn row(&self, row: u64, to: &str, message_id: &str, status: RowStatus, text: &str) {
         let text = printable(text);
         {
-            let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut counts = lock(&self.counts);
             match status {
                 RowStatus::Sent => counts.sent += 1,
                 RowStatus::Refused => counts.refused += 1,
@@ -156,10 +157,7 @@ impl Progress {
     pub fn skipped(&self, row: u64, refused: bool) {
         self.row(row, "", "", RowStatus::Skipped, "");
         if refused {
-            self.counts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .refused_before += 1;
+            lock(&self.counts).refused_before += 1;
         }
     }
 
@@ -179,7 +177,7 @@ impl Progress {
     /// The summary: a line on stderr, and with `--json` the last object.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
-        let c = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let c = *lock(&self.counts);
         let elapsed = self.started.elapsed().as_secs_f64();
         let rate = match elapsed > 0.0 {
             true => c.sent as f64 / elapsed,
@@ -209,7 +207,7 @@ impl Progress {
     /// before), 75 when some are deferred, 69 when every row was refused
     /// (now or before), 65 when some were.
     pub fn exit(&self) -> Exit {
-        let c = *self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let c = *lock(&self.counts);
         let refused = c.refused + c.refused_before;
         let sent = c.sent + (c.skipped - c.refused_before);
         if c.deferred > 0 {

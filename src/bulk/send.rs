@@ -19,6 +19,7 @@ use anyhow::Result;
 
 use super::data::Row;
 use super::journal::{self, Journal, Settled};
+use super::lock;
 use super::output::{Progress, RowStatus};
 use super::render::Campaign;
 use crate::deliver::{Outgoing, Transport};
@@ -568,12 +569,6 @@ fn sleep_within(shared: &Shared, delay: Duration) {
     while Instant::now() < end && !stopped(shared) {
         std::thread::sleep((end - Instant::now()).min(Duration::from_millis(100)));
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `--rate`, held over the whole run: one slot per message, shared by
