@@ -93,15 +93,9 @@ install_missing postfix:smtp-source msmtp:msmtp time:/usr/bin/time
 command -v smtp-source >/dev/null && command -v smtp-sink >/dev/null ||
   { warn "needs Postfix's smtp-source and smtp-sink (apt-get install postfix)"; exit 1; }
 
-cargo build --release --quiet --example smtp_sink
-if [[ -n $MAILSEND_OVERRIDE ]]; then
-  MAILSEND=$(realpath "$MAILSEND_OVERRIDE")
-else
-  cargo build --release --quiet
-  MAILSEND=$ROOT/target/release/mailsend
-fi
-SINK=$ROOT/target/release/examples/smtp_sink
-PROXY=$ROOT/scripts/delay-proxy.py
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
+build_bench_tools
 
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mailsend-bench-bulk.XXXXXX")

@@ -59,15 +59,9 @@ case $LINK in local | slow | both) ;; *) echo "BENCH_LINK must be local, slow or
 say() { printf '== %s\n' "$*" >&2; }
 warn() { printf 'bench-flush: %s\n' "$*" >&2; }
 
-cargo build --release --quiet --example smtp_sink
-if [[ -n $MAILSEND_OVERRIDE ]]; then
-  MAILSEND=$(realpath "$MAILSEND_OVERRIDE")
-else
-  cargo build --release --quiet
-  MAILSEND=$ROOT/target/release/mailsend
-fi
-SINK=$ROOT/target/release/examples/smtp_sink
-PROXY=$ROOT/scripts/delay-proxy.py
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
+build_bench_tools
 
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mailsend-bench-flush.XXXXXX")

@@ -28,6 +28,14 @@ fn bulk(server_port: u16, dir: &Path, extra: &[&str]) -> Run {
     m.run()
 }
 
+/// A submission server that refuses user2@example.com for good.
+fn refusing_user2() -> TestServer {
+    TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("user2@example.com".into(), "550 5.1.1 no such user".into())],
+        ..Behaviour::default()
+    }))
+}
+
 /// The JSON lines of a run: the row objects by row number, and the summary.
 fn results(run: &Run) -> (HashMap<u64, serde_json::Value>, serde_json::Value) {
     let mut rows = HashMap::new();
@@ -491,10 +499,7 @@ fn a_server_that_always_says_421_ends_the_run_deferred_when_retry_for_is_over() 
 /// every row was refused (now or before).
 #[test]
 fn a_rerun_after_rows_were_refused_for_good_does_not_exit_0() {
-    let server = TestServer::start(with_auth(Behaviour {
-        rcpt_replies: vec![("user2@example.com".into(), "550 5.1.1 no such user".into())],
-        ..Behaviour::default()
-    }));
+    let server = refusing_user2();
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
     bulk(server.port(), dir.path(), &[]).expect(65);
@@ -628,10 +633,7 @@ fn a_journal_that_cannot_be_written_stops_the_run_and_every_row_is_said() {
 /// never sent again when they change.
 #[test]
 fn a_refused_row_corrected_in_the_list_is_sent_on_the_next_run() {
-    let server = TestServer::start(with_auth(Behaviour {
-        rcpt_replies: vec![("user2@example.com".into(), "550 5.1.1 no such user".into())],
-        ..Behaviour::default()
-    }));
+    let server = refusing_user2();
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
     bulk(server.port(), dir.path(), &[]).expect(65);
