@@ -163,7 +163,8 @@ impl Attachment {
                 // out cut or mixed: refused, as the outbox refuses an
                 // entry rewritten while it is sent.
                 let after = Stamp::of(&file).map_err(cannot)?;
-                if before.regular && (before != after || read != after.len) {
+                let cut = after.sized && read != after.len;
+                if before.regular && (before != after || cut) {
                     return Err(Failure::no_input(format!(
                         "attachment {} changed while it was read; nothing was sent",
                         path.display()
@@ -194,15 +195,21 @@ struct Stamp {
     regular: bool,
     len: u64,
     modified: Option<std::time::SystemTime>,
+    /// Its length is that of its content: it has blocks on disk. A file
+    /// of /proc or /sys has none and says a length (0, 4096) that is not
+    /// what reading it gives.
+    sized: bool,
 }
 
 impl Stamp {
     fn of(file: &File) -> io::Result<Stamp> {
+        use std::os::unix::fs::MetadataExt;
         let meta = file.metadata()?;
         Ok(Stamp {
             regular: meta.is_file(),
             len: meta.len(),
             modified: meta.modified().ok(),
+            sized: meta.blocks() > 0,
         })
     }
 }

@@ -512,7 +512,13 @@ fn send_chunks(
                     };
                     settle(outbox, settings, entry, &attempt, out)
                 }
-                Err(err) => requeue(outbox, settings, entry, err.into(), false, out),
+                // Only a refusal of the message moves it to `failed/`: a
+                // server that broke the protocol on it (a 3xx where a 2xx
+                // is due) keeps it queued, as a broken session does.
+                Err(err) => {
+                    let keep = err.class() != Class::Permanent;
+                    requeue(outbox, settings, entry, err.into(), keep, out)
+                }
             };
             let done = done.unwrap_or_else(|e| report(entry, e, out));
             chunk_code.set(merge(chunk_code.get(), done));

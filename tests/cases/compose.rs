@@ -1043,3 +1043,24 @@ print(json.dumps({"sender": a("sender"), "dnt": dnt,
         assert_eq!(run.stderr().lines().count(), 1, "{}", run.stderr());
     }
 }
+
+/// A file of /proc or /sys says a size (0, 4096) that is not its content's:
+/// it is attached whole, as before attachments were streamed, not refused
+/// as "changed while it was read" (review J2: `--attach /proc/mdstat`).
+#[test]
+fn proc_and_sys_files_are_attached_whole() {
+    for path in ["/proc/version", "/sys/class/net/lo/address"] {
+        let Ok(want) = std::fs::read(path) else {
+            continue;
+        };
+        let out = Mailsend::bare()
+            .env("MAILSEND_FROM", "me@example.com")
+            .args(["--to", "a@example.com", "--body", "x", "--dry-run"])
+            .args(["--attach", path])
+            .run()
+            .expect(0);
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let got = attachment(out.stdout().as_bytes(), &format!("filename=\"{name}\""));
+        assert_eq!(got, want, "{path}");
+    }
+}

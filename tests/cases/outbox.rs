@@ -1715,3 +1715,42 @@ fn flush_json_reports_messages_for_an_unknown_account_once_on_stderr() {
     }
     assert_eq!(lines[2]["summary"]["deferred"], 2);
 }
+
+/// A server that breaks the protocol on a message (a 3xx where a 2xx is
+/// due, or a 250 to DATA) has not refused that message: the entry stays
+/// queued (76), as after any other broken session, and a later flush sends
+/// it; it is not moved to `failed/` for `outbox retry` to rescue (review J1).
+#[test]
+fn a_broken_reply_to_one_message_keeps_it_queued() {
+    let home = tempfile::tempdir().expect("home");
+    let port = free_port();
+    queue_some(port, home.path(), 2);
+    let server = TestServer::start_on(
+        with_auth(Behaviour {
+            mail_reply: Some("354 go ahead".into()),
+            fault_sessions: Some(1),
+            ..Behaviour::default()
+        }),
+        port,
+    );
+    let run = at(port, home.path())
+        .args(["outbox", "flush", "--all", "--json"])
+        .run()
+        .expect(76);
+    assert!(
+        !run.stderr().contains("moved to failed/"),
+        "{}",
+        run.stderr()
+    );
+    let outbox = home.path().join(".local/state/mailsend/outbox");
+    let failed = std::fs::read_dir(outbox.join("failed"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(failed, 0, "{}", run.stdout());
+    assert!(!outbox_list(port, home.path()).contains("failed"));
+    at(port, home.path())
+        .args(["outbox", "flush", "--all"])
+        .run()
+        .expect(0);
+    assert_eq!(message_ids(&server).len(), 2);
+}
