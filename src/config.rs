@@ -55,8 +55,10 @@ pub struct Settings {
     pub timeout: Duration,
     pub skip_empty: bool,
     pub log: Option<String>,
-    /// How long to keep retrying temporary failures in this run.
-    pub retry_for: Duration,
+    /// How long to keep retrying temporary failures in this run; `None`
+    /// when not set (a single send then does not retry, a campaign uses
+    /// its own default).
+    pub retry_for: Option<Duration>,
     /// Keep what still cannot be sent in the outbox.
     pub queue: bool,
     /// The outbox directory, when one is configured or can be derived.
@@ -531,12 +533,11 @@ impl Settings {
             Duration::from_secs(30),
             false,
         )?;
-        let retry_for = duration(
-            text(args.retry_for.as_deref(), &RETRY_FOR)?,
-            "retry time",
-            Duration::ZERO,
-            true,
-        )?;
+        // None when not given anywhere: a campaign has its own default.
+        let retry_for = match text(args.retry_for.as_deref(), &RETRY_FOR)? {
+            None => None,
+            found => Some(duration(found, "retry time", Duration::ZERO, true)?),
+        };
         let queue_lifetime = duration(
             text(None, &QUEUE_LIFETIME)?,
             "queue lifetime",
@@ -690,7 +691,7 @@ impl Settings {
             "default",
         );
         show("timeout", span(timeout), "default");
-        show("retry_for", span(retry_for), "default");
+        show("retry_for", span(retry_for.unwrap_or_default()), "default");
         show("queue", Some(queue.to_string()), "default");
         show("skip_empty", Some(skip_empty.to_string()), "default");
         show("log", log.clone(), "");

@@ -212,7 +212,7 @@ impl<'a> Transport<'a> {
     /// exponential backoff and jitter, only for recipients not yet served.
     /// Permanent failures are never retried.
     pub fn deliver_with_retries(&self, outgoing: &Outgoing, report: &mut Report) -> Result<()> {
-        let deadline = Instant::now() + self.settings.retry_for;
+        let deadline = Instant::now() + self.settings.retry_for.unwrap_or_default();
         let mut attempt = 0;
         let mut pending = outgoing.recipients.clone();
         // Refused for now in an earlier session: reported if no later one

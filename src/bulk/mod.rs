@@ -157,10 +157,6 @@ fn deliver(
         return Ok(progress.exit());
     }
     let transport = Transport::new(settings, args.verbose)?;
-    let retry_for = match settings.retry_for.is_zero() {
-        true => DEFAULT_RETRY_FOR,
-        false => settings.retry_for,
-    };
     let result = send::run(
         campaign,
         &transport,
@@ -170,7 +166,7 @@ fn deliver(
             // No more sessions than rows to send: each one logs in.
             concurrency: (args.concurrency as usize).min(total.try_into().unwrap_or(usize::MAX)),
             pace: send::Pace::new(args.rate.map(|r| r.interval())),
-            retry_for,
+            retry_for: settings.retry_for.unwrap_or(DEFAULT_RETRY_FOR),
         },
         &progress,
     );

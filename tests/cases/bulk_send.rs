@@ -494,6 +494,29 @@ fn a_server_that_always_says_421_ends_the_run_deferred_when_retry_for_is_over() 
     assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
 }
 
+/// `--retry-for 0s` means no retry at all (it used to mean the campaign's
+/// default of 10 minutes, the flag's "not given"): the first 421 defers
+/// every row at once.
+#[test]
+fn retry_for_zero_defers_at_the_first_temporary_refusal() {
+    let server = TestServer::start(with_auth(Behaviour {
+        mail_reply: Some("421 4.7.0 too many messages, try tomorrow".into()),
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(6)).expect("list");
+    let started = std::time::Instant::now();
+    let run = bulk(server.port(), dir.path(), &["--retry-for", "0s"]).expect(75);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let (rows, summary) = results(&run);
+    assert_eq!(summary["deferred"], 6, "{summary}");
+    assert!(rows.values().all(|r| r["status"] == "deferred"), "{rows:?}");
+}
+
 /// A row refused for good in an earlier run is not sent: running the
 /// campaign again does not say "every row sent" (0) but 65, and 69 when
 /// every row was refused (now or before).
