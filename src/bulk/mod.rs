@@ -122,7 +122,11 @@ fn deliver(
                         row.number, row.line
                     ));
                 }
-                progress.skipped(row.number, settled == journal::Settled::Refused);
+                let to = match args.json {
+                    true => send::recipients(campaign, &row),
+                    false => String::new(),
+                };
+                progress.skipped(row.number, &to, settled == journal::Settled::Refused);
                 if changed {
                     aliases.push(row);
                 }

@@ -110,6 +110,32 @@ impl Progress {
     /// One row settled: counted, and printed as JSON when asked; a
     /// refused or deferred row also gets an error line on stderr.
     pub fn row(&self, row: u64, to: &str, message_id: &str, status: RowStatus, text: &str) {
+        self.settle(row, to, message_id, status, text, true);
+    }
+
+    /// A row the run stopped before trying: deferred (the next run sends
+    /// it), with its JSON line but no error line of its own (the run's
+    /// one error says why; a list of 100,000 rows gets one line, not
+    /// 100,000).
+    pub fn not_tried(&self, row: u64, to: &str, why: &str) {
+        self.settle(row, to, "", RowStatus::Deferred, why, false);
+    }
+
+    /// Whether rows are printed (`--json`): then their recipients are
+    /// worth rendering for rows not sent.
+    pub fn prints_rows(&self) -> bool {
+        self.json
+    }
+
+    fn settle(
+        &self,
+        row: u64,
+        to: &str,
+        message_id: &str,
+        status: RowStatus,
+        text: &str,
+        say: bool,
+    ) {
         let text = printable(text);
         {
             let mut counts = lock(&self.counts);
@@ -129,14 +155,14 @@ impl Progress {
             self.bar.inc(1);
         }
         match status {
-            RowStatus::Refused | RowStatus::Deferred => self.bar.suspend(|| {
+            RowStatus::Refused | RowStatus::Deferred if say => self.bar.suspend(|| {
                 errln!(
                     "mailsend: error: row {row} ({}): {} {text}",
                     printable(to),
                     status.word()
                 )
             }),
-            RowStatus::Sent | RowStatus::Skipped => {}
+            _ => {}
         }
         if self.json {
             let sent = status == RowStatus::Sent;
@@ -154,8 +180,8 @@ impl Progress {
 
     /// A row an earlier run settled: skipped now, and remembered for the
     /// exit code when it was refused for good (it was never sent).
-    pub fn skipped(&self, row: u64, refused: bool) {
-        self.row(row, "", "", RowStatus::Skipped, "");
+    pub fn skipped(&self, row: u64, to: &str, refused: bool) {
+        self.row(row, to, "", RowStatus::Skipped, "");
         if refused {
             lock(&self.counts).refused_before += 1;
         }

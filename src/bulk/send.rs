@@ -104,17 +104,16 @@ pub fn run<'a>(
         }
     });
     if let Some(err) = lock(&shared.fatal).take() {
-        if exit::code_for(&err) == Exit::TempFail {
-            defer_the_rest(campaign, &shared, &format!("{err:#}"));
-        }
+        defer_the_rest(campaign, &shared, &format!("{err:#}"));
         return Err(err);
     }
     Ok(progress.exit())
 }
 
-/// The run stopped for a reason that passes (the server kept failing
-/// past `--retry-for`, the journal could not be written): every row not
-/// settled is said as deferred, one line each, as the next run sends it.
+/// The run stopped (the server kept failing past `--retry-for`, the
+/// journal could not be written, the login was refused): every row not
+/// settled counts as deferred, with a JSON line each, as the next run
+/// sends it.
 fn defer_the_rest(campaign: &Campaign, shared: &Shared, why: &str) {
     let mut source = lock(&shared.rows);
     let retry = std::mem::take(&mut source.retry);
@@ -124,13 +123,11 @@ fn defer_the_rest(campaign: &Campaign, shared: &Shared, why: &str) {
         .chain(&mut source.list)
         .map_while(Result::ok);
     for row in rows {
-        let to = campaign
-            .render(&row)
-            .map(|draft| draft.recipients().join(", "))
-            .unwrap_or_default();
-        shared
-            .progress
-            .row(row.number, &to, "", RowStatus::Deferred, why);
+        let to = match shared.progress.prints_rows() {
+            true => recipients(campaign, &row),
+            false => String::new(),
+        };
+        shared.progress.not_tried(row.number, &to, why);
     }
 }
 
@@ -545,6 +542,15 @@ fn report(shared: &Shared, taken: &Taken, status: RowStatus, text: &str) {
         status,
         text,
     );
+}
+
+/// A row's recipients as its JSON line shows them (empty when it no
+/// longer renders).
+pub fn recipients(campaign: &Campaign, row: &Row) -> String {
+    campaign
+        .render(row)
+        .map(|draft| draft.recipients().join(", "))
+        .unwrap_or_default()
 }
 
 /// The fingerprint of a row's recipients, as the journal keeps it.

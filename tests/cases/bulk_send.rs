@@ -162,9 +162,22 @@ fn a_refused_login_stops_the_campaign_with_77_and_settles_nothing() {
     m.home(dir.path())
         .env("MAILSEND_PASSWORD", "wrong password")
         .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
-        .args(["--body", "x", "--yes"]);
-    m.run().expect(77);
+        .args(["--body", "x", "--yes", "--json"]);
+    let run = m.run().expect(77);
     assert!(delivered(&server).is_empty());
+    // Every row still gets its JSON line (deferred: the next run sends
+    // it), and stderr one error for the run, not one per row.
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 5, "{}", run.stdout());
+    assert!(rows.values().all(|r| r["status"] == "deferred"), "{rows:?}");
+    assert_eq!(rows[&3]["to"], "user3@example.com", "{rows:?}");
+    assert_eq!(summary["deferred"], 5, "{summary}");
+    assert_eq!(
+        run.stderr().matches("mailsend: error:").count(),
+        1,
+        "{}",
+        run.stderr()
+    );
     let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
     assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
 }
@@ -530,6 +543,7 @@ fn a_rerun_after_rows_were_refused_for_good_does_not_exit_0() {
     let (rows, summary) = results(&again);
     assert_eq!(summary["skipped"], 3, "{summary}");
     assert!(rows.values().all(|r| r["status"] == "skipped"), "{rows:?}");
+    assert_eq!(rows[&2]["to"], "user2@example.com", "{rows:?}");
     assert_eq!(delivered(&server).len(), 2);
 
     let all_refused = TestServer::start(with_auth(Behaviour {
