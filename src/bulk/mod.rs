@@ -167,6 +167,7 @@ fn deliver(
         journal,
         Box::new(pending()?),
         send::Options {
+            total: total.try_into().unwrap_or(usize::MAX),
             // No more sessions than rows to send: each one logs in.
             concurrency: (args.concurrency as usize).min(total.try_into().unwrap_or(usize::MAX)),
             pace: send::Pace::new(args.rate.map(|r| r.interval())),

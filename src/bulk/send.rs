@@ -27,8 +27,16 @@ use crate::exit::{self, Exit};
 use crate::retry;
 use crate::smtp::{Class, Client, Delivery, Message, SmtpError};
 
-/// Rows composed ahead and pipelined over one session at a time.
+/// Rows composed ahead and pipelined over one session at a time, at
+/// most: near the end of the list the rows left are shared out evenly,
+/// so that no session is left with 16 while the others idle.
 const CHUNK: usize = 16;
+
+/// How many rows a session takes at once when `left` rows remain for
+/// `sessions` sessions.
+fn chunk(left: usize, sessions: usize) -> usize {
+    (left / sessions.max(1)).clamp(1, CHUNK)
+}
 
 /// A row waiting to be sent, and how many times it was refused for now.
 struct Pending {
@@ -60,12 +68,18 @@ struct Shared<'a> {
 struct Source<'a> {
     retry: VecDeque<Pending>,
     list: Box<dyn Iterator<Item = Result<Row>> + Send + 'a>,
+    /// Rows `list` will still yield (as counted before the run).
+    left: usize,
+    /// Sessions sharing them.
+    sessions: usize,
     /// Rows taken by a worker and not settled yet.
     out: usize,
 }
 
 /// How a campaign is sent: `--concurrency`, `--rate`, `--retry-for`.
 pub struct Options {
+    /// Rows the list yields.
+    pub total: usize,
     pub concurrency: usize,
     pub pace: Pace,
     pub retry_for: Duration,
@@ -81,6 +95,7 @@ pub fn run<'a>(
     progress: &Progress,
 ) -> Result<Exit> {
     let Options {
+        total,
         concurrency,
         pace,
         retry_for,
@@ -89,6 +104,8 @@ pub fn run<'a>(
         rows: Mutex::new(Source {
             retry: VecDeque::new(),
             list: rows,
+            left: total,
+            sessions: concurrency.max(1),
             out: 0,
         }),
         journal,
@@ -283,7 +300,8 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
         let mut next_due = None;
         {
             let mut source = lock(&shared.rows);
-            while batch.len() < CHUNK {
+            let chunk = chunk(source.left, source.sessions);
+            while batch.len() < chunk {
                 let now = Instant::now();
                 match source.retry.front() {
                     Some(p) if p.due <= now => {
@@ -294,12 +312,15 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
                     None => {}
                 }
                 match source.list.next() {
-                    Some(Ok(row)) => batch.push(Pending {
-                        row,
-                        attempts: 0,
-                        due: now,
-                        first: now,
-                    }),
+                    Some(Ok(row)) => {
+                        source.left = source.left.saturating_sub(1);
+                        batch.push(Pending {
+                            row,
+                            attempts: 0,
+                            due: now,
+                            first: now,
+                        })
+                    }
                     Some(Err(err)) => {
                         drop(source);
                         fail_run(shared, err);
@@ -652,6 +673,18 @@ mod tests {
 
     fn interval(pace: &Pace) -> Duration {
         lock(&pace.next).1
+    }
+
+    #[test]
+    fn the_end_of_the_list_is_shared_out_between_the_sessions() {
+        // Plenty left: full chunks.
+        assert_eq!(chunk(10_000, 4), CHUNK);
+        // 40 rows for 4 sessions: 10 each, not 16 + 16 + 8 + nothing.
+        assert_eq!(chunk(40, 4), 10);
+        // Fewer rows than sessions: one each.
+        assert_eq!(chunk(3, 4), 1);
+        assert_eq!(chunk(0, 4), 1);
+        assert_eq!(chunk(7, 0), 7);
     }
 
     #[test]
