@@ -152,6 +152,19 @@ impl Journal {
                     "the journal {} is a symbolic link; give the real path with --journal",
                     path.display()
                 )),
+                // Not a passing failure: the same command would fail
+                // alike, so not 75 (run again) but a setting to fix.
+                Some(
+                    libc::EACCES
+                    | libc::EPERM
+                    | libc::EISDIR
+                    | libc::ENOENT
+                    | libc::ENOTDIR
+                    | libc::EROFS,
+                ) => Failure::config(format!(
+                    "cannot use the journal {}: {e}; give a writable file with --journal",
+                    path.display()
+                )),
                 _ => cannot(e),
             })?;
         let meta = file.metadata().map_err(cannot)?;

@@ -507,6 +507,22 @@ fn a_server_that_always_says_421_ends_the_run_deferred_when_retry_for_is_over() 
     assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
 }
 
+/// A journal that cannot be created where it was asked (a directory, a
+/// missing directory) is a setting to fix (78), not a failure that
+/// passes (75: "run again" would fail alike); nothing is sent.
+#[test]
+fn a_journal_path_that_cannot_be_a_file_is_a_configuration_error() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(2)).expect("list");
+    std::fs::create_dir(dir.path().join("adir")).expect("dir");
+    for journal in ["adir", "missing/list.journal"] {
+        let run = bulk(server.port(), dir.path(), &["--journal", journal]).expect(78);
+        assert!(run.stderr().contains("--journal"), "{}", run.stderr());
+    }
+    assert!(delivered(&server).is_empty());
+}
+
 /// `--retry-for 0s` means no retry at all (it used to mean the campaign's
 /// default of 10 minutes, the flag's "not given"): the first 421 defers
 /// every row at once.
