@@ -809,11 +809,14 @@ impl Settings {
     }
 }
 
+/// `resolve_with`'s lookup of a text setting (flag, then the layers).
+type FindText<'a> = dyn Fn(Option<&str>, &Key) -> Result<Option<Sourced>, Failure> + 'a;
+
 /// The OAuth2 keys; the token file defaults to
 /// `$XDG_STATE_HOME/mailsend/oauth/ACCOUNT.json`, else under
 /// `~/.local/state` (ACCOUNT: the config-file account, else `default`).
 fn resolve_oauth<E: Fn(&str) -> Option<OsString>>(
-    text: &dyn Fn(Option<&str>, &Key) -> Result<Option<Sourced>, Failure>,
+    text: &FindText,
     layers: &Layers<E>,
     record: &dyn Fn(&Sourced<OsString>),
     account: Option<&str>,
