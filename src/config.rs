@@ -1019,6 +1019,98 @@ mod tests {
     }
 
     #[test]
+    fn oauth_keys_from_variables_and_the_default_token_file() {
+        let e = env(&[
+            ("MAILSEND_OAUTH_PROVIDER", "Microsoft"),
+            ("MAILSEND_OAUTH_CLIENT_ID", "cid"),
+            ("MAILSEND_OAUTH_CLIENT_SECRET", "cs"),
+            ("XDG_STATE_HOME", "/state"),
+            ("HOME", "/home/u"),
+        ]);
+        let s = Settings::resolve_with(&cli(&[]), None, e).unwrap();
+        let o = &s.oauth;
+        assert_eq!(o.provider, Some(crate::oauth::Provider::Microsoft));
+        assert_eq!(o.client_id.as_deref(), Some("cid"));
+        assert!(matches!(&o.client_secret, Some(PasswordSource::Value(v)) if v.expose() == "cs"));
+        assert_eq!(o.account, "default");
+        assert_eq!(
+            o.token_file.as_deref(),
+            Some(std::path::Path::new("/state/mailsend/oauth/default.json"))
+        );
+        let shown = s.shown.iter().find(|(k, ..)| *k == "oauth_client_secret");
+        assert_eq!(shown.map(|(_, v, _)| v.as_str()), Some("<redacted>"));
+        let s = Settings::resolve_with(&cli(&[]), None, env(&[("HOME", "/home/u")])).unwrap();
+        assert_eq!(
+            s.oauth.token_file.as_deref(),
+            Some(std::path::Path::new(
+                "/home/u/.local/state/mailsend/oauth/default.json"
+            ))
+        );
+        let s = Settings::resolve_with(&cli(&[]), None, env(&[])).unwrap();
+        assert_eq!(s.oauth.token_file, None);
+        let err = Settings::resolve_with(
+            &cli(&[]),
+            None,
+            env(&[("MAILSEND_OAUTH_PROVIDER", "yahoo")]),
+        )
+        .unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Config);
+        assert!(err.to_string().contains("MAILSEND_OAUTH_PROVIDER"), "{err}");
+    }
+
+    #[test]
+    fn oauth_keys_from_an_account() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(
+            "[accounts.\"../work\"]\noauth_provider = \"google\"\noauth_client_id = \"g\"\noauth_client_secret_command = \"echo s\"\noauth_scopes = \"a b\"\n",
+            0o644,
+        );
+        let args = crate::cli::Cli::parse_from([
+            "mailsend",
+            "--env-file",
+            "/dev/null",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .send
+        .server;
+        let s = Settings::resolve_with(&args, None, env(&[("HOME", "/h")])).unwrap();
+        let o = &s.oauth;
+        assert_eq!(o.provider, Some(crate::oauth::Provider::Google));
+        assert!(matches!(&o.client_secret, Some(PasswordSource::Command(c)) if c == "echo s"));
+        assert_eq!(o.scopes.as_deref(), Some("a b"));
+        // The account name is made a plain file name.
+        assert_eq!(
+            o.token_file.as_deref(),
+            Some(std::path::Path::new(
+                "/h/.local/state/mailsend/oauth/_._work.json"
+            ))
+        );
+        write(
+            "[accounts.w]\noauth_provider = \"google\"\noauth_client_secret = \"x\"\noauth_token_file = \"/t/w.json\"\n",
+            0o644,
+        );
+        let err = Settings::resolve_with(&args, None, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("OAuth2 client secret"), "{err}");
+        write(
+            "[accounts.w]\noauth_provider = \"google\"\noauth_client_secret = \"x\"\noauth_token_file = \"/t/w.json\"\n",
+            0o600,
+        );
+        let s = Settings::resolve_with(&args, None, env(&[])).unwrap();
+        assert_eq!(s.oauth.account, "w");
+        assert_eq!(
+            s.oauth.token_file.as_deref(),
+            Some(std::path::Path::new("/t/w.json"))
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));

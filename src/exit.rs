@@ -194,6 +194,21 @@ mod tests {
     }
 
     #[test]
+    fn oauth_failures_follow_the_contract() {
+        use crate::oauth::{OAuthError, OAuthKind};
+        let code = |kind| code_for(&anyhow::Error::new(OAuthError::new(kind, "x")).context("send"));
+        assert_eq!(code(OAuthKind::NotSignedIn), Exit::Config);
+        assert_eq!(code(OAuthKind::Config), Exit::Config);
+        assert_eq!(code(OAuthKind::Revoked), Exit::NoPerm);
+        assert_eq!(code(OAuthKind::Refused), Exit::NoPerm);
+        assert_eq!(code(OAuthKind::Untrusted), Exit::NoPerm);
+        assert_eq!(code(OAuthKind::Network), Exit::TempFail);
+        assert_eq!(code(OAuthKind::Protocol), Exit::Protocol);
+        let err = anyhow::Error::new(OAuthError::new(OAuthKind::Revoked, "x").hint("log in"));
+        assert_eq!(hint_for(&err).as_deref(), Some("log in"));
+    }
+
+    #[test]
     fn untyped_error_is_temporary() {
         assert_eq!(code_for(&anyhow::anyhow!("something odd")), Exit::TempFail);
     }
