@@ -74,6 +74,14 @@ impl OAuthSettings {
         }
     }
 
+    /// Whether the account uses mailsend's own OAuth2 sign-in (any of
+    /// provider, client id or token endpoint is set). For the send path's
+    /// choice of token source, which is wired separately.
+    #[allow(dead_code)]
+    pub fn is_configured(&self) -> bool {
+        self.provider.is_some() || self.client_id.is_some() || self.token_url.is_some()
+    }
+
     fn token_path(&self) -> Result<&Path, OAuthError> {
         self.token_file.as_deref().ok_or_else(|| {
             OAuthError::config(format!(

@@ -494,3 +494,43 @@ fn plain_http_endpoints_elsewhere_than_loopback_are_refused() {
     let run = checked(m.args(["auth", "login", "--no-browser"]).run(), 78);
     run.error_mentions("oauth_token_url");
 }
+
+#[test]
+fn a_refused_sign_in_is_77_and_nothing_is_exchanged() {
+    let server = OAuthServer::start(Options {
+        deny: true,
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    let (login, redirect) = sign_in_until_redirect(&mut m, &server);
+    let (_, _, page) = http_get(&redirect);
+    assert!(page.contains("refused"), "{page}");
+    let (code, _, stderr) = login.finish();
+    assert_eq!(code, 77, "{stderr}");
+    assert!(
+        stderr.contains("refused the sign-in: access_denied"),
+        "{stderr}"
+    );
+    assert!(server.token_requests().is_empty());
+
+    let mut m = mailsend_for(&server);
+    let login = Login::start(&mut m, &["--device"]);
+    let (code, _, stderr) = login.finish();
+    assert_eq!(code, 77, "{stderr}");
+    assert!(stderr.contains("access_denied"), "{stderr}");
+    assert!(!token_file(&m).exists());
+}
+
+#[test]
+fn other_requests_to_the_loopback_are_answered_and_ignored() {
+    let server = OAuthServer::start(Options::default());
+    let mut m = mailsend_for(&server);
+    let (login, redirect) = sign_in_until_redirect(&mut m, &server);
+    let base = redirect.split_once('?').unwrap().0;
+    let (status, _, _) = http_get(&format!("{base}favicon.ico"));
+    assert_eq!(status, 404);
+    let (status, _, page) = http_get(&redirect);
+    assert_eq!(status, 200, "{page}");
+    let (code, _, stderr) = login.finish();
+    assert_eq!(code, 0, "{stderr}");
+}

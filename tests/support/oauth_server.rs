@@ -38,6 +38,9 @@ pub struct Options {
     pub client_secret: Option<String>,
     /// Pause before answering a token request.
     pub token_delay: Duration,
+    /// The person refuses: the authorize endpoint redirects with
+    /// `error=access_denied`, device polls answer `access_denied`.
+    pub deny: bool,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
             break_pkce: false,
             client_secret: None,
             token_delay: Duration::ZERO,
+            deny: false,
         }
     }
 }
@@ -222,12 +226,15 @@ fn authorize(q: HashMap<String, String>, state: &Mutex<State>, options: &Options
     };
     s.codes.insert(code.clone(), (challenge, redirect.clone()));
     let state_param = q.get("state").cloned().unwrap_or_default();
+    let mut query = oauth2::url::form_urlencoded::Serializer::new(String::new());
+    if options.deny {
+        query.append_pair("error", "access_denied");
+    } else {
+        query.append_pair("code", &code);
+    }
     let location = format!(
         "{redirect}?{}",
-        oauth2::url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("code", &code)
-            .append_pair("state", &state_param)
-            .finish()
+        query.append_pair("state", &state_param).finish()
     );
     (302, vec![("Location", location)], String::new())
 }
@@ -295,6 +302,9 @@ fn token(p: HashMap<String, String>, state: &Mutex<State>, options: &Options) ->
                 return error("invalid_grant");
             }
             s.device_polls += 1;
+            if options.deny {
+                return error("access_denied");
+            }
             if s.device_polls <= options.device_pending {
                 return error("authorization_pending");
             }
