@@ -534,3 +534,27 @@ fn other_requests_to_the_loopback_are_answered_and_ignored() {
     let (code, _, stderr) = login.finish();
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn a_shared_env_file_with_the_client_secret_is_refused() {
+    let server = OAuthServer::start(Options::default());
+    let mut m = mailsend_for(&server);
+    let env = m.file(
+        ".env",
+        format!("MAILSEND_OAUTH_CLIENT_SECRET={CLIENT_SECRET}\n"),
+    );
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = checked(m.args(["auth", "status"]).run(), 78);
+    run.error_mentions("MAILSEND_OAUTH_CLIENT_SECRET");
+}
+
+#[test]
+fn a_failing_client_secret_command_is_78_and_sends_nothing() {
+    let server = OAuthServer::start(Options::default());
+    let mut m = mailsend_for(&server);
+    m.env("MAILSEND_OAUTH_CLIENT_SECRET_COMMAND", "exit 3");
+    seed(&m, &format!("{REFRESH_PREFIX}seed"), 0);
+    let run = checked(m.args(["auth", "refresh"]).run(), 78);
+    run.error_mentions("oauth_client_secret_command failed: it exited with");
+    assert!(server.token_requests().is_empty());
+}
