@@ -54,6 +54,17 @@ pub struct Account {
     pub queue: Option<bool>,
     pub outbox: Option<PathBuf>,
     pub queue_lifetime: Option<String>,
+    // OAuth2 sign-in (`mailsend auth`, src/oauth/).
+    pub oauth_provider: Option<String>,
+    pub oauth_client_id: Option<String>,
+    pub oauth_client_secret: Option<String>,
+    pub oauth_client_secret_command: Option<String>,
+    pub oauth_auth_url: Option<String>,
+    pub oauth_token_url: Option<String>,
+    pub oauth_device_url: Option<String>,
+    pub oauth_revocation_url: Option<String>,
+    pub oauth_scopes: Option<String>,
+    pub oauth_token_file: Option<PathBuf>,
 }
 
 /// More than any settings file needs: a larger one (`--env-file
@@ -138,6 +149,13 @@ pub fn load(path: &Path, explicit: bool, wait: Duration) -> Result<Option<Loaded
     })?;
     if file.accounts.values().any(|a| a.password.is_some()) {
         refuse_if_shared(path, &meta, "holds a password")?;
+    }
+    if file
+        .accounts
+        .values()
+        .any(|a| a.oauth_client_secret.is_some())
+    {
+        refuse_if_shared(path, &meta, "holds an OAuth2 client secret")?;
     }
     let defaults: Vec<&String> = file
         .accounts

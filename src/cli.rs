@@ -56,6 +56,61 @@ pub enum Command {
     Man,
     /// Send one personalised message per row of a CSV list (a campaign)
     Bulk(Box<BulkArgs>),
+    /// OAuth2 sign-in for sending: login, status, logout
+    Auth {
+        #[command(subcommand)]
+        action: AuthAction,
+    },
+}
+
+/// `mailsend auth`: the account's OAuth2 sign-in (oauth_* keys).
+#[derive(Debug, Subcommand)]
+pub enum AuthAction {
+    /// Sign in once with the provider (browser, or --device) and store the
+    /// refresh token privately; later sends renew the access token
+    Login {
+        /// Use the device-code flow: enter a code on another device
+        /// (Microsoft; Google refuses it for mail)
+        #[arg(long)]
+        device: bool,
+        /// Only print the sign-in address, never open a browser
+        #[arg(long)]
+        no_browser: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Print the provider, scopes and token expiry (never a token); exit
+    /// 78 when not signed in
+    Status {
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Delete the stored tokens, revoking the refresh token where the
+    /// provider can
+    Logout {
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Get a new access token now (checks the stored sign-in still
+    /// works), then print the status
+    Refresh {
+        /// Only when the stored access token is about to run out
+        #[arg(long)]
+        if_needed: bool,
+        #[command(flatten)]
+        location: Location,
+    },
+}
+
+impl AuthAction {
+    pub fn location(&self) -> &Location {
+        match self {
+            AuthAction::Login { location, .. }
+            | AuthAction::Status { location }
+            | AuthAction::Logout { location }
+            | AuthAction::Refresh { location, .. } => location,
+        }
+    }
 }
 
 /// Each subcommand takes only the flags that mean something to it: the

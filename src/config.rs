@@ -74,6 +74,8 @@ pub struct Settings {
     pub aliases: BTreeMap<String, String>,
     /// Every account in the config file (flush visits their outboxes).
     pub account_names: Vec<String>,
+    /// The OAuth2 keys of the account (`mailsend auth`, src/oauth/).
+    pub oauth: crate::oauth::OAuthSettings,
     /// Every setting, its value and its origin, for `mailsend config show`.
     pub shown: Vec<(&'static str, String, String)>,
 }
@@ -241,6 +243,24 @@ const SET_FROM_HEADER: Key = Key {
     var: "MAILSEND_SET_FROM_HEADER",
     toml: "set_from_header",
 };
+/// The OAuth2 keys (`mailsend auth`, src/oauth/): no flags.
+macro_rules! oauth_keys {
+    ($($name:ident $toml:literal $var:literal),* $(,)?) => {
+        $(const $name: Key = Key { flag: "", var: $var, toml: $toml };)*
+    };
+}
+oauth_keys! {
+    OAUTH_PROVIDER "oauth_provider" "MAILSEND_OAUTH_PROVIDER",
+    OAUTH_CLIENT_ID "oauth_client_id" "MAILSEND_OAUTH_CLIENT_ID",
+    OAUTH_CLIENT_SECRET "oauth_client_secret" "MAILSEND_OAUTH_CLIENT_SECRET",
+    OAUTH_CLIENT_SECRET_COMMAND "oauth_client_secret_command" "MAILSEND_OAUTH_CLIENT_SECRET_COMMAND",
+    OAUTH_AUTH_URL "oauth_auth_url" "MAILSEND_OAUTH_AUTH_URL",
+    OAUTH_TOKEN_URL "oauth_token_url" "MAILSEND_OAUTH_TOKEN_URL",
+    OAUTH_DEVICE_URL "oauth_device_url" "MAILSEND_OAUTH_DEVICE_URL",
+    OAUTH_REVOCATION_URL "oauth_revocation_url" "MAILSEND_OAUTH_REVOCATION_URL",
+    OAUTH_SCOPES "oauth_scopes" "MAILSEND_OAUTH_SCOPES",
+    OAUTH_TOKEN_FILE "oauth_token_file" "MAILSEND_OAUTH_TOKEN_FILE",
+}
 const ACCOUNT: Key = Key {
     flag: "--account",
     var: "MAILSEND_ACCOUNT",
@@ -299,6 +319,16 @@ impl<E: Fn(&str) -> Option<OsString>> Layers<E> {
             "outbox" => return self.account_path(account.outbox.as_ref(), key),
             "queue_lifetime" => account.queue_lifetime.clone(),
             "set_from_header" => account.set_from_header.clone(),
+            "oauth_provider" => account.oauth_provider.clone(),
+            "oauth_client_id" => account.oauth_client_id.clone(),
+            "oauth_client_secret" => account.oauth_client_secret.clone(),
+            "oauth_client_secret_command" => account.oauth_client_secret_command.clone(),
+            "oauth_auth_url" => account.oauth_auth_url.clone(),
+            "oauth_token_url" => account.oauth_token_url.clone(),
+            "oauth_device_url" => account.oauth_device_url.clone(),
+            "oauth_revocation_url" => account.oauth_revocation_url.clone(),
+            "oauth_scopes" => account.oauth_scopes.clone(),
+            "oauth_token_file" => return self.account_path(account.oauth_token_file.as_ref(), key),
             _ => None,
         }?;
         Some(Sourced {
@@ -325,7 +355,7 @@ impl<E: Fn(&str) -> Option<OsString>> Layers<E> {
 
 /// The variables whose value is a secret: a `.env` file that names one
 /// anywhere must be private, whatever its assignments say.
-const SECRET_KEYS: &[&str] = &["MAILSEND_PASSWORD"];
+const SECRET_KEYS: &[&str] = &["MAILSEND_PASSWORD", "MAILSEND_OAUTH_CLIENT_SECRET"];
 
 /// The first secret key named anywhere in `bytes` as a whole word (so
 /// `MAILSEND_PASSWORD_COMMAND` does not count): in an assignment, in a
@@ -642,6 +672,21 @@ impl Settings {
         let queue = switch(args.queue, "queue", |a| a.queue);
         let skip_empty = switch(args.skip_empty, "skip_empty", |a| a.skip_empty);
         let account = layers.account.as_ref().map(|(name, ..)| name.clone());
+        let oauth = resolve_oauth(
+            &text,
+            &layers,
+            &|found| {
+                record(
+                    &Some(Sourced {
+                        value: found.value.clone(),
+                        origin: found.origin.clone(),
+                    }),
+                    &OAUTH_TOKEN_FILE,
+                )
+            },
+            account.as_deref(),
+            ca_file.clone(),
+        )?;
 
         // Every setting, found or not, for `config show`.
         let origins = origins.into_inner();
@@ -701,6 +746,31 @@ impl Settings {
             "default: under XDG_STATE_HOME or HOME",
         );
         show("queue_lifetime", span(queue_lifetime), "default");
+        // The OAuth2 keys only when one is set (most setups have none).
+        let oauth_keys = [
+            &OAUTH_PROVIDER,
+            &OAUTH_CLIENT_ID,
+            &OAUTH_CLIENT_SECRET,
+            &OAUTH_CLIENT_SECRET_COMMAND,
+            &OAUTH_AUTH_URL,
+            &OAUTH_TOKEN_URL,
+            &OAUTH_DEVICE_URL,
+            &OAUTH_REVOCATION_URL,
+            &OAUTH_SCOPES,
+            &OAUTH_TOKEN_FILE,
+        ];
+        if oauth_keys.iter().any(|k| origins.contains_key(k.toml)) {
+            for key in oauth_keys {
+                let value = match key.toml {
+                    "oauth_client_secret" => layers.get(None, key).map(|_| "<redacted>".to_owned()),
+                    "oauth_token_file" => path(&oauth.token_file),
+                    _ => layers
+                        .get(None, key)
+                        .map(|s| s.value.to_string_lossy().into_owned()),
+                };
+                show(key.toml, value, "default: under XDG_STATE_HOME or HOME");
+            }
+        }
         show(
             "set_from_header",
             Some(
@@ -734,9 +804,82 @@ impl Settings {
             account,
             aliases,
             account_names,
+            oauth,
             shown,
         })
     }
+}
+
+/// `resolve_with`'s lookup of a text setting (flag, then the layers).
+type FindText<'a> = dyn Fn(Option<&str>, &Key) -> Result<Option<Sourced>, Failure> + 'a;
+
+/// The OAuth2 keys; the token file defaults to
+/// `$XDG_STATE_HOME/mailsend/oauth/ACCOUNT.json`, else under
+/// `~/.local/state` (ACCOUNT: the config-file account, else `default`).
+fn resolve_oauth<E: Fn(&str) -> Option<OsString>>(
+    text: &FindText,
+    layers: &Layers<E>,
+    record: &dyn Fn(&Sourced<OsString>),
+    account: Option<&str>,
+    ca_file: Option<PathBuf>,
+) -> Result<crate::oauth::OAuthSettings, Failure> {
+    use crate::oauth::{DEFAULT_ACCOUNT, OAuthSettings, Provider};
+    let value = |key: &Key| text(None, key).map(|found| found.map(|s| s.value));
+    let provider = match text(None, &OAUTH_PROVIDER)? {
+        None => None,
+        Some(s) => Some(Provider::parse(&s.value).ok_or_else(|| {
+            s.invalid("OAuth2 provider")
+                .with_hint("use google, microsoft or custom")
+        })?),
+    };
+    let secret = text(None, &OAUTH_CLIENT_SECRET)?;
+    let secret_command = text(None, &OAUTH_CLIENT_SECRET_COMMAND)?;
+    let client_secret = match (secret, secret_command) {
+        (Some(v), Some(c)) if c.origin.rank() < v.origin.rank() => {
+            Some(PasswordSource::Command(c.value))
+        }
+        (Some(v), _) => Some(PasswordSource::Value(Secret::new(v.value))),
+        (None, Some(c)) => Some(PasswordSource::Command(c.value)),
+        (None, None) => None,
+    };
+    let account = account.unwrap_or(DEFAULT_ACCOUNT).to_owned();
+    let token_file = match layers.get(None, &OAUTH_TOKEN_FILE) {
+        Some(found) => {
+            record(&found);
+            Some(PathBuf::from(found.value))
+        }
+        None => {
+            let nonempty = |var: &str| (layers.env)(var).filter(|v| !v.is_empty());
+            // A name that is not a plain file name is made one.
+            let file: String = account
+                .chars()
+                .map(|c| match c {
+                    'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' | '@' | '+' => c,
+                    _ => '_',
+                })
+                .collect();
+            let file = file
+                .strip_prefix('.')
+                .map_or(file.clone(), |f| format!("_{f}"));
+            nonempty("XDG_STATE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+                .map(|state| state.join("mailsend/oauth").join(format!("{file}.json")))
+        }
+    };
+    Ok(OAuthSettings {
+        account,
+        provider,
+        client_id: value(&OAUTH_CLIENT_ID)?,
+        client_secret,
+        auth_url: value(&OAUTH_AUTH_URL)?,
+        token_url: value(&OAUTH_TOKEN_URL)?,
+        device_url: value(&OAUTH_DEVICE_URL)?,
+        revocation_url: value(&OAUTH_REVOCATION_URL)?,
+        scopes: value(&OAUTH_SCOPES)?,
+        token_file,
+        ca_file,
+    })
 }
 
 /// `mailsend config show`: every setting, its value and where it came
@@ -873,6 +1016,98 @@ mod tests {
         assert_eq!(
             s.ca_file.as_deref().map(|p| p.as_os_str().as_bytes()),
             Some(&b"a\xff"[..])
+        );
+    }
+
+    #[test]
+    fn oauth_keys_from_variables_and_the_default_token_file() {
+        let e = env(&[
+            ("MAILSEND_OAUTH_PROVIDER", "Microsoft"),
+            ("MAILSEND_OAUTH_CLIENT_ID", "cid"),
+            ("MAILSEND_OAUTH_CLIENT_SECRET", "cs"),
+            ("XDG_STATE_HOME", "/state"),
+            ("HOME", "/home/u"),
+        ]);
+        let s = Settings::resolve_with(&cli(&[]), None, e).unwrap();
+        let o = &s.oauth;
+        assert_eq!(o.provider, Some(crate::oauth::Provider::Microsoft));
+        assert_eq!(o.client_id.as_deref(), Some("cid"));
+        assert!(matches!(&o.client_secret, Some(PasswordSource::Value(v)) if v.expose() == "cs"));
+        assert_eq!(o.account, "default");
+        assert_eq!(
+            o.token_file.as_deref(),
+            Some(std::path::Path::new("/state/mailsend/oauth/default.json"))
+        );
+        let shown = s.shown.iter().find(|(k, ..)| *k == "oauth_client_secret");
+        assert_eq!(shown.map(|(_, v, _)| v.as_str()), Some("<redacted>"));
+        let s = Settings::resolve_with(&cli(&[]), None, env(&[("HOME", "/home/u")])).unwrap();
+        assert_eq!(
+            s.oauth.token_file.as_deref(),
+            Some(std::path::Path::new(
+                "/home/u/.local/state/mailsend/oauth/default.json"
+            ))
+        );
+        let s = Settings::resolve_with(&cli(&[]), None, env(&[])).unwrap();
+        assert_eq!(s.oauth.token_file, None);
+        let err = Settings::resolve_with(
+            &cli(&[]),
+            None,
+            env(&[("MAILSEND_OAUTH_PROVIDER", "yahoo")]),
+        )
+        .unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Config);
+        assert!(err.to_string().contains("MAILSEND_OAUTH_PROVIDER"), "{err}");
+    }
+
+    #[test]
+    fn oauth_keys_from_an_account() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let write = |text: &str, mode: u32| {
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write(
+            "[accounts.\"../work\"]\noauth_provider = \"google\"\noauth_client_id = \"g\"\noauth_client_secret_command = \"echo s\"\noauth_scopes = \"a b\"\n",
+            0o644,
+        );
+        let args = crate::cli::Cli::parse_from([
+            "mailsend",
+            "--env-file",
+            "/dev/null",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .send
+        .server;
+        let s = Settings::resolve_with(&args, None, env(&[("HOME", "/h")])).unwrap();
+        let o = &s.oauth;
+        assert_eq!(o.provider, Some(crate::oauth::Provider::Google));
+        assert!(matches!(&o.client_secret, Some(PasswordSource::Command(c)) if c == "echo s"));
+        assert_eq!(o.scopes.as_deref(), Some("a b"));
+        // The account name is made a plain file name.
+        assert_eq!(
+            o.token_file.as_deref(),
+            Some(std::path::Path::new(
+                "/h/.local/state/mailsend/oauth/_._work.json"
+            ))
+        );
+        write(
+            "[accounts.w]\noauth_provider = \"google\"\noauth_client_secret = \"x\"\noauth_token_file = \"/t/w.json\"\n",
+            0o644,
+        );
+        let err = Settings::resolve_with(&args, None, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("OAuth2 client secret"), "{err}");
+        write(
+            "[accounts.w]\noauth_provider = \"google\"\noauth_client_secret = \"x\"\noauth_token_file = \"/t/w.json\"\n",
+            0o600,
+        );
+        let s = Settings::resolve_with(&args, None, env(&[])).unwrap();
+        assert_eq!(s.oauth.account, "w");
+        assert_eq!(
+            s.oauth.token_file.as_deref(),
+            Some(std::path::Path::new("/t/w.json"))
         );
     }
 

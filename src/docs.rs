@@ -62,6 +62,38 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "MAILSEND_SET_FROM_HEADER",
         "sendmail mode: when to set the From header",
     ),
+    // OAuth2 sign-in (`mailsend auth`).
+    ("MAILSEND_OAUTH_PROVIDER", "google, microsoft or custom"),
+    (
+        "MAILSEND_OAUTH_CLIENT_ID",
+        "OAuth2 client id you registered",
+    ),
+    ("MAILSEND_OAUTH_CLIENT_SECRET", "its secret, if it has one"),
+    (
+        "MAILSEND_OAUTH_CLIENT_SECRET_COMMAND",
+        "command whose output is the client secret",
+    ),
+    (
+        "MAILSEND_OAUTH_AUTH_URL",
+        "authorization endpoint (custom provider)",
+    ),
+    (
+        "MAILSEND_OAUTH_TOKEN_URL",
+        "token endpoint (custom provider)",
+    ),
+    (
+        "MAILSEND_OAUTH_DEVICE_URL",
+        "device authorization endpoint (auth login --device)",
+    ),
+    (
+        "MAILSEND_OAUTH_REVOCATION_URL",
+        "revocation endpoint (auth logout)",
+    ),
+    ("MAILSEND_OAUTH_SCOPES", "space-separated scopes"),
+    (
+        "MAILSEND_OAUTH_TOKEN_FILE",
+        "where the tokens are kept (default under XDG_STATE_HOME or HOME)",
+    ),
 ];
 
 /// sysexits.h codes, as the README's "Exit codes" explains them.

@@ -32,6 +32,7 @@ mod docs;
 mod dotenv;
 mod exit;
 mod message;
+mod oauth;
 mod outbox;
 mod output;
 mod password;
@@ -103,6 +104,7 @@ fn dispatch(cli: Cli) -> Result<Exit> {
         }
         Some(Command::Man) => docs::man(),
         Some(Command::Bulk(args)) => bulk::run(&args),
+        Some(Command::Auth { action }) => oauth::command(&action),
         Some(Command::Outbox { action }) => match action {
             OutboxAction::List { location } => outbox::commands::list(&location.into()),
             OutboxAction::Show { id, location } => outbox::commands::show(&location.into(), &id),

@@ -1,3 +1,4 @@
+mod auth_login;
 mod bulk;
 mod bulk_send;
 mod compose;

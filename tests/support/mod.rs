@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cmd;
+pub mod oauth_server;
 pub mod pki;
 pub mod script;
 pub mod server;
