@@ -56,6 +56,27 @@ pub enum Command {
     Man,
     /// Send one personalised message per row of a CSV list (a campaign)
     Bulk(Box<BulkArgs>),
+    /// Connect as a send would and report what the server offers, its
+    /// certificate and whether the login works; sends no mail
+    Check(Box<CheckArgs>),
+}
+
+/// `mailsend check`: the server settings of a send, and how to report.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print the SMTP transcript on stderr (AUTH exchanges redacted)
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub connection: Connection,
+
+    #[command(flatten)]
+    pub location: Location,
 }
 
 /// Each subcommand takes only the flags that mean something to it: the
@@ -358,6 +379,16 @@ pub struct Connection {
     /// [env: MAILSEND_TIMEOUT] [default: 30s]
     #[arg(long, value_name = "DURATION", help_heading = "Server")]
     pub timeout: Option<String>,
+
+    /// TLS client certificate to present, PEM (may hold the key too)
+    /// [env: MAILSEND_CLIENT_CERT]
+    #[arg(long, value_name = "FILE", help_heading = "Server")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Private key of --client-cert, PEM, readable by its owner only
+    /// [env: MAILSEND_CLIENT_KEY]
+    #[arg(long, value_name = "FILE", help_heading = "Server")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// Where the settings are: the account, the config file, the .env file.
@@ -397,6 +428,8 @@ pub struct ServerArgs {
     pub password_command: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub timeout: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
     pub account: Option<String>,
     pub config: Option<PathBuf>,
     pub env_file: Option<PathBuf>,
@@ -424,6 +457,8 @@ impl ServerArgs {
             password_command,
             ca_file,
             timeout,
+            client_cert,
+            client_key,
         } = connection;
         let Location {
             account,
@@ -443,6 +478,8 @@ impl ServerArgs {
             password_command,
             ca_file,
             timeout,
+            client_cert,
+            client_key,
             account,
             config,
             env_file,
@@ -469,6 +506,8 @@ impl ServerArgs {
                 password_command: self.password_command,
                 ca_file: self.ca_file,
                 timeout: self.timeout,
+                client_cert: self.client_cert,
+                client_key: self.client_key,
             },
             Location {
                 account: self.account,

@@ -25,7 +25,9 @@
 
 mod accounts;
 mod bulk;
+mod check;
 mod cli;
+mod client_cert;
 mod config;
 mod deliver;
 mod docs;
@@ -103,6 +105,7 @@ fn dispatch(cli: Cli) -> Result<Exit> {
         }
         Some(Command::Man) => docs::man(),
         Some(Command::Bulk(args)) => bulk::run(&args),
+        Some(Command::Check(args)) => check::run(&args),
         Some(Command::Outbox { action }) => match action {
             OutboxAction::List { location } => outbox::commands::list(&location.into()),
             OutboxAction::Show { id, location } => outbox::commands::show(&location.into(), &id),
