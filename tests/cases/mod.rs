@@ -1,5 +1,7 @@
 mod bulk;
 mod bulk_send;
+mod check;
+mod client_cert;
 mod compose;
 mod docs;
 mod errors;
