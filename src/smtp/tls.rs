@@ -334,3 +334,61 @@ fn hashed_cert_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .find(|dir| has_hashed_links(dir))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::peer::tests::certificate;
+    use super::*;
+
+    fn pems() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let (cert, key) = certificate(
+            &[("CN", "client")],
+            &["client.test"],
+            None,
+            (0, 2_000_000_000),
+        );
+        let (_, other) = certificate(
+            &[("CN", "other")],
+            &["other.test"],
+            None,
+            (0, 2_000_000_000),
+        );
+        (
+            cert.to_pem().unwrap(),
+            key.private_key_to_pem_pkcs8().unwrap(),
+            other.private_key_to_pem_pkcs8().unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_client_identity_needs_its_own_key() {
+        let (cert, key, other) = pems();
+        let id = ClientIdentity::from_pem(&cert, &key).unwrap();
+        assert_eq!(id.summary().subject, "CN=client");
+        let mut both = cert.clone();
+        both.extend_from_slice(&key);
+        assert!(ClientIdentity::from_pem(&both, &both).is_ok());
+        let err = |c: &[u8], k: &[u8]| ClientIdentity::from_pem(c, k).err();
+        assert_eq!(err(&cert, &other), Some(IdentityError::Mismatch));
+        assert_eq!(err(&cert, &cert), Some(IdentityError::NoKey));
+        assert_eq!(err(&key, &key), Some(IdentityError::NoCertificate));
+        assert_eq!(err(b"", &key), Some(IdentityError::NoCertificate));
+        let encrypted = PKey::private_key_from_pem(&key)
+            .unwrap()
+            .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_128_cbc(), b"pw")
+            .unwrap();
+        assert_eq!(err(&cert, &encrypted), Some(IdentityError::EncryptedKey));
+    }
+
+    #[test]
+    fn private_keys_are_recognised_in_pem() {
+        let (cert, key, _) = pems();
+        assert!(has_private_key(&key));
+        assert!(!has_private_key(&cert));
+        assert!(has_private_key(
+            b"x\n-----BEGIN EC PRIVATE KEY-----\r\nAAA\n"
+        ));
+        assert!(has_private_key(b"-----BEGIN RSA PRIVATE KEY-----\n"));
+        assert!(!has_private_key(b"-----BEGIN PUBLIC KEY-----\n"));
+    }
+}

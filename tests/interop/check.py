@@ -5,6 +5,12 @@ password (77), a CA not trusted (77, the certificate still described), and
 the two port mix-ups with the setting that fits. Postfix's own log proves
 that no MAIL command was ever sent.
 
+Client certificates: a listener added to the running instance here (so
+postfix.sh stays as it is) asks for a client certificate and relays only
+for one the test CA signed (`smtpd_tls_ask_ccert`,
+`permit_tls_all_clientcerts`); mailsend's --client-cert gets the message
+delivered, without it Postfix refuses to relay.
+
 Started by run.sh after suite.py, with the same INTEROP_* variables; prints
 `ok - ...` / `not ok - ...` lines and writes its counts to $INTEROP_COUNTS.
 """
@@ -12,16 +18,22 @@ Started by run.sh after suite.py, with the same INTEROP_* variables; prints
 from __future__ import annotations
 
 import re
+import secrets
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from smtpfault import free_port  # noqa: E402
 from suite import (  # noqa: E402
-    ENV, PASSWORD, PORT_SMTPS, PORT_SUB, RESULTS, RUNDIR, Check, Run, creds,
-    log_offset, log_since, mailsend, no_secret, postfix, run_check,
+    ENV, PASSWORD, PKI, PORT_SMTPS, PORT_SUB, RESULTS, RUNDIR, WORK, Check, Run, creds,
+    delivered, log_offset, log_since, mailsend, no_secret, postfix, run_check, sent_ok,
 )
+
+STATE: dict = {}
 
 
 def report(c: Check, run: Run, code: int) -> Optional[dict]:
@@ -138,6 +150,87 @@ def t_human(c: Check) -> None:
     no_secret(c, run, PASSWORD)
 
 
+# ---------------------------------------------------------------- client certificates
+
+def sh(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, timeout=30)
+
+
+def t_ccert_listener(c: Check) -> None:
+    """A client certificate signed by the test CA, and a listener that asks
+    for one and relays only for a verified one."""
+    d = WORK / "ccert"
+    d.mkdir(exist_ok=True)
+    key, csr, cert, ext = d / "client.key", d / "client.csr", d / "client.pem", d / "ext.cnf"
+    ext.write_text("keyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\n")
+    sh("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", str(key))
+    key.chmod(0o600)
+    sh("openssl", "req", "-new", "-key", str(key), "-subj", "/CN=mailsend interop client", "-out", str(csr))
+    sh("openssl", "x509", "-req", "-in", str(csr), "-CA", str(PKI / "ca.pem"), "-CAkey", str(PKI / "ca.key"),
+       "-set_serial", str(secrets.randbits(60)), "-days", "2", "-extfile", str(ext), "-out", str(cert))
+    conf = str(WORK / "postfix" / "etc")
+    port = free_port()
+    service = f"127.0.0.1:{port}/inet"
+    sh("postconf", "-c", conf, "-M", f"{service}=127.0.0.1:{port} inet n - n - - smtpd")
+    for param in ("syslog_name=postfix/ccert", "smtpd_tls_security_level=encrypt",
+                  "smtpd_tls_ask_ccert=yes", f"smtpd_tls_CAfile={PKI / 'ca.pem'}",
+                  "smtpd_sasl_auth_enable=no",
+                  "smtpd_relay_restrictions=permit_tls_all_clientcerts,reject"):
+        sh("postconf", "-c", conf, "-P", f"{service}/{param}")
+    sh("postfix", "-c", conf, "reload")
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if not c.expect(time.monotonic() < deadline, f"listener on {port} not up after reload"):
+                return
+            time.sleep(0.1)
+    STATE["ccert"] = (port, cert, key)
+
+
+def ccert_send(extra: list[str]) -> Run:
+    port = STATE["ccert"][0]
+    return mailsend(postfix(port) + extra + [
+        "--from", "ccert@example.test", "--to", "ccert-rcpt@example.test",
+        "--subject", "client certificate", "--body", "sent with a client certificate\n", "--json"])
+
+
+def t_ccert_send(c: Check) -> None:
+    if not c.expect("ccert" in STATE, "no client-certificate listener"):
+        return
+    _, cert, key = STATE["ccert"]
+    offset = log_offset()
+    run = ccert_send(["--client-cert", str(cert), "--client-key", str(key)])
+    j = sent_ok(c, run, ["ccert-rcpt@example.test"])
+    if j is None:
+        return
+    c.equal(len(delivered(j["message_id"], 1)), 1, "copies delivered")
+    log = log_since(offset)
+    c.expect(re.search(r"postfix/ccert/smtpd\[\d+\]: Trusted TLS connection established", log),
+             "Postfix did not log a trusted client certificate: "
+             + " | ".join(l for l in log.splitlines() if "ccert" in l)[-400:])
+
+
+def t_ccert_missing(c: Check) -> None:
+    if not c.expect("ccert" in STATE, "no client-certificate listener"):
+        return
+    run = ccert_send([])
+    c.equal(run.code, 69, f"exit code ({run.describe()})")
+    c.expect("refused: 554 " in run.stderr and "Access denied" in run.stderr, f"stderr {run.stderr!r}")
+
+
+def t_ccert_check(c: Check) -> None:
+    if not c.expect("ccert" in STATE, "no client-certificate listener"):
+        return
+    port, cert, key = STATE["ccert"]
+    j = report(c, mailsend(["check", "--json", *postfix(port), "--client-cert", str(cert),
+                            "--client-key", str(key)]), 0)
+    if j is not None:
+        c.equal(j.get("client_certificate"), "CN=mailsend interop client", "client_certificate")
+
+
 def main() -> int:
     RUNDIR.mkdir(parents=True, exist_ok=True)
     checks = [
@@ -151,6 +244,11 @@ def main() -> int:
         ("check: STARTTLS on the implicit-TLS port is 75 with a hint naming --tls tls",
          t_implicit_port_as_starttls),
         ("check: the human report, one line per step", t_human),
+        ("client certificate: a Postfix listener asking for one (smtpd_tls_ask_ccert) added", t_ccert_listener),
+        ("client certificate: --client-cert/--client-key, Postfix trusts it and relays (delivered)",
+         t_ccert_send),
+        ("client certificate: without one, the same listener refuses to relay (69)", t_ccert_missing),
+        ("client certificate: check reports the certificate presented", t_ccert_check),
     ]
     for name, fn in checks:
         run_check(name, fn)
