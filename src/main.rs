@@ -13,7 +13,9 @@
 //! waits in `outbox/` (`store.rs`), which `outbox/commands.rs` works
 //! (`mailsend outbox`). `bulk/` runs a campaign (`mailsend bulk`): the
 //! CSV list and templates render one `message::Draft` per row, all checked
-//! before the first is sent. `exit.rs` turns any error (or SMTP error class)
+//! before the first is sent. `check.rs` (`mailsend check`) connects as a
+//! send would and reports each step, sending no mail; `client_cert.rs`
+//! loads the TLS client certificate for both. `exit.rs` turns any error (or SMTP error class)
 //! into one sysexits.h code; `secret.rs` keeps passwords out of every
 //! output, `password.rs` runs the password command, `retry.rs` says when
 //! to try again, `term.rs` writes to the terminal, `docs.rs` prints the
