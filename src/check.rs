@@ -222,17 +222,6 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
         .map(|c| c.extensions.clone());
     r.capabilities = Some(client.capabilities().extensions.clone());
     describe_tls(r, client.tls_info(), &trace.presented, now);
-    if let Some(cert) = &mut r.certificate {
-        cert.verified = true;
-        match cert.days_left {
-            Some(days) if days < EXPIRY_WARNING_DAYS => r.warnings.push(format!(
-                "the server's certificate expires in {days} day{} ({})",
-                if days == 1 { "" } else { "s" },
-                cert.not_after.as_deref().unwrap_or("?"),
-            )),
-            _ => {}
-        }
-    }
     if settings.tls == TlsMode::None && client.capabilities().starttls {
         r.warnings.push(
             "the server offers STARTTLS but the TLS mode is none: use --tls starttls to encrypt"
@@ -308,10 +297,22 @@ fn describe_tls(r: &mut Report, info: Option<&TlsInfo>, presented: &[CertSummary
         not_before: leaf.not_before.map(rfc3339),
         not_after: leaf.not_after.map(rfc3339),
         days_left: leaf.not_after.map(|t| (t - now).div_euclid(DAY)),
-        verified: false,
+        // A finished handshake is a verified one (verification is never off).
+        verified: info.is_some(),
         error: None,
         sha256: leaf.sha256.clone(),
     });
+    if let Some(cert) = &r.certificate
+        && cert.verified
+        && let Some(days) = cert.days_left
+        && days < EXPIRY_WARNING_DAYS
+    {
+        r.warnings.push(format!(
+            "the server's certificate expires in {days} day{} ({})",
+            if days == 1 { "" } else { "s" },
+            cert.not_after.as_deref().unwrap_or("?"),
+        ));
+    }
 }
 
 /// When `error` looks like a port mix-up, asks the server in the other

@@ -202,3 +202,20 @@ fn a_certificate_the_server_does_not_trust_is_76() {
     send(&mut m).expect(76);
     assert!(server.seen(1)[0].handshake_error.is_some());
 }
+
+#[test]
+fn check_without_a_certificate_is_76_and_still_verified_the_server() {
+    let pki = ClientPki::new();
+    let server = CertServer::start(&pki, false);
+    let run = to(&server).args(["check", "--json"]).run().expect(76);
+    let j: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(j["ok"], false);
+    // TLS 1.3: the client's handshake ends before the server refuses.
+    assert_eq!(j["certificate"]["verified"], true, "{j:#}");
+    assert_eq!(j["certificate"]["subject"], "CN=localhost", "{j:#}");
+    assert!(
+        j["hint"].as_str().unwrap().contains("--client-cert"),
+        "{j:#}"
+    );
+    assert_eq!(j["client_certificate"], serde_json::Value::Null);
+}
