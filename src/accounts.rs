@@ -46,6 +46,8 @@ pub struct Account {
     pub password_command: Option<String>,
     pub from: Option<String>,
     pub ca_file: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
     pub timeout: Option<String>,
     pub set_from_header: Option<String>,
     pub skip_empty: Option<bool>,

@@ -61,6 +61,9 @@ pub enum Command {
         #[command(subcommand)]
         action: AuthAction,
     },
+    /// Connect as a send would and report what the server offers, its
+    /// certificate and whether the login works; sends no mail
+    Check(Box<CheckArgs>),
 }
 
 /// `mailsend auth`: the account's OAuth2 sign-in (oauth_* keys).
@@ -111,6 +114,24 @@ impl AuthAction {
             | AuthAction::Refresh { location, .. } => location,
         }
     }
+}
+
+/// `mailsend check`: the server settings of a send, and how to report.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Print the SMTP transcript on stderr (AUTH exchanges redacted)
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    #[command(flatten)]
+    pub connection: Connection,
+
+    #[command(flatten)]
+    pub location: Location,
 }
 
 /// Each subcommand takes only the flags that mean something to it: the
@@ -413,6 +434,16 @@ pub struct Connection {
     /// [env: MAILSEND_TIMEOUT] [default: 30s]
     #[arg(long, value_name = "DURATION", help_heading = "Server")]
     pub timeout: Option<String>,
+
+    /// TLS client certificate to present, PEM (may hold the key too)
+    /// [env: MAILSEND_CLIENT_CERT]
+    #[arg(long, value_name = "FILE", help_heading = "Server")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Private key of --client-cert, PEM, readable by its owner only
+    /// [env: MAILSEND_CLIENT_KEY]
+    #[arg(long, value_name = "FILE", help_heading = "Server")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// Where the settings are: the account, the config file, the .env file.
@@ -452,6 +483,8 @@ pub struct ServerArgs {
     pub password_command: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub timeout: Option<String>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
     pub account: Option<String>,
     pub config: Option<PathBuf>,
     pub env_file: Option<PathBuf>,
@@ -479,6 +512,8 @@ impl ServerArgs {
             password_command,
             ca_file,
             timeout,
+            client_cert,
+            client_key,
         } = connection;
         let Location {
             account,
@@ -498,6 +533,8 @@ impl ServerArgs {
             password_command,
             ca_file,
             timeout,
+            client_cert,
+            client_key,
             account,
             config,
             env_file,
@@ -524,6 +561,8 @@ impl ServerArgs {
                 password_command: self.password_command,
                 ca_file: self.ca_file,
                 timeout: self.timeout,
+                client_cert: self.client_cert,
+                client_key: self.client_key,
             },
             Location {
                 account: self.account,

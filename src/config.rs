@@ -52,6 +52,9 @@ pub struct Settings {
     pub password: Option<PasswordSource>,
     pub from: Option<String>,
     pub ca_file: Option<PathBuf>,
+    /// TLS client certificate (PEM; may hold the key too) and its key.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
     pub timeout: Duration,
     pub skip_empty: bool,
     pub log: Option<String>,
@@ -213,6 +216,16 @@ const CA_FILE: Key = Key {
     var: "MAILSEND_CA_FILE",
     toml: "ca_file",
 };
+const CLIENT_CERT: Key = Key {
+    flag: "--client-cert",
+    var: "MAILSEND_CLIENT_CERT",
+    toml: "client_cert",
+};
+const CLIENT_KEY: Key = Key {
+    flag: "--client-key",
+    var: "MAILSEND_CLIENT_KEY",
+    toml: "client_key",
+};
 const TIMEOUT: Key = Key {
     flag: "--timeout",
     var: "MAILSEND_TIMEOUT",
@@ -313,6 +326,8 @@ impl<E: Fn(&str) -> Option<OsString>> Layers<E> {
             "password_command" => account.password_command.clone(),
             "from" => account.from.clone(),
             "ca_file" => return self.account_path(account.ca_file.as_ref(), key),
+            "client_cert" => return self.account_path(account.client_cert.as_ref(), key),
+            "client_key" => return self.account_path(account.client_key.as_ref(), key),
             "timeout" => account.timeout.clone(),
             "log" => account.log.clone(),
             "retry_for" => account.retry_for.clone(),
@@ -635,6 +650,20 @@ impl Settings {
             record(&found, &CA_FILE);
             found.map(|s| PathBuf::from(s.value))
         };
+        let path_of = |flag: &Option<PathBuf>, key: &Key| {
+            let found = layers.get(flag.as_deref().map(OsStr::new), key);
+            record(&found, key);
+            found.map(|s| PathBuf::from(s.value))
+        };
+        let client_cert = path_of(&args.client_cert, &CLIENT_CERT);
+        let client_key = path_of(&args.client_key, &CLIENT_KEY);
+        if client_key.is_some() && client_cert.is_none() {
+            return Err(
+                Failure::config("a client key is configured but no client certificate")
+                    .with_hint("set --client-cert (MAILSEND_CLIENT_CERT, account client_cert) too")
+                    .into(),
+            );
+        }
         let log = text(args.log.as_deref(), &LOG)?.map(|s| s.value);
         let default_outbox = {
             let nonempty = |var: &str| (layers.env)(var).filter(|v| !v.is_empty());
@@ -735,6 +764,8 @@ impl Settings {
             path(&ca_file).or_else(|| Some("system roots".to_owned())),
             "default",
         );
+        show("client_cert", path(&client_cert), "");
+        show("client_key", path(&client_key), "");
         show("timeout", span(timeout), "default");
         show("retry_for", span(retry_for.unwrap_or_default()), "default");
         show("queue", Some(queue.to_string()), "default");
@@ -792,6 +823,8 @@ impl Settings {
             password,
             from,
             ca_file,
+            client_cert,
+            client_key,
             timeout,
             skip_empty,
             log,

@@ -123,7 +123,10 @@ impl<'a> Transport<'a> {
         };
         let tls = match settings.tls {
             TlsMode::None => None,
-            _ => Some(TlsConfig::new(settings.ca_file.as_deref())?),
+            _ => Some(
+                TlsConfig::new(settings.ca_file.as_deref())?
+                    .with_client(crate::client_cert::load(settings)?),
+            ),
         };
         Ok(Transport {
             settings,

@@ -13,7 +13,9 @@
 //! waits in `outbox/` (`store.rs`), which `outbox/commands.rs` works
 //! (`mailsend outbox`). `bulk/` runs a campaign (`mailsend bulk`): the
 //! CSV list and templates render one `message::Draft` per row, all checked
-//! before the first is sent. `exit.rs` turns any error (or SMTP error class)
+//! before the first is sent. `check.rs` (`mailsend check`) connects as a
+//! send would and reports each step, sending no mail; `client_cert.rs`
+//! loads the TLS client certificate for both. `exit.rs` turns any error (or SMTP error class)
 //! into one sysexits.h code; `secret.rs` keeps passwords out of every
 //! output, `password.rs` runs the password command, `retry.rs` says when
 //! to try again, `term.rs` writes to the terminal, `docs.rs` prints the
@@ -25,7 +27,9 @@
 
 mod accounts;
 mod bulk;
+mod check;
 mod cli;
+mod client_cert;
 mod config;
 mod deliver;
 mod docs;
@@ -105,6 +109,7 @@ fn dispatch(cli: Cli) -> Result<Exit> {
         Some(Command::Man) => docs::man(),
         Some(Command::Bulk(args)) => bulk::run(&args),
         Some(Command::Auth { action }) => oauth::command(&action),
+        Some(Command::Check(args)) => check::run(&args),
         Some(Command::Outbox { action }) => match action {
             OutboxAction::List { location } => outbox::commands::list(&location.into()),
             OutboxAction::Show { id, location } => outbox::commands::show(&location.into(), &id),

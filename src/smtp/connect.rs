@@ -13,9 +13,9 @@ use super::auth;
 use super::caps::Capabilities;
 use super::content::Content;
 use super::error::{SmtpError, Stage};
-use super::peer::TlsInfo;
+use super::peer::{CertSummary, TlsInfo};
 use super::session::{Delivery, Message, Options, Session, Wire};
-use super::tls::TlsConfig;
+use super::tls::{Seen, TlsConfig};
 use crate::secret::Secret;
 use crate::term::errln;
 
@@ -164,6 +164,21 @@ pub struct Endpoint<'a> {
     pub verbose: bool,
 }
 
+/// What a connection showed of the server on the way, kept also when it
+/// failed at some step (for `mailsend check`).
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// The greeting, as `220 text`.
+    pub greeting: Option<String>,
+    /// What the first EHLO offered (in clear, unless implicit TLS).
+    pub first_capabilities: Option<Capabilities>,
+    /// The TLS session, once the handshake succeeded.
+    pub tls: Option<TlsInfo>,
+    /// The chain the server presented, as verification saw it: set even
+    /// when the certificate was refused.
+    pub presented: Vec<CertSummary>,
+}
+
 /// An open, greeted, and (unless `TlsMode::None`) encrypted session.
 pub struct Client {
     session: Session<Stream>,
@@ -175,6 +190,12 @@ impl Client {
     /// Connects, reads the greeting, says EHLO and, in STARTTLS mode,
     /// upgrades to TLS (refusing to go on if the server does not offer it).
     pub fn connect(ep: &Endpoint) -> Result<Client, SmtpError> {
+        Self::connect_traced(ep, &mut None)
+    }
+
+    /// Like [`Client::connect`], recording in `trace` (when given) what the
+    /// server showed at each step, however far it got.
+    pub fn connect_traced(ep: &Endpoint, trace: &mut Option<Trace>) -> Result<Client, SmtpError> {
         let tcp = connect_tcp(ep.host, ep.port, ep.timeout)?;
         let helo = match tcp.local_addr() {
             Ok(SocketAddr::V4(a)) => format!("[{}]", a.ip()),
@@ -190,12 +211,13 @@ impl Client {
         // and `-v` shows it right away (before the session's "TLS
         // established").
         let mut tls = None;
+        let seen: Option<Seen> = trace.as_ref().map(|_| Seen::default());
         let mut handshake = |tcp: Timed| -> Result<(Stream, String), SmtpError> {
             let config = ep.tls.ok_or_else(|| SmtpError::Tls {
                 host: ep.host.to_owned(),
                 reason: "no TLS configuration".into(),
             })?;
-            let s = config.connect(ep.host, tcp, ep.timeout)?;
+            let s = config.connect_seeing(ep.host, tcp, ep.timeout, seen.clone())?;
             let info = TlsInfo::of(s.ssl());
             if ep.verbose {
                 errln!("== TLS: {}", info.summary(SystemTime::now()));
@@ -205,37 +227,57 @@ impl Client {
             Ok((Stream::Tls(Box::new(s)), version))
         };
         let tcp = Timed::new(tcp, ep.timeout);
-        let mut session = match ep.mode {
-            TlsMode::Implicit => {
-                let (stream, version) = handshake(tcp)?;
-                Session::new(stream, options, Some(version))
+        let result = (|| {
+            let mut session = match ep.mode {
+                TlsMode::Implicit => {
+                    let (stream, version) = handshake(tcp)?;
+                    Session::new(stream, options, Some(version))
+                }
+                _ => Session::new(Stream::Plain(tcp), options, None),
+            };
+            let greeting = session.greeting().map_err(|e| match ep.mode {
+                TlsMode::Implicit => closed_after_handshake(e),
+                _ => e,
+            })?;
+            if let Some(trace) = trace.as_mut() {
+                trace.greeting = Some(greeting.to_string());
             }
-            _ => Session::new(Stream::Plain(tcp), options, None),
-        };
-        session.greeting().map_err(|e| match ep.mode {
-            TlsMode::Implicit => closed_after_handshake(e),
-            _ => e,
-        })?;
-        // A plain relay that predates ESMTP may only know HELO (RFC 5321
-        // 4.1.1.1); with TLS or AUTH required, EHLO is a must.
-        session.ehlo(ep.mode == TlsMode::None)?;
-        if ep.mode == TlsMode::StartTls {
-            if !session.capabilities().starttls {
-                return Err(SmtpError::NoStartTls {
-                    host: ep.host.to_owned(),
-                });
+            // A plain relay that predates ESMTP may only know HELO (RFC 5321
+            // 4.1.1.1); with TLS or AUTH required, EHLO is a must.
+            session.ehlo(ep.mode == TlsMode::None)?;
+            if let Some(trace) = trace.as_mut() {
+                trace.first_capabilities = Some(session.capabilities().clone());
             }
-            session = session
-                .starttls(|stream| match stream {
-                    Stream::Plain(tcp) => handshake(tcp),
-                    Stream::Tls(_) => Err(SmtpError::Protocol {
-                        stage: Stage::StartTls,
-                        detail: "STARTTLS on an encrypted connection".into(),
-                    }),
-                })
-                .map_err(closed_after_handshake)?;
+            if ep.mode == TlsMode::StartTls {
+                if !session.capabilities().starttls {
+                    return Err(SmtpError::NoStartTls {
+                        host: ep.host.to_owned(),
+                    });
+                }
+                session = session
+                    .starttls(|stream| match stream {
+                        Stream::Plain(tcp) => handshake(tcp),
+                        Stream::Tls(_) => Err(SmtpError::Protocol {
+                            stage: Stage::StartTls,
+                            detail: "STARTTLS on an encrypted connection".into(),
+                        }),
+                    })
+                    .map_err(closed_after_handshake)?;
+            }
+            Ok(session)
+        })();
+        if let Some(trace) = trace.as_mut() {
+            trace.tls.clone_from(&tls);
+            if let Some(seen) = &seen
+                && let Ok(mut presented) = seen.lock()
+            {
+                trace.presented = std::mem::take(&mut *presented);
+            }
         }
-        Ok(Client { session, tls })
+        Ok(Client {
+            session: result?,
+            tls,
+        })
     }
 
     /// The negotiated TLS version, or `None` on a plain connection.
@@ -245,22 +287,28 @@ impl Client {
 
     /// The TLS session (version, cipher, the server's certificate chain),
     /// or `None` on a plain connection.
-    #[cfg_attr(not(test), allow(dead_code))] // for `mailsend check`
     pub fn tls_info(&self) -> Option<&TlsInfo> {
         self.tls.as_ref()
     }
 
     /// What the server offers now (after STARTTLS: under TLS).
-    #[cfg_attr(not(test), allow(dead_code))] // for `mailsend check`
     pub fn capabilities(&self) -> &Capabilities {
         self.session.capabilities()
     }
 
     /// What the server offered in clear, before STARTTLS; `None` without
     /// STARTTLS (implicit TLS or none).
-    #[cfg_attr(not(test), allow(dead_code))] // for `mailsend check`
     pub fn capabilities_before_tls(&self) -> Option<&Capabilities> {
         self.session.capabilities_before_tls()
+    }
+
+    /// The mechanism [`Client::login`] would use with what the server
+    /// offers now, or `None` if it offers none mailsend can use.
+    pub fn login_mechanism(&self) -> Option<&'static str> {
+        let none = Secret::new(String::new());
+        auth::password_mechanism(self.session.capabilities(), "", &none)
+            .ok()
+            .map(|m| m.name())
     }
 
     /// Authenticates with PLAIN (preferred) or LOGIN. Only ever called on a
@@ -350,7 +398,7 @@ pub fn bare_host(host: &str) -> &str {
 /// literal). Whether the name does not exist is told by the resolver's
 /// error code (EAI_NONAME, EAI_NODATA), never by its message, which
 /// differs between C libraries and languages.
-fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, SmtpError> {
+pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, SmtpError> {
     use dns_lookup::{AddrInfoHints, LookupErrorKind};
     let bare = bare_host(host);
     let hints = AddrInfoHints {

@@ -249,7 +249,7 @@ impl SmtpError {
                     || reason.contains("handshake failure")
                     || reason.contains("right after the TLS handshake") =>
             {
-                "the server may require a client certificate, which mailsend does not send".into()
+                "the server may require a client certificate (one it trusts): set --client-cert and --client-key (MAILSEND_CLIENT_CERT, MAILSEND_CLIENT_KEY)".into()
             }
             SmtpError::Refused {
                 stage: Stage::Auth,

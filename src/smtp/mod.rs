@@ -27,19 +27,17 @@ mod reply;
 mod session;
 mod tls;
 
-// What a diagnostics command reads off a `Client` (not used by sending).
-#[allow(unused_imports)]
+#[allow(unused_imports)] // for callers that read a `Client`'s offers
 pub use caps::Capabilities;
-pub use connect::{Client, Endpoint, TlsMode};
+pub use connect::{Client, Endpoint, TlsMode, Trace, resolve};
 pub use content::{Content, Stamp};
-pub use error::{Class, SmtpError};
-#[allow(unused_imports)]
-pub use peer::{CertSummary, TlsInfo};
+pub use error::{Class, SmtpError, Stage};
+pub use peer::{CertSummary, TlsInfo, rfc3339, unix_seconds};
 pub use session::{Delivery, Message, Rejection};
-pub use tls::TlsConfig;
+pub use tls::{ClientIdentity, IdentityError, TlsConfig, has_private_key};
 
 #[cfg(test)]
-pub use {dotstuff::wire_data, error::Stage, reply::Reply};
+pub use {dotstuff::wire_data, reply::Reply};
 
 #[cfg(test)]
 mod tests;

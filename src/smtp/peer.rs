@@ -292,7 +292,19 @@ fn unix_time(time: &Asn1TimeRef) -> Option<i64> {
     Some(i64::from(diff.days) * DAY + i64::from(diff.secs))
 }
 
-fn unix_seconds(t: SystemTime) -> i64 {
+/// `2027-01-01T00:00:00Z` (UTC) of a Unix time.
+pub fn rfc3339(unix: i64) -> String {
+    let secs = unix.rem_euclid(DAY);
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        date(unix),
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+pub fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
@@ -445,6 +457,8 @@ pub(super) mod tests {
         assert_eq!(date(1_798_761_599), "2026-12-31");
         assert_eq!(date(1_798_761_600), "2027-01-01");
         assert_eq!(date(253_402_300_799), "9999-12-31");
+        assert_eq!(rfc3339(1_798_761_599), "2026-12-31T23:59:59Z");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
     }
 
     fn info(not_after: Option<i64>, cn: &str) -> TlsInfo {

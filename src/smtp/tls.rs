@@ -11,8 +11,10 @@
 use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openssl::pkey::{PKey, Private};
 use openssl::ssl::{
     HandshakeError, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslStream,
     SslVerifyMode, SslVersion,
@@ -22,6 +24,7 @@ use openssl::x509::verify::X509CheckFlags;
 use openssl::x509::{X509, X509VerifyResult};
 
 use super::error::{SmtpError, Stage};
+use super::peer::CertSummary;
 
 /// Directories where distributions keep hashed (`c_rehash`) CA links.
 const CERT_DIRS: &[&str] = &["/etc/ssl/certs", "/etc/pki/tls/certs", "/etc/openssl/certs"];
@@ -35,7 +38,90 @@ const DISTRIBUTION_BUNDLES: &[&str] = &[
 /// A client TLS configuration: verification always on, TLS 1.2 or newer.
 pub struct TlsConfig {
     context: SslContext,
+    /// The certificate presented when the server asks for one.
+    client: Option<ClientIdentity>,
 }
+
+/// A TLS client certificate (with the chain to present after it) and its
+/// key, checked to belong together. Reading the files (and the rules for
+/// a secret file) is the caller's job; this only parses PEM.
+pub struct ClientIdentity {
+    cert: X509,
+    chain: Vec<X509>,
+    key: PKey<Private>,
+}
+
+/// Why a client certificate and key cannot be used.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IdentityError {
+    NoCertificate,
+    NoKey,
+    /// The key is encrypted (mailsend asks for no passphrase).
+    EncryptedKey,
+    Mismatch,
+}
+
+impl std::fmt::Display for IdentityError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IdentityError::NoCertificate => "it holds no PEM certificate",
+            IdentityError::NoKey => "it holds no PEM private key",
+            IdentityError::EncryptedKey => {
+                "the private key is encrypted (mailsend asks for no passphrase)"
+            }
+            IdentityError::Mismatch => "the private key does not belong to the certificate",
+        })
+    }
+}
+
+impl ClientIdentity {
+    /// From PEM: `cert_pem` holds the certificate first, then any
+    /// intermediates; `key_pem` the private key (PKCS#8 or traditional).
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<ClientIdentity, IdentityError> {
+        let mut certs = X509::stack_from_pem(cert_pem)
+            .map_err(|_| IdentityError::NoCertificate)?
+            .into_iter();
+        let cert = certs.next().ok_or(IdentityError::NoCertificate)?;
+        if !has_private_key(key_pem) {
+            return Err(IdentityError::NoKey);
+        }
+        if key_pem
+            .windows(b"ENCRYPTED".len())
+            .any(|w| w == b"ENCRYPTED")
+        {
+            return Err(IdentityError::EncryptedKey);
+        }
+        let key = PKey::private_key_from_pem(key_pem).map_err(|_| IdentityError::NoKey)?;
+        let public = cert
+            .public_key()
+            .map_err(|_| IdentityError::NoCertificate)?;
+        if !public.public_eq(&key) {
+            return Err(IdentityError::Mismatch);
+        }
+        Ok(ClientIdentity {
+            cert,
+            chain: certs.collect(),
+            key,
+        })
+    }
+
+    /// What the certificate says about itself.
+    pub fn summary(&self) -> CertSummary {
+        CertSummary::of(&self.cert)
+    }
+}
+
+/// Whether `pem` holds a private key block (of any kind).
+pub fn has_private_key(pem: &[u8]) -> bool {
+    pem.split(|&b| b == b'\n').any(|line| {
+        let line = line.trim_ascii();
+        line.starts_with(b"-----BEGIN ") && line.ends_with(b"PRIVATE KEY-----")
+    })
+}
+
+/// The chain a server presented, as verification saw it (leaf first),
+/// kept even when verification fails: `mailsend check` describes it.
+pub type Seen = Arc<Mutex<Vec<CertSummary>>>;
 
 impl TlsConfig {
     /// System roots plus, if given, every certificate in `ca_file`.
@@ -62,16 +148,42 @@ impl TlsConfig {
         }
         Ok(TlsConfig {
             context: builder.build(),
+            client: None,
         })
+    }
+
+    /// The same, presenting `client` to a server that asks for a
+    /// certificate (STARTTLS and implicit TLS alike).
+    pub fn with_client(mut self, client: Option<ClientIdentity>) -> TlsConfig {
+        self.client = client;
+        self
+    }
+
+    /// The client certificate, if one is configured.
+    pub fn client(&self) -> Option<&ClientIdentity> {
+        self.client.as_ref()
     }
 
     /// Performs the handshake over `tcp` (whose timeouts bound it) and
     /// checks the certificate chain and that it names `host`.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn connect<S: Read + Write>(
         &self,
         host: &str,
         tcp: S,
         timeout: Duration,
+    ) -> Result<SslStream<S>, SmtpError> {
+        self.connect_seeing(host, tcp, timeout, None)
+    }
+
+    /// Like [`TlsConfig::connect`]; `seen` gets the server's chain as the
+    /// verification saw it, also when it refuses it.
+    pub fn connect_seeing<S: Read + Write>(
+        &self,
+        host: &str,
+        tcp: S,
+        timeout: Duration,
+        seen: Option<Seen>,
     ) -> Result<SslStream<S>, SmtpError> {
         let setup = |e: openssl::error::ErrorStack| SmtpError::Tls {
             host: host.to_owned(),
@@ -91,6 +203,33 @@ impl TlsConfig {
                 );
                 param.set_host(name).map_err(setup)?;
             }
+        }
+        if let Some(id) = &self.client {
+            ssl.set_certificate(&id.cert).map_err(setup)?;
+            ssl.set_private_key(&id.key).map_err(setup)?;
+            for extra in &id.chain {
+                ssl.add_chain_cert(extra.clone()).map_err(setup)?;
+            }
+        }
+        if let Some(seen) = seen {
+            // Verification is unchanged (the callback returns OpenSSL's
+            // own verdict); it only keeps the longest chain it was shown.
+            ssl.set_verify_callback(SslVerifyMode::PEER, move |verified, ctx| {
+                let chain: Vec<CertSummary> = match ctx.chain() {
+                    Some(chain) => chain.iter().map(CertSummary::of).collect(),
+                    None => ctx
+                        .current_cert()
+                        .map(CertSummary::of)
+                        .into_iter()
+                        .collect(),
+                };
+                if let Ok(mut kept) = seen.lock()
+                    && chain.len() > kept.len()
+                {
+                    *kept = chain;
+                }
+                verified
+            });
         }
         match ssl.connect(tcp) {
             Ok(stream) => Ok(stream),
@@ -194,4 +333,62 @@ fn hashed_cert_dir() -> Option<PathBuf> {
         .iter()
         .map(PathBuf::from)
         .find(|dir| has_hashed_links(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::peer::tests::certificate;
+    use super::*;
+
+    fn pems() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let (cert, key) = certificate(
+            &[("CN", "client")],
+            &["client.test"],
+            None,
+            (0, 2_000_000_000),
+        );
+        let (_, other) = certificate(
+            &[("CN", "other")],
+            &["other.test"],
+            None,
+            (0, 2_000_000_000),
+        );
+        (
+            cert.to_pem().unwrap(),
+            key.private_key_to_pem_pkcs8().unwrap(),
+            other.private_key_to_pem_pkcs8().unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_client_identity_needs_its_own_key() {
+        let (cert, key, other) = pems();
+        let id = ClientIdentity::from_pem(&cert, &key).unwrap();
+        assert_eq!(id.summary().subject, "CN=client");
+        let mut both = cert.clone();
+        both.extend_from_slice(&key);
+        assert!(ClientIdentity::from_pem(&both, &both).is_ok());
+        let err = |c: &[u8], k: &[u8]| ClientIdentity::from_pem(c, k).err();
+        assert_eq!(err(&cert, &other), Some(IdentityError::Mismatch));
+        assert_eq!(err(&cert, &cert), Some(IdentityError::NoKey));
+        assert_eq!(err(&key, &key), Some(IdentityError::NoCertificate));
+        assert_eq!(err(b"", &key), Some(IdentityError::NoCertificate));
+        let encrypted = PKey::private_key_from_pem(&key)
+            .unwrap()
+            .private_key_to_pem_pkcs8_passphrase(openssl::symm::Cipher::aes_128_cbc(), b"pw")
+            .unwrap();
+        assert_eq!(err(&cert, &encrypted), Some(IdentityError::EncryptedKey));
+    }
+
+    #[test]
+    fn private_keys_are_recognised_in_pem() {
+        let (cert, key, _) = pems();
+        assert!(has_private_key(&key));
+        assert!(!has_private_key(&cert));
+        assert!(has_private_key(
+            b"x\n-----BEGIN EC PRIVATE KEY-----\r\nAAA\n"
+        ));
+        assert!(has_private_key(b"-----BEGIN RSA PRIVATE KEY-----\n"));
+        assert!(!has_private_key(b"-----BEGIN PUBLIC KEY-----\n"));
+    }
 }

@@ -1,6 +1,8 @@
 mod auth_login;
 mod bulk;
 mod bulk_send;
+mod check;
+mod client_cert;
 mod compose;
 mod docs;
 mod errors;

@@ -18,6 +18,7 @@
 # suite.py holds the checks against Postfix, the recording server and the
 # fault server; campaign.py those of `mailsend bulk` (a 240-row campaign
 # through submission checked copy by copy, kill -9 and resume, --rate);
+# check.py those of `mailsend check`;
 # system.py those with real system programs: Debian's cron
 # (MAILTO mail through mailsend as /usr/sbin/sendmail), git send-email,
 # HOME unset with /etc/mailsend/config.toml, and the outbox. Installs
@@ -248,6 +249,18 @@ else
     not_ok "campaign.py ran to the end" "exited $rc3 without writing its counts"
 fi
 [ "$rc" -ne 0 ] || rc=$rc3
+
+# mailsend check (check.py): about 5 s.
+export INTEROP_COUNTS=$work/counts-check
+timeout 120 python3 "$here/check.py" </dev/null
+rc4=$?
+if [ -s "$work/counts-check" ]; then
+    read -r k_passed k_failed < "$work/counts-check"
+    s_passed=$((s_passed + k_passed)) s_failed=$((s_failed + k_failed))
+else
+    not_ok "check.py ran to the end" "exited $rc4 without writing its counts"
+fi
+[ "$rc" -ne 0 ] || rc=$rc4
 
 export INTEROP_SYSTEM=$sys INTEROP_SYSTEM_SH=$here/system.sh INTEROP_CRON_TOKEN=$cron_token
 export INTEROP_COUNTS=$work/counts-system

@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: `mod support;` in a test file.
 #![allow(dead_code)]
 
+pub mod ccert;
 pub mod cmd;
 pub mod oauth_server;
 pub mod pki;

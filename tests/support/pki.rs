@@ -46,6 +46,8 @@ pub enum Cert {
     /// Trusted CA, `localhost` only as the subject's CN, no subjectAltName
     /// (RFC 9525: must not match).
     CnOnly,
+    /// Like `Good`, but notAfter is 5 days and an hour from now.
+    ExpiringSoon,
 }
 
 /// A certificate chain (leaf only) and its PKCS#8 key, both PEM.
@@ -68,6 +70,7 @@ pub struct Pki {
     pub expired: KeyPair,
     pub untrusted: KeyPair,
     pub cn_only: KeyPair,
+    pub expiring_soon: KeyPair,
 }
 
 type Signer<'a> = (&'a X509, &'a PKey<Private>);
@@ -110,6 +113,7 @@ impl Pki {
             Cert::Expired => &self.expired,
             Cert::Untrusted => &self.untrusted,
             Cert::CnOnly => &self.cn_only,
+            Cert::ExpiringSoon => &self.expiring_soon,
         }
     }
 
@@ -151,6 +155,7 @@ impl Pki {
         let wrong_host = leaf(&["wrong-host.example.net"], (&ca, &ca_key), valid);
         let expired = leaf(&local, (&ca, &ca_key), (now - 30 * DAY, now - DAY));
         let untrusted = leaf(&local, (&other_ca, &other_key), valid);
+        let expiring_soon = leaf(&local, (&ca, &ca_key), (now - DAY, now + 5 * DAY + 3600));
 
         let ca_pem = ca.to_pem().expect("CA to PEM");
         let ca_file = dir.path().join("ca.pem");
@@ -168,6 +173,7 @@ impl Pki {
             expired,
             untrusted,
             cn_only,
+            expiring_soon,
         }
     }
 }
