@@ -15,7 +15,8 @@
 //! CSV list and templates render one `message::Draft` per row, all checked
 //! before the first is sent. `exit.rs` turns any error (or SMTP error class)
 //! into one sysexits.h code; `secret.rs` keeps passwords out of every
-//! output, `password.rs` runs the password command, `retry.rs` says when
+//! output, `password.rs` runs the password command (and `token.rs` the OAuth2
+//! token command), `retry.rs` says when
 //! to try again, `term.rs` writes to the terminal, `docs.rs` prints the
 //! completions and man page. Dependencies point down this list, never back.
 
@@ -41,6 +42,7 @@ mod send;
 mod sendmail;
 mod smtp;
 mod term;
+mod token;
 
 use std::ffi::OsString;
 use std::path::Path;

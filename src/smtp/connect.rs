@@ -16,7 +16,6 @@ use super::error::{SmtpError, Stage};
 use super::peer::TlsInfo;
 use super::session::{Delivery, Message, Options, Session, Wire};
 use super::tls::TlsConfig;
-use crate::secret::Secret;
 use crate::term::errln;
 
 /// How the connection to the server is secured.
@@ -169,6 +168,8 @@ pub struct Client {
     session: Session<Stream>,
     /// What the TLS handshake told about the server; `None` in clear.
     tls: Option<TlsInfo>,
+    /// The SASL mechanism of the last `login`, once chosen.
+    mechanism: Option<&'static str>,
 }
 
 impl Client {
@@ -235,7 +236,11 @@ impl Client {
                 })
                 .map_err(closed_after_handshake)?;
         }
-        Ok(Client { session, tls })
+        Ok(Client {
+            session,
+            tls,
+            mechanism: None,
+        })
     }
 
     /// The negotiated TLS version, or `None` on a plain connection.
@@ -263,17 +268,28 @@ impl Client {
         self.session.capabilities_before_tls()
     }
 
-    /// Authenticates with PLAIN (preferred) or LOGIN. Only ever called on a
-    /// TLS connection: `config.rs` refuses credentials with `TlsMode::None`.
-    pub fn login(&mut self, user: &str, password: &Secret) -> Result<(), SmtpError> {
+    /// Authenticates with the mechanism `method` asks for (see
+    /// [`auth::choose`]). Only ever called on a TLS connection: `config.rs`
+    /// refuses credentials with `TlsMode::None`.
+    pub fn login(
+        &mut self,
+        method: auth::AuthMethod,
+        creds: &auth::Credentials,
+    ) -> Result<(), SmtpError> {
         if self.session.tls_version().is_none() {
             return Err(SmtpError::Protocol {
                 stage: Stage::Auth,
                 detail: "credentials are only ever sent under TLS".into(),
             });
         }
-        let mut mechanism = auth::password_mechanism(self.session.capabilities(), user, password)?;
+        let mut mechanism = auth::choose(self.session.capabilities(), method, creds)?;
+        self.mechanism = Some(mechanism.name());
         self.session.authenticate(mechanism.as_mut())
+    }
+
+    /// Whether the last `login` presented an OAuth2 token.
+    pub fn used_token(&self) -> bool {
+        matches!(self.mechanism, Some("XOAUTH2" | "OAUTHBEARER"))
     }
 
     /// Refuses a message over the server's SIZE before sending anything.
