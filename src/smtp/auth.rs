@@ -20,6 +20,14 @@ pub trait Mechanism {
     /// transcript and every error.
     fn secrets(&self) -> Vec<String>;
 
+    /// Like `secrets`, for long random ones (tokens): hidden whole and in
+    /// fragments of [`Redactor::LONG_WINDOW`] characters.
+    ///
+    /// [`Redactor::LONG_WINDOW`]: crate::secret::Redactor::LONG_WINDOW
+    fn long_secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The initial response sent with the AUTH command, base64-encoded,
     /// if the mechanism has one.
     fn initial_response(&mut self) -> Option<Secret>;
@@ -164,6 +172,10 @@ impl Mechanism for Bearer {
     }
 
     fn secrets(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn long_secrets(&self) -> Vec<String> {
         password_secrets(&self.token, Some(&self.initial))
     }
 

@@ -289,6 +289,10 @@ impl<S: Wire> Session<S> {
         for secret in mechanism.secrets() {
             self.redactor.add(&secret);
         }
+        for secret in mechanism.long_secrets() {
+            self.redactor
+                .add_with_window(&secret, crate::secret::Redactor::LONG_WINDOW);
+        }
         let name = mechanism.name();
         match mechanism.initial_response() {
             Some(initial) => self.secret_command(

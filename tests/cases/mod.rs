@@ -3,6 +3,7 @@ mod bulk_send;
 mod compose;
 mod docs;
 mod errors;
+mod oauth;
 mod outbox;
 mod protocol;
 mod security;
