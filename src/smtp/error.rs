@@ -296,7 +296,12 @@ impl SmtpError {
             {
                 "the server takes OAuth2 tokens only: set MAILSEND_OAUTH_TOKEN_COMMAND (or run `mailsend auth login`)".into()
             }
-            SmtpError::NoAuth { .. } => {
+            SmtpError::NoAuth { wanted, offered }
+                if *wanted == "XOAUTH2 or OAUTHBEARER" && !offered.is_empty() =>
+            {
+                "it takes no OAuth2 token: configure a password (MAILSEND_PASSWORD or MAILSEND_PASSWORD_COMMAND)".into()
+            }
+            SmtpError::NoAuth { offered, .. } if !offered.is_empty() => {
                 "choose a mechanism it offers with --auth (MAILSEND_AUTH), or auto".into()
             }
             _ => return None,

@@ -869,6 +869,10 @@ fn auto_prefers_oauthbearer_then_xoauth2_then_plain() {
         err.to_string(),
         "server does not offer AUTH XOAUTH2 or OAUTHBEARER (offers PLAIN LOGIN)"
     );
+    assert!(
+        err.hint()
+            .is_some_and(|h| h.contains("configure a password"))
+    );
     // Asked for by name: used when offered, a clear error (76) when not.
     assert_eq!(
         pick("PLAIN XOAUTH2 OAUTHBEARER", AuthMethod::XOauth2, &both).unwrap(),
