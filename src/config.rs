@@ -895,6 +895,25 @@ mod tests {
     }
 
     #[test]
+    fn auth_and_token_command_follow_the_layers() {
+        let e = env(&[
+            ("MAILSEND_USER", "me@example.com"),
+            ("MAILSEND_AUTH", "OAuthBearer"),
+            ("MAILSEND_OAUTH_TOKEN_COMMAND", "oama access me"),
+        ]);
+        let s = Settings::resolve_with(&cli(&[]), None, e).unwrap();
+        assert_eq!(s.auth, AuthMethod::OAuthBearer);
+        assert_eq!(s.token, Some(TokenSource::Command("oama access me".into())));
+        let e = env(&[("MAILSEND_AUTH", "xoauth2")]);
+        let s = Settings::resolve_with(&cli(&["--auth", "plain"]), None, e).unwrap();
+        assert_eq!((s.auth, s.token), (AuthMethod::Plain, None));
+        let s = Settings::resolve_with(&cli(&[]), None, env(&[])).unwrap();
+        assert_eq!(s.auth, AuthMethod::Auto);
+        let err = Settings::resolve_with(&cli(&["--auth", "md5"]), None, env(&[])).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Usage);
+    }
+
+    #[test]
     fn non_utf8_text_is_refused_and_non_utf8_paths_are_kept() {
         use std::os::unix::ffi::OsStrExt;
         let bad = |name: &'static str| {

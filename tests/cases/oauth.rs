@@ -176,10 +176,21 @@ fn a_refused_token_is_77_with_the_decoded_error_in_one_line() {
         let server = oauth_server(Behaviour::default());
         let mut m = Mailsend::to(&server);
         let (command, runs) = token_command(&m, &[OLD_TOKEN]);
+        let log = m.path().join("mail.log");
         m.env("MAILSEND_OAUTH_TOKEN_COMMAND", &command)
             .env("MAILSEND_AUTH", auth)
-            .args(["-v"]);
+            .args(["-v", "--json", "--log"])
+            .args([log.as_os_str()]);
         let run = send(&mut m).expect(77);
+        let json: serde_json::Value =
+            serde_json::from_str(run.stdout().trim()).expect("one JSON object");
+        assert!(
+            json["error"].as_str().is_some_and(|e| e.contains(decoded)),
+            "{json}"
+        );
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(logged.contains(decoded), "{logged}");
+        assert_no_token(server.port(), &[logged]);
         run.error_mentions(&format!(
             "server refused AUTH {}: 535 5.7.8 Error: authentication failed {decoded}",
             auth.to_uppercase()
