@@ -231,6 +231,23 @@ mod tests {
     }
 
     #[test]
+    fn a_long_window_hides_tokens_but_not_the_words_around_them() {
+        let mut r = Redactor::default();
+        let token = "ya29.a0AfH6SMBx-token_invalidStatus401";
+        r.add_with_window(token, Redactor::LONG_WINDOW);
+        assert_eq!(
+            r.redact("535 invalid_token status=401"),
+            "535 invalid_token status=401"
+        );
+        assert_eq!(r.redact(&format!("bad {token} x")), "bad <redacted> x");
+        assert_eq!(r.redact("bad a0AfH6SMBx x"), "bad <redacted> x");
+        // The 4-character window would have hidden "oken" and "atus".
+        let mut short = Redactor::default();
+        short.add(token);
+        assert_ne!(short.redact("535 invalid_token"), "535 invalid_token");
+    }
+
+    #[test]
     fn redacts_re_encoded_and_split_echoes() {
         let mut r = Redactor::default();
         r.add("Hunter2Secret!xyz");
