@@ -44,6 +44,8 @@ pub struct Account {
     pub user: Option<String>,
     pub password: Option<String>,
     pub password_command: Option<String>,
+    pub auth: Option<String>,
+    pub oauth_token_command: Option<String>,
     pub from: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<PathBuf>,

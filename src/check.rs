@@ -19,12 +19,12 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, Delivery, ServerArgs};
-use crate::config::{PasswordSource, Settings, TlsMode};
+use crate::config::{Settings, TlsMode};
+use crate::deliver::login_secrets;
 use crate::exit::{self, Exit, Failure};
-use crate::password::run_password_command;
-use crate::secret::Secret;
 use crate::smtp::{
-    self, CertSummary, Client, Endpoint, SmtpError, Stage, TlsConfig, TlsInfo, Trace, rfc3339,
+    self, CertSummary, Client, Credentials, Endpoint, SmtpError, Stage, TlsConfig, TlsInfo, Trace,
+    rfc3339,
 };
 use crate::term::{errln, outln, printable};
 
@@ -169,7 +169,7 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
             "set MAILSEND_HOST (environment or .env), pass --host, or add a config file account",
         )
     })?;
-    let credentials = credentials(&settings)?;
+    let secrets = login_secrets(&settings)?;
     let tls = match settings.tls {
         TlsMode::None => None,
         _ => Some(
@@ -230,9 +230,17 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
     }
 
     r.auth.offered = client.capabilities().auth.clone();
-    if let Some((user, password)) = &credentials {
-        r.auth.chosen = client.login_mechanism();
-        if let Err(e) = client.login(user, password) {
+    if let Some(user) = settings.user.as_deref() {
+        let credentials = Credentials {
+            user,
+            password: secrets.password.as_ref(),
+            token: secrets.token.as_ref(),
+            host,
+            port: settings.port,
+        };
+        let result = client.login(settings.auth, &credentials);
+        r.auth.chosen = client.mechanism();
+        if let Err(e) = result {
             if matches!(e, SmtpError::Refused { .. }) {
                 r.auth.accepted = Some(false);
             }
@@ -245,23 +253,6 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
     }
     client.quit();
     Ok(())
-}
-
-/// The user and password, as a send would use them (the password command
-/// runs here).
-fn credentials(settings: &Settings) -> Result<Option<(String, Secret)>> {
-    Ok(match (&settings.user, &settings.password) {
-        (None, _) => None,
-        (Some(user), Some(PasswordSource::Value(p))) => Some((user.clone(), p.clone())),
-        (Some(user), Some(PasswordSource::Command(c))) => {
-            Some((user.clone(), run_password_command(c, settings.timeout)?))
-        }
-        (Some(_), None) => {
-            return Err(Failure::config("a user name is configured but no password")
-                .with_hint("set MAILSEND_PASSWORD or MAILSEND_PASSWORD_COMMAND")
-                .into());
-        }
-    })
 }
 
 /// Fills `tls`, `certificate` and `chain` from the session (when the

@@ -426,6 +426,16 @@ pub struct Connection {
     #[arg(long, value_name = "CMD", help_heading = "Server")]
     pub password_command: Option<String>,
 
+    /// auto, plain, login, xoauth2 or oauthbearer [env: MAILSEND_AUTH]
+    /// [default: auto]
+    #[arg(long, value_name = "MECHANISM", help_heading = "Server")]
+    pub auth: Option<String>,
+
+    /// Command whose output is an OAuth2 access token
+    /// [env: MAILSEND_OAUTH_TOKEN_COMMAND]
+    #[arg(long, value_name = "CMD", help_heading = "Server")]
+    pub oauth_token_command: Option<String>,
+
     /// Extra PEM CA bundle to trust [env: MAILSEND_CA_FILE]
     #[arg(long, value_name = "FILE", help_heading = "Server")]
     pub ca_file: Option<PathBuf>,
@@ -481,6 +491,8 @@ pub struct ServerArgs {
     pub tls: Option<String>,
     pub user: Option<String>,
     pub password_command: Option<String>,
+    pub auth: Option<String>,
+    pub oauth_token_command: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub timeout: Option<String>,
     pub client_cert: Option<PathBuf>,
@@ -510,6 +522,8 @@ impl ServerArgs {
             tls,
             user,
             password_command,
+            auth,
+            oauth_token_command,
             ca_file,
             timeout,
             client_cert,
@@ -531,6 +545,8 @@ impl ServerArgs {
             tls,
             user,
             password_command,
+            auth,
+            oauth_token_command,
             ca_file,
             timeout,
             client_cert,
@@ -559,6 +575,8 @@ impl ServerArgs {
                 tls: self.tls,
                 user: self.user,
                 password_command: self.password_command,
+                auth: self.auth,
+                oauth_token_command: self.oauth_token_command,
                 ca_file: self.ca_file,
                 timeout: self.timeout,
                 client_cert: self.client_cert,

@@ -24,7 +24,8 @@ use crate::dotenv;
 use crate::exit::{Exit, Failure};
 use crate::secret::Secret;
 
-pub use crate::smtp::TlsMode;
+pub use crate::smtp::{AuthMethod, TlsMode};
+pub use crate::token::TokenSource;
 
 /// Where the password comes from; it is only read when it is needed.
 #[derive(Clone, Debug)]
@@ -50,6 +51,10 @@ pub struct Settings {
     pub tls: TlsMode,
     pub user: Option<String>,
     pub password: Option<PasswordSource>,
+    /// The SASL mechanism asked for (`auth`).
+    pub auth: AuthMethod,
+    /// Where OAuth2 access tokens come from, if anywhere.
+    pub token: Option<TokenSource>,
     pub from: Option<String>,
     pub ca_file: Option<PathBuf>,
     /// TLS client certificate (PEM; may hold the key too) and its key.
@@ -206,6 +211,16 @@ const PASSWORD_COMMAND: Key = Key {
     var: "MAILSEND_PASSWORD_COMMAND",
     toml: "password_command",
 };
+const AUTH: Key = Key {
+    flag: "--auth",
+    var: "MAILSEND_AUTH",
+    toml: "auth",
+};
+const OAUTH_TOKEN_COMMAND: Key = Key {
+    flag: "--oauth-token-command",
+    var: "MAILSEND_OAUTH_TOKEN_COMMAND",
+    toml: "oauth_token_command",
+};
 const FROM: Key = Key {
     flag: "--from",
     var: "MAILSEND_FROM",
@@ -324,6 +339,8 @@ impl<E: Fn(&str) -> Option<OsString>> Layers<E> {
             "user" => account.user.clone(),
             "password" => account.password.clone(),
             "password_command" => account.password_command.clone(),
+            "auth" => account.auth.clone(),
+            "oauth_token_command" => account.oauth_token_command.clone(),
             "from" => account.from.clone(),
             "ca_file" => return self.account_path(account.ca_file.as_ref(), key),
             "client_cert" => return self.account_path(account.client_cert.as_ref(), key),
@@ -618,7 +635,18 @@ impl Settings {
             (None, None) => None,
         };
 
-        if tls == TlsMode::None && (user.is_some() || password.is_some()) {
+        let auth = match text(args.auth.as_deref(), &AUTH)? {
+            None => AuthMethod::Auto,
+            Some(s) => AuthMethod::parse(&s.value).ok_or_else(|| {
+                s.invalid("authentication mechanism")
+                    .with_hint(format!("use {}", AuthMethod::NAMES))
+            })?,
+        };
+        let token_command = text(args.oauth_token_command.as_deref(), &OAUTH_TOKEN_COMMAND)?;
+        let token_shown = token_command.as_ref().map(|c| c.value.clone());
+        let token = token_command.map(|c| TokenSource::Command(c.value));
+
+        if tls == TlsMode::None && (user.is_some() || password.is_some() || token.is_some()) {
             return Err(Failure::config(
                 "credentials are configured but the TLS mode is none: they would cross the network in clear",
             )
@@ -629,6 +657,15 @@ impl Settings {
             return Err(Failure::config("a password is configured but no user name")
                 .with_hint("set MAILSEND_USER")
                 .into());
+        }
+        if token.is_some() && user.is_none() {
+            return Err(
+                Failure::config("an OAuth2 token command is configured but no user name")
+                    .with_hint(
+                        "set MAILSEND_USER: XOAUTH2 and OAUTHBEARER present it with the token",
+                    )
+                    .into(),
+            );
         }
 
         let from_set = text(args.from.as_deref(), &FROM)?;
@@ -716,6 +753,13 @@ impl Settings {
             account.as_deref(),
             ca_file.clone(),
         )?;
+        // Without a token command, the account's own sign-in (its oauth_*
+        // keys, `mailsend auth login`) is the token source of a send
+        // (`deliver::login_secrets` checks it has a user name and TLS).
+        let token = match token {
+            None if oauth.is_configured() => Some(TokenSource::BuiltIn(Box::new(oauth.clone()))),
+            token => token,
+        };
 
         // Every setting, found or not, for `config show`.
         let origins = origins.into_inner();
@@ -753,6 +797,8 @@ impl Settings {
             "",
         );
         show("password_command", command, "");
+        show("auth", Some(auth.as_str().to_owned()), "default");
+        show("oauth_token_command", token_shown, "");
         let from_origin = if from_is_user {
             "default: the user name"
         } else {
@@ -821,6 +867,8 @@ impl Settings {
             tls,
             user,
             password,
+            auth,
+            token,
             from,
             ca_file,
             client_cert,
@@ -1028,6 +1076,30 @@ mod tests {
         let e = env(&[("MAILSEND_USER", "me"), ("MAILSEND_PASSWORD", "pw")]);
         let s = Settings::resolve_with(&cli(&["--password-command", "echo x"]), None, e).unwrap();
         assert!(matches!(s.password, Some(PasswordSource::Command(_))));
+    }
+
+    #[test]
+    fn auth_and_token_command_follow_the_layers() {
+        let e = env(&[
+            ("MAILSEND_USER", "me@example.com"),
+            ("MAILSEND_AUTH", "OAuthBearer"),
+            ("MAILSEND_OAUTH_TOKEN_COMMAND", "oama access me"),
+        ]);
+        let s = Settings::resolve_with(&cli(&[]), None, e).unwrap();
+        assert_eq!(s.auth, AuthMethod::OAuthBearer);
+        assert!(
+            matches!(&s.token, Some(TokenSource::Command(c)) if c == "oama access me"),
+            "{:?}",
+            s.token
+        );
+        let e = env(&[("MAILSEND_AUTH", "xoauth2")]);
+        let s = Settings::resolve_with(&cli(&["--auth", "plain"]), None, e).unwrap();
+        assert_eq!(s.auth, AuthMethod::Plain);
+        assert!(s.token.is_none());
+        let s = Settings::resolve_with(&cli(&[]), None, env(&[])).unwrap();
+        assert_eq!(s.auth, AuthMethod::Auto);
+        let err = Settings::resolve_with(&cli(&["--auth", "md5"]), None, env(&[])).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Usage);
     }
 
     #[test]

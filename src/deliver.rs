@@ -5,6 +5,7 @@
 //! outbox.
 
 use std::io::Write;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -16,8 +17,12 @@ use crate::output::Report;
 use crate::password::run_password_command;
 use crate::retry;
 use crate::secret::Secret;
-use crate::smtp::{Client, Content, Endpoint, Rejection, Stamp, TlsConfig};
+use crate::smtp::{
+    AuthMethod, Class, Client, Content, Credentials, Endpoint, Rejection, SmtpError, Stamp,
+    TlsConfig,
+};
 use crate::term::errln;
+use crate::token;
 
 /// A message ready to go: envelope and message.
 pub struct Outgoing {
@@ -92,12 +97,72 @@ pub struct Attempt {
     pub aborted: bool,
 }
 
+/// What a session logs in with: the password and the OAuth2 access
+/// token the chosen mechanism may use (`None` without a user name).
+pub struct LoginSecrets {
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+}
+
+/// The login secrets, as every session of this run uses them: the password
+/// command and the token source run here, once. Settings that cannot log
+/// in (a mechanism without what it needs) are 78 before connecting.
+pub fn login_secrets(settings: &Settings) -> Result<LoginSecrets> {
+    let auth = settings.auth;
+    let token_source = settings.token.as_ref().filter(|_| auth.may_use_token());
+    if let Some(token::TokenSource::BuiltIn(_)) = token_source {
+        if settings.tls == TlsMode::None {
+            return Err(Failure::config(
+                "the account signs in with OAuth2 (oauth_* keys) but the TLS mode is none: the token would cross the network in clear",
+            )
+            .with_hint("use --tls starttls or --tls tls")
+            .into());
+        }
+        if settings.user.is_none() {
+            return Err(Failure::config(
+                "the account signs in with OAuth2 (oauth_* keys) but no user name is configured",
+            )
+            .with_hint("set MAILSEND_USER (or the account's user): XOAUTH2 and OAUTHBEARER present it with the token")
+            .into());
+        }
+    }
+    check_auth(
+        auth,
+        settings.user.is_some(),
+        settings.password.is_some(),
+        token_source.is_some(),
+    )?;
+    let mut secrets = LoginSecrets {
+        password: None,
+        token: None,
+    };
+    if settings.user.is_some() {
+        secrets.password = match (&settings.password, auth.may_use_password()) {
+            (Some(PasswordSource::Value(p)), true) => Some(p.clone()),
+            (Some(PasswordSource::Command(c)), true) => {
+                Some(run_password_command(c, settings.timeout)?)
+            }
+            _ => None,
+        };
+        if let Some(source) = token_source {
+            secrets.token = Some(token::access_token(source, settings.timeout)?);
+        }
+    }
+    Ok(secrets)
+}
+
 /// The server, the credentials and the TLS configuration, prepared once
-/// for any number of sessions (the password command runs only once).
+/// for any number of sessions (the password and token commands run only
+/// once).
 pub struct Transport<'a> {
     settings: &'a Settings,
     host: &'a str,
-    credentials: Option<(&'a str, Secret)>,
+    /// The login name, when the server is to be logged in to.
+    user: Option<&'a str>,
+    password: Option<Secret>,
+    /// The OAuth2 access token, shared by every session (bulk opens
+    /// several at once), and how many times it was fetched again.
+    token: Option<Mutex<(Secret, u32)>>,
     tls: Option<TlsConfig>,
     verbose: bool,
 }
@@ -109,18 +174,9 @@ impl<'a> Transport<'a> {
                 "set MAILSEND_HOST (environment or .env, see .env.example), pass --host, or add a config file account",
             )
         })?;
-        let credentials = match (&settings.user, &settings.password) {
-            (None, _) => None,
-            (Some(user), Some(PasswordSource::Value(p))) => Some((user.as_str(), p.clone())),
-            (Some(user), Some(PasswordSource::Command(c))) => {
-                Some((user.as_str(), run_password_command(c, settings.timeout)?))
-            }
-            (Some(_), None) => {
-                return Err(Failure::config("a user name is configured but no password")
-                    .with_hint("set MAILSEND_PASSWORD or MAILSEND_PASSWORD_COMMAND")
-                    .into());
-            }
-        };
+        let user = settings.user.as_deref();
+        let LoginSecrets { password, token } = login_secrets(settings)?;
+        let token = token.map(|t| Mutex::new((t, 0)));
         let tls = match settings.tls {
             TlsMode::None => None,
             _ => Some(
@@ -131,9 +187,91 @@ impl<'a> Transport<'a> {
         Ok(Transport {
             settings,
             host,
-            credentials,
+            user,
+            password,
+            token,
             tls,
             verbose,
+        })
+    }
+
+    /// The token in use, and its generation.
+    fn token(&self) -> Option<(Secret, u32)> {
+        self.token.as_ref().map(|t| lock(t).clone())
+    }
+
+    /// After the server refused the token of generation `seen`: a fresh
+    /// one (the command runs again, once per refusal however many sessions
+    /// saw it), or `None` when the source gives the same token again.
+    fn fresh_token(&self, seen: u32) -> Result<Option<(Secret, u32)>> {
+        let (Some(shared), Some(source)) = (&self.token, &self.settings.token) else {
+            return Ok(None);
+        };
+        let mut current = lock(shared);
+        if current.1 != seen {
+            return Ok(Some(current.clone())); // another session refreshed it
+        }
+        let fresh = token::fresh_token(source, self.settings.timeout)?;
+        if fresh == current.0 {
+            return Ok(None);
+        }
+        *current = (fresh, seen + 1);
+        Ok(Some(current.clone()))
+    }
+
+    /// A session, connected, checked by `check` and logged in. A refused
+    /// OAuth2 token (it may have just expired) is fetched again once and,
+    /// if the source gives a new one, tried in a new session.
+    fn session(&self, check: impl Fn(&Client) -> Result<(), SmtpError>) -> Result<Client> {
+        let token = self.token();
+        let (err, used_token) = match self.login(token.as_ref().map(|t| &t.0), &check)? {
+            Ok(client) => return Ok(client),
+            Err(failed) => failed,
+        };
+        if !used_token || err.class() != Class::Auth {
+            return Err(err.into());
+        }
+        let Some((fresh, _)) = self.fresh_token(token.map_or(0, |t| t.1))? else {
+            return Err(err.into());
+        };
+        if self.verbose {
+            errln!("mailsend: the token was refused; trying the one the token source gives now");
+        }
+        self.login(Some(&fresh), &check)?
+            .map_err(|(err, _)| err.into())
+    }
+
+    /// Connects, runs `check`, and logs in (with `token` for OAuth2).
+    /// A failure after connecting is `Ok(Err((error, whether a token was
+    /// presented)))`, the session already ended.
+    fn login(
+        &self,
+        token: Option<&Secret>,
+        check: &impl Fn(&Client) -> Result<(), SmtpError>,
+    ) -> Result<Result<Client, (SmtpError, bool)>> {
+        let mut client = Client::connect(&self.endpoint())?;
+        let result = check(&client).and_then(|()| match self.user {
+            None => Ok(()),
+            Some(user) => client.login(
+                self.settings.auth,
+                &Credentials {
+                    user,
+                    password: self.password.as_ref(),
+                    token,
+                    host: self.host,
+                    port: self.settings.port,
+                },
+            ),
+        });
+        Ok(match result {
+            Ok(()) => Ok(client),
+            Err(err) => {
+                let used_token = client.used_token();
+                if err.server_still_there() {
+                    client.quit();
+                }
+                Err((err, used_token))
+            }
         })
     }
 
@@ -154,24 +292,18 @@ impl<'a> Transport<'a> {
         settle: impl FnOnce(&Attempt) -> T,
     ) -> Result<(Attempt, T)> {
         let content = outgoing.content()?;
-        let mut client = Client::connect(&self.endpoint())?;
+        let mut client = self.session(|client| client.check_size(content.len()))?;
         let tls = client.tls_version().map(str::to_owned);
-        let session = |client: &mut Client| {
-            client.check_size(content.len())?;
-            if let Some((user, password)) = &self.credentials {
-                client.login(user, password)?;
-            }
-            client.send(&outgoing.from, recipients, content, outgoing.all_or_nothing)
-        };
-        let delivery = match session(&mut client) {
-            Ok(delivery) => delivery,
-            Err(err) => {
-                if err.server_still_there() {
-                    client.quit();
+        let delivery =
+            match client.send(&outgoing.from, recipients, content, outgoing.all_or_nothing) {
+                Ok(delivery) => delivery,
+                Err(err) => {
+                    if err.server_still_there() {
+                        client.quit();
+                    }
+                    return Err(err.into());
                 }
-                return Err(err.into());
-            }
-        };
+            };
         let attempt = Attempt {
             accepted: delivery.accepted,
             rejected: delivery.rejected,
@@ -197,16 +329,7 @@ impl<'a> Transport<'a> {
 
     /// A session, connected and logged in, for any number of messages.
     pub fn open(&self) -> Result<Client> {
-        let mut client = Client::connect(&self.endpoint())?;
-        if let Some((user, password)) = &self.credentials
-            && let Err(err) = client.login(user, password)
-        {
-            if err.server_still_there() {
-                client.quit();
-            }
-            return Err(err.into());
-        }
-        Ok(client)
+        self.session(|_| Ok(()))
     }
 
     /// Sessions until every recipient accepted or refused for good, or
@@ -279,4 +402,50 @@ impl<'a> Transport<'a> {
         }
         std::thread::sleep(delay);
     }
+}
+
+/// Refuses, before connecting, an `auth` choice the credentials cannot
+/// serve: OAuth2 without a token source, a password mechanism without a
+/// password, a token source without the user name XOAUTH2 and OAUTHBEARER
+/// present (78).
+fn check_auth(auth: AuthMethod, user: bool, password: bool, token: bool) -> Result<(), Failure> {
+    let token_hint = "set MAILSEND_OAUTH_TOKEN_COMMAND (or --oauth-token-command, account key oauth_token_command)";
+    if token && !user {
+        return Err(
+            Failure::config("an OAuth2 token source is configured but no user name")
+                .with_hint("set MAILSEND_USER: XOAUTH2 and OAUTHBEARER present it with the token"),
+        );
+    }
+    if !user {
+        return match auth {
+            AuthMethod::Auto => Ok(()),
+            _ => Err(Failure::config(format!(
+                "auth {} is asked for but no user name is configured",
+                auth.as_str()
+            ))
+            .with_hint("set MAILSEND_USER")),
+        };
+    }
+    if !auth.may_use_token() || !token {
+        if auth.may_use_password() && !password {
+            return Err(
+                Failure::config("a user name is configured but no password").with_hint(format!(
+                    "set MAILSEND_PASSWORD or MAILSEND_PASSWORD_COMMAND, or for OAuth2 {token_hint}"
+                )),
+            );
+        }
+        if !auth.may_use_password() {
+            return Err(Failure::config(format!(
+                "auth {} needs an OAuth2 access token, and no token source is configured",
+                auth.as_str()
+            ))
+            .with_hint(token_hint));
+        }
+    }
+    Ok(())
+}
+
+/// The shared token, even if a session panicked holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

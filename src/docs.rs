@@ -37,6 +37,14 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "MAILSEND_PASSWORD_COMMAND",
         "command whose output is the password (--password-command)",
     ),
+    (
+        "MAILSEND_AUTH",
+        "auto (default), plain, login, xoauth2 or oauthbearer (--auth)",
+    ),
+    (
+        "MAILSEND_OAUTH_TOKEN_COMMAND",
+        "command whose output is an OAuth2 access token (--oauth-token-command)",
+    ),
     ("MAILSEND_FROM", "sender address (--from)"),
     (
         "MAILSEND_CA_FILE",

@@ -17,7 +17,8 @@
 //! send would and reports each step, sending no mail; `client_cert.rs`
 //! loads the TLS client certificate for both. `exit.rs` turns any error (or SMTP error class)
 //! into one sysexits.h code; `secret.rs` keeps passwords out of every
-//! output, `password.rs` runs the password command, `retry.rs` says when
+//! output, `password.rs` runs the password command (and `token.rs` the OAuth2
+//! token command), `retry.rs` says when
 //! to try again, `term.rs` writes to the terminal, `docs.rs` prints the
 //! completions and man page. Dependencies point down this list, never back.
 
@@ -46,6 +47,7 @@ mod send;
 mod sendmail;
 mod smtp;
 mod term;
+mod token;
 
 use std::ffi::OsString;
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! The password command (`password_command`, `MAILSEND_PASSWORD_COMMAND`):
-//! run bounded by the timeout, cron-safe, its output a [`Secret`].
+//! run bounded by the timeout, cron-safe, its output a [`Secret`]. The
+//! OAuth2 token command (`token.rs`) runs the same way.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -14,10 +15,24 @@ use crate::secret::Secret;
 /// Runs the password command (`sh -c`), bounded by `timeout`; its standard
 /// output, without trailing white space, is the password.
 pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> {
-    let fail = |why: String| {
-        Failure::config(format!("password command failed: {why}"))
-            .with_hint("check MAILSEND_PASSWORD_COMMAND / --password-command")
-    };
+    run_secret_command(
+        command,
+        timeout,
+        "password command",
+        "check MAILSEND_PASSWORD_COMMAND / --password-command",
+    )
+}
+
+/// Runs a command whose output is a secret (a password, an OAuth2 access
+/// token), as the password command runs: `what` names it in the error,
+/// `hint` follows a failure (78).
+pub fn run_secret_command(
+    command: &str,
+    timeout: Duration,
+    what: &str,
+    hint: &str,
+) -> Result<Secret> {
+    let fail = |why: String| Failure::config(format!("{what} failed: {why}")).with_hint(hint);
     let mut sh = Command::new("sh");
     sh.arg("-c")
         .arg(command)

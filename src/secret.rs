@@ -62,13 +62,24 @@ impl Redactor {
     /// The length of a fragment that counts as part of a secret.
     pub const WINDOW: usize = 4;
 
+    /// A longer fragment, for long random secrets (OAuth2 tokens): a few
+    /// characters of one give nothing away, and with thousands of them
+    /// a 4-character window would hide ordinary words of server text.
+    pub const LONG_WINDOW: usize = 8;
+
     /// Hides `secret` (and any fragment or re-encoding of it) from now on.
     pub fn add(&mut self, secret: &str) {
+        self.add_with_window(secret, Self::WINDOW);
+    }
+
+    /// Like [`Redactor::add`], counting runs of `window` characters (and
+    /// twice that in hex) as fragments.
+    pub fn add_with_window(&mut self, secret: &str, window: usize) {
         let plain = normal(secret);
         if plain.is_empty() {
             return;
         }
-        if plain.len() < Self::WINDOW {
+        if plain.len() < window {
             self.short.push(plain);
             return;
         }
@@ -77,11 +88,7 @@ impl Redactor {
             .flat_map(|b| format!("{b:02x}").chars().collect::<Vec<_>>())
             .collect();
         let reversed: Vec<char> = plain.iter().rev().copied().collect();
-        for (form, len) in [
-            (&plain, Self::WINDOW),
-            (&reversed, Self::WINDOW),
-            (&hex, 2 * Self::WINDOW),
-        ] {
+        for (form, len) in [(&plain, window), (&reversed, window), (&hex, 2 * window)] {
             for w in form.windows(len) {
                 self.windows.insert(w.to_vec());
             }
@@ -221,6 +228,23 @@ mod tests {
         // Multi-byte characters next to a secret stay whole.
         r.add("pässwörd");
         assert_eq!(r.redact("é pässw é"), "é <redacted> é");
+    }
+
+    #[test]
+    fn a_long_window_hides_tokens_but_not_the_words_around_them() {
+        let mut r = Redactor::default();
+        let token = "ya29.a0AfH6SMBx-token_invalidStatus401";
+        r.add_with_window(token, Redactor::LONG_WINDOW);
+        assert_eq!(
+            r.redact("535 invalid_token status=401"),
+            "535 invalid_token status=401"
+        );
+        assert_eq!(r.redact(&format!("bad {token} x")), "bad <redacted> x");
+        assert_eq!(r.redact("bad a0AfH6SMBx x"), "bad <redacted> x");
+        // The 4-character window would have hidden "oken" and "atus".
+        let mut short = Redactor::default();
+        short.add(token);
+        assert_ne!(short.redact("535 invalid_token"), "535 invalid_token");
     }
 
     #[test]

@@ -75,9 +75,8 @@ impl OAuthSettings {
     }
 
     /// Whether the account uses mailsend's own OAuth2 sign-in (any of
-    /// provider, client id or token endpoint is set). For the send path's
-    /// choice of token source, which is wired separately.
-    #[allow(dead_code)]
+    /// provider, client id or token endpoint is set): then, without a
+    /// token command, it is the send's token source (`config.rs`).
     pub fn is_configured(&self) -> bool {
         self.provider.is_some() || self.client_id.is_some() || self.token_url.is_some()
     }

@@ -16,7 +16,6 @@ use super::error::{SmtpError, Stage};
 use super::peer::{CertSummary, TlsInfo};
 use super::session::{Delivery, Message, Options, Session, Wire};
 use super::tls::{Seen, TlsConfig};
-use crate::secret::Secret;
 use crate::term::errln;
 
 /// How the connection to the server is secured.
@@ -184,6 +183,8 @@ pub struct Client {
     session: Session<Stream>,
     /// What the TLS handshake told about the server; `None` in clear.
     tls: Option<TlsInfo>,
+    /// The SASL mechanism of the last `login`, once chosen.
+    mechanism: Option<&'static str>,
 }
 
 impl Client {
@@ -277,6 +278,7 @@ impl Client {
         Ok(Client {
             session: result?,
             tls,
+            mechanism: None,
         })
     }
 
@@ -302,26 +304,34 @@ impl Client {
         self.session.capabilities_before_tls()
     }
 
-    /// The mechanism [`Client::login`] would use with what the server
-    /// offers now, or `None` if it offers none mailsend can use.
-    pub fn login_mechanism(&self) -> Option<&'static str> {
-        let none = Secret::new(String::new());
-        auth::password_mechanism(self.session.capabilities(), "", &none)
-            .ok()
-            .map(|m| m.name())
-    }
-
-    /// Authenticates with PLAIN (preferred) or LOGIN. Only ever called on a
-    /// TLS connection: `config.rs` refuses credentials with `TlsMode::None`.
-    pub fn login(&mut self, user: &str, password: &Secret) -> Result<(), SmtpError> {
+    /// Authenticates with the mechanism `method` asks for (see
+    /// [`auth::choose`]). Only ever called on a TLS connection: `config.rs`
+    /// refuses credentials with `TlsMode::None`.
+    pub fn login(
+        &mut self,
+        method: auth::AuthMethod,
+        creds: &auth::Credentials,
+    ) -> Result<(), SmtpError> {
         if self.session.tls_version().is_none() {
             return Err(SmtpError::Protocol {
                 stage: Stage::Auth,
                 detail: "credentials are only ever sent under TLS".into(),
             });
         }
-        let mut mechanism = auth::password_mechanism(self.session.capabilities(), user, password)?;
+        let mut mechanism = auth::choose(self.session.capabilities(), method, creds)?;
+        self.mechanism = Some(mechanism.name());
         self.session.authenticate(mechanism.as_mut())
+    }
+
+    /// Whether the last `login` presented an OAuth2 token.
+    /// The SASL mechanism of the last [`Client::login`], once chosen
+    /// (also when the server refused it).
+    pub fn mechanism(&self) -> Option<&'static str> {
+        self.mechanism
+    }
+
+    pub fn used_token(&self) -> bool {
+        matches!(self.mechanism, Some("XOAUTH2" | "OAUTHBEARER"))
     }
 
     /// Refuses a message over the server's SIZE before sending anything.

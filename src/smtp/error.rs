@@ -85,8 +85,19 @@ pub enum SmtpError {
     Refused { stage: Stage, reply: Reply },
     #[error("server {host} does not offer STARTTLS; not sending anything in clear")]
     NoStartTls { host: String },
-    #[error("server does not offer AUTH PLAIN or LOGIN{}", if offered.is_empty() { String::new() } else { format!(" (offers {offered})") })]
-    NoAuth { offered: String },
+    #[error("server does not offer AUTH {wanted}{}", if offered.is_empty() { String::new() } else { format!(" (offers {offered})") })]
+    NoAuth {
+        wanted: &'static str,
+        offered: String,
+    },
+    /// An OAuth2 mechanism failed; `error` is the server's JSON error
+    /// challenge, decoded (never the base64 it came in).
+    #[error("server refused AUTH {mechanism}: {reply} (token error: {error})")]
+    TokenRefused {
+        mechanism: &'static str,
+        reply: Reply,
+        error: String,
+    },
     #[error("TLS certificate of {host} not trusted: {reason}")]
     Untrusted { host: String, reason: String },
     #[error("TLS with {host} failed: {reason}")]
@@ -125,6 +136,7 @@ impl SmtpError {
         matches!(
             self,
             SmtpError::Refused { .. }
+                | SmtpError::TokenRefused { .. }
                 | SmtpError::TooBig { .. }
                 | SmtpError::NoAuth { .. }
                 | SmtpError::MissingExtension { .. }
@@ -168,6 +180,7 @@ impl SmtpError {
             | SmtpError::Tls { .. }
             | SmtpError::TlsSession { .. }
             | SmtpError::NoStartTls { .. }
+            | SmtpError::TokenRefused { .. }
             | SmtpError::NoAuth { .. } => true,
             _ => self.server_unreachable(),
         }
@@ -177,6 +190,11 @@ impl SmtpError {
     /// exit code (PRODUCT.md's table).
     pub fn class(&self) -> Class {
         match self {
+            SmtpError::TokenRefused { reply, .. } => SmtpError::Refused {
+                stage: Stage::Auth,
+                reply: reply.clone(),
+            }
+            .class(),
             SmtpError::Resolve {
                 no_such_host: true, ..
             } => Class::NoSuchHost,
@@ -254,8 +272,37 @@ impl SmtpError {
             SmtpError::Refused {
                 stage: Stage::Auth,
                 reply,
+            } if basic_auth_disabled(reply) => {
+                "the provider no longer takes passwords here: use OAuth2, with --auth xoauth2 and a token command (MAILSEND_OAUTH_TOKEN_COMMAND) or `mailsend auth login`".into()
+            }
+            SmtpError::Refused {
+                stage: Stage::Auth,
+                reply,
+            } if reply.text().starts_with("5.7.9") => {
+                "Gmail takes an app password (with 2-Step Verification on), or OAuth2: --auth xoauth2 with a token command (MAILSEND_OAUTH_TOKEN_COMMAND) or `mailsend auth login`".into()
+            }
+            SmtpError::Refused {
+                stage: Stage::Auth,
+                reply,
             } if !reply.is_transient() => {
                 "check MAILSEND_USER and the password; Gmail needs an app password".into()
+            }
+            SmtpError::TokenRefused { reply, .. } if !reply.is_transient() => {
+                "the access token was refused (expired, revoked, or without the mail scope): check MAILSEND_OAUTH_TOKEN_COMMAND, or run `mailsend auth login` again".into()
+            }
+            SmtpError::NoAuth { offered, .. }
+                if ["XOAUTH2", "OAUTHBEARER"].iter().any(|m| offered.split(' ').any(|o| o == *m))
+                    && !offered.split(' ').any(|o| o == "PLAIN" || o == "LOGIN") =>
+            {
+                "the server takes OAuth2 tokens only: set MAILSEND_OAUTH_TOKEN_COMMAND (or run `mailsend auth login`)".into()
+            }
+            SmtpError::NoAuth { wanted, offered }
+                if *wanted == "XOAUTH2 or OAUTHBEARER" && !offered.is_empty() =>
+            {
+                "it takes no OAuth2 token: configure a password (MAILSEND_PASSWORD or MAILSEND_PASSWORD_COMMAND)".into()
+            }
+            SmtpError::NoAuth { offered, .. } if !offered.is_empty() => {
+                "choose a mechanism it offers with --auth (MAILSEND_AUTH), or auto".into()
             }
             _ => return None,
         })
@@ -292,4 +339,16 @@ impl SmtpError {
             },
         }
     }
+}
+
+/// 535 5.7.139 (Outlook.com: basic authentication is disabled) or 550
+/// 5.7.30 (Exchange Online: basic authentication is not supported for
+/// client submission).
+fn basic_auth_disabled(reply: &Reply) -> bool {
+    let text = reply.text();
+    (reply.code == 535 && text.starts_with("5.7.139"))
+        || (reply.code == 550 && text.starts_with("5.7.30"))
+        || text
+            .to_ascii_lowercase()
+            .contains("basic authentication is")
 }

@@ -3,7 +3,8 @@
 //!
 //! - `reply.rs`: reading a reply off any stream; escaping server text.
 //! - `caps.rs`: what EHLO offers.
-//! - `auth.rs`: SASL mechanisms (PLAIN, LOGIN) the session drives.
+//! - `auth.rs`: SASL mechanisms (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER) the
+//!   session drives, and the choice among them (`--auth`).
 //! - `dotstuff.rs`: the DATA framing.
 //! - `session.rs`: the dialogue over any byte stream, many messages per
 //!   session, unit-tested on scripted bytes.
@@ -27,7 +28,9 @@ mod reply;
 mod session;
 mod tls;
 
-#[allow(unused_imports)] // for callers that read a `Client`'s offers
+// What a diagnostics command reads off a `Client` (not used by sending).
+pub use auth::{AuthMethod, Credentials};
+#[allow(unused_imports)]
 pub use caps::Capabilities;
 pub use connect::{Client, Endpoint, TlsMode, Trace, resolve};
 pub use content::{Content, Stamp};

@@ -75,6 +75,16 @@ pub enum ReadError {
 /// too), then escaped with [`printable`], before it is kept or quoted in
 /// an error.
 pub fn read<R: BufRead>(reader: &mut R, redactor: &Redactor) -> Result<Reply, ReadError> {
+    read_keeping_raw(reader, redactor).map(|(reply, _)| reply)
+}
+
+/// Like [`read`], and also the text as sent, lines joined by nothing
+/// (neither redacted nor escaped): for decoding an AUTH challenge, whose
+/// base64 redaction could cut. Never to be shown.
+pub fn read_keeping_raw<R: BufRead>(
+    reader: &mut R,
+    redactor: &Redactor,
+) -> Result<(Reply, String), ReadError> {
     let mut texts = Vec::new();
     let mut code = None;
     loop {
@@ -105,10 +115,14 @@ pub fn read<R: BufRead>(reader: &mut R, redactor: &Redactor) -> Result<Reply, Re
                 .iter()
                 .map(|t| printable(t))
                 .collect();
-            return Ok(Reply {
-                code: this_code,
-                lines,
-            });
+            let raw = texts.concat();
+            return Ok((
+                Reply {
+                    code: this_code,
+                    lines,
+                },
+                raw,
+            ));
         }
         if texts.len() >= MAX_LINES {
             return Err(ReadError::Malformed(format!(

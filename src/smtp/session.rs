@@ -289,6 +289,10 @@ impl<S: Wire> Session<S> {
         for secret in mechanism.secrets() {
             self.redactor.add(&secret);
         }
+        for secret in mechanism.long_secrets() {
+            self.redactor
+                .add_with_window(&secret, crate::secret::Redactor::LONG_WINDOW);
+        }
         let name = mechanism.name();
         match mechanism.initial_response() {
             Some(initial) => self.secret_command(
@@ -298,13 +302,14 @@ impl<S: Wire> Session<S> {
             None => self.command(Stage::Auth, &format!("AUTH {name}"))?,
         }
         for _ in 0..MAX_AUTH_STEPS {
-            let reply = self.read_reply(Stage::Auth)?;
+            let (reply, raw) = self.read_reply_keeping_raw(Stage::Auth, self.options.timeout)?;
             match reply.code {
                 235 => return Ok(()),
                 334 => {
                     use base64::Engine;
+                    // Decoded from the text as sent: redaction could cut it.
                     let challenge = base64::engine::general_purpose::STANDARD
-                        .decode(reply.text().trim())
+                        .decode(raw.trim())
                         .unwrap_or_default();
                     match mechanism.respond(&challenge) {
                         Some(answer) => self.secret_command(answer.expose(), "<redacted>")?,
@@ -312,9 +317,17 @@ impl<S: Wire> Session<S> {
                     }
                 }
                 _ => {
-                    return Err(SmtpError::Refused {
-                        stage: Stage::Auth,
-                        reply,
+                    return Err(match mechanism.server_error() {
+                        // The server's own words: they may quote the token.
+                        Some(error) => SmtpError::TokenRefused {
+                            mechanism: name,
+                            reply,
+                            error: crate::term::printable(&self.redactor.redact(&error)),
+                        },
+                        None => SmtpError::Refused {
+                            stage: Stage::Auth,
+                            reply,
+                        },
                     });
                 }
             }
@@ -856,9 +869,20 @@ impl<S: Wire> Session<S> {
     }
 
     fn read_reply_within(&mut self, stage: Stage, wait: Duration) -> Result<Reply, SmtpError> {
+        self.read_reply_keeping_raw(stage, wait)
+            .map(|(reply, _)| reply)
+    }
+
+    /// Like `read_reply_within`, and the text as sent (see
+    /// [`reply::read_keeping_raw`]).
+    fn read_reply_keeping_raw(
+        &mut self,
+        stage: Stage,
+        wait: Duration,
+    ) -> Result<(Reply, String), SmtpError> {
         self.reader.get_mut().set_deadline(wait);
-        let reply = match reply::read(&mut self.reader, &self.redactor) {
-            Ok(reply) => reply,
+        let (reply, raw) = match reply::read_keeping_raw(&mut self.reader, &self.redactor) {
+            Ok(read) => read,
             Err(reply::ReadError::Io(e)) => return Err(self.lost(stage, &e, wait)),
             Err(reply::ReadError::Closed) => {
                 let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
@@ -876,7 +900,7 @@ impl<S: Wire> Session<S> {
         } else if reply.is_positive() && self.closing.as_ref().is_some_and(|(_, r)| r.code != 421) {
             self.closing = None;
         }
-        Ok(reply)
+        Ok((reply, raw))
     }
 
     fn log_client(&self, line: &str) {

@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use super::auth::{Login, Plain};
+use super::auth::{Bearer, Login, Plain};
 use super::session::{Options, Session, Wire};
 use super::*;
 use crate::secret::Secret;
@@ -685,4 +685,254 @@ fn an_abandoned_message_never_sends_its_content() {
     let sent = s.quit().sent().concat();
     assert!(sent.contains("first\r\n.\r\n"), "{sent:?}");
     assert!(!sent.contains("second"), "{sent:?}");
+}
+
+const OAUTH_EHLO: &str = "220 mx.example.com ESMTP\r\n\
+    250-mx.example.com\r\n250-AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER\r\n250 8BITMIME\r\n";
+
+/// A greeted session offering the OAuth2 mechanisms, over `server`.
+fn oauth_session(server: &str, chunk: usize, verbose: bool) -> Session<Script> {
+    let mut s = Session::new(
+        Script::new(&format!("{OAUTH_EHLO}{server}"), chunk),
+        Options {
+            verbose,
+            ..options()
+        },
+        Some("TLSv1.3".into()),
+    );
+    s.greeting().expect("greeting");
+    s.ehlo(false).expect("ehlo");
+    s
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn xoauth2_sends_the_token_in_the_initial_response() {
+    let token = Secret::new("ya29.Tok-EN_123".into());
+    let mut s = oauth_session("235 2.7.0 Accepted\r\n", 4096, false);
+    s.authenticate(&mut Bearer::xoauth2("me@example.com", &token))
+        .expect("accepted");
+    let sent = s.quit().sent();
+    let initial = b64(b"user=me@example.com\x01auth=Bearer ya29.Tok-EN_123\x01\x01");
+    assert_eq!(sent[1], format!("AUTH XOAUTH2 {initial}\r\n"));
+}
+
+#[test]
+fn oauthbearer_sends_the_gs2_header_host_and_port() {
+    let token = Secret::new("tok".into());
+    let mut s = oauth_session("235 2.7.0 Accepted\r\n", 4096, false);
+    s.authenticate(&mut Bearer::oauthbearer(
+        "a,b=c@example.com",
+        "smtp.example.com",
+        587,
+        &token,
+    ))
+    .expect("accepted");
+    let sent = s.quit().sent();
+    let initial = b64(
+        b"n,a=a=2Cb=3Dc@example.com,\x01host=smtp.example.com\x01port=587\x01auth=Bearer tok\x01\x01",
+    );
+    assert_eq!(sent[1], format!("AUTH OAUTHBEARER {initial}\r\n"));
+}
+
+#[test]
+fn a_refused_xoauth2_token_answers_the_challenge_and_decodes_the_error() {
+    let token = Secret::new("ya29.expired-token-value".into());
+    let json = br#"{"status":"401","schemes":"bearer","scope":"https://mail.google.com/"}"#;
+    let server = format!(
+        "334 {}\r\n535 5.7.8 Username and Password not accepted\r\n",
+        b64(json)
+    );
+    let mut s = oauth_session(&server, 5, false);
+    let err = s
+        .authenticate(&mut Bearer::xoauth2("me@example.com", &token))
+        .unwrap_err();
+    let sent = s.quit().sent();
+    assert_eq!(
+        sent[2], "\r\n",
+        "XOAUTH2 answers the error challenge with an empty line"
+    );
+    assert_eq!(err.class(), Class::Auth);
+    let shown = err.to_string();
+    assert_eq!(
+        shown,
+        "server refused AUTH XOAUTH2: 535 5.7.8 Username and Password not accepted \
+         (token error: status=401 schemes=bearer scope=https://mail.google.com/)"
+    );
+    assert!(!shown.contains(&b64(json)[..12]), "{shown}");
+}
+
+#[test]
+fn a_refused_oauthbearer_token_is_answered_with_ctrl_a() {
+    let token = Secret::new("bad-token".into());
+    let server = format!(
+        "334 {}\r\n535 5.7.8 Error: authentication failed\r\n",
+        b64(br#"{"status":"invalid_token"}"#)
+    );
+    let mut s = oauth_session(&server, 4096, false);
+    let err = s
+        .authenticate(&mut Bearer::oauthbearer("me", "mx", 465, &token))
+        .unwrap_err();
+    let sent = s.quit().sent();
+    assert_eq!(sent[2], "AQ==\r\n");
+    assert!(
+        err.to_string()
+            .ends_with("(token error: status=invalid_token)"),
+        "{err}"
+    );
+    assert!(err.hint().is_some_and(|h| h.contains("auth login")));
+}
+
+#[test]
+fn a_second_error_challenge_cancels_the_exchange() {
+    let token = Secret::new("tok".into());
+    let challenge = b64(br#"{"status":"401"}"#);
+    let server = format!("334 {challenge}\r\n334 {challenge}\r\n501 cancelled\r\n");
+    let mut s = oauth_session(&server, 4096, false);
+    let err = s
+        .authenticate(&mut Bearer::xoauth2("me", &token))
+        .unwrap_err();
+    assert_eq!(err.class(), Class::Protocol);
+    assert_eq!(s.quit().sent()[3], "*\r\n");
+}
+
+#[test]
+fn the_token_never_shows_even_when_the_server_echoes_it() {
+    let token = Secret::new("ya29.SECRETSECRETSECRET".into());
+    // A hostile server quotes the token in its JSON error and its reply.
+    let json = br#"{"status":"401","token":"ya29.SECRETSECRETSECRET"}"#;
+    let initial = b64(b"user=me\x01auth=Bearer ya29.SECRETSECRETSECRET\x01\x01");
+    let server = format!(
+        "334 {}\r\n535 5.7.8 bad ya29.SECRETSECRETSECRET {}\r\n",
+        b64(json),
+        &initial[..30]
+    );
+    let mut s = oauth_session(&server, 4096, false);
+    let err = s
+        .authenticate(&mut Bearer::xoauth2("me", &token))
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(!shown.contains(&initial[..30]), "{shown}");
+    assert!(shown.contains("status=401"), "{shown}");
+}
+
+#[test]
+fn auto_prefers_oauthbearer_then_xoauth2_then_plain() {
+    use super::auth::{AuthMethod, Credentials, choose};
+    let (password, token) = (Secret::new("pw".into()), Secret::new("tok".into()));
+    let caps = |offer: &str| {
+        let reply = Reply {
+            code: 250,
+            lines: vec!["mx".into(), format!("AUTH {offer}")],
+        };
+        Capabilities::parse(&reply)
+    };
+    let creds = |password, token| Credentials {
+        user: "me",
+        password,
+        token,
+        host: "mx",
+        port: 587,
+    };
+    let both = creds(Some(&password), Some(&token));
+    let pick = |offer: &str, method, creds: &Credentials| {
+        choose(&caps(offer), method, creds).map(|m| m.name())
+    };
+    let auto = AuthMethod::Auto;
+    assert_eq!(
+        pick("PLAIN XOAUTH2 OAUTHBEARER", auto, &both).unwrap(),
+        "OAUTHBEARER"
+    );
+    assert_eq!(pick("LOGIN PLAIN XOAUTH2", auto, &both).unwrap(), "XOAUTH2");
+    assert_eq!(pick("LOGIN PLAIN", auto, &both).unwrap(), "PLAIN");
+    assert_eq!(pick("LOGIN", auto, &both).unwrap(), "LOGIN");
+    let password_only = creds(Some(&password), None);
+    assert_eq!(
+        pick("PLAIN XOAUTH2", auto, &password_only).unwrap(),
+        "PLAIN"
+    );
+    let err = pick("XOAUTH2", auto, &password_only).unwrap_err();
+    assert_eq!(err.class(), Class::Protocol);
+    assert!(
+        err.hint()
+            .is_some_and(|h| h.contains("OAUTH_TOKEN_COMMAND")),
+        "{err}"
+    );
+    let token_only = creds(None, Some(&token));
+    let err = pick("PLAIN LOGIN", auto, &token_only).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server does not offer AUTH XOAUTH2 or OAUTHBEARER (offers PLAIN LOGIN)"
+    );
+    assert!(
+        err.hint()
+            .is_some_and(|h| h.contains("configure a password"))
+    );
+    // Asked for by name: used when offered, a clear error (76) when not.
+    assert_eq!(
+        pick("PLAIN XOAUTH2 OAUTHBEARER", AuthMethod::XOauth2, &both).unwrap(),
+        "XOAUTH2"
+    );
+    assert_eq!(
+        pick("PLAIN LOGIN", AuthMethod::Login, &both).unwrap(),
+        "LOGIN"
+    );
+    let err = pick("PLAIN XOAUTH2", AuthMethod::OAuthBearer, &both).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "server does not offer AUTH OAUTHBEARER (offers PLAIN XOAUTH2)"
+    );
+    assert_eq!(
+        crate::exit::for_class(err.class()),
+        crate::exit::Exit::Protocol
+    );
+}
+
+#[test]
+fn refusals_of_basic_auth_name_what_to_do() {
+    let refused = |code, text: &str| SmtpError::Refused {
+        stage: Stage::Auth,
+        reply: Reply {
+            code,
+            lines: vec![text.into()],
+        },
+    };
+    for err in [
+        refused(
+            535,
+            "5.7.139 Authentication unsuccessful, basic authentication is disabled.",
+        ),
+        refused(
+            550,
+            "5.7.30 Basic authentication is not supported for Client Submission.",
+        ),
+    ] {
+        assert_eq!(
+            crate::exit::for_class(err.class()),
+            crate::exit::Exit::NoPerm
+        );
+        let hint = err.hint().expect("a hint");
+        assert!(hint.contains("--auth xoauth2"), "{hint}");
+        assert!(hint.contains("mailsend auth login"), "{hint}");
+    }
+    let gmail = refused(
+        534,
+        "5.7.9 Application-specific password required. Learn more at https://support.google.com/mail/?p=InvalidSecondFactor",
+    );
+    let hint = gmail.hint().expect("a hint");
+    assert!(
+        hint.contains("app password") && hint.contains("xoauth2"),
+        "{hint}"
+    );
+    let plain = refused(535, "5.7.8 Error: authentication failed");
+    assert!(
+        plain
+            .hint()
+            .is_some_and(|h| h.contains("check MAILSEND_USER"))
+    );
 }

@@ -558,3 +558,139 @@ fn a_failing_client_secret_command_is_78_and_sends_nothing() {
     run.error_mentions("oauth_client_secret_command failed: it exited with");
     assert!(server.token_requests().is_empty());
 }
+
+// --- Sending with the built-in sign-in ------------------------------------
+//
+// The account's oauth_* keys (here the double's variables) make the stored
+// sign-in the token source of every send: the recording SMTP server takes
+// exactly one token, and only the double issues new ones.
+
+/// An SMTP server taking XOAUTH2/OAUTHBEARER with `token` only (and
+/// PLAIN/LOGIN with the test password), and mailsend pointed at it and
+/// at the OAuth2 double.
+fn smtp_and_mailsend(
+    oauth: &OAuthServer,
+    token: &str,
+) -> (crate::support::server::TestServer, Mailsend) {
+    use crate::support::server::{Behaviour, TestServer};
+    let smtp = TestServer::start(Behaviour {
+        oauth_token: Some(token.into()),
+        ..super::with_auth(Behaviour::default())
+    });
+    let mut m = Mailsend::to(&smtp);
+    for (k, v) in oauth.env() {
+        m.env(k, &v);
+    }
+    m.args(["--to", "a@example.com", "--subject", "s", "--body", "b"]);
+    (smtp, m)
+}
+
+/// The token each session presented with AUTH.
+fn presented(smtp: &crate::support::server::TestServer) -> Vec<Option<String>> {
+    smtp.sessions()
+        .iter()
+        .map(|s| s.auth.as_ref().map(|(_, secret)| secret.clone()))
+        .collect()
+}
+
+#[test]
+fn a_send_uses_the_stored_access_token_while_it_is_valid() {
+    let oauth = OAuthServer::start(Options::default());
+    let stored_token = format!("{ACCESS_PREFIX}old");
+    let (smtp, mut m) = smtp_and_mailsend(&oauth, &stored_token);
+    seed(&m, &format!("{REFRESH_PREFIX}seed"), 3600);
+    checked(m.run(), 0);
+    assert_eq!(presented(&smtp), [Some(stored_token)]);
+    let session = &smtp.sessions()[0];
+    assert!(session.authenticated);
+    assert_eq!(session.transactions.len(), 1);
+    assert!(
+        session
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("AUTH OAUTHBEARER")),
+        "{:?}",
+        session.lines()
+    );
+    assert!(oauth.token_requests().is_empty(), "refreshed for nothing");
+}
+
+#[test]
+fn a_send_refreshes_an_access_token_about_to_run_out_and_keeps_the_rotated_one() {
+    let oauth = OAuthServer::start(Options::default());
+    let old = format!("{REFRESH_PREFIX}seed");
+    oauth.add_refresh_token(&old);
+    // The double's first issued token.
+    let (smtp, mut m) = smtp_and_mailsend(&oauth, &format!("{ACCESS_PREFIX}1"));
+    let file = seed(&m, &old, 30);
+    checked(m.run(), 0);
+    assert_eq!(presented(&smtp), [Some(format!("{ACCESS_PREFIX}1"))]);
+    assert_eq!(oauth.token_requests().len(), 1);
+    let now = stored(&file);
+    assert_eq!(now["access_token"], format!("{ACCESS_PREFIX}1"));
+    assert_ne!(now["refresh_token"], old.as_str(), "rotation not saved");
+    assert_eq!(mode(&file), 0o600);
+}
+
+#[test]
+fn a_token_the_server_refuses_is_refreshed_once_and_the_send_goes() {
+    let oauth = OAuthServer::start(Options::default());
+    let old = format!("{REFRESH_PREFIX}seed");
+    oauth.add_refresh_token(&old);
+    // The stored token looks valid for an hour, but the server says no
+    // (revoked early, say): one forced refresh, a new session.
+    let (smtp, mut m) = smtp_and_mailsend(&oauth, &format!("{ACCESS_PREFIX}1"));
+    seed(&m, &old, 3600);
+    checked(m.run(), 0);
+    assert_eq!(
+        presented(&smtp),
+        [
+            Some(format!("{ACCESS_PREFIX}old")),
+            Some(format!("{ACCESS_PREFIX}1"))
+        ]
+    );
+    assert_eq!(oauth.token_requests().len(), 1);
+    assert_eq!(smtp.sessions()[1].transactions.len(), 1);
+}
+
+#[test]
+fn a_send_before_any_sign_in_is_78_naming_auth_login_and_sends_nothing() {
+    let oauth = OAuthServer::start(Options::default());
+    let (smtp, mut m) = smtp_and_mailsend(&oauth, &format!("{ACCESS_PREFIX}1"));
+    let run = checked(m.run(), 78);
+    assert!(
+        run.stderr().contains("mailsend auth login"),
+        "{}",
+        run.stderr()
+    );
+    assert!(smtp.sessions().is_empty(), "connected without a token");
+}
+
+#[test]
+fn a_send_with_a_revoked_sign_in_is_77_and_a_campaign_sends_nothing() {
+    let oauth = OAuthServer::start(Options::default());
+    let (smtp, mut m) = smtp_and_mailsend(&oauth, &format!("{ACCESS_PREFIX}1"));
+    seed(&m, &format!("{REFRESH_PREFIX}revoked"), -10);
+    let run = checked(m.run(), 77);
+    run.error_mentions("invalid_grant");
+
+    // A campaign of the same account: stopped before its first session.
+    let mut bulk = Mailsend::to(&smtp);
+    for (k, v) in oauth.env() {
+        bulk.env(k, &v);
+    }
+    bulk.env("HOME", m.path().to_str().expect("utf-8"));
+    std::fs::write(m.path().join("list.csv"), "email\nb@example.com\n").expect("list");
+    bulk.current_dir(m.path()).args([
+        "bulk",
+        "--data",
+        "list.csv",
+        "--from",
+        "news@example.com",
+        "--body",
+        "x",
+        "--yes",
+    ]);
+    checked(bulk.run(), 77);
+    assert!(smtp.sessions().is_empty());
+}

@@ -6,6 +6,7 @@ mod client_cert;
 mod compose;
 mod docs;
 mod errors;
+mod oauth;
 mod outbox;
 mod protocol;
 mod security;

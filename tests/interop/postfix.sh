@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A private, throw-away Postfix instance for the interop suite.
-#   postfix.sh start DIR PKI SUBMISSION_PORT SMTPS_PORT PLAIN_PORT LIMITS_PORT LOGIN_PORT
+#   postfix.sh start DIR PKI SUBMISSION_PORT SMTPS_PORT PLAIN_PORT LIMITS_PORT LOGIN_PORT [OAUTH_PORT DOVECOT_SOCKET]
 #   postfix.sh stop DIR
 # Listens on 127.0.0.1 only; delivers every recipient in example.test into
 # the one Maildir DIR/mail/inbox/ (each copy carries Delivered-To); relays
@@ -13,6 +13,9 @@
 #   LIMITS_PORT      like submission, with smtpd_recipient_limit=2 and
 #                    message_size_limit=100000
 #   LOGIN_PORT       like submission, offering AUTH LOGIN only
+#   OAUTH_PORT       like submission, with Dovecot as the SASL server
+#                    (dovecot.sh: XOAUTH2 and OAUTHBEARER, tokens checked
+#                    by introspection), when DOVECOT_SOCKET is given
 set -euo pipefail
 
 PF_SBIN=/usr/lib/postfix/sbin
@@ -37,6 +40,16 @@ stop() {
 
 start() {
     local dir=$1 pki=$2 p_sub=$3 p_smtps=$4 p_plain=$5 p_lim=$6 p_login=$7
+    local p_oauth=${8:-} dovecot_socket=${9:-} oauth_listener=""
+    if [ -n "$dovecot_socket" ]; then
+        oauth_listener="127.0.0.1:$p_oauth inet n - n - - smtpd
+  -o syslog_name=postfix/oauth
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=$dovecot_socket
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject"
+    fi
     local conf=$dir/etc uid gid
     uid=$(id -u postfix) gid=$(id -g postfix)
     mkdir -p "$conf/sasl" "$dir/queue" "$dir/data" "$dir/log" "$dir/mail"
@@ -129,6 +142,7 @@ CF
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_sasl_path=smtpd-login
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+$oauth_listener
 cleanup   unix n - n - 0 cleanup
 qmgr      unix n - n 300 1 qmgr
 tlsmgr    unix - - n 1000? 1 tlsmgr
@@ -194,5 +208,5 @@ CF
 case ${1:-} in
 start) shift; start "$@" ;;
 stop) shift; stop "$@" ;;
-*) echo "usage: $0 start DIR PKI P_SUB P_SMTPS P_PLAIN P_LIMITS P_LOGIN | stop DIR" >&2; exit 64 ;;
+*) echo "usage: $0 start DIR PKI P_SUB P_SMTPS P_PLAIN P_LIMITS P_LOGIN [P_OAUTH DOVECOT_SOCKET] | stop DIR" >&2; exit 64 ;;
 esac

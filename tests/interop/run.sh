@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # mailsend interop suite: the real binary against a private Postfix
 # (submission with STARTTLS + AUTH, implicit TLS with AUTH, a plain local
-# relay port), a recording SMTP server and a scripted fault server.
+# relay port; and an OAuth2 port whose SASL server is a private Dovecot
+# checking XOAUTH2/OAUTHBEARER tokens against suite.py's introspection
+# endpoint), a recording SMTP server and a scripted fault server.
 # Everything listens on 127.0.0.1; every recipient is in example.test.
 #
 # Usage (as root, Debian 12):  tests/interop/run.sh
@@ -22,8 +24,8 @@
 # system.py those with real system programs: Debian's cron
 # (MAILTO mail through mailsend as /usr/sbin/sendmail), git send-email,
 # HOME unset with /etc/mailsend/config.toml, and the outbox. Installs
-# postfix, sasl2-bin, libsasl2-modules, openssl, cron, git, git-email and
-# libmailtools-perl when missing. Every system path is put back on exit
+# postfix, sasl2-bin, libsasl2-modules, openssl, cron, git, git-email,
+# libmailtools-perl and dovecot-core when missing. Every system path is put back on exit
 # (system.sh stop), and by the next run if this one was killed.
 #
 # Prints `ok - name` / `not ok - name: details` per check, the duration,
@@ -81,9 +83,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 # For the system checks (system.py): Debian's cron, git send-email. Without
 # them only those checks fail. git-email needs Mail::Address (libmailtools-perl),
-# which it only recommends.
+# which it only recommends. dovecot-core: the SASL server that checks OAuth2
+# tokens (dovecot.sh); without it only the OAuth2 checks fail.
 extra_pkgs=()
-for pkg in cron git git-email libmailtools-perl; do
+for pkg in cron git git-email libmailtools-perl dovecot-core; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || extra_pkgs+=("$pkg")
 done
 if [ ${#extra_pkgs[@]} -gt 0 ]; then
@@ -123,6 +126,7 @@ chmod 0755 "$work" # Postfix daemons (user postfix) must reach the queue, sasldb
 cleanup() {
     "$here/system.sh" stop $$ >/dev/null 2>&1 || true
     "$here/postfix.sh" stop "$work/postfix" >/dev/null 2>&1 || true
+    "$here/dovecot.sh" stop "$work/dovecot" >/dev/null 2>&1 || true
     [ "${INTEROP_KEEP:-}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -134,21 +138,37 @@ if ! out=$("$here/pki.sh" "$work/pki" 2>&1); then
 fi
 ok "test PKI generated with openssl (CA, localhost, wrong host, expired, rogue CA)"
 
-read -r p_sub p_smtps p_plain p_limits p_login < <(python3 -c '
+read -r p_sub p_smtps p_plain p_limits p_login p_oauth p_introspect < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(7)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 ')
 
+# Dovecot, the SASL server of Postfix's OAuth2 port: it checks each token
+# with the introspection endpoint suite.py serves on $p_introspect.
+dovecot_socket=
+oauth_ports=
+if ! command -v dovecot >/dev/null; then
+    not_ok "private Dovecot (OAuth2 SASL) started" "dovecot not installed (dovecot-core)"
+elif out=$("$here/dovecot.sh" start "$work/dovecot" "http://127.0.0.1:$p_introspect/introspect" 2>&1 </dev/null); then
+    dovecot_socket=$work/dovecot/auth-client
+    oauth_ports=$p_oauth
+    ok "private Dovecot $(dovecot --version | cut -d' ' -f1) started (SASL for Postfix: XOAUTH2, OAUTHBEARER; tokens by introspection)"
+else
+    not_ok "private Dovecot (OAuth2 SASL) started" "$(echo "$out" | tail -5 | tr '\n' ' ')"
+fi
+
 if ! out=$("$here/postfix.sh" start "$work/postfix" "$work/pki" \
-    "$p_sub" "$p_smtps" "$p_plain" "$p_limits" "$p_login" 2>&1 </dev/null); then
+    "$p_sub" "$p_smtps" "$p_plain" "$p_limits" "$p_login" \
+    ${dovecot_socket:+"$p_oauth" "$dovecot_socket"} 2>&1 </dev/null); then
     not_ok "private Postfix instance started" "$(echo "$out" | tail -15 | tr '\n' ' ')"
     finish
 fi
 # Wait until every listener accepts connections.
-if ! python3 - "$p_sub" "$p_smtps" "$p_plain" "$p_limits" "$p_login" <<'PY'; then
+# shellcheck disable=SC2086 # $oauth_ports: one port or none
+if ! python3 - "$p_sub" "$p_smtps" "$p_plain" "$p_limits" "$p_login" $oauth_ports <<'PY'; then
 import socket, sys, time
 deadline = time.monotonic() + 10
 for port in map(int, sys.argv[1:]):
@@ -165,7 +185,7 @@ PY
     finish
 fi
 pf_version=$(postconf -c "$work/postfix/etc" -h mail_version 2>/dev/null || echo unknown)
-ok "private Postfix $pf_version started (submission $p_sub, smtps $p_smtps, plain $p_plain, limits $p_limits, login $p_login)"
+ok "private Postfix $pf_version started (submission $p_sub, smtps $p_smtps, plain $p_plain, limits $p_limits, login $p_login${oauth_ports:+, oauth $p_oauth})"
 
 # Python's smtplib, not mailsend, proves the instance delivers (plain port,
 # and submission with STARTTLS + AUTH) before any mailsend check runs.
@@ -227,6 +247,8 @@ export INTEROP_MAILDIR=$work/postfix/mail/inbox INTEROP_POSTFIX_LOG=$work/postfi
 export INTEROP_PASSWORD_FILE=$work/postfix/password INTEROP_POSTFIX_VERSION=$pf_version
 export INTEROP_PORT_SUBMISSION=$p_sub INTEROP_PORT_SMTPS=$p_smtps INTEROP_PORT_PLAIN=$p_plain
 export INTEROP_PORT_LIMITS=$p_limits INTEROP_PORT_LOGIN=$p_login
+export INTEROP_PORT_OAUTH=$oauth_ports INTEROP_PORT_INTROSPECT=$p_introspect
+export INTEROP_DOVECOT_LOG=$work/dovecot/dovecot.log
 export INTEROP_COUNTS=$work/counts INTEROP_MATRIX=${INTEROP_MATRIX:-$work/MATRIX.md}
 timeout 600 python3 "$here/suite.py" </dev/null
 rc=$?

@@ -20,14 +20,17 @@ import email
 import email.policy
 import email.utils
 import hashlib
+import http.server
 import json
 import os
 import random
 import re
 import subprocess
 import sys
+import threading
 import time
 import traceback
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -46,6 +49,11 @@ PORT_SMTPS = int(ENV["INTEROP_PORT_SMTPS"])
 PORT_PLAIN = int(ENV["INTEROP_PORT_PLAIN"])
 PORT_LIMITS = int(ENV["INTEROP_PORT_LIMITS"])
 PORT_LOGIN = int(ENV["INTEROP_PORT_LOGIN"])
+# Postfix with Dovecot as SASL server (XOAUTH2, OAUTHBEARER); empty when
+# Dovecot could not be started (run.sh then says so).
+PORT_OAUTH = int(ENV["INTEROP_PORT_OAUTH"]) if ENV.get("INTEROP_PORT_OAUTH") else None
+PORT_INTROSPECT = int(ENV.get("INTEROP_PORT_INTROSPECT") or 0)
+DOVECOT_LOG = Path(ENV.get("INTEROP_DOVECOT_LOG", "/nonexistent"))
 PASSWORD = Path(ENV["INTEROP_PASSWORD_FILE"]).read_text()
 USER = "sender@example.test"
 # The scripted servers accept any credentials; this one must never be printed either.
@@ -580,6 +588,102 @@ def t_login_only(c: Check) -> None:
             c.equal(text_body(copies[0]), "via LOGIN\n", "body")
 
 
+# ---------------------------------------------------------------- OAuth2 (Postfix + Dovecot)
+
+# The access token the introspection endpoint says is active for USER.
+GOOD_TOKEN = "ya29.interop-" + "".join(random.choice("abcdefghjkmnpqrstuvwxyz0123456789") for _ in range(40))
+BAD_TOKEN = "ya29.expired-" + "".join(random.choice("abcdefghjkmnpqrstuvwxyz0123456789") for _ in range(40))
+INTROSPECTED: list[str] = []
+
+
+class Introspection(http.server.BaseHTTPRequestHandler):
+    """RFC 7662 token introspection, as Dovecot's oauth2 passdb asks it
+    (introspection_mode = post: `token=...` in a form body)."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
+        token = form.get("token", [""])[0]
+        INTROSPECTED.append(token)
+        if token == GOOD_TOKEN:
+            body = {"active": True, "username": USER, "scope": "mail"}
+        else:
+            body = {"active": False}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def start_introspection() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT_INTROSPECT), Introspection)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def token_command(token: str) -> str:
+    path = FILES / f"token-{hashlib.sha256(token.encode()).hexdigest()[:8]}"
+    path.write_text(token + "\n")
+    return f"cat '{path}'"
+
+
+def no_token(c: Check, run: Run) -> None:
+    out = run.stdout + run.stderr
+    for token in (GOOD_TOKEN, BAD_TOKEN):
+        for form in (token, base64.b64encode(token.encode()).decode(), token[5:25]):
+            if form in out:
+                c.problems.append("the token (or its base64 form) appears in mailsend's output")
+                return
+
+
+def oauth_send(auth: str, wire: str):
+    def check(c: Check) -> None:
+        if not c.expect(PORT_OAUTH, "no Postfix + Dovecot port (Dovecot did not start)"):
+            return
+        before = len(INTROSPECTED)
+        rcpt = f"oauth-{auth}@example.test"
+        run = mailsend(postfix(PORT_OAUTH) + [
+            "--auth", auth, "--oauth-token-command", token_command(GOOD_TOKEN),
+            "--from", USER, "--to", rcpt, "--subject", f"oauth {auth}",
+            "--body", f"sent with {wire}\n", "--json", "-v"],
+            env={"MAILSEND_USER": USER, "MAILSEND_PASSWORD": PASSWORD})
+        no_token(c, run)
+        c.expect(f"-> AUTH {wire} <redacted>" in run.stderr.splitlines(),
+                 f"no '-> AUTH {wire} <redacted>' in the transcript: {short(run.stderr, 600)}")
+        c.expect(GOOD_TOKEN in INTROSPECTED[before:], "Dovecot never asked the introspection endpoint")
+        j = sent_ok(c, run, [rcpt])
+        if not j:
+            return
+        copies = delivered(j["message_id"], 1)
+        if c.equal(len(copies), 1, "copies in the Maildir"):
+            c.equal(text_body(copies[0]), f"sent with {wire}\n", "body")
+            c.expect("with ESMTPSA" in str(copies[0]["Received"]),
+                     f"Received does not show TLS+AUTH: {short(str(copies[0]['Received']))}")
+    return check
+
+
+def oauth_refused(auth: str, wire: str, decoded: str):
+    def check(c: Check) -> None:
+        if not c.expect(PORT_OAUTH, "no Postfix + Dovecot port (Dovecot did not start)"):
+            return
+        run = mailsend(postfix(PORT_OAUTH) + [
+            "--auth", auth, "--oauth-token-command", token_command(BAD_TOKEN),
+            "--from", USER, "--to", "never@example.test", "--subject", "refused", "--body", "x"],
+            env={"MAILSEND_USER": USER})
+        expect_failure(c, run, 77, [f"server refused AUTH {wire}: 535", f"(token error: {decoded}"],
+                       None, max_seconds=8)
+        no_token(c, run)
+        c.expect("eyJ" not in "".join(run.error_lines()), "the error line quotes base64")
+        for line in run.error_lines():
+            print(f"# {wire}, refused token: {line}", flush=True)
+        c.expect(BAD_TOKEN in INTROSPECTED, "Dovecot never asked the introspection endpoint")
+    return check
+
+
 # ---------------------------------------------------------------- on the wire (recording server)
 
 def wire_send(c: Check, args: list[str], stdin: bytes = b"", pipelining: bool = False):
@@ -904,6 +1008,8 @@ def write_matrix(path: Path) -> None:
 
 def main() -> int:
     F.update(make_files())
+    if PORT_OAUTH:
+        start_introspection()
     checks: list[tuple[str, Callable]] = [
         ("postfix submission (STARTTLS + AUTH PLAIN): To/Cc/Bcc message delivered", t_submission),
         ("postfix submission: From/To/Cc/Subject/Date/Message-ID as sent", t_submission_headers),
@@ -929,6 +1035,16 @@ def main() -> int:
         ("attachment: non-ASCII filename and content round-trip", t_attach_intl),
         ("html: text and HTML alternative parts both present", t_alternative),
         ("-v transcript redacts AUTH PLAIN and AUTH LOGIN credentials", t_verbose_redacts),
+        ("postfix + dovecot oauth2: XOAUTH2 with a token from a token command, delivered",
+         oauth_send("xoauth2", "XOAUTH2")),
+        ("postfix + dovecot oauth2: OAUTHBEARER with a token from a token command, delivered",
+         oauth_send("oauthbearer", "OAUTHBEARER")),
+        ("postfix + dovecot oauth2: --auth auto picks OAUTHBEARER when a token command is set",
+         oauth_send("auto", "OAUTHBEARER")),
+        ("postfix + dovecot oauth2: a refused XOAUTH2 token is 77 with Dovecot's decoded error",
+         oauth_refused("xoauth2", "XOAUTH2", "status=401")),
+        ("postfix + dovecot oauth2: a refused OAUTHBEARER token is 77 with Dovecot's decoded error",
+         oauth_refused("oauthbearer", "OAUTHBEARER", "status=invalid_token")),
         ("wire: Bcc address only in RCPT TO, no Bcc header transmitted", t_wire_bcc),
         ("wire: LF input goes out as CRLF, no bare CR or LF", t_wire_lf),
         ("wire: lines starting with '.' are dot-stuffed, '.' alone sent as '..'", t_wire_dots),

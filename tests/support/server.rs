@@ -44,6 +44,16 @@ pub struct Behaviour {
     /// advertised and accepted only under TLS unless `allow_auth_without_tls`
     /// or `Security::Plain` (else 538).
     pub auth: Option<(String, String)>,
+    /// With `auth`: XOAUTH2 and OAUTHBEARER are offered too, and accept
+    /// the user with this access token; another token gets the 334 JSON
+    /// error challenge Dovecot sends, then (once answered) 535.
+    pub oauth_token: Option<String>,
+    /// With `auth`: the mechanisms advertised (and accepted), instead of
+    /// "PLAIN LOGIN" (plus "XOAUTH2 OAUTHBEARER" with `oauth_token`).
+    pub auth_mechanisms: Option<String>,
+    /// With `auth`: the reply to wrong credentials instead of 535 5.7.8
+    /// (a provider that refuses passwords: 535 5.7.139, 550 5.7.30).
+    pub auth_refusal: Option<String>,
     pub allow_auth_without_tls: bool,
     pub pipelining: bool,
     /// Advertise `SIZE n` and enforce it (MAIL SIZE= param and actual data: 552).
@@ -122,6 +132,9 @@ impl Default for Behaviour {
             cert: Cert::Good,
             offer_starttls: true,
             auth: None,
+            oauth_token: None,
+            auth_mechanisms: None,
+            auth_refusal: None,
             allow_auth_without_tls: false,
             pipelining: true,
             size: None,
@@ -743,7 +756,7 @@ impl<'a> Smtp<'a> {
                 let starttls = b.security == Security::StartTls && b.offer_starttls && !self.tls();
                 ext.extend(starttls.then(|| "STARTTLS".into()));
                 let auth = b.auth.is_some() && self.auth_allowed();
-                ext.extend(auth.then(|| "AUTH PLAIN LOGIN".into()));
+                ext.extend(auth.then(|| format!("AUTH {}", self.mechanisms())));
                 if !self.b.seven_bit_only {
                     ext.extend(["8BITMIME".into(), "SMTPUTF8".into()]);
                 }
@@ -832,6 +845,9 @@ impl<'a> Smtp<'a> {
             return self
                 .send("538 5.7.11 Encryption required for requested authentication mechanism");
         }
+        if !self.offers(&mech) {
+            return self.send("504 5.5.4 Unsupported authentication mechanism");
+        }
         let creds = match mech.as_str() {
             "PLAIN" => {
                 let Some(resp) = self.response(initial, "334 ")? else {
@@ -848,6 +864,9 @@ impl<'a> Smtp<'a> {
                 };
                 b64(&u).zip(b64(&p))
             }
+            "XOAUTH2" | "OAUTHBEARER" if self.offers(&mech) && self.b.oauth_token.is_some() => {
+                return self.oauth(&mech, initial, &user);
+            }
             _ => return self.send("504 5.5.4 Unsupported authentication mechanism"),
         };
         let Some(creds) = creds else {
@@ -863,8 +882,83 @@ impl<'a> Smtp<'a> {
             (self.authed, self.s.authenticated) = (true, true);
             self.send("235 2.7.0 Authentication successful")
         } else {
-            self.send("535 5.7.8 Error: authentication failed")
+            let refusal = self.b.auth_refusal.clone();
+            self.send(
+                refusal
+                    .as_deref()
+                    .unwrap_or("535 5.7.8 Error: authentication failed"),
+            )
         }
+    }
+
+    /// The AUTH mechanisms advertised.
+    fn mechanisms(&self) -> String {
+        match (&self.b.auth_mechanisms, &self.b.oauth_token) {
+            (Some(m), _) => m.clone(),
+            (None, Some(_)) => "PLAIN LOGIN XOAUTH2 OAUTHBEARER".into(),
+            (None, None) => "PLAIN LOGIN".into(),
+        }
+    }
+
+    fn offers(&self, mech: &str) -> bool {
+        self.mechanisms()
+            .split(' ')
+            .any(|m| m.eq_ignore_ascii_case(mech))
+    }
+
+    /// XOAUTH2 (`user=U^Aauth=Bearer T^A^A`) or OAUTHBEARER (`n,a=U,^A...
+    /// auth=Bearer T^A^A`): a wrong token gets the JSON error challenge, as
+    /// Dovecot sends it, and 535 once the client answered it.
+    fn oauth(&mut self, mech: &str, initial: &str, user: &str) -> Res {
+        let Some(resp) = self.response(initial, "334 ")? else {
+            return Ok(());
+        };
+        let Some(decoded) = b64(&resp) else {
+            return self.send("501 5.5.2 Error: invalid base64 or SASL response");
+        };
+        let fields: Vec<&str> = decoded.split('\x01').collect();
+        let (presented, gs2_ok) = match mech {
+            "XOAUTH2" => (
+                fields.first().and_then(|f| f.strip_prefix("user=")),
+                decoded.ends_with("\x01\x01"),
+            ),
+            _ => (
+                fields
+                    .first()
+                    .and_then(|f| f.strip_prefix("n,a="))
+                    .and_then(|f| f.strip_suffix(',')),
+                decoded.ends_with("\x01\x01")
+                    && fields.iter().any(|f| f.starts_with("host="))
+                    && fields.iter().any(|f| f.starts_with("port=")),
+            ),
+        };
+        let token = fields
+            .iter()
+            .find_map(|f| f.strip_prefix("auth=Bearer "))
+            .unwrap_or_default()
+            .to_owned();
+        let presented = presented.unwrap_or_default().to_owned();
+        let ok = gs2_ok && presented == user && Some(&token) == self.b.oauth_token.as_ref();
+        self.s.auth = Some((presented, token));
+        if ok {
+            (self.authed, self.s.authenticated) = (true, true);
+            return self.send("235 2.7.0 Authentication successful");
+        }
+        let json = match mech {
+            "XOAUTH2" => {
+                r#"{"status":"401","schemes":"bearer","scope":"https://mail.example.com/"}"#
+            }
+            _ => r#"{"status":"invalid_token"}"#,
+        };
+        self.send(&format!("334 {}", BASE64_STANDARD.encode(json)))?;
+        let answer = self.next_line()?.ok_or("EOF during AUTH")?;
+        let expected = if mech == "XOAUTH2" { "" } else { "AQ==" };
+        if answer != expected {
+            self.s
+                .violations
+                .push(format!("{mech} error challenge answered with {answer:?}"));
+        }
+        self.send("535 5.7.8 Error: authentication failed")
     }
 
     /// `initial` if non-empty, else prompts and reads a line. Ok(None) if the
