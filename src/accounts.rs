@@ -54,6 +54,9 @@ pub struct Account {
     pub queue: Option<bool>,
     pub outbox: Option<PathBuf>,
     pub queue_lifetime: Option<String>,
+    pub dkim_key: Option<PathBuf>,
+    pub dkim_selector: Option<String>,
+    pub dkim_domain: Option<String>,
 }
 
 /// More than any settings file needs: a larger one (`--env-file

@@ -324,6 +324,28 @@ pub struct Delivery {
     /// Keep a message that cannot be sent yet in the outbox (exit 0, "queued as ID")
     #[arg(long)]
     pub queue: bool,
+
+    #[command(flatten)]
+    pub dkim: DkimArgs,
+}
+
+/// DKIM signing: each also a MAILSEND_* variable and an account key.
+#[derive(Debug, Args, Default, Clone)]
+pub struct DkimArgs {
+    /// Sign with DKIM using this PEM private key (RSA 2048+ or Ed25519,
+    /// readable by you only) [env: MAILSEND_DKIM_KEY]
+    #[arg(long, value_name = "FILE", help_heading = "DKIM")]
+    pub dkim_key: Option<PathBuf>,
+
+    /// DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN
+    /// [env: MAILSEND_DKIM_SELECTOR]
+    #[arg(long, value_name = "SELECTOR", help_heading = "DKIM")]
+    pub dkim_selector: Option<String>,
+
+    /// DKIM signing domain (d=) [env: MAILSEND_DKIM_DOMAIN] [default: the
+    /// From address's domain]
+    #[arg(long, value_name = "DOMAIN", help_heading = "DKIM")]
+    pub dkim_domain: Option<String>,
 }
 
 /// The server and how to reach it.
@@ -390,6 +412,7 @@ pub struct ServerArgs {
     pub log: Option<String>,
     pub retry_for: Option<String>,
     pub queue: bool,
+    pub dkim: DkimArgs,
     pub host: Option<String>,
     pub port: Option<String>,
     pub tls: Option<String>,
@@ -415,6 +438,7 @@ impl ServerArgs {
             log,
             retry_for,
             queue,
+            dkim,
         } = delivery;
         let Connection {
             host,
@@ -436,6 +460,7 @@ impl ServerArgs {
             log,
             retry_for,
             queue,
+            dkim,
             host,
             port,
             tls,
@@ -460,6 +485,7 @@ impl ServerArgs {
                 log: self.log,
                 retry_for: self.retry_for,
                 queue: self.queue,
+                dkim: self.dkim,
             },
             Connection {
                 host: self.host,

@@ -28,6 +28,7 @@ mod bulk;
 mod cli;
 mod config;
 mod deliver;
+mod dkim;
 mod docs;
 mod dotenv;
 mod exit;

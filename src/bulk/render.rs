@@ -99,6 +99,8 @@ pub struct Campaign {
     has_url: bool,
     has_mailto: bool,
     has_list_id: bool,
+    /// DKIM: every row's message is signed with it.
+    pub signer: Option<crate::dkim::Signer>,
 }
 
 const SUBJECT: &str = "--subject";
@@ -180,6 +182,7 @@ impl Campaign {
             has_url: spec.unsubscribe_url.is_some(),
             has_mailto: spec.unsubscribe_mailto.is_some(),
             has_list_id: spec.list_id.is_some(),
+            signer: None,
         })
     }
 
