@@ -1,6 +1,7 @@
 mod bulk;
 mod bulk_send;
 mod compose;
+mod dkim;
 mod docs;
 mod errors;
 mod outbox;
