@@ -155,6 +155,11 @@ pub struct SendArgs {
     #[arg(short, long, value_name = "PATH")]
     pub attach: Vec<PathBuf>,
 
+    /// Add an image the HTML shows as <img src="cid:NAME">, NAME being the
+    /// file's name (e.g. --inline logo.png, cid:logo.png); repeatable; needs --html
+    #[arg(long, value_name = "FILE")]
+    pub inline: Vec<PathBuf>,
+
     /// Attach standard input as a file named NAME (`tar c dir | mailsend
     /// --attach-stdin dir.tar ...`); the text then comes from --body or
     /// --body-file, or is empty

@@ -206,10 +206,33 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
         .iter()
         .map(|h| message::parse_header(h))
         .collect::<Result<Vec<_>>>()?;
+    if !cli.inline.is_empty() && cli.html.is_none() {
+        return Err(Failure::usage(
+            "--inline needs --html: inline images are shown by the HTML part",
+        )
+        .into());
+    }
     let html = match &cli.html {
         Some(path) => Some(utf8_text(read_file("HTML file", path)?, "HTML file")?),
         None => None,
     };
+    let inline = cli
+        .inline
+        .iter()
+        .map(|p| Attachment::open_inline(p))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, image) in inline.iter().enumerate() {
+        if inline[..i]
+            .iter()
+            .any(|other| other.filename == image.filename)
+        {
+            return Err(Failure::usage(format!(
+                "--inline: two files named {}: their Content-IDs (cid:{}) would be the same",
+                image.filename, image.filename
+            ))
+            .into());
+        }
+    }
     let mut attachments = cli
         .attach
         .iter()
@@ -274,6 +297,7 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
         text,
         html,
         attachments,
+        inline,
         headers,
         date: SystemTime::now(),
         message_id,

@@ -299,6 +299,7 @@ impl Campaign {
             text,
             html,
             attachments,
+            inline: Vec::new(),
             headers,
             date: SystemTime::now(),
             message_id,

@@ -4,6 +4,7 @@ mod compose;
 mod dkim;
 mod docs;
 mod errors;
+mod inline;
 mod outbox;
 mod protocol;
 mod security;
