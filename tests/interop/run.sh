@@ -93,7 +93,7 @@ if [ ${#extra_pkgs[@]} -gt 0 ]; then
         not_ok "install ${extra_pkgs[*]}" "apt-get failed, see /tmp/mailsend-interop-apt.log: $(tail -3 /tmp/mailsend-interop-apt.log | tr '\n' ' ')"
     fi
 fi
-# For dkim.py: Debian's dkimpy (and PyNaCl for Ed25519), the independent
+# For signing.py: Debian's dkimpy (and PyNaCl for Ed25519), the independent
 # DKIM verifier. Without them only the DKIM checks fail.
 dkim_pkgs=()
 for pkg in python3-dkim python3-nacl; do
@@ -275,15 +275,15 @@ else
 fi
 [ "$rc" -ne 0 ] || rc=$rc2
 
-# DKIM signing and inline images (dkim.py): Debian's python3 has dkimpy.
+# DKIM signing and inline images (signing.py): Debian's python3 has dkimpy.
 export INTEROP_COUNTS=$work/counts-dkim
-timeout 300 /usr/bin/python3 "$here/dkim.py" </dev/null
+timeout 300 /usr/bin/python3 "$here/signing.py" </dev/null
 rc4=$?
 if [ -s "$work/counts-dkim" ]; then
     read -r d_passed d_failed < "$work/counts-dkim"
     s_passed=$((s_passed + d_passed)) s_failed=$((s_failed + d_failed))
 else
-    not_ok "dkim.py ran to the end" "exited $rc4 without writing its counts"
+    not_ok "signing.py ran to the end" "exited $rc4 without writing its counts"
 fi
 [ "$rc" -ne 0 ] || rc=$rc4
 if [ "$s_failed" -gt 0 ] || [ "$rc" -ne 0 ] || [ "$setup_failed" -gt 0 ]; then

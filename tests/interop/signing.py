@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""mailsend interop checks for DKIM signing and inline images (issue 12):
+"""signing.py: mailsend interop checks for DKIM signing and inline images (issue 12):
 messages signed by mailsend go through the private Postfix (submission,
 STARTTLS + AUTH) and the copy Postfix delivered into the Maildir must
 still verify with dkimpy (Debian's python3-dkim, an implementation
