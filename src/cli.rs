@@ -226,6 +226,11 @@ pub struct BulkArgs {
     #[arg(short, long, value_name = "TEMPLATE", help_heading = "Campaign")]
     pub attach: Vec<String>,
 
+    /// Inline image path template (the HTML shows it as cid:FILENAME);
+    /// repeatable; needs --html. A path that renders empty adds nothing
+    #[arg(long, value_name = "TEMPLATE", help_heading = "Campaign")]
+    pub inline: Vec<String>,
+
     /// Extra header, `Name: value template`; repeatable
     #[arg(long, value_name = "HEADER", help_heading = "Campaign")]
     pub header: Vec<String>,

@@ -262,6 +262,7 @@ fn spec(args: &BulkArgs) -> Result<Spec> {
         html,
         to: args.to.clone(),
         attach: args.attach.clone(),
+        inline: args.inline.clone(),
         headers: args.header.clone(),
         unsubscribe_url: args.unsubscribe_url.clone(),
         unsubscribe_mailto: args.unsubscribe_mailto.clone(),

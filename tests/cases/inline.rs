@@ -202,3 +202,78 @@ fn inline_mistakes_are_refused_before_sending() {
 
     assert!(server.sessions().is_empty(), "nothing was sent");
 }
+
+#[test]
+fn a_campaign_takes_inline_image_templates() {
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    m.file(
+        "list.csv",
+        "email,name,logo\nu1@example.com,One,a.png\nu2@example.com,Two,b.png\n",
+    );
+    m.file("a.png", b"image A");
+    m.file("b.png", b"image B");
+    let html = m.file(
+        "letter.html",
+        "<p>Hi {{ name }} <img src=\"cid:{{ logo }}\"></p>\n",
+    );
+    let dir = m.path().to_owned();
+    m.home(&dir)
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--subject", "Hello", "--body", "Dear {{ name }}"])
+        .args(["--html", html.to_str().unwrap(), "--inline", "{{ logo }}"])
+        .args(["--unsubscribe-mailto", "u@example.com", "--yes"])
+        .run()
+        .expect(0);
+    let sessions = server.wait_sessions(1, std::time::Duration::from_secs(20));
+    let mut seen = Vec::new();
+    for tx in sessions.iter().flat_map(|s| &s.transactions) {
+        let mail = mailparse::parse_mail(&tx.data).expect("parsable");
+        assert_eq!(
+            tree(&mail),
+            [
+                "multipart/alternative",
+                "text/plain",
+                "multipart/related",
+                "text/html",
+                "image/png"
+            ]
+        );
+        let png = find(&mail, "image/png")[0];
+        let cid = png.get_headers().get_first_value("Content-ID").unwrap();
+        let bytes = png.get_body_raw().unwrap();
+        let html = find(&mail, "text/html")[0].get_body().unwrap();
+        assert!(
+            html.contains(&format!("cid:{}", &cid[1..cid.len() - 1])),
+            "{html}"
+        );
+        seen.push((tx.rcpt_to.clone(), cid, bytes));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (
+                vec!["u1@example.com".to_owned()],
+                "<a.png>".to_owned(),
+                b"image A".to_vec()
+            ),
+            (
+                vec!["u2@example.com".to_owned()],
+                "<b.png>".to_owned(),
+                b"image B".to_vec()
+            ),
+        ]
+    );
+
+    // Without --html: a usage error before anything else.
+    let mut m = Mailsend::to(&server);
+    m.file("list.csv", "email\nu1@example.com\n");
+    let dir = m.path().to_owned();
+    m.home(&dir)
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--body", "x", "--inline", "logo.png", "--yes"])
+        .run()
+        .expect(64)
+        .error_mentions("--inline needs --html");
+}
