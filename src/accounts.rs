@@ -69,6 +69,9 @@ pub struct Account {
     pub oauth_revocation_url: Option<String>,
     pub oauth_scopes: Option<String>,
     pub oauth_token_file: Option<PathBuf>,
+    pub dkim_key: Option<PathBuf>,
+    pub dkim_selector: Option<String>,
+    pub dkim_domain: Option<String>,
 }
 
 /// More than any settings file needs: a larger one (`--env-file

@@ -231,6 +231,11 @@ pub struct SendArgs {
     #[arg(short, long, value_name = "PATH")]
     pub attach: Vec<PathBuf>,
 
+    /// Add an image the HTML shows as <img src="cid:NAME">, NAME being the
+    /// file's name (e.g. --inline logo.png, cid:logo.png); repeatable; needs --html
+    #[arg(long, value_name = "FILE")]
+    pub inline: Vec<PathBuf>,
+
     /// Attach standard input as a file named NAME (`tar c dir | mailsend
     /// --attach-stdin dir.tar ...`); the text then comes from --body or
     /// --body-file, or is empty
@@ -296,6 +301,11 @@ pub struct BulkArgs {
     /// A path that renders empty attaches nothing to that row
     #[arg(short, long, value_name = "TEMPLATE", help_heading = "Campaign")]
     pub attach: Vec<String>,
+
+    /// Inline image path template (the HTML shows it as cid:FILENAME);
+    /// repeatable; needs --html. A path that renders empty adds nothing
+    #[arg(long, value_name = "TEMPLATE", help_heading = "Campaign")]
+    pub inline: Vec<String>,
 
     /// Extra header, `Name: value template`; repeatable
     #[arg(long, value_name = "HEADER", help_heading = "Campaign")]
@@ -400,6 +410,28 @@ pub struct Delivery {
     /// Keep a message that cannot be sent yet in the outbox (exit 0, "queued as ID")
     #[arg(long)]
     pub queue: bool,
+
+    #[command(flatten)]
+    pub dkim: DkimArgs,
+}
+
+/// DKIM signing: each also a MAILSEND_* variable and an account key.
+#[derive(Debug, Args, Default, Clone)]
+pub struct DkimArgs {
+    /// Sign with DKIM using this PEM private key (RSA 2048+ or Ed25519,
+    /// readable by you only) [env: MAILSEND_DKIM_KEY]
+    #[arg(long, value_name = "FILE", help_heading = "DKIM")]
+    pub dkim_key: Option<PathBuf>,
+
+    /// DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN
+    /// [env: MAILSEND_DKIM_SELECTOR]
+    #[arg(long, value_name = "SELECTOR", help_heading = "DKIM")]
+    pub dkim_selector: Option<String>,
+
+    /// DKIM signing domain (d=) [env: MAILSEND_DKIM_DOMAIN] [default: the
+    /// From address's domain]
+    #[arg(long, value_name = "DOMAIN", help_heading = "DKIM")]
+    pub dkim_domain: Option<String>,
 }
 
 /// The server and how to reach it.
@@ -486,6 +518,7 @@ pub struct ServerArgs {
     pub log: Option<String>,
     pub retry_for: Option<String>,
     pub queue: bool,
+    pub dkim: DkimArgs,
     pub host: Option<String>,
     pub port: Option<String>,
     pub tls: Option<String>,
@@ -515,6 +548,7 @@ impl ServerArgs {
             log,
             retry_for,
             queue,
+            dkim,
         } = delivery;
         let Connection {
             host,
@@ -540,6 +574,7 @@ impl ServerArgs {
             log,
             retry_for,
             queue,
+            dkim,
             host,
             port,
             tls,
@@ -568,6 +603,7 @@ impl ServerArgs {
                 log: self.log,
                 retry_for: self.retry_for,
                 queue: self.queue,
+                dkim: self.dkim,
             },
             Connection {
                 host: self.host,

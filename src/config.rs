@@ -84,6 +84,8 @@ pub struct Settings {
     pub account_names: Vec<String>,
     /// The OAuth2 keys of the account (`mailsend auth`, src/oauth/).
     pub oauth: crate::oauth::OAuthSettings,
+    /// DKIM signing, when a key is configured.
+    pub dkim: Option<crate::dkim::DkimSettings>,
     /// Every setting, its value and its origin, for `mailsend config show`.
     pub shown: Vec<(&'static str, String, String)>,
 }
@@ -289,6 +291,21 @@ oauth_keys! {
     OAUTH_SCOPES "oauth_scopes" "MAILSEND_OAUTH_SCOPES",
     OAUTH_TOKEN_FILE "oauth_token_file" "MAILSEND_OAUTH_TOKEN_FILE",
 }
+const DKIM_KEY: Key = Key {
+    flag: "--dkim-key",
+    var: "MAILSEND_DKIM_KEY",
+    toml: "dkim_key",
+};
+const DKIM_SELECTOR: Key = Key {
+    flag: "--dkim-selector",
+    var: "MAILSEND_DKIM_SELECTOR",
+    toml: "dkim_selector",
+};
+const DKIM_DOMAIN: Key = Key {
+    flag: "--dkim-domain",
+    var: "MAILSEND_DKIM_DOMAIN",
+    toml: "dkim_domain",
+};
 const ACCOUNT: Key = Key {
     flag: "--account",
     var: "MAILSEND_ACCOUNT",
@@ -361,6 +378,9 @@ impl<E: Fn(&str) -> Option<OsString>> Layers<E> {
             "oauth_revocation_url" => account.oauth_revocation_url.clone(),
             "oauth_scopes" => account.oauth_scopes.clone(),
             "oauth_token_file" => return self.account_path(account.oauth_token_file.as_ref(), key),
+            "dkim_key" => return self.account_path(account.dkim_key.as_ref(), key),
+            "dkim_selector" => account.dkim_selector.clone(),
+            "dkim_domain" => account.dkim_domain.clone(),
             _ => None,
         }?;
         Some(Sourced {
@@ -735,6 +755,14 @@ impl Settings {
             }
             value.unwrap_or(false)
         };
+        let dkim = {
+            let found = layers.get(args.dkim.dkim_key.as_deref().map(OsStr::new), &DKIM_KEY);
+            record(&found, &DKIM_KEY);
+            let key = found.map(|s| PathBuf::from(s.value));
+            let selector = text(args.dkim.dkim_selector.as_deref(), &DKIM_SELECTOR)?;
+            let domain = text(args.dkim.dkim_domain.as_deref(), &DKIM_DOMAIN)?;
+            dkim_settings(key, selector, domain)?
+        };
         let queue = switch(args.queue, "queue", |a| a.queue);
         let skip_empty = switch(args.skip_empty, "skip_empty", |a| a.skip_empty);
         let account = layers.account.as_ref().map(|(name, ..)| name.clone());
@@ -849,6 +877,22 @@ impl Settings {
             }
         }
         show(
+            "dkim_key",
+            dkim.as_ref().map(|d| d.key.display().to_string()),
+            "",
+        );
+        show(
+            "dkim_selector",
+            dkim.as_ref().map(|d| d.selector.clone()),
+            "",
+        );
+        show(
+            "dkim_domain",
+            dkim.as_ref()
+                .map(|d| d.domain.clone().unwrap_or_else(|| "the From domain".into())),
+            "default",
+        );
+        show(
             "set_from_header",
             Some(
                 match set_from_header {
@@ -886,6 +930,7 @@ impl Settings {
             aliases,
             account_names,
             oauth,
+            dkim,
             shown,
         })
     }
@@ -961,6 +1006,65 @@ fn resolve_oauth<E: Fn(&str) -> Option<OsString>>(
         token_file,
         ca_file,
     })
+}
+
+/// DKIM settings: a key needs a selector, and a selector or domain means
+/// nothing without a key (78, or 64 for a flag). Selector and domain must
+/// be domain-name labels (the domain is kept as an A-label).
+fn dkim_settings(
+    key: Option<PathBuf>,
+    selector: Option<Sourced>,
+    domain: Option<Sourced>,
+) -> Result<Option<crate::dkim::DkimSettings>, Failure> {
+    let Some(key) = key else {
+        if let Some(s) = selector.as_ref().or(domain.as_ref()) {
+            return Err(Failure::config(format!(
+                "{} is set but no DKIM key is configured",
+                s.origin
+            ))
+            .with_hint("set dkim_key (--dkim-key, MAILSEND_DKIM_KEY) too, or unset it"));
+        }
+        return Ok(None);
+    };
+    let Some(selector) = selector else {
+        return Err(
+            Failure::config("a DKIM key is configured but no selector").with_hint(
+                "set dkim_selector (--dkim-selector, MAILSEND_DKIM_SELECTOR), e.g. mail2026",
+            ),
+        );
+    };
+    let labels = |value: &str| {
+        !value.is_empty()
+            && value.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+    };
+    if !labels(selector.value.trim()) {
+        return Err(selector
+            .invalid("DKIM selector")
+            .with_hint("letters, digits, hyphens and dots, e.g. mail2026"));
+    }
+    let domain = match domain {
+        None => None,
+        Some(d) => {
+            let ascii = idna::domain_to_ascii(d.value.trim().trim_end_matches('.'))
+                .ok()
+                .filter(|a| labels(a) && a.contains('.'));
+            match ascii {
+                Some(a) => Some(a),
+                None => return Err(d.invalid("DKIM domain")),
+            }
+        }
+    };
+    Ok(Some(crate::dkim::DkimSettings {
+        key,
+        selector: selector.value.trim().to_owned(),
+        domain,
+    }))
 }
 
 /// `mailsend config show`: every setting, its value and where it came

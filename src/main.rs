@@ -33,6 +33,7 @@ mod cli;
 mod client_cert;
 mod config;
 mod deliver;
+mod dkim;
 mod docs;
 mod dotenv;
 mod exit;

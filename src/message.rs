@@ -97,6 +97,9 @@ pub struct Draft {
     pub text: Option<String>,
     pub html: Option<String>,
     pub attachments: Vec<Attachment>,
+    /// Images the HTML shows (`--inline`, see [`Attachment::open_inline`]):
+    /// a multipart/related with the HTML part.
+    pub inline: Vec<Attachment>,
     /// Extra headers, already checked by [`parse_header`].
     pub headers: Vec<(HeaderName, String)>,
     pub date: SystemTime,
@@ -423,20 +426,9 @@ impl Draft {
         let mut out = Spool::new();
         out.put(head.as_bytes())?;
         drop(head);
+        let inline = std::mem::take(&mut self.inline);
         if self.attachments.is_empty() {
-            match self.content() {
-                // A raw body: a top-level single part would add a blank
-                // line after the text.
-                Content::Text(kind, body) => {
-                    let mut part = Headers::new();
-                    part.set(kind);
-                    part.set(body.encoding());
-                    out.put(part.to_string().as_bytes())?;
-                    out.put(b"\r\n")?;
-                    out.put(&body.into_vec())?;
-                }
-                Content::Alternative(multi) => out.put(&multi.formatted())?,
-            }
+            self.write_content(inline, &mut out, true)?;
             return out.finish();
         }
         // multipart/mixed, written part by part as lettre's `MultiPart`
@@ -452,18 +444,79 @@ impl Draft {
         out.put(b"\r\n")?;
         let delimiter = format!("--{boundary}\r\n");
         out.put(delimiter.as_bytes())?;
-        match self.content() {
-            Content::Text(kind, body) => {
-                out.put(&SinglePart::builder().header(kind).body(body).formatted())?
-            }
-            Content::Alternative(alt) => out.put(&alt.formatted())?,
-        }
+        self.write_content(inline, &mut out, false)?;
         for attachment in std::mem::take(&mut self.attachments) {
             out.put(delimiter.as_bytes())?;
             attachment.write_part(&mut out)?;
         }
         out.put(format!("--{boundary}--\r\n").as_bytes())?;
         out.finish()
+    }
+
+    /// The text and/or HTML content as one MIME entity (its headers, a
+    /// blank line, its body); `top`: the message's own body, whose
+    /// headers join the message's. With inline images the HTML goes into
+    /// a multipart/related with them, streamed like attachments.
+    fn write_content(&self, inline: Vec<Attachment>, out: &mut Spool, top: bool) -> Result<()> {
+        if inline.is_empty() {
+            return match self.content() {
+                // A raw body: a top-level single part would add a blank
+                // line after the text.
+                Content::Text(kind, body) if top => {
+                    let mut part = Headers::new();
+                    part.set(kind);
+                    part.set(body.encoding());
+                    out.put(part.to_string().as_bytes())?;
+                    out.put(b"\r\n")?;
+                    out.put(&body.into_vec())
+                }
+                Content::Text(kind, body) => {
+                    out.put(&SinglePart::builder().header(kind).body(body).formatted())
+                }
+                Content::Alternative(alt) => out.put(&alt.formatted()),
+            };
+        }
+        let html = self.html.as_deref().unwrap_or_default();
+        let Some(text) = &self.text else {
+            return self.write_related(html, inline, out);
+        };
+        let alt = MultiPart::alternative();
+        let alt = match &self.boundary {
+            Some(b) => alt.boundary(format!("{b}-alt")),
+            None => alt,
+        }
+        .build();
+        let delimiter = format!("--{}\r\n", alt.boundary());
+        out.put(alt.headers().to_string().as_bytes())?;
+        out.put(b"\r\n")?;
+        out.put(delimiter.as_bytes())?;
+        out.put(&SinglePart::plain(text_body(text)).formatted())?;
+        out.put(delimiter.as_bytes())?;
+        self.write_related(html, inline, out)?;
+        out.put(format!("--{}--\r\n", alt.boundary()).as_bytes())
+    }
+
+    /// multipart/related (RFC 2387): the HTML, then the images it shows.
+    fn write_related(&self, html: &str, inline: Vec<Attachment>, out: &mut Spool) -> Result<()> {
+        let related = MultiPart::related();
+        let related = match &self.boundary {
+            Some(b) => related.boundary(format!("{b}-related")),
+            None => related,
+        }
+        .build();
+        let boundary = related.boundary();
+        out.put(
+            format!("Content-Type: multipart/related; type=\"text/html\";\r\n boundary=\"{boundary}\"\r\n\r\n")
+                .as_bytes(),
+        )?;
+        let delimiter = format!("--{boundary}\r\n");
+        out.put(delimiter.as_bytes())?;
+        out.put(&SinglePart::html(text_body(html)).formatted())?;
+        for image in inline {
+            out.put(delimiter.as_bytes())?;
+            image.write_part(out)?;
+        }
+        out.put(format!("--{boundary}--\r\n").as_bytes())
     }
 
     /// The text and/or HTML content, before attachments.
@@ -556,6 +609,7 @@ mod tests {
             text: Some(normalize_text("line one\nline two".into())),
             html: None,
             attachments: vec![],
+            inline: vec![],
             headers: vec![],
             date: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             message_id: "<fixed.1@example.com>".into(),
@@ -636,6 +690,43 @@ Content-Transfer-Encoding: base64\r\n\
 \r\n\
 AJ+Slg==\r\n\
 --BOUNDARY-mixed--\r\n";
+        assert_eq!(text(d), expected);
+    }
+
+    #[test]
+    fn inline_images_go_into_a_related_part_after_the_html() {
+        let mut d = draft();
+        d.html = Some("<img src=\"cid:logo.png\">".into());
+        d.inline
+            .push(Attachment::named_inline("logo.png", vec![1, 2, 3]));
+        let expected = HEAD.to_owned()
+            + "\
+Content-Type: multipart/alternative; boundary=\"BOUNDARY-alt\"\r\n\
+\r\n\
+--BOUNDARY-alt\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Transfer-Encoding: 7bit\r\n\
+\r\n\
+line one\r\n\
+line two\r\n\
+\r\n\
+--BOUNDARY-alt\r\n\
+Content-Type: multipart/related; type=\"text/html\";\r\n boundary=\"BOUNDARY-related\"\r\n\
+\r\n\
+--BOUNDARY-related\r\n\
+Content-Type: text/html; charset=utf-8\r\n\
+Content-Transfer-Encoding: 7bit\r\n\
+\r\n\
+<img src=\"cid:logo.png\">\r\n\
+--BOUNDARY-related\r\n\
+Content-Disposition: inline; filename=\"logo.png\"\r\n\
+Content-ID: <logo.png>\r\n\
+Content-Type: image/png\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+AQID\r\n\
+--BOUNDARY-related--\r\n\
+--BOUNDARY-alt--\r\n";
         assert_eq!(text(d), expected);
     }
 

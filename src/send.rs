@@ -15,6 +15,7 @@ use anyhow::Result;
 use crate::cli::SendArgs;
 use crate::config::Settings;
 use crate::deliver::{Outgoing, Transport};
+use crate::dkim::Signer;
 use crate::exit::{self, Exit, Failure};
 use crate::message::{self, Attachment, Draft};
 use crate::outbox::{self, Outbox};
@@ -24,19 +25,23 @@ use crate::term::errln;
 /// Runs a send as the flags ask; returns the exit code.
 pub fn run(args: &SendArgs) -> Result<Exit> {
     let settings = Settings::resolve(&args.server, None)?;
+    let signer = Signer::from_settings(settings.dkim.as_ref())?;
     let Some(draft) = draft(args, &settings)? else {
         if args.verbose {
             errln!("mailsend: body is empty and --skip-empty is set: nothing sent");
         }
         return Ok(Exit::Ok);
     };
-    let outgoing = Outgoing {
+    let mut outgoing = Outgoing {
         message_id: draft.message_id.clone(),
         from: draft.from.email.to_string(),
         recipients: draft.recipients(),
         message: draft.compose()?,
         all_or_nothing: args.all_or_nothing,
     };
+    if let Some(signer) = &signer {
+        signer.sign_outgoing(&mut outgoing)?;
+    }
     if args.dry_run {
         outgoing.print_dry_run()?;
         return Ok(Exit::Ok);
@@ -201,10 +206,33 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
         .iter()
         .map(|h| message::parse_header(h))
         .collect::<Result<Vec<_>>>()?;
+    if !cli.inline.is_empty() && cli.html.is_none() {
+        return Err(Failure::usage(
+            "--inline needs --html: inline images are shown by the HTML part",
+        )
+        .into());
+    }
     let html = match &cli.html {
         Some(path) => Some(utf8_text(read_file("HTML file", path)?, "HTML file")?),
         None => None,
     };
+    let inline = cli
+        .inline
+        .iter()
+        .map(|p| Attachment::open_inline(p))
+        .collect::<Result<Vec<_>>>()?;
+    for (i, image) in inline.iter().enumerate() {
+        if inline[..i]
+            .iter()
+            .any(|other| other.filename == image.filename)
+        {
+            return Err(Failure::usage(format!(
+                "--inline: two files named {}: their Content-IDs (cid:{}) would be the same",
+                image.filename, image.filename
+            ))
+            .into());
+        }
+    }
     let mut attachments = cli
         .attach
         .iter()
@@ -269,6 +297,7 @@ fn draft(cli: &SendArgs, settings: &Settings) -> Result<Option<Draft>> {
         text,
         html,
         attachments,
+        inline,
         headers,
         date: SystemTime::now(),
         message_id,

@@ -57,7 +57,8 @@ pub fn run(args: &BulkArgs) -> Result<Exit> {
     let from = sender(&settings)?;
     let spec = spec(args)?;
     let list = List::open(&args.data)?;
-    let campaign = Campaign::new(&spec, from, list.columns())?;
+    let mut campaign = Campaign::new(&spec, from, list.columns())?;
+    campaign.signer = crate::dkim::Signer::from_settings(settings.dkim.as_ref())?;
     let columns = list.columns().names().to_vec();
     if !campaign.has_unsubscribe() {
         errln!(
@@ -262,6 +263,7 @@ fn spec(args: &BulkArgs) -> Result<Spec> {
         html,
         to: args.to.clone(),
         attach: args.attach.clone(),
+        inline: args.inline.clone(),
         headers: args.header.clone(),
         unsubscribe_url: args.unsubscribe_url.clone(),
         unsubscribe_mailto: args.unsubscribe_mailto.clone(),
@@ -320,13 +322,17 @@ fn outgoing(campaign: &Campaign, row: &Row) -> Result<Outgoing> {
             format!("line {}: {}", row.line, problem.message),
         )
     })?;
-    Ok(Outgoing {
+    let mut outgoing = Outgoing {
         message_id: draft.message_id.clone(),
         from: draft.from.email.to_string(),
         recipients: draft.recipients(),
         message: draft.compose()?,
         all_or_nothing: false,
-    })
+    };
+    if let Some(signer) = &campaign.signer {
+        signer.sign_outgoing(&mut outgoing)?;
+    }
+    Ok(outgoing)
 }
 
 /// `--dry-run`: the first message this run would send on stdout, its

@@ -28,6 +28,8 @@ pub struct Spec {
     pub html: Option<String>,
     pub to: String,
     pub attach: Vec<String>,
+    /// `--inline` path templates.
+    pub inline: Vec<String>,
     /// `Name: value template`, as given to `--header`.
     pub headers: Vec<String>,
     pub unsubscribe_url: Option<String>,
@@ -55,7 +57,11 @@ impl Spec {
             .chain(["--attach"])
             .chain(self.attach.iter().map(String::as_str))
             .chain(["--header"])
-            .chain(self.headers.iter().map(String::as_str));
+            .chain(self.headers.iter().map(String::as_str))
+            // Only when used: journals of campaigns without it keep their
+            // fingerprint.
+            .chain((!self.inline.is_empty()).then_some("--inline"))
+            .chain(self.inline.iter().map(String::as_str));
         format!("{:016x}", super::journal::fingerprint(all))
     }
 }
@@ -94,11 +100,15 @@ pub struct Campaign {
     has_subject: bool,
     has_html: bool,
     attach: Vec<String>,
+    /// `--inline` templates' names.
+    inline: Vec<String>,
     /// Header name and its template's name.
     headers: Vec<(String, String)>,
     has_url: bool,
     has_mailto: bool,
     has_list_id: bool,
+    /// DKIM: every row's message is signed with it.
+    pub signer: Option<crate::dkim::Signer>,
 }
 
 const SUBJECT: &str = "--subject";
@@ -146,6 +156,21 @@ impl Campaign {
         for (name, source) in attach.iter().zip(&spec.attach) {
             templates.add(name, source, Escape::None)?;
         }
+        if !spec.inline.is_empty() && spec.html.is_none() {
+            return Err(Failure::usage(
+                "--inline needs --html: inline images are shown by the HTML part",
+            )
+            .into());
+        }
+        let inline: Vec<String> = match spec.inline.len() {
+            1 => vec!["--inline".to_owned()],
+            _ => (1..=spec.inline.len())
+                .map(|i| format!("--inline #{i}"))
+                .collect(),
+        };
+        for (name, source) in inline.iter().zip(&spec.inline) {
+            templates.add(name, source, Escape::None)?;
+        }
         let mut headers = Vec::new();
         for text in &spec.headers {
             let (name, value) = header_template(text)?;
@@ -176,10 +201,12 @@ impl Campaign {
             has_subject: spec.subject.is_some(),
             has_html: spec.html.is_some(),
             attach,
+            inline,
             headers,
             has_url: spec.unsubscribe_url.is_some(),
             has_mailto: spec.unsubscribe_mailto.is_some(),
             has_list_id: spec.list_id.is_some(),
+            signer: None,
         })
     }
 
@@ -285,6 +312,37 @@ impl Campaign {
             })?;
             attachments.push(attachment);
         }
+        let mut inline: Vec<Attachment> = Vec::new();
+        for name in &self.inline {
+            let path = render(name, Escape::None)?;
+            if path.is_empty() {
+                continue;
+            }
+            if path.chars().any(char::is_control) {
+                return Err(Problem::data(format!(
+                    "{}: the path has a line break or control character: '{}'",
+                    self.label(name),
+                    path.escape_debug()
+                )));
+            }
+            let image = Attachment::open_inline(std::path::Path::new(&path)).map_err(|e| {
+                let mut problem = Problem::from_error(e);
+                // A name unfit for a Content-ID comes from the row's data.
+                if problem.exit == Exit::Usage {
+                    problem.exit = Exit::DataErr;
+                }
+                problem.message = format!("{}: {}", self.label(name), problem.message);
+                problem
+            })?;
+            if inline.iter().any(|other| other.filename == image.filename) {
+                return Err(Problem::data(format!(
+                    "{}: two inline files named {}: their Content-IDs would be the same",
+                    self.label(name),
+                    image.filename
+                )));
+            }
+            inline.push(image);
+        }
         let message_id = message::new_message_id(&self.from);
         Ok(Draft {
             from: self.from.clone(),
@@ -296,6 +354,7 @@ impl Campaign {
             text,
             html,
             attachments,
+            inline,
             headers,
             date: SystemTime::now(),
             message_id,

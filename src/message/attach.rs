@@ -8,7 +8,9 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::{
+    ContentDisposition, ContentId, ContentTransferEncoding, ContentType,
+};
 use lettre::message::{Body, SinglePart};
 
 use super::encode;
@@ -27,6 +29,9 @@ pub struct Attachment {
     pub filename: String,
     pub content_type: ContentType,
     source: Source,
+    /// An inline image of the HTML (`--inline`): Content-ID `<filename>`,
+    /// disposition inline.
+    inline: bool,
 }
 
 #[derive(Debug)]
@@ -127,7 +132,37 @@ impl Attachment {
             filename,
             content_type,
             source,
+            inline: false,
         }
+    }
+
+    /// `--inline FILE`: opened like `--attach` (66 when it cannot be
+    /// read); its name becomes the Content-ID, so it must be a name that
+    /// can stand in one and in a `cid:` URL unchanged (64 otherwise).
+    pub fn open_inline(path: &Path) -> Result<Attachment> {
+        let mut attachment = Attachment::open(path)?;
+        let name = &attachment.filename;
+        let usable = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b));
+        if !usable {
+            return Err(Failure::usage(format!(
+                "--inline {}: the file name becomes the Content-ID (cid:NAME), so it may hold only ASCII letters, digits and !#$%&'*+-/=?^_`{{|}}~.",
+                path.display()
+            ))
+            .with_hint("copy or link the file under a plain name, e.g. logo.png")
+            .into());
+        }
+        attachment.inline = true;
+        Ok(attachment)
+    }
+
+    #[cfg(test)]
+    pub fn named_inline(filename: &str, bytes: Vec<u8>) -> Attachment {
+        let mut a = Attachment::named(filename, bytes);
+        a.inline = true;
+        a
     }
 
     /// The MIME part: headers, base64 body, CRLF; as lettre would write
@@ -135,8 +170,13 @@ impl Attachment {
     /// sent as 7bit would have its line endings rewritten on the way;
     /// base64 keeps every attachment byte for byte.
     pub fn write_part(self, out: &mut Spool) -> Result<()> {
-        let headers = SinglePart::builder()
-            .header(encode::Disposition::attachment(&self.filename))
+        let builder = match self.inline {
+            true => SinglePart::builder()
+                .header(ContentDisposition::inline_with_name(&self.filename))
+                .header(ContentId::from(format!("<{}>", self.filename))),
+            false => SinglePart::builder().header(encode::Disposition::attachment(&self.filename)),
+        };
+        let headers = builder
             .header(self.content_type)
             .body(
                 Body::new_with_encoding(Vec::new(), ContentTransferEncoding::Base64)

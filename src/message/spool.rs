@@ -60,6 +60,35 @@ impl Composed {
         }
     }
 
+    /// `head` followed by this message (a DKIM-Signature field in front).
+    /// A message in a file is copied into a new one by the kernel
+    /// (`copy_file_range`), never through memory.
+    pub fn prepend(self, head: &[u8]) -> Result<Composed> {
+        match self {
+            Composed::Memory(bytes) => {
+                let mut out = Vec::with_capacity(head.len() + bytes.len());
+                out.extend_from_slice(head);
+                out.extend_from_slice(&bytes);
+                Ok(Composed::Memory(out))
+            }
+            Composed::File { file, len } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let mut out = tempfile::tempfile_in(spool_dir()).map_err(spool_error)?;
+                out.write_all(head).map_err(spool_error)?;
+                let mut from = &file;
+                from.seek(SeekFrom::Start(0)).map_err(spool_error)?;
+                let copied = io::copy(&mut from.take(len), &mut out).map_err(spool_error)?;
+                if copied != len {
+                    return Err(spool_error(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(Composed::File {
+                    file: out,
+                    len: len + head.len() as u64,
+                })
+            }
+        }
+    }
+
     /// The whole message in memory (tests compare messages).
     #[cfg(test)]
     pub fn into_bytes(self) -> Vec<u8> {
@@ -181,6 +210,20 @@ mod tests {
         let mut out = Vec::new();
         composed.write_to(&mut out).unwrap();
         assert_eq!(out, [piece.clone(), piece.clone(), piece].concat());
+    }
+
+    #[test]
+    fn prepend_puts_bytes_in_front_in_memory_and_in_a_file() {
+        let composed = Composed::Memory(b"body".to_vec())
+            .prepend(b"H: 1\r\n")
+            .unwrap();
+        assert_eq!(composed.into_bytes(), b"H: 1\r\nbody");
+        let mut spool = Spool::with_limit(10);
+        let piece: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+        spool.put(&piece).unwrap();
+        let composed = spool.finish().unwrap().prepend(b"H: 1\r\n").unwrap();
+        assert!(matches!(composed, Composed::File { len: 100_006, .. }));
+        assert_eq!(composed.into_bytes(), [&b"H: 1\r\n"[..], &piece].concat());
     }
 
     #[test]

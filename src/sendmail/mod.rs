@@ -100,6 +100,15 @@ struct SendmailArgs {
     /// mailsend config-file account
     #[arg(long, value_name = "NAME")]
     account: Option<String>,
+    /// DKIM private key (PEM)
+    #[arg(long, value_name = "FILE")]
+    dkim_key: Option<PathBuf>,
+    /// DKIM selector
+    #[arg(long, value_name = "SELECTOR")]
+    dkim_selector: Option<String>,
+    /// DKIM signing domain
+    #[arg(long, value_name = "DOMAIN")]
+    dkim_domain: Option<String>,
     /// Recipients
     recipients: Vec<String>,
 }
@@ -131,9 +140,15 @@ pub fn run(args: &[String]) -> Result<Exit> {
         config: opts.config.clone(),
         account: opts.account.clone(),
         ignore_cwd_dotenv: true,
+        dkim: crate::cli::DkimArgs {
+            dkim_key: opts.dkim_key.clone(),
+            dkim_selector: opts.dkim_selector.clone(),
+            dkim_domain: opts.dkim_domain.clone(),
+        },
         ..ServerArgs::default()
     };
     let settings = Settings::resolve(&server, qualified_sender)?;
+    let signer = crate::dkim::Signer::from_settings(settings.dkim.as_ref())?;
 
     let input = Raw::read(&mut std::io::stdin().lock())?;
     let job = Job {
@@ -150,7 +165,12 @@ pub fn run(args: &[String]) -> Result<Exit> {
         full_name: opts.full_name.as_deref(),
     };
     match compose(&input, &job)? {
-        Some(outgoing) => send::submit(&settings, &outgoing, false, opts.verbose),
+        Some(mut outgoing) => {
+            if let Some(signer) = &signer {
+                signer.sign_outgoing(&mut outgoing)?;
+            }
+            send::submit(&settings, &outgoing, false, opts.verbose)
+        }
         None => Ok(Exit::Ok),
     }
 }

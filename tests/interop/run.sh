@@ -97,6 +97,20 @@ if [ ${#extra_pkgs[@]} -gt 0 ]; then
         not_ok "install ${extra_pkgs[*]}" "apt-get failed, see /tmp/mailsend-interop-apt.log: $(tail -3 /tmp/mailsend-interop-apt.log | tr '\n' ' ')"
     fi
 fi
+# For signing.py: Debian's dkimpy (and PyNaCl for Ed25519), the independent
+# DKIM verifier. Without them only the DKIM checks fail.
+dkim_pkgs=()
+for pkg in python3-dkim python3-nacl; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || dkim_pkgs+=("$pkg")
+done
+if [ ${#dkim_pkgs[@]} -gt 0 ]; then
+    echo "# installing ${dkim_pkgs[*]}"
+    dkim_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${dkim_pkgs[@]}"; }
+    if ! { dkim_install || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && dkim_install; }; } \
+        > /tmp/mailsend-interop-apt.log 2>&1 </dev/null; then
+        not_ok "install ${dkim_pkgs[*]}" "apt-get failed, see /tmp/mailsend-interop-apt.log: $(tail -3 /tmp/mailsend-interop-apt.log | tr '\n' ' ')"
+    fi
+fi
 if ! command -v python3 >/dev/null; then
     not_ok "python3 available" "python3 not found"
     finish
@@ -295,6 +309,18 @@ else
     not_ok "system.py ran to the end" "exited $rc2 without writing its counts"
 fi
 [ "$rc" -ne 0 ] || rc=$rc2
+
+# DKIM signing and inline images (signing.py): Debian's python3 has dkimpy.
+export INTEROP_COUNTS=$work/counts-dkim
+timeout 300 /usr/bin/python3 "$here/signing.py" </dev/null
+rc4=$?
+if [ -s "$work/counts-dkim" ]; then
+    read -r d_passed d_failed < "$work/counts-dkim"
+    s_passed=$((s_passed + d_passed)) s_failed=$((s_failed + d_failed))
+else
+    not_ok "signing.py ran to the end" "exited $rc4 without writing its counts"
+fi
+[ "$rc" -ne 0 ] || rc=$rc4
 if [ "$s_failed" -gt 0 ] || [ "$rc" -ne 0 ] || [ "$setup_failed" -gt 0 ]; then
     echo "# Postfix log (last 20 lines):"
     tail -20 "$work/postfix/log/postfix.log" | sed 's/^/#   /'

@@ -1,0 +1,883 @@
+//! DKIM signing (RFC 6376, RFC 8463): RSA-SHA256 and Ed25519-SHA256,
+//! relaxed/relaxed, over the final bytes of a composed message.
+//!
+//! The message is read once, a piece at a time: the header block is kept
+//! (it is small), the body goes through the relaxed body canonicalization
+//! straight into SHA-256, so a message of any size costs the same memory.
+//! The signature is then made over the selected header fields and the
+//! `DKIM-Signature` field itself, and that field is put in front of the
+//! message. Signing happens once, before the first attempt: every retry
+//! and a later `outbox flush` send the same signed bytes.
+//!
+//! Why OpenSSL and not a DKIM crate: OpenSSL is already linked and signs
+//! RSA and Ed25519 in constant time; Stalwart's `mail-auth` (0.15) cannot
+//! be built without a DNS backend (hickory-resolver and tokio, or reqwest)
+//! and its lean RSA backend is the `rsa` crate (RUSTSEC-2023-0071); lettre
+//! signs only its own in-memory `Message`. What is left to write here is
+//! the relaxed canonicalization (a few dozen lines, checked against the
+//! RFC 8463 example below and against dkimpy in the interop suite).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use base64::prelude::*;
+use openssl::hash::{Hasher, MessageDigest};
+use openssl::pkey::{Id, PKey, Private};
+
+use crate::accounts;
+use crate::deliver::Outgoing;
+use crate::exit::{Exit, Failure};
+use crate::message::Composed;
+use crate::term::errln;
+
+/// What the settings say about signing.
+#[derive(Clone, Debug)]
+pub struct DkimSettings {
+    pub key: PathBuf,
+    pub selector: String,
+    /// `None`: the domain of the From header.
+    pub domain: Option<String>,
+}
+
+/// The smallest RSA key accepted (RFC 8301 says 1024 at least; receivers
+/// such as Gmail want 2048 and up).
+const MIN_RSA_BITS: u32 = 2048;
+
+/// A key file larger than this is not a PEM private key.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// The header fields signed, when present, in this order; From is signed
+/// once more at the end (over-signed), so that no From can be added.
+const SIGNED: &[&str] = &[
+    "from",
+    "to",
+    "cc",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "reply-to",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Algorithm {
+    RsaSha256,
+    Ed25519Sha256,
+}
+
+impl Algorithm {
+    fn tag(self) -> &'static str {
+        match self {
+            Algorithm::RsaSha256 => "rsa-sha256",
+            Algorithm::Ed25519Sha256 => "ed25519-sha256",
+        }
+    }
+}
+
+/// A loaded private key, its selector and domain: ready to sign any
+/// number of messages.
+pub struct Signer {
+    key: PKey<Private>,
+    algorithm: Algorithm,
+    selector: String,
+    domain: Option<String>,
+    /// The DMARC alignment warning is said once per run.
+    warned: AtomicBool,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("algorithm", &self.algorithm)
+            .field("selector", &self.selector)
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Signer {
+    /// The signer the settings ask for, if any: the key file is read and
+    /// checked now (78 when it is missing, shared with others, not a PEM
+    /// RSA or Ed25519 private key, or RSA under 2048 bits).
+    pub fn from_settings(settings: Option<&DkimSettings>) -> Result<Option<Signer>> {
+        let Some(s) = settings else {
+            return Ok(None);
+        };
+        let key = read_key(&s.key)?;
+        Ok(Some(Signer::new(
+            key,
+            &s.key,
+            s.selector.clone(),
+            s.domain.clone(),
+        )?))
+    }
+
+    fn new(
+        key: PKey<Private>,
+        path: &Path,
+        selector: String,
+        domain: Option<String>,
+    ) -> Result<Signer> {
+        let algorithm = match key.id() {
+            Id::RSA => {
+                let bits = key.bits();
+                if bits < MIN_RSA_BITS {
+                    return Err(Failure::config(format!(
+                        "DKIM key {} is a {bits}-bit RSA key; at least {MIN_RSA_BITS} bits are required",
+                        path.display()
+                    ))
+                    .with_hint("make a new one: openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out dkim.pem")
+                    .into());
+                }
+                Algorithm::RsaSha256
+            }
+            Id::ED25519 => Algorithm::Ed25519Sha256,
+            _ => {
+                return Err(Failure::config(format!(
+                    "DKIM key {} is neither an RSA nor an Ed25519 private key",
+                    path.display()
+                ))
+                .into());
+            }
+        };
+        Ok(Signer {
+            key,
+            algorithm,
+            selector,
+            domain,
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    /// Signs `outgoing`'s message: its DKIM-Signature field is put in
+    /// front of it.
+    pub fn sign_outgoing(&self, outgoing: &mut Outgoing) -> Result<()> {
+        let message = std::mem::replace(&mut outgoing.message, Composed::Memory(Vec::new()));
+        outgoing.message = self.sign(message)?;
+        Ok(())
+    }
+
+    /// The message with a DKIM-Signature field in front.
+    pub fn sign(&self, message: Composed) -> Result<Composed> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let field = self.signature_field(&message, now)?;
+        message.prepend(field.as_bytes())
+    }
+
+    fn signature_field(&self, message: &Composed, now: u64) -> Result<String> {
+        let mut reader = Reader::new();
+        message.write_to(&mut reader).map_err(|e| {
+            Failure::new(
+                Exit::TempFail,
+                format!("cannot read the message to sign it: {e}"),
+            )
+        })?;
+        let (head, body_hash) = reader.finish()?;
+        let fields = parse_fields(&head);
+        let from_domain = fields
+            .iter()
+            .rev()
+            .find(|f| f.name.eq_ignore_ascii_case("from"))
+            .and_then(|f| address_domain(f.raw))
+            .ok_or_else(|| {
+                Failure::data(
+                    "cannot sign with DKIM: the message has no From address with a domain",
+                )
+            })?;
+        let domain = self.domain.clone().unwrap_or_else(|| from_domain.clone());
+        if !aligned(&from_domain, &domain) && !self.warned.swap(true, Ordering::Relaxed) {
+            errln!(
+                "mailsend: warning: the From domain {from_domain} is not the DKIM signing domain {domain} nor under it: DMARC will not align"
+            );
+        }
+        let names = signed_names(&fields);
+        let unsigned = format!(
+            "DKIM-Signature: v=1; a={}; c=relaxed/relaxed; d={domain}; s={};\r\n\tt={now}; h={};\r\n\tbh={};\r\n\tb=",
+            self.algorithm.tag(),
+            self.selector,
+            names.join(":"),
+            BASE64_STANDARD.encode(body_hash),
+        );
+        let input = header_hash_input(&fields, &names, &unsigned);
+        let signature = self.sign_bytes(&input)?;
+        Ok(format!(
+            "{unsigned}{}\r\n",
+            fold_b64(&BASE64_STANDARD.encode(signature))
+        ))
+    }
+
+    fn sign_bytes(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let failed = |e: openssl::error::ErrorStack| {
+            Failure::new(Exit::Config, format!("DKIM signing failed: {e}"))
+        };
+        match self.algorithm {
+            Algorithm::RsaSha256 => {
+                let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), &self.key)
+                    .map_err(failed)?;
+                signer.update(data).map_err(failed)?;
+                Ok(signer.sign_to_vec().map_err(failed)?)
+            }
+            // RFC 8463: PureEdDSA over the SHA-256 hash of the data.
+            Algorithm::Ed25519Sha256 => {
+                let digest = openssl::sha::sha256(data);
+                let mut signer =
+                    openssl::sign::Signer::new_without_digest(&self.key).map_err(failed)?;
+                Ok(signer.sign_oneshot_to_vec(&digest).map_err(failed)?)
+            }
+        }
+    }
+}
+
+/// Reads and parses the key file: it must be the owner's alone.
+fn read_key(path: &Path) -> Result<PKey<Private>> {
+    use std::io::Read;
+    let cannot = |e: io::Error| {
+        Failure::config(format!(
+            "cannot read DKIM key {}: {}",
+            path.display(),
+            e.kind()
+        ))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(
+            Failure::config(format!("DKIM key {} is not a regular file", path.display())).into(),
+        );
+    }
+    accounts::refuse_if_shared(path, &meta, "holds a DKIM private key")?;
+    let mut pem = Vec::new();
+    file.take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut pem)
+        .map_err(cannot)?;
+    let not_a_key = || {
+        Failure::config(format!(
+            "DKIM key {} is not a PEM private key (PKCS#8 or PKCS#1, RSA or Ed25519)",
+            path.display()
+        ))
+    };
+    if pem.len() as u64 > MAX_KEY_FILE {
+        return Err(not_a_key().into());
+    }
+    if pem.windows(9).any(|w| w == b"ENCRYPTED") {
+        return Err(Failure::config(format!(
+            "DKIM key {} is encrypted; mailsend needs it unencrypted (and readable by you only)",
+            path.display()
+        ))
+        .with_hint("decrypt it: openssl pkey -in KEY -out dkim.pem")
+        .into());
+    }
+    // An empty passphrase: an encrypted key fails here, never prompts.
+    PKey::private_key_from_pem_passphrase(&pem, b"").map_err(|_| not_a_key().into())
+}
+
+/// Whether a From domain aligns with the signing domain (relaxed DMARC
+/// alignment: the same domain or a subdomain of it).
+fn aligned(from: &str, signing: &str) -> bool {
+    let (from, signing) = (from.to_ascii_lowercase(), signing.to_ascii_lowercase());
+    from == signing || from.ends_with(&format!(".{signing}"))
+}
+
+/// The domain of the (last) address in a raw From field, lower case.
+fn address_domain(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let value = text.split_once(':')?.1;
+    let addr = match value.rfind('<') {
+        Some(at) => value[at + 1..].split('>').next()?,
+        None => value.trim(),
+    };
+    let domain = addr.rsplit_once('@')?.1.trim();
+    let domain = domain.trim_end_matches(|c: char| c == ',' || c.is_whitespace());
+    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+}
+
+/// Folds a base64 value for the header: whitespace in b= is ignored by
+/// verifiers.
+fn fold_b64(b64: &str) -> String {
+    let mut out = String::with_capacity(b64.len() + b64.len() / 36);
+    for (i, chunk) in b64.as_bytes().chunks(72).enumerate() {
+        if i > 0 {
+            out.push_str("\r\n\t");
+        }
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+    }
+    out
+}
+
+/// One header field as it is in the message: its name and its raw bytes
+/// (name, colon, value, continuation lines, final CRLF).
+struct Field<'a> {
+    name: &'a str,
+    raw: &'a [u8],
+}
+
+/// The fields of a header block.
+fn parse_fields(head: &[u8]) -> Vec<Field<'_>> {
+    let mut fields: Vec<Field> = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    while at < head.len() {
+        let end = head[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(head.len(), |i| at + i + 1);
+        let continuation = matches!(head[at], b' ' | b'\t');
+        if !continuation && at > start {
+            push_field(&mut fields, &head[start..at]);
+            start = at;
+        }
+        at = end;
+    }
+    if at > start {
+        push_field(&mut fields, &head[start..at]);
+    }
+    fields
+}
+
+fn push_field<'a>(fields: &mut Vec<Field<'a>>, raw: &'a [u8]) {
+    let Some(colon) = raw.iter().position(|&b| b == b':') else {
+        return;
+    };
+    let Ok(name) = std::str::from_utf8(&raw[..colon]) else {
+        return;
+    };
+    fields.push(Field {
+        name: name.trim_matches([' ', '\t']),
+        raw,
+    });
+}
+
+/// The h= list: each signed field present, as often as it is present,
+/// the List-* fields present, and From once more.
+fn signed_names(fields: &[Field]) -> Vec<String> {
+    let mut names = Vec::new();
+    let count = |name: &str| {
+        fields
+            .iter()
+            .filter(|f| f.name.eq_ignore_ascii_case(name))
+            .count()
+    };
+    for name in SIGNED {
+        for _ in 0..count(name) {
+            names.push((*name).to_owned());
+        }
+    }
+    let mut lists: Vec<String> = Vec::new();
+    for f in fields {
+        let lower = f.name.to_ascii_lowercase();
+        if lower.starts_with("list-") && !lists.contains(&lower) {
+            lists.push(lower);
+        }
+    }
+    for name in lists {
+        for _ in 0..count(&name) {
+            names.push(name.clone());
+        }
+    }
+    names.push("from".to_owned());
+    names
+}
+
+/// The bytes the header hash covers (RFC 6376 3.7): each field named in
+/// `names`, relaxed, the n-th mention of a name taking the n-th instance
+/// from the bottom (a name with no instance left adds nothing), then the
+/// DKIM-Signature field with an empty b=, relaxed, without its final CRLF.
+fn header_hash_input(fields: &[Field], names: &[String], unsigned: &str) -> Vec<u8> {
+    let mut used: Vec<(String, usize)> = Vec::new();
+    let mut out = Vec::new();
+    for name in names {
+        let lower = name.to_ascii_lowercase();
+        let n = match used.iter_mut().find(|(n, _)| *n == lower) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                used.push((lower.clone(), 1));
+                1
+            }
+        };
+        if let Some(field) = fields
+            .iter()
+            .rev()
+            .filter(|f| f.name.eq_ignore_ascii_case(&lower))
+            .nth(n - 1)
+        {
+            out.extend_from_slice(&relaxed_header(field.raw));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(&relaxed_header(unsigned.as_bytes()));
+    out
+}
+
+/// Relaxed header canonicalization of one field (RFC 6376 3.4.2), without
+/// its final CRLF: name in lower case, unfolded, runs of white space made
+/// one space, white space around the colon and at the end removed.
+fn relaxed_header(raw: &[u8]) -> Vec<u8> {
+    let colon = raw.iter().position(|&b| b == b':').unwrap_or(raw.len());
+    let name = &raw[..colon];
+    let mut out: Vec<u8> = name
+        .iter()
+        .filter(|b| !matches!(b, b' ' | b'\t'))
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    out.push(b':');
+    let mut space = false;
+    let mut started = false;
+    for &b in raw.get(colon + 1..).unwrap_or_default() {
+        match b {
+            b'\r' | b'\n' => {}
+            b' ' | b'\t' => space = true,
+            _ => {
+                if space && started {
+                    out.push(b' ');
+                }
+                space = false;
+                started = true;
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// Reads a message: the header block kept, the body hashed relaxed.
+struct Reader {
+    head: Vec<u8>,
+    /// Still in the header block.
+    in_head: bool,
+    body: BodyHasher,
+}
+
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            head: Vec::new(),
+            in_head: true,
+            body: BodyHasher::new(),
+        }
+    }
+
+    /// The header block (without the empty line) and the body hash.
+    fn finish(self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let hash = self.body.finish()?;
+        Ok((self.head, hash))
+    }
+}
+
+impl Write for Reader {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut rest = buf;
+        while self.in_head && !rest.is_empty() {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| i + 1);
+            self.head.extend_from_slice(&rest[..end]);
+            rest = &rest[end..];
+            // The header block ends at the first empty line.
+            if self.head.ends_with(b"\n") {
+                let last = last_line(&self.head);
+                if last == b"\r\n" || last == b"\n" {
+                    let keep = self.head.len() - last.len();
+                    self.head.truncate(keep);
+                    self.in_head = false;
+                }
+            }
+        }
+        if !rest.is_empty() {
+            self.body.update(rest).map_err(io::Error::other)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The last line of `bytes` (which ends with LF), with its line ending.
+fn last_line(bytes: &[u8]) -> &[u8] {
+    let body = &bytes[..bytes.len() - 1];
+    match body.iter().rposition(|&b| b == b'\n') {
+        Some(i) => &bytes[i + 1..],
+        None => bytes,
+    }
+}
+
+/// Relaxed body canonicalization (RFC 6376 3.4.4) into SHA-256, a piece at
+/// a time: white space at line ends removed, runs of it made one space,
+/// empty lines at the end dropped, a final CRLF added to a last line
+/// without one.
+struct BodyHasher {
+    hasher: Hasher,
+    out: Vec<u8>,
+    /// Empty lines seen and not yet written (they vanish at the end).
+    empty_lines: u64,
+    /// White space seen in this line and not yet written.
+    space: bool,
+    /// This line has something besides white space.
+    content: bool,
+    /// A CR was seen: a line ending if LF follows.
+    cr: bool,
+}
+
+impl BodyHasher {
+    fn new() -> BodyHasher {
+        BodyHasher {
+            hasher: Hasher::new(MessageDigest::sha256()).expect("SHA-256 is always available"),
+            out: Vec::with_capacity(64 * 1024),
+            empty_lines: 0,
+            space: false,
+            content: false,
+            cr: false,
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        match b {
+            b' ' | b'\t' => self.space = true,
+            b'\n' => {
+                if self.content {
+                    self.out.extend_from_slice(b"\r\n");
+                } else {
+                    self.empty_lines += 1;
+                }
+                self.space = false;
+                self.content = false;
+            }
+            _ => {
+                if !self.content {
+                    for _ in 0..self.empty_lines {
+                        self.out.extend_from_slice(b"\r\n");
+                    }
+                    self.empty_lines = 0;
+                }
+                if self.space {
+                    self.out.push(b' ');
+                }
+                self.space = false;
+                self.content = true;
+                self.out.push(b);
+            }
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) -> Result<(), openssl::error::ErrorStack> {
+        let plain = |b: u8| !matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = bytes[at];
+            if self.cr {
+                self.cr = false;
+                if b != b'\n' {
+                    self.byte(b'\r');
+                }
+            }
+            if b == b'\r' {
+                self.cr = true;
+                at += 1;
+            } else if plain(b) {
+                // A run of bytes that need no care (a base64 line): the
+                // first as any byte, the others as they are.
+                let end = bytes[at..]
+                    .iter()
+                    .position(|&c| !plain(c))
+                    .map_or(bytes.len(), |n| at + n);
+                self.byte(b);
+                self.out.extend_from_slice(&bytes[at + 1..end]);
+                at = end;
+            } else {
+                self.byte(b);
+                at += 1;
+            }
+            if self.out.len() >= 60 * 1024 {
+                self.hasher.update(&self.out)?;
+                self.out.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>> {
+        let failed = |e| Failure::new(Exit::Config, format!("DKIM body hash failed: {e}"));
+        if self.cr {
+            self.cr = false;
+            self.byte(b'\r');
+        }
+        if self.content {
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.hasher.update(&self.out).map_err(failed)?;
+        Ok(self.hasher.finish().map_err(failed)?.to_vec())
+    }
+}
+
+/// The body hash of `body`, relaxed (tests).
+#[cfg(test)]
+fn body_hash(body: &[u8]) -> Vec<u8> {
+    let mut h = BodyHasher::new();
+    h.update(body).unwrap();
+    h.finish().unwrap()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relaxed_body(body: &[u8]) -> Vec<u8> {
+        let mut h = BodyHasher::new();
+        h.update(body).unwrap();
+        if h.cr {
+            h.cr = false;
+            h.byte(b'\r');
+        }
+        if h.content {
+            h.out.extend_from_slice(b"\r\n");
+        }
+        h.out
+    }
+
+    #[test]
+    fn relaxed_body_canonicalization() {
+        assert_eq!(relaxed_body(b""), b"");
+        assert_eq!(relaxed_body(b"\r\n\r\n"), b"");
+        assert_eq!(relaxed_body(b"a  b \t\r\n\r\n\r\n"), b"a b\r\n");
+        assert_eq!(relaxed_body(b" a\r\n \r\nb"), b" a\r\n\r\nb\r\n");
+        assert_eq!(relaxed_body(b"x\ry\r\n"), b"x\ry\r\n");
+        // RFC 6376 3.4.6's example.
+        assert_eq!(relaxed_body(b" C \r\nD \t E\r\n\r\n\r\n"), b" C\r\nD E\r\n");
+    }
+
+    #[test]
+    fn the_body_hash_does_not_depend_on_how_the_body_is_cut() {
+        let body = b"line  one \r\n\r\n  two\t\r\n\r\n\r\n";
+        let whole = body_hash(body);
+        for cut in 0..body.len() {
+            let mut h = BodyHasher::new();
+            h.update(&body[..cut]).unwrap();
+            h.update(&body[cut..]).unwrap();
+            assert_eq!(h.finish().unwrap(), whole, "cut at {cut}");
+        }
+    }
+
+    /// RFC 6376 3.4.4 as written, on the whole body at once.
+    fn reference(body: &[u8]) -> Vec<u8> {
+        let mut pieces: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+        let last = pieces.pop().unwrap_or_default();
+        let mut lines: Vec<Vec<u8>> = pieces
+            .into_iter()
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l).to_vec())
+            .collect();
+        if !last.is_empty() {
+            lines.push(last.to_vec());
+        }
+        let mut lines: Vec<Vec<u8>> = lines
+            .into_iter()
+            .map(|l| {
+                // Runs of white space: one space, none at the end.
+                let mut collapsed = Vec::new();
+                let mut space = false;
+                for &b in &l {
+                    if b == b' ' || b == b'\t' {
+                        space = true;
+                    } else {
+                        if space {
+                            collapsed.push(b' ');
+                        }
+                        space = false;
+                        collapsed.push(b);
+                    }
+                }
+                collapsed
+            })
+            .collect();
+        while lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        lines
+            .into_iter()
+            .flat_map(|mut l| {
+                l.extend_from_slice(b"\r\n");
+                l
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn streaming_body_canonicalization_matches_the_rfc(
+            body in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'.', b' ', b'\t', b'\r', b'\n']), 0..80),
+            cut in 0usize..80,
+        ) {
+            let cut = cut.min(body.len());
+            let mut h = BodyHasher::new();
+            h.update(&body[..cut]).unwrap();
+            h.update(&body[cut..]).unwrap();
+            if h.cr {
+                h.cr = false;
+                h.byte(b'\r');
+            }
+            if h.content {
+                h.out.extend_from_slice(b"\r\n");
+            }
+            proptest::prop_assert_eq!(h.out, reference(&body));
+        }
+    }
+
+    #[test]
+    fn relaxed_header_canonicalization() {
+        // RFC 6376 3.4.6's example.
+        assert_eq!(relaxed_header(b"A: X\r\n"), b"a:X");
+        assert_eq!(relaxed_header(b"B : Y\t\r\n\tZ  \r\n"), b"b:Y Z");
+    }
+
+    const RFC8463_MESSAGE: &[u8] = b"From: Joe SixPack <joe@football.example.com>\r\n\
+To: Suzie Q <suzie@shopping.example.net>\r\n\
+Subject: Is dinner ready?\r\n\
+Date: Fri, 11 Jul 2003 21:00:37 -0700 (PDT)\r\n\
+Message-ID: <20030712040037.46341.5F8J@football.example.com>\r\n\
+\r\n\
+Hi.\r\n\
+\r\n\
+We lost the game.  Are you hungry yet?\r\n\
+\r\n\
+Joe.\r\n";
+
+    /// RFC 8463 appendix A: the Ed25519 key, message and signature, as an
+    /// independent check of the canonicalization, the header selection
+    /// (including names with no instance left) and the signing.
+    #[test]
+    fn reproduces_the_rfc_8463_ed25519_signature() {
+        let seed = BASE64_STANDARD
+            .decode("nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=")
+            .unwrap();
+        let key = PKey::private_key_from_raw_bytes(&seed, Id::ED25519).unwrap();
+        let signer = Signer::new(key, Path::new("k"), "brisbane".into(), None).unwrap();
+
+        let mut reader = Reader::new();
+        reader.write_all(RFC8463_MESSAGE).unwrap();
+        let (head, bh) = reader.finish().unwrap();
+        assert_eq!(
+            BASE64_STANDARD.encode(bh),
+            "2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8="
+        );
+        let fields = parse_fields(&head);
+        let names: Vec<String> = "from : to : subject : date : message-id : from : subject : date"
+            .split(':')
+            .map(|n| n.trim().to_owned())
+            .collect();
+        let unsigned = "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;\r\n \
+d=football.example.com; i=@football.example.com;\r\n \
+q=dns/txt; s=brisbane; t=1528637909; h=from : to :\r\n \
+subject : date : message-id : from : subject : date;\r\n \
+bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;\r\n \
+b=";
+        let input = header_hash_input(&fields, &names, unsigned);
+        let b = BASE64_STANDARD.encode(signer.sign_bytes(&input).unwrap());
+        assert_eq!(
+            b,
+            "/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11BusFa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw=="
+        );
+    }
+
+    #[test]
+    fn the_signed_list_holds_what_is_present_and_from_twice() {
+        let head = b"From: a@example.com\r\nTo: b@example.net\r\nX-Other: 1\r\nList-Id: <x.example.com>\r\nList-Unsubscribe: <https://example.com/u>\r\nMIME-Version: 1.0\r\n";
+        let fields = parse_fields(head);
+        assert_eq!(
+            signed_names(&fields),
+            [
+                "from",
+                "to",
+                "mime-version",
+                "list-id",
+                "list-unsubscribe",
+                "from"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_rsa_signature_verifies_with_openssl() {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let key = PKey::from_rsa(rsa).unwrap();
+        let public = key.public_key_to_der().unwrap();
+        let signer = Signer::new(key, Path::new("k"), "sel".into(), None).unwrap();
+        let signed = signer
+            .sign(Composed::Memory(RFC8463_MESSAGE.to_vec()))
+            .unwrap()
+            .into_bytes();
+        let text = String::from_utf8(signed.clone()).unwrap();
+        assert!(text.starts_with(
+            "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=football.example.com; s=sel;"
+        ));
+        assert!(
+            text.contains("h=from:to:subject:date:message-id:from;"),
+            "{text}"
+        );
+        assert!(text.ends_with(std::str::from_utf8(RFC8463_MESSAGE).unwrap()));
+        // Verify: rebuild the input with b= emptied from the emitted field.
+        let end = text.find("\r\nFrom:").unwrap() + 2;
+        let field = &text[..end];
+        let b_at = field
+            .find("b=")
+            .map(|_| field.rfind("\tb=").unwrap() + 3)
+            .unwrap();
+        let b: String = field[b_at..]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let unsigned = &field[..b_at];
+        let mut reader = Reader::new();
+        reader.write_all(RFC8463_MESSAGE).unwrap();
+        let (head, _) = reader.finish().unwrap();
+        let fields = parse_fields(&head);
+        let names: Vec<String> = ["from", "to", "subject", "date", "message-id", "from"]
+            .map(String::from)
+            .to_vec();
+        let input = header_hash_input(&fields, &names, unsigned);
+        let public = PKey::public_key_from_der(&public).unwrap();
+        let mut verifier = openssl::sign::Verifier::new(MessageDigest::sha256(), &public).unwrap();
+        verifier.update(&input).unwrap();
+        assert!(
+            verifier
+                .verify(&BASE64_STANDARD.decode(b).unwrap())
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn short_rsa_keys_are_refused() {
+        let key = PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap();
+        let err = Signer::new(key, Path::new("k.pem"), "s".into(), None).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), Exit::Config);
+        assert!(err.to_string().contains("1024-bit"), "{err}");
+    }
+
+    #[test]
+    fn alignment_and_from_domains() {
+        assert!(aligned("example.com", "example.com"));
+        assert!(aligned("news.Example.com", "example.com"));
+        assert!(!aligned("badexample.com", "example.com"));
+        assert!(!aligned("example.com", "news.example.com"));
+        assert_eq!(
+            address_domain(b"From: \"A, B\" <a@Example.COM>\r\n").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            address_domain(b"From: a@example.org\r\n").as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(address_domain(b"From: nobody\r\n"), None);
+    }
+}
