@@ -67,50 +67,36 @@ if [ "$(id -u)" -ne 0 ]; then
     finish
 fi
 
-need_pkgs=()
-for pkg in postfix sasl2-bin libsasl2-modules openssl; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
-done
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-    echo "# installing ${need_pkgs[*]}"
-    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"; } \
+# Installs the Debian packages among "$@" that are missing; returns non-zero
+# (the log in /tmp/mailsend-interop-apt.log) when apt-get failed.
+missing_pkgs() {
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
+    done
+}
+install_pkgs() {
+    local pkgs
+    mapfile -t pkgs < <(missing_pkgs "$@")
+    [ ${#pkgs[@]} -eq 0 ] && return 0
+    echo "# installing ${pkgs[*]}"
+    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}"; }
+    if ! { apt_install || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt_install; }; } \
         > /tmp/mailsend-interop-apt.log 2>&1 </dev/null; then
-        not_ok "install ${need_pkgs[*]}" "apt-get failed, see /tmp/mailsend-interop-apt.log: $(tail -3 /tmp/mailsend-interop-apt.log | tr '\n' ' ')"
-        finish
+        not_ok "install ${pkgs[*]}" "apt-get failed, see /tmp/mailsend-interop-apt.log: $(tail -3 /tmp/mailsend-interop-apt.log | tr '\n' ' ')"
+        return 1
     fi
-fi
+}
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+install_pkgs postfix sasl2-bin libsasl2-modules openssl || finish
 # For the system checks (system.py): Debian's cron, git send-email. Without
 # them only those checks fail. git-email needs Mail::Address (libmailtools-perl),
 # which it only recommends. dovecot-core: the SASL server that checks OAuth2
 # tokens (dovecot.sh); without it only the OAuth2 checks fail.
-extra_pkgs=()
-for pkg in cron git git-email libmailtools-perl dovecot-core; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || extra_pkgs+=("$pkg")
-done
-if [ ${#extra_pkgs[@]} -gt 0 ]; then
-    echo "# installing ${extra_pkgs[*]}"
-    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${extra_pkgs[@]}"; }
-    if ! { apt_install || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt_install; }; } \
-        > /tmp/mailsend-interop-apt.log 2>&1 </dev/null; then
-        not_ok "install ${extra_pkgs[*]}" "apt-get failed, see /tmp/mailsend-interop-apt.log: $(tail -3 /tmp/mailsend-interop-apt.log | tr '\n' ' ')"
-    fi
-fi
+install_pkgs cron git git-email libmailtools-perl dovecot-core || true
 # For signing.py: Debian's dkimpy (and PyNaCl for Ed25519), the independent
 # DKIM verifier. Without them only the DKIM checks fail.
-dkim_pkgs=()
-for pkg in python3-dkim python3-nacl; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || dkim_pkgs+=("$pkg")
-done
-if [ ${#dkim_pkgs[@]} -gt 0 ]; then
-    echo "# installing ${dkim_pkgs[*]}"
-    dkim_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${dkim_pkgs[@]}"; }
-    if ! { dkim_install || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && dkim_install; }; } \
-        > /tmp/mailsend-interop-apt.log 2>&1 </dev/null; then
-        not_ok "install ${dkim_pkgs[*]}" "apt-get failed, see /tmp/mailsend-interop-apt.log: $(tail -3 /tmp/mailsend-interop-apt.log | tr '\n' ' ')"
-    fi
-fi
+install_pkgs python3-dkim python3-nacl || true
 if ! command -v python3 >/dev/null; then
     not_ok "python3 available" "python3 not found"
     finish
