@@ -9,7 +9,8 @@
 # Usage: scripts/bench.sh
 #   BENCH_RUNS=30      timed sends per tool
 #   BENCH_WARMUP=3     untimed sends per tool first (page cache, CPU clocks)
-#   BENCH_EXTRA=1      also time mailsend with SSL_CERT_FILE/DIR set (0: skip)
+#   BENCH_EXTRA=1      also time mailsend with SSL_CERT_FILE/DIR set, and
+#                      mailsend signing with DKIM (RSA 2048, Ed25519) (0: skip)
 #   BENCH_LOOP=1       time with the shell loop even if hyperfine is there
 #   BENCH_NO_INSTALL=1 never apt-get install missing tools
 #   MAILSEND_BIN=path  time this mailsend binary instead of building one
@@ -145,6 +146,11 @@ if ! MAILSEND_USER=$USER_NAME "$MAILSEND" --to "$RCPT" --subject bench --body he
   exit 1
 fi
 
+# Signing keys for the DKIM rows (private: mailsend refuses others).
+(umask 077
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out dkim-rsa.pem 2>/dev/null
+  openssl genpkey -algorithm ED25519 -out dkim-ed25519.pem 2>/dev/null)
+
 # msmtp reads only this file; 0600 because it holds the password.
 write_msmtprc() { # $1 = rc file, $2 = CA file
   (
@@ -183,8 +189,11 @@ command_for() { # $1 = tool, $2 = CA file
   local ca=$2
   CMD_ENV=() CMD_STDIN=
   case $1 in
-    mailsend | mailsend-sslenv)
+    mailsend | mailsend-sslenv | mailsend-dkim-*)
       [[ $1 == mailsend-sslenv ]] && CMD_ENV=("${SSL_ENV[@]}")
+      # DKIM: the same send, signed with a 2048-bit RSA or an Ed25519 key.
+      [[ $1 == mailsend-dkim-* ]] && CMD_ENV=("MAILSEND_DKIM_KEY=$WORK/${1#mailsend-}.pem"
+        MAILSEND_DKIM_SELECTOR=bench)
       CMD_ENV+=(MAILSEND_HOST=127.0.0.1 "MAILSEND_PORT=$PORT" "MAILSEND_CA_FILE=$ca"
         "MAILSEND_USER=$USER_NAME" "MAILSEND_PASSWORD=$PASS")
       CMD_ARGV=("$MAILSEND" --to "$RCPT" --subject bench --body hello)
@@ -262,7 +271,7 @@ verify() { # $1 = tool
 }
 
 TOOLS=(mailsend curl msmtp s_client)
-[[ ${BENCH_EXTRA:-1} == 1 ]] && TOOLS+=(mailsend-sslenv)
+[[ ${BENCH_EXTRA:-1} == 1 ]] && TOOLS+=(mailsend-sslenv mailsend-dkim-rsa mailsend-dkim-ed25519)
 timed=()
 for tool in "${TOOLS[@]}"; do
   if verify "$tool"; then timed+=("$tool"); fi

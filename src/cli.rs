@@ -403,7 +403,7 @@ pub struct Delivery {
     pub log: Option<String>,
 
     /// Retry temporary failures with backoff for up to DURATION, e.g. 10m
-    /// [env: MAILSEND_RETRY_FOR] [default: 0s]
+    /// [env: MAILSEND_RETRY_FOR] [default: 0s; 10m for a campaign]
     #[arg(long, value_name = "DURATION")]
     pub retry_for: Option<String>,
 

@@ -16,7 +16,7 @@ pub fn completions(shell: clap_complete::Shell) {
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &out);
 }
 
-/// Settings read from the environment, as the README's "Configuration"
+/// Settings read from the environment, as docs/REFERENCE.md's "Configuration"
 /// lists them.
 const ENVIRONMENT: &[(&str, &str)] = &[
     ("MAILSEND_HOST", "SMTP server (--host)"),
@@ -70,6 +70,23 @@ const ENVIRONMENT: &[(&str, &str)] = &[
         "MAILSEND_SET_FROM_HEADER",
         "sendmail mode: when to set the From header",
     ),
+    (
+        "MAILSEND_CLIENT_CERT",
+        "TLS client certificate, PEM (--client-cert)",
+    ),
+    (
+        "MAILSEND_CLIENT_KEY",
+        "its private key, PEM, private file (--client-key)",
+    ),
+    (
+        "MAILSEND_DKIM_KEY",
+        "DKIM private key, PEM, RSA 2048+ or Ed25519, private file (--dkim-key)",
+    ),
+    ("MAILSEND_DKIM_SELECTOR", "DKIM selector (--dkim-selector)"),
+    (
+        "MAILSEND_DKIM_DOMAIN",
+        "DKIM signing domain (--dkim-domain; default the From domain)",
+    ),
     // OAuth2 sign-in (`mailsend auth`).
     ("MAILSEND_OAUTH_PROVIDER", "google, microsoft or custom"),
     (
@@ -104,7 +121,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
 ];
 
-/// sysexits.h codes, as the README's "Exit codes" explains them.
+/// sysexits.h codes, as docs/REFERENCE.md's "Exit codes" explains them.
 const EXIT_STATUS: &[(u8, &str)] = &[
     (
         0,

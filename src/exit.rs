@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use crate::oauth::{OAuthError, OAuthKind};
 use crate::smtp::{Class, SmtpError};
 
-/// The sysexits.h codes mailsend uses (see README "Exit codes").
+/// The sysexits.h codes mailsend uses (see docs/REFERENCE.md "Exit codes").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Exit {
     Ok = 0,
@@ -91,7 +91,7 @@ pub fn code_for(err: &anyhow::Error) -> Exit {
     Exit::TempFail
 }
 
-/// The exit code of a class of SMTP failure (README "Exit codes").
+/// The exit code of a class of SMTP failure (docs/REFERENCE.md "Exit codes").
 pub fn for_class(class: Class) -> Exit {
     match class {
         Class::Temporary => Exit::TempFail,

@@ -257,7 +257,7 @@ impl Client {
                 "no OAuth2 client id is configured for account {}",
                 cfg.account
             ))
-            .hint("set oauth_client_id in the account (or MAILSEND_OAUTH_CLIENT_ID); the README's \"OAuth2 sign-in\" says how to register one")
+            .hint("set oauth_client_id in the account (or MAILSEND_OAUTH_CLIENT_ID); docs/GUIDE.md#oauth2-sign-in says how to register one")
         })?;
         let url = |what: &str, e| OAuthError::config(format!("invalid {what}: {e}"));
         let mut inner = BasicClient::new(ClientId::new(client_id))

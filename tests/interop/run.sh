@@ -11,7 +11,7 @@
 #   INTEROP_KEEP=1         keep the temporary directory (Postfix log, Maildir)
 #   INTEROP_MATRIX=path    where to write the fault matrix (default: in the
 #                          temporary directory; tests/interop/MATRIX.md is
-#                          the copy for the README)
+#                          the copy for docs/DEVELOPMENT.md)
 #   INTEROP_SYSTEM_MODE=divert  replace /usr/sbin/sendmail, /etc/mailsend and
 #                          root's crontab for the run instead of using a private
 #                          mount namespace (see system.sh; the default falls
