@@ -481,6 +481,18 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
             }
             (Settled::Refused, text)
         }
+        Err(err) if refuses_the_sender(&err) => {
+            // Every row would be refused alike: the run stops (69), and
+            // no row is settled, so that the same command sends them all
+            // once the sender is fixed.
+            let text = err.to_string();
+            fail_run(shared, err.into());
+            lock(&shared.rows).out -= 1;
+            let to = taken.outgoing.recipients.join(", ");
+            return shared
+                .progress
+                .not_tried(taken.pending.row.number, &to, &text);
+        }
         Err(err) => {
             let text = err.to_string();
             match err.class() {
@@ -521,6 +533,16 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
         Settled::Refused => RowStatus::Refused,
     };
     report(shared, taken, status, &text);
+}
+
+/// A 5xx to MAIL FROM: the sender is refused (not allowed to send as
+/// that address, blocked), not this row; but a 552 there is this
+/// message's declared size, its own refusal.
+fn refuses_the_sender(err: &SmtpError) -> bool {
+    // `smtp::Stage` is not exported outside the smtp module (but to
+    // tests): its variant is told by name.
+    matches!(err, SmtpError::Refused { stage, reply }
+        if reply.code >= 500 && reply.code != 552 && format!("{stage:?}") == "MailFrom")
 }
 
 /// A row refused for now: queued again after a backoff, or reported as

@@ -856,3 +856,49 @@ fn no_more_sessions_than_rows() {
         server.sessions().len()
     );
 }
+
+/// A 5xx to MAIL FROM refuses the sender, not the row (a From the
+/// server does not allow, a sender blocked): the run stops at once with
+/// 69, no row is settled as refused for good, and once the sender is
+/// fixed the same campaign sends every row. (It used to settle every row
+/// of the list as refused: the rerun with a good --from sent nothing and
+/// exited 69 for good.) A 552 to MAIL (the declared size) stays a refusal
+/// of that row alone.
+#[test]
+fn a_sender_refused_at_mail_from_settles_no_row() {
+    let refusing = TestServer::start(with_auth(Behaviour {
+        mail_reply: Some("553 5.7.1 sender not allowed".into()),
+        pipelining: true,
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(40)).expect("list");
+    let run = bulk(refusing.port(), dir.path(), &[]).expect(69);
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 40, "one line per row: {}", run.stdout());
+    assert_eq!(summary["refused"], 0, "{summary}");
+    assert_eq!(summary["deferred"], 40, "{summary}");
+    assert!(
+        run.stderr().matches("mailsend: error:").count() == 1,
+        "one error for the run, not one per row: {}",
+        run.stderr()
+    );
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
+
+    let server = submission();
+    let again = bulk(server.port(), dir.path(), &[]).expect(0);
+    let (_, summary) = results(&again);
+    assert_eq!(summary["sent"], 40, "{summary}");
+    assert_eq!(delivered(&server).len(), 40);
+
+    let too_big = TestServer::start(with_auth(Behaviour {
+        mail_reply: Some("552 5.3.4 message too big".into()),
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(2)).expect("list");
+    let run = bulk(too_big.port(), dir.path(), &[]).expect(69);
+    let (_, summary) = results(&run);
+    assert_eq!(summary["refused"], 2, "{summary}");
+}
