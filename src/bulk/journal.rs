@@ -294,6 +294,12 @@ impl Journal {
                 None => return Err(damaged(index + 1, "not a row's record").into()),
             }
         }
+        if rows.is_empty() && head.templates != templates {
+            // No row settled under the templates of its head: the journal
+            // is as new, and takes this run's (else the rows this run
+            // settles would read as settled under other templates).
+            return Ok((None, 0));
+        }
         let done = Done {
             templates_changed: head.templates != templates && !rows.is_empty(),
             rows,
@@ -599,5 +605,25 @@ mod tests {
         assert_eq!(fingerprint(["a", "b"]), fingerprint(["a", "b"]));
         assert_ne!(fingerprint(["ab", ""]), fingerprint(["a", "b"]));
         assert_ne!(fingerprint([]), fingerprint([""]));
+    }
+
+    #[test]
+    fn a_journal_with_no_row_settled_takes_the_templates_of_the_run_that_settles_one() {
+        // Run 1 (server down) settled nothing under templates t1; run 2
+        // sends a row under t2; run 3 (t2 still) must not say that the
+        // templates changed.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.csv.journal");
+        drop(Journal::open(&path, &columns(), "t1").unwrap());
+        let (j, done) = Journal::open(&path, &columns(), "t2").unwrap();
+        assert!(!done.templates_changed);
+        j.record(1, Settled::Sent, (0xaa, 0), "<1@x>", "250 ok")
+            .unwrap();
+        drop(j);
+        let (_, done) = Journal::open(&path, &columns(), "t2").unwrap();
+        assert!(!done.templates_changed, "no row was settled under t1");
+        assert_eq!(done.get(1, 0xaa), Some((Settled::Sent, false)));
+        let (_, done) = Journal::open(&path, &columns(), "t3").unwrap();
+        assert!(done.templates_changed, "row 1 was settled under t2");
     }
 }
