@@ -125,7 +125,15 @@ struct Durability {
     written: u64,
     synced: u64,
     syncing: bool,
+    /// A write failed (disk full, file too large): no line is written
+    /// any more, but the lines written whole before still get their
+    /// fsync (their rows count).
     failed: bool,
+    /// An fsync failed: no line written since is known durable.
+    sync_failed: bool,
+    /// The length of the file's whole lines: a failed write's partial
+    /// line is cut back to it.
+    len: u64,
 }
 
 impl Journal {
@@ -218,6 +226,7 @@ impl Journal {
                 }
             }
         };
+        journal.lock().len = journal.file.metadata().map_err(cannot)?.len();
         Ok((journal, done))
     }
 
@@ -334,10 +343,14 @@ impl Journal {
             if state.failed {
                 return Err(self.failed(io::ErrorKind::Other.into()));
             }
-            (&self.file).write_all(&text).map_err(|e| {
+            if let Err(e) = (&self.file).write_all(&text) {
                 state.failed = true;
-                self.failed(e)
-            })?;
+                // The partial line goes (it would be in the middle of the
+                // journal if a later line were written).
+                let _ = self.file.set_len(state.len);
+                return Err(self.failed(e));
+            }
+            state.len += text.len() as u64;
             state.written += 1;
             state.written
         };
@@ -352,7 +365,7 @@ impl Journal {
             if state.synced >= mine {
                 return Ok(());
             }
-            if state.failed {
+            if state.sync_failed {
                 return Err(self.failed(io::ErrorKind::Other.into()));
             }
             if !state.syncing {
@@ -371,7 +384,10 @@ impl Journal {
         state.syncing = false;
         match &result {
             Ok(()) => state.synced = state.synced.max(target),
-            Err(_) => state.failed = true,
+            Err(_) => {
+                state.failed = true;
+                state.sync_failed = true;
+            }
         }
         drop(state);
         self.synced.notify_all();

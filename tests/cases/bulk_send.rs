@@ -902,3 +902,63 @@ fn a_sender_refused_at_mail_from_settles_no_row() {
     let (_, summary) = results(&run);
     assert_eq!(summary["refused"], 2, "{summary}");
 }
+
+/// When the journal cannot be written any more (a file size limit; a
+/// full disk alike), a row said `deferred` ("the next run sends it
+/// again") is not in the journal, so that the next run does send it:
+/// sessions whose lines were written whole before another's write failed
+/// got their fsync (and count as sent) instead of an error, and the
+/// failed write's partial line is cut off. (Rows said deferred were found
+/// whole in the journal and skipped by the next run as already done: the
+/// two runs' counts did not add up to what the server got.)
+#[test]
+fn a_row_said_deferred_when_the_journal_fails_is_not_in_the_journal() {
+    for round in 0..4 {
+        let sink = Sink::start(16, None);
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("list.csv"), list(300)).expect("list");
+        let mut m = Mailsend::bare();
+        m.home(dir.path())
+            .file_size_limit(6000 + round * 1000)
+            .env("MAILSEND_HOST", "127.0.0.1")
+            .env("MAILSEND_PORT", &sink.port.to_string())
+            .env("MAILSEND_TLS", "none")
+            .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+            .args(["--body", "Dear {{ name }}", "--yes", "--json"])
+            .args([
+                "--unsubscribe-mailto",
+                "u@example.com",
+                "--concurrency",
+                "8",
+            ]);
+        let run = m.run().expect(75);
+        let (rows, _) = results(&run);
+        let journal =
+            std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+        let recorded: Vec<u64> = journal
+            .lines()
+            .skip(1)
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["row"].as_u64())
+            .collect();
+        let deferred_but_recorded: Vec<u64> = rows
+            .values()
+            .filter(|r| r["status"] == "deferred")
+            .filter_map(|r| r["row"].as_u64())
+            .filter(|r| recorded.contains(r))
+            .collect();
+        assert!(
+            deferred_but_recorded.is_empty(),
+            "round {round}: said deferred, yet in the journal: {deferred_but_recorded:?}"
+        );
+        // The next run sends exactly the rows not said sent.
+        let again = bulk_plain(sink.port, dir.path(), &[]).expect(0);
+        let (_, summary) = results(&again);
+        let sent_before = rows.values().filter(|r| r["status"] == "sent").count();
+        assert_eq!(
+            summary["sent"].as_u64().unwrap() as usize,
+            300 - sent_before,
+            "round {round}: {summary}"
+        );
+    }
+}
