@@ -199,14 +199,15 @@ impl Campaign {
                 .map_err(Problem::data)
         };
         let to_text = render(TO, Escape::None)?;
-        let to =
-            message::parse_mailboxes(&self.label(TO), &[to_text]).map_err(Problem::from_error)?;
+        let to = message::parse_mailboxes(&self.label(TO), std::slice::from_ref(&to_text))
+            .map_err(Problem::from_error)?;
         if to.is_empty() {
             return Err(Problem::data(format!(
                 "{}: no recipient (the value is empty)",
                 self.label(TO)
             )));
         }
+        self.no_recipient_added(row, &to_text, to.len())?;
         let subject = match self.has_subject {
             true => {
                 let subject = render(SUBJECT, Escape::None)?;
@@ -301,6 +302,34 @@ impl Campaign {
             message_id,
             boundary: None,
         })
+    }
+
+    /// A value may not add recipients to `--to`: with the template
+    /// `{{ name }} <{{ email }}>`, a name `Bob <bob@example.net>, Eve`
+    /// (a signup form's) would send the row's message to bob too, who
+    /// would see the subscriber's address. The recipients may be no more
+    /// than the template makes of values without address syntax. A lone
+    /// variable (`{{ email }}`) is the list the user put in that column.
+    fn no_recipient_added(&self, row: &Row, rendered: &str, count: usize) -> Result<(), Problem> {
+        const NEUTRAL: &str = "v";
+        let shape = self
+            .templates
+            .render(
+                TO,
+                Escape::None,
+                &Context::new(&row.with_every_value(NEUTRAL)),
+            )
+            .map_err(Problem::data)?;
+        let room = message::split_list(&shape).len();
+        if shape.trim() == NEUTRAL || count <= room {
+            return Ok(());
+        }
+        Err(Problem::data(format!(
+            "{}: a value adds recipients: '{}' is {count} addresses where the template makes {room}; \
+a value with address syntax (a comma, quote or angle bracket) cannot add a recipient",
+            self.label(TO),
+            rendered.escape_debug()
+        )))
     }
 
     /// The template's flag and the columns it reads, for error lines:
@@ -649,5 +678,58 @@ List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         assert!(list_id("News <news>").is_err());
         assert!(list_id("<news..example.com>").is_err());
         assert!(list_id("News <news.example.com").is_err());
+    }
+
+    #[test]
+    fn a_value_cannot_add_recipients_to_the_to_template() {
+        // A name from a signup form: `{{ name }} <{{ email }}>` must not
+        // send this row's message to a second address (which would see
+        // the subscriber's).
+        let named = Spec {
+            to: "{{ name }} <{{ email }}>".into(),
+            ..spec()
+        };
+        let c = campaign(&named).unwrap();
+        for name in [
+            "Bob <bob@example.net>, Eve",
+            "bob@example.net, Eve",
+            "bob@example.net,",
+        ] {
+            let problem = c
+                .render(&row(&["a@example.com", name, "1"]))
+                .err()
+                .unwrap_or_else(|| panic!("{name:?} was taken"));
+            assert!(problem.message.contains("adds recipients"), "{problem:?}");
+        }
+        let quoted = Spec {
+            to: "\"{{ name }}\" <{{ email }}>".into(),
+            ..spec()
+        };
+        let c = campaign(&quoted).unwrap();
+        assert!(
+            c.render(&row(&["a@example.com", "x\" <c@example.org>, \"y", "1"]))
+                .is_err()
+        );
+        // A name with a comma, quoted by the template: one recipient.
+        let draft = c
+            .render(&row(&["a@example.com", "Smith, Ann", "1"]))
+            .unwrap();
+        assert_eq!(draft.recipients(), ["a@example.com"]);
+        // Two columns, two recipients; and a lone variable is the list
+        // the user put in that column.
+        let two = Spec {
+            to: "{{ email }}, {{ id }}".into(),
+            ..spec()
+        };
+        let draft = campaign(&two)
+            .unwrap()
+            .render(&row(&["a@example.com", "A", "b@example.org"]))
+            .unwrap();
+        assert_eq!(draft.recipients().len(), 2);
+        let draft = campaign(&spec())
+            .unwrap()
+            .render(&row(&["a@example.com, b@example.org", "A", "1"]))
+            .unwrap();
+        assert_eq!(draft.recipients().len(), 2);
     }
 }
