@@ -352,10 +352,26 @@ fn print_first(args: &BulkArgs, campaign: &Campaign, rows: u64) -> Result<Exit> 
 /// by its row number (`00001.eml`); DIR is created if missing.
 fn write_all(args: &BulkArgs, campaign: &Campaign, dir: &Path) -> Result<Exit> {
     let cannot = |what: &Path, e: std::io::Error| {
-        Failure::new(
-            Exit::TempFail,
-            format!("cannot write {}: {e}", what.display()),
-        )
+        // A path that cannot be a directory of files (a file in the way,
+        // no permission, read-only) fails alike next time: a setting to
+        // fix (78), as for the journal; a full disk may pass (75).
+        let lasting = matches!(
+            e.raw_os_error(),
+            Some(
+                libc::EEXIST
+                    | libc::ENOTDIR
+                    | libc::EISDIR
+                    | libc::EACCES
+                    | libc::EPERM
+                    | libc::EROFS
+                    | libc::ENOENT
+            )
+        );
+        let message = format!("cannot write {}: {e}", what.display());
+        match lasting {
+            true => Failure::config(message).with_hint("give --out a directory you can write"),
+            false => Failure::new(Exit::TempFail, message),
+        }
     };
     std::fs::create_dir_all(dir).map_err(|e| cannot(dir, e))?;
     let mut written = 0u64;
