@@ -481,6 +481,14 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
             }
             (Settled::Refused, text)
         }
+        Err(err @ SmtpError::MissingExtension { .. }) => {
+            // This server cannot take this message as it is (a UTF-8
+            // address and no SMTPUTF8): retrying cannot help. Refused,
+            // but not settled: through a server that offers it, the same
+            // command sends it.
+            lock(&shared.rows).out -= 1;
+            return report(shared, taken, RowStatus::Refused, &err.to_string());
+        }
         Err(err) if refuses_the_sender(&err) => {
             // Every row would be refused alike: the run stops (69), and
             // no row is settled, so that the same command sends them all

@@ -962,3 +962,54 @@ fn a_row_said_deferred_when_the_journal_fails_is_not_in_the_journal() {
         );
     }
 }
+
+/// A row the server cannot take as it is (a UTF-8 address, and no
+/// SMTPUTF8 offered) is refused at once, not retried for --retry-for and
+/// deferred run after run (75 for ever); and it is not settled: the same
+/// campaign through a server that offers SMTPUTF8 sends it.
+#[test]
+fn a_row_that_needs_an_extension_the_server_lacks_is_refused_not_retried() {
+    let old = TestServer::start(with_auth(Behaviour {
+        seven_bit_only: true,
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("list.csv"),
+        "email,name\nzoë@example.com,Zoe\nuser2@example.com,Bob\n",
+    )
+    .expect("list");
+    // The unsubscribe URL of `bulk` holds the address: a mailto one here.
+    let bulk = |port: u16, dir: &Path, extra: &[&str]| {
+        let mut m = Mailsend::to_port(port);
+        m.home(dir)
+            .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+            .args(["--body", "Dear {{ name }}", "--yes", "--json"])
+            .args(["--unsubscribe-mailto", "u@example.com"])
+            .args(extra);
+        m.run()
+    };
+    let started = std::time::Instant::now();
+    let run = bulk(old.port(), dir.path(), &["--retry-for", "20s"]).expect(65);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "retried: {:?}",
+        started.elapsed()
+    );
+    let (rows, _) = results(&run);
+    assert_eq!(rows[&1]["status"], "refused", "{rows:?}");
+    assert!(
+        rows[&1]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SMTPUTF8"),
+        "{rows:?}"
+    );
+    assert_eq!(rows[&2]["status"], "sent", "{rows:?}");
+
+    let server = submission();
+    let again = bulk(server.port(), dir.path(), &[]).expect(0);
+    let (rows, _) = results(&again);
+    assert_eq!(rows[&1]["status"], "sent", "{rows:?}");
+    assert_eq!(rows[&2]["status"], "skipped", "{rows:?}");
+}
