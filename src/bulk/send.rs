@@ -489,10 +489,11 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
             lock(&shared.rows).out -= 1;
             return report(shared, taken, RowStatus::Refused, &err.to_string());
         }
-        Err(err) if refuses_the_sender(&err) => {
-            // Every row would be refused alike: the run stops (69), and
+        Err(err) if refuses_the_sender(&err) || err.class() == Class::Protocol => {
+            // Every row would be refused alike (the sender refused: 69),
+            // or the server broke the protocol (76): the run stops, and
             // no row is settled, so that the same command sends them all
-            // once the sender is fixed.
+            // once the sender or the server is fixed.
             let text = err.to_string();
             fail_run(shared, err.into());
             lock(&shared.rows).out -= 1;

@@ -1013,3 +1013,28 @@ fn a_row_that_needs_an_extension_the_server_lacks_is_refused_not_retried() {
     assert_eq!(rows[&1]["status"], "sent", "{rows:?}");
     assert_eq!(rows[&2]["status"], "skipped", "{rows:?}");
 }
+
+/// A server that breaks the protocol on a message (here a 3xx to MAIL)
+/// stops the run with 76, as PRODUCT.md says of protocol failures, and
+/// settles no row; it used to retry every row against the broken server
+/// for --retry-for (10 minutes by default) and end with 75.
+#[test]
+fn a_server_that_breaks_the_protocol_stops_the_run_with_76() {
+    let broken = TestServer::start(with_auth(Behaviour {
+        mail_reply: Some("354 go ahead".into()),
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(10)).expect("list");
+    let started = std::time::Instant::now();
+    let run = bulk(broken.port(), dir.path(), &["--retry-for", "8s"]).expect(76);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 10, "{}", run.stdout());
+    assert_eq!(summary["deferred"], 10, "{summary}");
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
+    let server = submission();
+    bulk(server.port(), dir.path(), &[]).expect(0);
+    assert_eq!(delivered(&server).len(), 10);
+}
