@@ -58,7 +58,9 @@ struct Line<'a> {
 /// wherever its row stood (about 70 bytes a row, not the row).
 pub struct Done {
     rows: HashMap<u64, (Settled, u64, Option<u64>)>,
-    by_data: HashMap<u64, Settled>,
+    /// Each data fingerprint's fate, and how many rows settled with it
+    /// (two rows of a list may hold the same values).
+    by_data: HashMap<u64, (Settled, u32)>,
     /// The templates changed since those rows were settled.
     pub templates_changed: bool,
 }
@@ -77,7 +79,9 @@ impl Done {
     /// of its recipients: `to()`, asked only when needed) is settled for
     /// this run, its fate, and whether it changed since:
     /// - its values were settled, at this number or another (rows moved
-    ///   when one above was deleted or added): settled, unchanged;
+    ///   when one above was deleted or added): settled, unchanged; as
+    ///   many rows with these values as were settled (`seen` counts them
+    ///   in list order: one per pass over the list), the next ones not;
     /// - the row at this number was sent to the same recipients with
     ///   other values: settled and changed (never sent twice);
     /// - it was refused, and its values changed (an address corrected):
@@ -89,9 +93,14 @@ impl Done {
         number: u64,
         data: u64,
         to: impl FnOnce() -> Option<u64>,
+        seen: &mut Seen,
     ) -> Option<(Settled, bool)> {
-        if let Some(&fate) = self.by_data.get(&data) {
-            return Some((fate, false));
+        if let Some(&(fate, count)) = self.by_data.get(&data) {
+            let earlier = seen.0.entry(data).or_default();
+            if *earlier < count {
+                *earlier += 1;
+                return Some((fate, false));
+            }
         }
         match self.rows.get(&number) {
             Some((Settled::Sent, _, Some(then_to))) if to() == Some(*then_to) => {
@@ -108,6 +117,11 @@ impl Done {
         self.rows.len()
     }
 }
+
+/// The rows with settled values met so far in one pass over the list
+/// (see [`Done::settled`]).
+#[derive(Default)]
+pub struct Seen(HashMap<u64, u32>);
 
 /// The open journal, appended to as rows settle.
 pub struct Journal {
@@ -295,8 +309,14 @@ impl Journal {
                 });
             match parsed {
                 Some((row, status, data, to)) => {
-                    rows.insert(row, (status, data, to));
-                    by_data.insert(data, status);
+                    let again = rows
+                        .insert(row, (status, data, to))
+                        .is_some_and(|(_, before, _)| before == data);
+                    let entry = by_data.entry(data).or_insert((status, 0));
+                    entry.0 = status;
+                    if !again {
+                        entry.1 += 1;
+                    }
                 }
                 // Cut by a crash while it was written: never counted.
                 None if last => complete -= bytes.len() as u64 + 1,

@@ -94,16 +94,19 @@ fn deliver(
     // A row's earlier fate: by its values, else by its number and
     // recipients (rendered only when its number was settled with other
     // values).
-    let earlier = |row: &Row| {
-        done.settled(row.number, journal::fingerprint(row.values()), || {
+    let earlier = |row: &Row, seen: &mut journal::Seen| {
+        let data = journal::fingerprint(row.values());
+        let to = || {
             let draft = campaign.render(row).ok()?;
             Some(send::recipients_fingerprint(&draft.recipients()))
-        })
+        };
+        done.settled(row.number, data, to, seen)
     };
     let pending = || -> Result<_> {
+        let mut seen = journal::Seen::default();
         Ok(selected(args)?
-            .filter(|item| match item {
-                Ok(row) => earlier(row).is_none(),
+            .filter(move |item| match item {
+                Ok(row) => earlier(row, &mut seen).is_none(),
                 Err(_) => true,
             })
             .take(limit(args)))
@@ -112,9 +115,10 @@ fn deliver(
     // with a warning when the row changed since; the others are counted.
     let mut total = 0u64;
     let mut aliases = Vec::new();
+    let mut seen = journal::Seen::default();
     for item in selected(args)? {
         let row = item?;
-        match earlier(&row) {
+        match earlier(&row, &mut seen) {
             Some((settled, changed)) => {
                 if changed {
                     progress.warning(&format!(

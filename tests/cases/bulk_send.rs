@@ -1038,3 +1038,32 @@ fn a_server_that_breaks_the_protocol_stops_the_run_with_76() {
     bulk(server.port(), dir.path(), &[]).expect(0);
     assert_eq!(delivered(&server).len(), 10);
 }
+
+/// Two rows with the same values are two rows: a run stopped after the
+/// first (here by --limit; a kill alike) sends the second on the next
+/// run, as one uninterrupted run does, instead of skipping it as
+/// "already done" (it was never sent).
+#[test]
+fn a_row_that_repeats_an_earlier_one_is_not_skipped_by_a_resumed_run() {
+    let list = "email,name\na@example.com,A\na@example.com,A\nb@example.com,B\n";
+    let sink = Sink::start(8, None);
+    let whole = tempfile::tempdir().expect("dir");
+    std::fs::write(whole.path().join("list.csv"), list).expect("list");
+    bulk_plain(sink.port, whole.path(), &[]).expect(0);
+    assert_eq!(sink.counts()["a@example.com"], 2, "one run sends both");
+
+    let sink = Sink::start(8, None);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list).expect("list");
+    bulk_plain(sink.port, dir.path(), &["--limit", "1"]).expect(0);
+    let run = bulk_plain(sink.port, dir.path(), &[]).expect(0);
+    let (rows, summary) = results(&run);
+    assert_eq!(rows[&1]["status"], "skipped", "{rows:?}");
+    assert_eq!(rows[&2]["status"], "sent", "{rows:?}");
+    assert_eq!(summary["skipped"], 1, "{summary}");
+    assert_eq!(sink.counts()["a@example.com"], 2, "resumed, the same");
+    // A third run sends nothing: both are settled.
+    let run = bulk_plain(sink.port, dir.path(), &[]).expect(0);
+    assert_eq!(results(&run).1["skipped"], 3);
+    assert_eq!(sink.counts()["a@example.com"], 2);
+}
