@@ -409,7 +409,10 @@ fn header_template(text: &str) -> Result<(&str, &str)> {
     {
         return Err(Failure::usage(format!("--header cannot set {name}: use {flag}")).into());
     }
-    message::parse_header(&format!("{name}: x"))?;
+    // The name is checked now, with a stand-in value that any kind of
+    // header takes (an address for Sender and the like); the value is
+    // checked per row.
+    message::parse_header(&format!("{name}: x@example.com"))?;
     Ok((name, value))
 }
 
@@ -731,5 +734,23 @@ List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             .render(&row(&["a@example.com, b@example.org", "A", "1"]))
             .unwrap();
         assert_eq!(draft.recipients().len(), 2);
+    }
+
+    #[test]
+    fn an_address_header_can_be_a_template() {
+        // The header's name is checked once with a stand-in value: an
+        // address header (Sender) must not be refused for the stand-in.
+        let with_sender = Spec {
+            headers: vec!["Sender: {{ name }} <{{ email }}>".into()],
+            ..spec()
+        };
+        let c = campaign(&with_sender).unwrap();
+        let message = text(c.render(&row(&["a@example.com", "Ann", "1"])).unwrap());
+        assert!(
+            message.contains("Sender: Ann <a@example.com>\r\n"),
+            "{message}"
+        );
+        // Its value is checked per row.
+        assert!(c.render(&row(&["not an address", "Ann", "1"])).is_err());
     }
 }
