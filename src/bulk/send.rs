@@ -479,6 +479,14 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
             if temporary || delivery.rejected.is_empty() {
                 return defer(shared, taken, &text, false);
             }
+            if delivery.rejected.iter().all(|r| r.text.starts_with("5.7.")) {
+                // A policy refusal (RFC 3463 5.7.x: relay access denied,
+                // sender not authorised) says more of the sender's setup
+                // than of the recipient: refused now, not settled, so
+                // that once the setup is fixed the same command sends it.
+                lock(&shared.rows).out -= 1;
+                return report(shared, taken, RowStatus::Refused, &text);
+            }
             (Settled::Refused, text)
         }
         Err(err @ SmtpError::MissingExtension { .. }) => {

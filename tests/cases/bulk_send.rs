@@ -1067,3 +1067,36 @@ fn a_row_that_repeats_an_earlier_one_is_not_skipped_by_a_resumed_run() {
     assert_eq!(results(&run).1["skipped"], 3);
     assert_eq!(sink.counts()["a@example.com"], 2);
 }
+
+/// A recipient refused for a policy reason (enhanced status 5.7.x: relay
+/// access denied, sender not authorised) is refused for this run, not
+/// settled for good: it says more of the sender's setup than of the
+/// recipient, and once that is fixed the same command sends the row.
+/// (Every row of a campaign sent through a relay that wanted a login was
+/// settled as refused: the rerun with the login sent nothing, 69.) A
+/// 5.1.1 (no such user) stays settled.
+#[test]
+fn a_policy_refusal_of_a_recipient_is_not_settled_for_good() {
+    let relay = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![
+            (
+                "user1@example.com".into(),
+                "554 5.7.1 <user1@example.com>: Relay access denied".into(),
+            ),
+            ("user2@example.com".into(), "550 5.1.1 no such user".into()),
+        ],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    let run = bulk(relay.port(), dir.path(), &[]).expect(65);
+    let (rows, _) = results(&run);
+    assert_eq!(rows[&1]["status"], "refused", "{rows:?}");
+    assert_eq!(rows[&2]["status"], "refused", "{rows:?}");
+    let server = submission();
+    let again = bulk(server.port(), dir.path(), &[]).expect(65);
+    let (rows, _) = results(&again);
+    assert_eq!(rows[&1]["status"], "sent", "{rows:?}");
+    assert_eq!(rows[&2]["status"], "skipped", "{rows:?}");
+    assert_eq!(rows[&3]["status"], "skipped", "{rows:?}");
+}
