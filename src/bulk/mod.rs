@@ -65,25 +65,47 @@ pub fn run(args: &BulkArgs) -> Result<Exit> {
 List-Unsubscribe header, which large mailbox providers require of bulk senders"
         );
     }
-    let checked = check::check(&campaign, list)?;
     if !args.dry_run {
-        return deliver(args, &settings, &spec, &campaign, &columns);
+        // Rows an earlier run settled are not checked again (their
+        // attachments may be gone since): see `deliver`.
+        let journal = Journal::open(&journal_path(args), &columns, &spec.fingerprint())?;
+        let mut seen = journal::Seen::default();
+        check::check(&campaign, list, |row| {
+            settled_before(&journal.1, &campaign, row, &mut seen).is_some()
+        })?;
+        return deliver(args, &settings, &campaign, journal);
     }
+    let checked = check::check(&campaign, list, |_| false)?;
     match &args.out {
         Some(dir) => write_all(args, &campaign, dir),
         None => print_first(args, &campaign, checked.rows),
     }
 }
 
+/// A row's earlier fate: by its values, else by its number and
+/// recipients (rendered only when its number was settled with other
+/// values).
+fn settled_before(
+    done: &journal::Done,
+    campaign: &Campaign,
+    row: &Row,
+    seen: &mut journal::Seen,
+) -> Option<(journal::Settled, bool)> {
+    let data = journal::fingerprint(row.values());
+    let to = || {
+        let draft = campaign.render(row).ok()?;
+        Some(send::recipients_fingerprint(&draft.recipients()))
+    };
+    done.settled(row.number, data, to, seen)
+}
+
 /// Sends the rows not settled by an earlier run (see `send.rs`).
 fn deliver(
     args: &BulkArgs,
     settings: &Settings,
-    spec: &Spec,
     campaign: &Campaign,
-    columns: &[String],
+    (journal, done): (Journal, journal::Done),
 ) -> Result<Exit> {
-    let (journal, done) = Journal::open(&journal_path(args), columns, &spec.fingerprint())?;
     let progress = Progress::new(args.json, args.verbose, 0);
     if done.templates_changed {
         progress.warning(&format!(
@@ -91,17 +113,7 @@ fn deliver(
             done.len()
         ));
     }
-    // A row's earlier fate: by its values, else by its number and
-    // recipients (rendered only when its number was settled with other
-    // values).
-    let earlier = |row: &Row, seen: &mut journal::Seen| {
-        let data = journal::fingerprint(row.values());
-        let to = || {
-            let draft = campaign.render(row).ok()?;
-            Some(send::recipients_fingerprint(&draft.recipients()))
-        };
-        done.settled(row.number, data, to, seen)
-    };
+    let earlier = |row: &Row, seen: &mut journal::Seen| settled_before(&done, campaign, row, seen);
     let pending = || -> Result<_> {
         let mut seen = journal::Seen::default();
         Ok(selected(args)?

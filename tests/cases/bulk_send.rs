@@ -1100,3 +1100,36 @@ fn a_policy_refusal_of_a_recipient_is_not_settled_for_good() {
     assert_eq!(rows[&2]["status"], "skipped", "{rows:?}");
     assert_eq!(rows[&3]["status"], "skipped", "{rows:?}");
 }
+
+/// The check before sending is of the rows this run would send: a row
+/// an earlier run sent is not checked again. Resuming an invoice
+/// campaign after the invoices already sent were moved away sends the
+/// rest; it used to stop with 66 ("cannot read attachment") for a row
+/// that was sent long ago.
+#[test]
+fn a_resumed_campaign_does_not_check_the_rows_already_sent() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    std::fs::create_dir(dir.path().join("inv")).expect("dir");
+    for i in 1..=3 {
+        std::fs::write(dir.path().join(format!("inv/User {i}.txt")), "invoice\n").expect("file");
+    }
+    let attach = ["--attach", "inv/{{ name }}.txt"];
+    bulk(
+        server.port(),
+        dir.path(),
+        &[&attach[..], &["--limit", "1"]].concat(),
+    )
+    .expect(0);
+    std::fs::remove_file(dir.path().join("inv/User 1.txt")).expect("rm");
+    let run = bulk(server.port(), dir.path(), &attach).expect(0);
+    let (rows, summary) = results(&run);
+    assert_eq!(summary["sent"], 2, "{summary}");
+    assert_eq!(rows[&1]["status"], "skipped", "{rows:?}");
+    // A row not sent yet is still checked: nothing goes.
+    std::fs::remove_file(dir.path().join("inv/User 3.txt")).expect("rm");
+    std::fs::write(dir.path().join("list.csv"), list(4)).expect("list");
+    bulk(server.port(), dir.path(), &attach).expect(66);
+    assert_eq!(delivered(&server).len(), 3);
+}
