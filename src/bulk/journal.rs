@@ -36,6 +36,11 @@ struct Head {
     journal: u32,
     columns: Vec<String>,
     templates: String,
+    /// A random name of this campaign, from which each row's Message-ID
+    /// is made: a row sent again (its 250 lost) is the same message.
+    /// Empty in a journal written before it was kept.
+    #[serde(default)]
+    campaign: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,6 +68,8 @@ pub struct Done {
     by_data: HashMap<u64, (Settled, u32)>,
     /// The templates changed since those rows were settled.
     pub templates_changed: bool,
+    /// The campaign's name in the journal head (see `Head`).
+    pub campaign: String,
 }
 
 impl Done {
@@ -227,13 +234,18 @@ impl Journal {
             Some(done) => done,
             // New, or its head was cut by a crash before anything else.
             None => {
+                let mut random = [0u8; 16];
+                openssl::rand::rand_bytes(&mut random)?;
+                let campaign: String = random.iter().map(|b| format!("{b:02x}")).collect();
                 let head = Head {
                     journal: 1,
                     columns: columns.to_vec(),
                     templates: templates.to_owned(),
+                    campaign: campaign.clone(),
                 };
                 journal.append(&serde_json::to_vec(&head)?)?;
                 Done {
+                    campaign,
                     rows: HashMap::new(),
                     by_data: HashMap::new(),
                     templates_changed: false,
@@ -330,6 +342,7 @@ impl Journal {
             return Ok((None, 0));
         }
         let done = Done {
+            campaign: head.campaign,
             templates_changed: head.templates != templates && !rows.is_empty(),
             rows,
             by_data,

@@ -57,7 +57,7 @@ pub fn run(args: &BulkArgs) -> Result<Exit> {
     let from = sender(&settings)?;
     let spec = spec(args)?;
     let list = List::open(&args.data)?;
-    let campaign = Campaign::new(&spec, from, list.columns())?;
+    let mut campaign = Campaign::new(&spec, from, list.columns())?;
     let columns = list.columns().names().to_vec();
     if !campaign.has_unsubscribe() {
         errln!(
@@ -69,6 +69,7 @@ List-Unsubscribe header, which large mailbox providers require of bulk senders"
         // Rows an earlier run settled are not checked again (their
         // attachments may be gone since): see `deliver`.
         let journal = Journal::open(&journal_path(args), &columns, &spec.fingerprint())?;
+        campaign.keep_message_ids(&journal.1.campaign);
         let mut seen = journal::Seen::default();
         check::check(&campaign, list, |row| {
             settled_before(&journal.1, &campaign, row, &mut seen).is_some()

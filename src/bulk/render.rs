@@ -99,6 +99,10 @@ pub struct Campaign {
     has_url: bool,
     has_mailto: bool,
     has_list_id: bool,
+    /// The campaign's name (its journal's): each row's Message-ID is made
+    /// from it, the row's number and values, so a row sent again is the
+    /// same message. None: a fresh Message-ID each time (dry run).
+    message_ids: Option<String>,
 }
 
 const SUBJECT: &str = "--subject";
@@ -180,7 +184,30 @@ impl Campaign {
             has_url: spec.unsubscribe_url.is_some(),
             has_mailto: spec.unsubscribe_mailto.is_some(),
             has_list_id: spec.list_id.is_some(),
+            message_ids: None,
         })
+    }
+
+    /// From now on a row's Message-ID is the same at every attempt, made
+    /// from `campaign` (the journal's name of the campaign).
+    pub fn keep_message_ids(&mut self, campaign: &str) {
+        self.message_ids = Some(campaign.to_owned());
+    }
+
+    /// The Message-ID of `row`: see `keep_message_ids`.
+    fn message_id(&self, row: &Row) -> String {
+        let fresh = message::new_message_id(&self.from);
+        let Some(campaign) = &self.message_ids else {
+            return fresh;
+        };
+        // The domain as a fresh one writes it (A-labels).
+        let domain = fresh
+            .rsplit_once('@')
+            .map_or("localhost.invalid", |(_, d)| d.trim_end_matches('>'));
+        let number = row.number.to_string();
+        let parts = [campaign.as_str(), number.as_str()];
+        let id = super::journal::fingerprint(parts.into_iter().chain(row.values()));
+        format!("<{id:016x}.{number}@{domain}>")
     }
 
     /// Whether recipients get a way to unsubscribe.
@@ -286,7 +313,7 @@ impl Campaign {
             })?;
             attachments.push(attachment);
         }
-        let message_id = message::new_message_id(&self.from);
+        let message_id = self.message_id(row);
         Ok(Draft {
             from: self.from.clone(),
             to,

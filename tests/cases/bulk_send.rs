@@ -1133,3 +1133,69 @@ fn a_resumed_campaign_does_not_check_the_rows_already_sent() {
     bulk(server.port(), dir.path(), &attach).expect(66);
     assert_eq!(delivered(&server).len(), 3);
 }
+
+/// A row keeps its Message-ID from one attempt to the next, within a
+/// run and from run to run of the same campaign (its journal): when a
+/// copy the server took is sent again (its 250 raced a kill -9: the one
+/// duplicate the journal allows), the recipient's mail store can tell it
+/// is the same message. Two rows, or two campaigns, never share one.
+#[test]
+fn a_row_is_sent_again_with_the_same_message_id() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // The first message's 250 leaves only once mailsend is killed.
+    let pid = std::sync::Arc::new(AtomicU32::new(0));
+    let victim = pid.clone();
+    let server = TestServer::start(with_auth(Behaviour {
+        before_data_reply: Some(crate::support::server::Hook(std::sync::Arc::new(
+            move || {
+                let pid = victim.swap(0, Ordering::SeqCst);
+                if pid != 0 {
+                    // SAFETY: kill(2) on the pid of a child this test spawned.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            },
+        ))),
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(2)).expect("list");
+    let mut m = Mailsend::to_port(server.port());
+    m.home(dir.path())
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--subject", "Hello {{ name }}", "--body", "Dear {{ name }}"])
+        .args(["--unsubscribe-url", "https://example.com/u?e={{ email }}"])
+        .args(["--yes", "--json", "--concurrency", "1"]);
+    let mut child = m.spawn();
+    pid.store(child.id(), Ordering::SeqCst);
+    let _ = child.wait();
+    let run = bulk(server.port(), dir.path(), &["--concurrency", "1"]).expect(0);
+    let (rows, _) = results(&run);
+    let message_id = |data: &[u8]| {
+        String::from_utf8_lossy(data)
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: ").map(str::to_owned))
+            .expect("a Message-ID")
+    };
+    let copies: Vec<String> = server
+        .sessions()
+        .iter()
+        .flat_map(|s| s.transactions.clone())
+        .filter(|t| t.rcpt_to == ["user1@example.com"] && t.reply.starts_with("250"))
+        .map(|t| message_id(&t.data))
+        .collect();
+    assert_eq!(
+        copies.len(),
+        2,
+        "sent twice (the kill raced its 250): {copies:?}"
+    );
+    assert_eq!(copies[0], copies[1], "one message, one Message-ID");
+    assert_eq!(rows[&1]["message_id"], copies[1].as_str());
+    assert_ne!(rows[&1]["message_id"], rows[&2]["message_id"]);
+
+    // Another campaign (its own journal) over the same list: other IDs.
+    let other = submission();
+    let run = bulk(other.port(), dir.path(), &["--journal", "other.journal"]).expect(0);
+    let (again, _) = results(&run);
+    assert_ne!(again[&1]["message_id"], rows[&1]["message_id"]);
+}
