@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::data::List;
+use super::data::{List, Row};
 use super::render::{Campaign, Problem};
 use crate::exit::{Exit, Failure};
 use crate::term::errln;
@@ -27,12 +27,19 @@ pub struct Checked {
 /// `mailsend: error: line N: ...` line per bad row (the first
 /// [`LISTED`]) and fails: 66 when every problem is a missing or
 /// unreadable file, else 65.
-pub fn check(campaign: &Campaign, list: List) -> Result<Checked> {
+/// Rows `skip` says yes to (settled by an earlier run) are counted, not
+/// checked.
+pub fn check(
+    campaign: &Campaign,
+    list: List,
+    mut skip: impl FnMut(&Row) -> bool,
+) -> Result<Checked> {
     let path = list.path().to_owned();
     let mut tally = Tally::default();
     for item in list.rows() {
         tally.rows += 1;
         match item {
+            Ok(row) if skip(&row) => {}
             Ok(row) => {
                 if let Err(problem) = campaign.render(&row) {
                     tally.bad(row.line, &problem);

@@ -86,6 +86,17 @@ impl Row {
         self.record.iter()
     }
 
+    /// The same row with every value replaced by `value` (the shape a
+    /// template gives any row).
+    pub fn with_every_value(&self, value: &str) -> Row {
+        Row {
+            number: self.number,
+            line: self.line,
+            columns: Arc::clone(&self.columns),
+            record: self.record.iter().map(|_| value).collect(),
+        }
+    }
+
     #[cfg(test)]
     pub fn of(columns: &Arc<Columns>, number: u64, values: &[&str]) -> Row {
         Row {

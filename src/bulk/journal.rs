@@ -36,6 +36,11 @@ struct Head {
     journal: u32,
     columns: Vec<String>,
     templates: String,
+    /// A random name of this campaign, from which each row's Message-ID
+    /// is made: a row sent again (its 250 lost) is the same message.
+    /// Empty in a journal written before it was kept.
+    #[serde(default)]
+    campaign: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -58,9 +63,13 @@ struct Line<'a> {
 /// wherever its row stood (about 70 bytes a row, not the row).
 pub struct Done {
     rows: HashMap<u64, (Settled, u64, Option<u64>)>,
-    by_data: HashMap<u64, Settled>,
+    /// Each data fingerprint's fate, and how many rows settled with it
+    /// (two rows of a list may hold the same values).
+    by_data: HashMap<u64, (Settled, u32)>,
     /// The templates changed since those rows were settled.
     pub templates_changed: bool,
+    /// The campaign's name in the journal head (see `Head`).
+    pub campaign: String,
 }
 
 impl Done {
@@ -77,7 +86,9 @@ impl Done {
     /// of its recipients: `to()`, asked only when needed) is settled for
     /// this run, its fate, and whether it changed since:
     /// - its values were settled, at this number or another (rows moved
-    ///   when one above was deleted or added): settled, unchanged;
+    ///   when one above was deleted or added): settled, unchanged; as
+    ///   many rows with these values as were settled (`seen` counts them
+    ///   in list order: one per pass over the list), the next ones not;
     /// - the row at this number was sent to the same recipients with
     ///   other values: settled and changed (never sent twice);
     /// - it was refused, and its values changed (an address corrected):
@@ -89,9 +100,14 @@ impl Done {
         number: u64,
         data: u64,
         to: impl FnOnce() -> Option<u64>,
+        seen: &mut Seen,
     ) -> Option<(Settled, bool)> {
-        if let Some(&fate) = self.by_data.get(&data) {
-            return Some((fate, false));
+        if let Some(&(fate, count)) = self.by_data.get(&data) {
+            let earlier = seen.0.entry(data).or_default();
+            if *earlier < count {
+                *earlier += 1;
+                return Some((fate, false));
+            }
         }
         match self.rows.get(&number) {
             Some((Settled::Sent, _, Some(then_to))) if to() == Some(*then_to) => {
@@ -109,6 +125,11 @@ impl Done {
     }
 }
 
+/// The rows with settled values met so far in one pass over the list
+/// (see [`Done::settled`]).
+#[derive(Default)]
+pub struct Seen(HashMap<u64, u32>);
+
 /// The open journal, appended to as rows settle.
 pub struct Journal {
     file: File,
@@ -125,7 +146,15 @@ struct Durability {
     written: u64,
     synced: u64,
     syncing: bool,
+    /// A write failed (disk full, file too large): no line is written
+    /// any more, but the lines written whole before still get their
+    /// fsync (their rows count).
     failed: bool,
+    /// An fsync failed: no line written since is known durable.
+    sync_failed: bool,
+    /// The length of the file's whole lines: a failed write's partial
+    /// line is cut back to it.
+    len: u64,
 }
 
 impl Journal {
@@ -205,19 +234,25 @@ impl Journal {
             Some(done) => done,
             // New, or its head was cut by a crash before anything else.
             None => {
+                let mut random = [0u8; 16];
+                openssl::rand::rand_bytes(&mut random)?;
+                let campaign: String = random.iter().map(|b| format!("{b:02x}")).collect();
                 let head = Head {
                     journal: 1,
                     columns: columns.to_vec(),
                     templates: templates.to_owned(),
+                    campaign: campaign.clone(),
                 };
                 journal.append(&serde_json::to_vec(&head)?)?;
                 Done {
+                    campaign,
                     rows: HashMap::new(),
                     by_data: HashMap::new(),
                     templates_changed: false,
                 }
             }
         };
+        journal.lock().len = journal.file.metadata().map_err(cannot)?.len();
         Ok((journal, done))
     }
 
@@ -286,15 +321,28 @@ impl Journal {
                 });
             match parsed {
                 Some((row, status, data, to)) => {
-                    rows.insert(row, (status, data, to));
-                    by_data.insert(data, status);
+                    let again = rows
+                        .insert(row, (status, data, to))
+                        .is_some_and(|(_, before, _)| before == data);
+                    let entry = by_data.entry(data).or_insert((status, 0));
+                    entry.0 = status;
+                    if !again {
+                        entry.1 += 1;
+                    }
                 }
                 // Cut by a crash while it was written: never counted.
                 None if last => complete -= bytes.len() as u64 + 1,
                 None => return Err(damaged(index + 1, "not a row's record").into()),
             }
         }
+        if rows.is_empty() && head.templates != templates {
+            // No row settled under the templates of its head: the journal
+            // is as new, and takes this run's (else the rows this run
+            // settles would read as settled under other templates).
+            return Ok((None, 0));
+        }
         let done = Done {
+            campaign: head.campaign,
             templates_changed: head.templates != templates && !rows.is_empty(),
             rows,
             by_data,
@@ -328,10 +376,14 @@ impl Journal {
             if state.failed {
                 return Err(self.failed(io::ErrorKind::Other.into()));
             }
-            (&self.file).write_all(&text).map_err(|e| {
+            if let Err(e) = (&self.file).write_all(&text) {
                 state.failed = true;
-                self.failed(e)
-            })?;
+                // The partial line goes (it would be in the middle of the
+                // journal if a later line were written).
+                let _ = self.file.set_len(state.len);
+                return Err(self.failed(e));
+            }
+            state.len += text.len() as u64;
             state.written += 1;
             state.written
         };
@@ -346,7 +398,7 @@ impl Journal {
             if state.synced >= mine {
                 return Ok(());
             }
-            if state.failed {
+            if state.sync_failed {
                 return Err(self.failed(io::ErrorKind::Other.into()));
             }
             if !state.syncing {
@@ -365,7 +417,10 @@ impl Journal {
         state.syncing = false;
         match &result {
             Ok(()) => state.synced = state.synced.max(target),
-            Err(_) => state.failed = true,
+            Err(_) => {
+                state.failed = true;
+                state.sync_failed = true;
+            }
         }
         drop(state);
         self.synced.notify_all();
@@ -599,5 +654,25 @@ mod tests {
         assert_eq!(fingerprint(["a", "b"]), fingerprint(["a", "b"]));
         assert_ne!(fingerprint(["ab", ""]), fingerprint(["a", "b"]));
         assert_ne!(fingerprint([]), fingerprint([""]));
+    }
+
+    #[test]
+    fn a_journal_with_no_row_settled_takes_the_templates_of_the_run_that_settles_one() {
+        // Run 1 (server down) settled nothing under templates t1; run 2
+        // sends a row under t2; run 3 (t2 still) must not say that the
+        // templates changed.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("list.csv.journal");
+        drop(Journal::open(&path, &columns(), "t1").unwrap());
+        let (j, done) = Journal::open(&path, &columns(), "t2").unwrap();
+        assert!(!done.templates_changed);
+        j.record(1, Settled::Sent, (0xaa, 0), "<1@x>", "250 ok")
+            .unwrap();
+        drop(j);
+        let (_, done) = Journal::open(&path, &columns(), "t2").unwrap();
+        assert!(!done.templates_changed, "no row was settled under t1");
+        assert_eq!(done.get(1, 0xaa), Some((Settled::Sent, false)));
+        let (_, done) = Journal::open(&path, &columns(), "t3").unwrap();
+        assert!(done.templates_changed, "row 1 was settled under t2");
     }
 }

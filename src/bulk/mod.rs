@@ -66,25 +66,48 @@ pub fn run(args: &BulkArgs) -> Result<Exit> {
 List-Unsubscribe header, which large mailbox providers require of bulk senders"
         );
     }
-    let checked = check::check(&campaign, list)?;
     if !args.dry_run {
-        return deliver(args, &settings, &spec, &campaign, &columns);
+        // Rows an earlier run settled are not checked again (their
+        // attachments may be gone since): see `deliver`.
+        let journal = Journal::open(&journal_path(args), &columns, &spec.fingerprint())?;
+        campaign.keep_message_ids(&journal.1.campaign);
+        let mut seen = journal::Seen::default();
+        check::check(&campaign, list, |row| {
+            settled_before(&journal.1, &campaign, row, &mut seen).is_some()
+        })?;
+        return deliver(args, &settings, &campaign, journal);
     }
+    let checked = check::check(&campaign, list, |_| false)?;
     match &args.out {
         Some(dir) => write_all(args, &campaign, dir),
         None => print_first(args, &campaign, checked.rows),
     }
 }
 
+/// A row's earlier fate: by its values, else by its number and
+/// recipients (rendered only when its number was settled with other
+/// values).
+fn settled_before(
+    done: &journal::Done,
+    campaign: &Campaign,
+    row: &Row,
+    seen: &mut journal::Seen,
+) -> Option<(journal::Settled, bool)> {
+    let data = journal::fingerprint(row.values());
+    let to = || {
+        let draft = campaign.render(row).ok()?;
+        Some(send::recipients_fingerprint(&draft.recipients()))
+    };
+    done.settled(row.number, data, to, seen)
+}
+
 /// Sends the rows not settled by an earlier run (see `send.rs`).
 fn deliver(
     args: &BulkArgs,
     settings: &Settings,
-    spec: &Spec,
     campaign: &Campaign,
-    columns: &[String],
+    (journal, done): (Journal, journal::Done),
 ) -> Result<Exit> {
-    let (journal, done) = Journal::open(&journal_path(args), columns, &spec.fingerprint())?;
     let progress = Progress::new(args.json, args.verbose, 0);
     if done.templates_changed {
         progress.warning(&format!(
@@ -92,19 +115,12 @@ fn deliver(
             done.len()
         ));
     }
-    // A row's earlier fate: by its values, else by its number and
-    // recipients (rendered only when its number was settled with other
-    // values).
-    let earlier = |row: &Row| {
-        done.settled(row.number, journal::fingerprint(row.values()), || {
-            let draft = campaign.render(row).ok()?;
-            Some(send::recipients_fingerprint(&draft.recipients()))
-        })
-    };
+    let earlier = |row: &Row, seen: &mut journal::Seen| settled_before(&done, campaign, row, seen);
     let pending = || -> Result<_> {
+        let mut seen = journal::Seen::default();
         Ok(selected(args)?
-            .filter(|item| match item {
-                Ok(row) => earlier(row).is_none(),
+            .filter(move |item| match item {
+                Ok(row) => earlier(row, &mut seen).is_none(),
                 Err(_) => true,
             })
             .take(limit(args)))
@@ -113,9 +129,10 @@ fn deliver(
     // with a warning when the row changed since; the others are counted.
     let mut total = 0u64;
     let mut aliases = Vec::new();
+    let mut seen = journal::Seen::default();
     for item in selected(args)? {
         let row = item?;
-        match earlier(&row) {
+        match earlier(&row, &mut seen) {
             Some((settled, changed)) => {
                 if changed {
                     progress.warning(&format!(
@@ -358,10 +375,26 @@ fn print_first(args: &BulkArgs, campaign: &Campaign, rows: u64) -> Result<Exit> 
 /// by its row number (`00001.eml`); DIR is created if missing.
 fn write_all(args: &BulkArgs, campaign: &Campaign, dir: &Path) -> Result<Exit> {
     let cannot = |what: &Path, e: std::io::Error| {
-        Failure::new(
-            Exit::TempFail,
-            format!("cannot write {}: {e}", what.display()),
-        )
+        // A path that cannot be a directory of files (a file in the way,
+        // no permission, read-only) fails alike next time: a setting to
+        // fix (78), as for the journal; a full disk may pass (75).
+        let lasting = matches!(
+            e.raw_os_error(),
+            Some(
+                libc::EEXIST
+                    | libc::ENOTDIR
+                    | libc::EISDIR
+                    | libc::EACCES
+                    | libc::EPERM
+                    | libc::EROFS
+                    | libc::ENOENT
+            )
+        );
+        let message = format!("cannot write {}: {e}", what.display());
+        match lasting {
+            true => Failure::config(message).with_hint("give --out a directory you can write"),
+            false => Failure::new(Exit::TempFail, message),
+        }
     };
     std::fs::create_dir_all(dir).map_err(|e| cannot(dir, e))?;
     let mut written = 0u64;

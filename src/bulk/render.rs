@@ -109,6 +109,10 @@ pub struct Campaign {
     has_list_id: bool,
     /// DKIM: every row's message is signed with it.
     pub signer: Option<crate::dkim::Signer>,
+    /// The campaign's name (its journal's): each row's Message-ID is made
+    /// from it, the row's number and values, so a row sent again is the
+    /// same message. None: a fresh Message-ID each time (dry run).
+    message_ids: Option<String>,
 }
 
 const SUBJECT: &str = "--subject";
@@ -207,7 +211,30 @@ impl Campaign {
             has_mailto: spec.unsubscribe_mailto.is_some(),
             has_list_id: spec.list_id.is_some(),
             signer: None,
+            message_ids: None,
         })
+    }
+
+    /// From now on a row's Message-ID is the same at every attempt, made
+    /// from `campaign` (the journal's name of the campaign).
+    pub fn keep_message_ids(&mut self, campaign: &str) {
+        self.message_ids = Some(campaign.to_owned());
+    }
+
+    /// The Message-ID of `row`: see `keep_message_ids`.
+    fn message_id(&self, row: &Row) -> String {
+        let fresh = message::new_message_id(&self.from);
+        let Some(campaign) = &self.message_ids else {
+            return fresh;
+        };
+        // The domain as a fresh one writes it (A-labels).
+        let domain = fresh
+            .rsplit_once('@')
+            .map_or("localhost.invalid", |(_, d)| d.trim_end_matches('>'));
+        let number = row.number.to_string();
+        let parts = [campaign.as_str(), number.as_str()];
+        let id = super::journal::fingerprint(parts.into_iter().chain(row.values()));
+        format!("<{id:016x}.{number}@{domain}>")
     }
 
     /// Whether recipients get a way to unsubscribe.
@@ -226,14 +253,15 @@ impl Campaign {
                 .map_err(Problem::data)
         };
         let to_text = render(TO, Escape::None)?;
-        let to =
-            message::parse_mailboxes(&self.label(TO), &[to_text]).map_err(Problem::from_error)?;
+        let to = message::parse_mailboxes(&self.label(TO), std::slice::from_ref(&to_text))
+            .map_err(Problem::from_error)?;
         if to.is_empty() {
             return Err(Problem::data(format!(
                 "{}: no recipient (the value is empty)",
                 self.label(TO)
             )));
         }
+        self.no_recipient_added(row, &to_text, to.len())?;
         let subject = match self.has_subject {
             true => {
                 let subject = render(SUBJECT, Escape::None)?;
@@ -343,7 +371,7 @@ impl Campaign {
             }
             inline.push(image);
         }
-        let message_id = message::new_message_id(&self.from);
+        let message_id = self.message_id(row);
         Ok(Draft {
             from: self.from.clone(),
             to,
@@ -360,6 +388,34 @@ impl Campaign {
             message_id,
             boundary: None,
         })
+    }
+
+    /// A value may not add recipients to `--to`: with the template
+    /// `{{ name }} <{{ email }}>`, a name `Bob <bob@example.net>, Eve`
+    /// (a signup form's) would send the row's message to bob too, who
+    /// would see the subscriber's address. The recipients may be no more
+    /// than the template makes of values without address syntax. A lone
+    /// variable (`{{ email }}`) is the list the user put in that column.
+    fn no_recipient_added(&self, row: &Row, rendered: &str, count: usize) -> Result<(), Problem> {
+        const NEUTRAL: &str = "v";
+        let shape = self
+            .templates
+            .render(
+                TO,
+                Escape::None,
+                &Context::new(&row.with_every_value(NEUTRAL)),
+            )
+            .map_err(Problem::data)?;
+        let room = message::split_list(&shape).len();
+        if shape.trim() == NEUTRAL || count <= room {
+            return Ok(());
+        }
+        Err(Problem::data(format!(
+            "{}: a value adds recipients: '{}' is {count} addresses where the template makes {room}; \
+a value with address syntax (a comma, quote or angle bracket) cannot add a recipient",
+            self.label(TO),
+            rendered.escape_debug()
+        )))
     }
 
     /// The template's flag and the columns it reads, for error lines:
@@ -439,7 +495,10 @@ fn header_template(text: &str) -> Result<(&str, &str)> {
     {
         return Err(Failure::usage(format!("--header cannot set {name}: use {flag}")).into());
     }
-    message::parse_header(&format!("{name}: x"))?;
+    // The name is checked now, with a stand-in value that any kind of
+    // header takes (an address for Sender and the like); the value is
+    // checked per row.
+    message::parse_header(&format!("{name}: x@example.com"))?;
     Ok((name, value))
 }
 
@@ -708,5 +767,76 @@ List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         assert!(list_id("News <news>").is_err());
         assert!(list_id("<news..example.com>").is_err());
         assert!(list_id("News <news.example.com").is_err());
+    }
+
+    #[test]
+    fn a_value_cannot_add_recipients_to_the_to_template() {
+        // A name from a signup form: `{{ name }} <{{ email }}>` must not
+        // send this row's message to a second address (which would see
+        // the subscriber's).
+        let named = Spec {
+            to: "{{ name }} <{{ email }}>".into(),
+            ..spec()
+        };
+        let c = campaign(&named).unwrap();
+        for name in [
+            "Bob <bob@example.net>, Eve",
+            "bob@example.net, Eve",
+            "bob@example.net,",
+        ] {
+            let problem = c
+                .render(&row(&["a@example.com", name, "1"]))
+                .err()
+                .unwrap_or_else(|| panic!("{name:?} was taken"));
+            assert!(problem.message.contains("adds recipients"), "{problem:?}");
+        }
+        let quoted = Spec {
+            to: "\"{{ name }}\" <{{ email }}>".into(),
+            ..spec()
+        };
+        let c = campaign(&quoted).unwrap();
+        assert!(
+            c.render(&row(&["a@example.com", "x\" <c@example.org>, \"y", "1"]))
+                .is_err()
+        );
+        // A name with a comma, quoted by the template: one recipient.
+        let draft = c
+            .render(&row(&["a@example.com", "Smith, Ann", "1"]))
+            .unwrap();
+        assert_eq!(draft.recipients(), ["a@example.com"]);
+        // Two columns, two recipients; and a lone variable is the list
+        // the user put in that column.
+        let two = Spec {
+            to: "{{ email }}, {{ id }}".into(),
+            ..spec()
+        };
+        let draft = campaign(&two)
+            .unwrap()
+            .render(&row(&["a@example.com", "A", "b@example.org"]))
+            .unwrap();
+        assert_eq!(draft.recipients().len(), 2);
+        let draft = campaign(&spec())
+            .unwrap()
+            .render(&row(&["a@example.com, b@example.org", "A", "1"]))
+            .unwrap();
+        assert_eq!(draft.recipients().len(), 2);
+    }
+
+    #[test]
+    fn an_address_header_can_be_a_template() {
+        // The header's name is checked once with a stand-in value: an
+        // address header (Sender) must not be refused for the stand-in.
+        let with_sender = Spec {
+            headers: vec!["Sender: {{ name }} <{{ email }}>".into()],
+            ..spec()
+        };
+        let c = campaign(&with_sender).unwrap();
+        let message = text(c.render(&row(&["a@example.com", "Ann", "1"])).unwrap());
+        assert!(
+            message.contains("Sender: Ann <a@example.com>\r\n"),
+            "{message}"
+        );
+        // Its value is checked per row.
+        assert!(c.render(&row(&["not an address", "Ann", "1"])).is_err());
     }
 }

@@ -479,7 +479,36 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
             if temporary || delivery.rejected.is_empty() {
                 return defer(shared, taken, &text, false);
             }
+            if delivery.rejected.iter().all(|r| r.text.starts_with("5.7.")) {
+                // A policy refusal (RFC 3463 5.7.x: relay access denied,
+                // sender not authorised) says more of the sender's setup
+                // than of the recipient: refused now, not settled, so
+                // that once the setup is fixed the same command sends it.
+                lock(&shared.rows).out -= 1;
+                return report(shared, taken, RowStatus::Refused, &text);
+            }
             (Settled::Refused, text)
+        }
+        Err(err @ SmtpError::MissingExtension { .. }) => {
+            // This server cannot take this message as it is (a UTF-8
+            // address and no SMTPUTF8): retrying cannot help. Refused,
+            // but not settled: through a server that offers it, the same
+            // command sends it.
+            lock(&shared.rows).out -= 1;
+            return report(shared, taken, RowStatus::Refused, &err.to_string());
+        }
+        Err(err) if refuses_the_sender(&err) || err.class() == Class::Protocol => {
+            // Every row would be refused alike (the sender refused: 69),
+            // or the server broke the protocol (76): the run stops, and
+            // no row is settled, so that the same command sends them all
+            // once the sender or the server is fixed.
+            let text = err.to_string();
+            fail_run(shared, err.into());
+            lock(&shared.rows).out -= 1;
+            let to = taken.outgoing.recipients.join(", ");
+            return shared
+                .progress
+                .not_tried(taken.pending.row.number, &to, &text);
         }
         Err(err) => {
             let text = err.to_string();
@@ -521,6 +550,16 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
         Settled::Refused => RowStatus::Refused,
     };
     report(shared, taken, status, &text);
+}
+
+/// A 5xx to MAIL FROM: the sender is refused (not allowed to send as
+/// that address, blocked), not this row; but a 552 there is this
+/// message's declared size, its own refusal.
+fn refuses_the_sender(err: &SmtpError) -> bool {
+    // `smtp::Stage` is not exported outside the smtp module (but to
+    // tests): its variant is told by name.
+    matches!(err, SmtpError::Refused { stage, reply }
+        if reply.code >= 500 && reply.code != 552 && format!("{stage:?}") == "MailFrom")
 }
 
 /// A row refused for now: queued again after a backoff, or reported as

@@ -610,3 +610,27 @@ fn at_most_100_bad_rows_are_listed_then_counted() {
         "250 of 250 rows are bad in list.csv (the first 100 are listed above); nothing was sent",
     );
 }
+
+/// `--out` that cannot be a directory (a file is there, or a file is on
+/// its path) is a setting to fix (78), like a journal path that cannot be
+/// a file: not 75, which says "run it again" and would fail alike.
+#[test]
+fn dry_run_out_that_cannot_be_a_directory_is_78() {
+    for out in ["taken", "taken/eml"] {
+        let mut m = Mailsend::bare();
+        m.file("taken", "a file, not a directory\n");
+        let run = campaign(&mut m)
+            .args(["--dry-run", "--out", out])
+            .run()
+            .expect(78);
+        assert!(
+            run.stderr().contains(&format!("cannot write {out}")),
+            "{}",
+            run.stderr()
+        );
+        assert_eq!(
+            std::fs::read_to_string(m.path().join("taken")).expect("file"),
+            "a file, not a directory\n"
+        );
+    }
+}

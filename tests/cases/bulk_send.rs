@@ -856,3 +856,346 @@ fn no_more_sessions_than_rows() {
         server.sessions().len()
     );
 }
+
+/// A 5xx to MAIL FROM refuses the sender, not the row (a From the
+/// server does not allow, a sender blocked): the run stops at once with
+/// 69, no row is settled as refused for good, and once the sender is
+/// fixed the same campaign sends every row. (It used to settle every row
+/// of the list as refused: the rerun with a good --from sent nothing and
+/// exited 69 for good.) A 552 to MAIL (the declared size) stays a refusal
+/// of that row alone.
+#[test]
+fn a_sender_refused_at_mail_from_settles_no_row() {
+    let refusing = TestServer::start(with_auth(Behaviour {
+        mail_reply: Some("553 5.7.1 sender not allowed".into()),
+        pipelining: true,
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(40)).expect("list");
+    let run = bulk(refusing.port(), dir.path(), &[]).expect(69);
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 40, "one line per row: {}", run.stdout());
+    assert_eq!(summary["refused"], 0, "{summary}");
+    assert_eq!(summary["deferred"], 40, "{summary}");
+    assert!(
+        run.stderr().matches("mailsend: error:").count() == 1,
+        "one error for the run, not one per row: {}",
+        run.stderr()
+    );
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
+
+    let server = submission();
+    let again = bulk(server.port(), dir.path(), &[]).expect(0);
+    let (_, summary) = results(&again);
+    assert_eq!(summary["sent"], 40, "{summary}");
+    assert_eq!(delivered(&server).len(), 40);
+
+    let too_big = TestServer::start(with_auth(Behaviour {
+        mail_reply: Some("552 5.3.4 message too big".into()),
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(2)).expect("list");
+    let run = bulk(too_big.port(), dir.path(), &[]).expect(69);
+    let (_, summary) = results(&run);
+    assert_eq!(summary["refused"], 2, "{summary}");
+}
+
+/// When the journal cannot be written any more (a file size limit; a
+/// full disk alike), a row said `deferred` ("the next run sends it
+/// again") is not in the journal, so that the next run does send it:
+/// sessions whose lines were written whole before another's write failed
+/// got their fsync (and count as sent) instead of an error, and the
+/// failed write's partial line is cut off. (Rows said deferred were found
+/// whole in the journal and skipped by the next run as already done: the
+/// two runs' counts did not add up to what the server got.)
+#[test]
+fn a_row_said_deferred_when_the_journal_fails_is_not_in_the_journal() {
+    for round in 0..4 {
+        let sink = Sink::start(16, None);
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("list.csv"), list(300)).expect("list");
+        let mut m = Mailsend::bare();
+        m.home(dir.path())
+            .file_size_limit(6000 + round * 1000)
+            .env("MAILSEND_HOST", "127.0.0.1")
+            .env("MAILSEND_PORT", &sink.port.to_string())
+            .env("MAILSEND_TLS", "none")
+            .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+            .args(["--body", "Dear {{ name }}", "--yes", "--json"])
+            .args([
+                "--unsubscribe-mailto",
+                "u@example.com",
+                "--concurrency",
+                "8",
+            ]);
+        let run = m.run().expect(75);
+        let (rows, _) = results(&run);
+        let journal =
+            std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+        let recorded: Vec<u64> = journal
+            .lines()
+            .skip(1)
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["row"].as_u64())
+            .collect();
+        let deferred_but_recorded: Vec<u64> = rows
+            .values()
+            .filter(|r| r["status"] == "deferred")
+            .filter_map(|r| r["row"].as_u64())
+            .filter(|r| recorded.contains(r))
+            .collect();
+        assert!(
+            deferred_but_recorded.is_empty(),
+            "round {round}: said deferred, yet in the journal: {deferred_but_recorded:?}"
+        );
+        // The next run sends exactly the rows not said sent.
+        let again = bulk_plain(sink.port, dir.path(), &[]).expect(0);
+        let (_, summary) = results(&again);
+        let sent_before = rows.values().filter(|r| r["status"] == "sent").count();
+        assert_eq!(
+            summary["sent"].as_u64().unwrap() as usize,
+            300 - sent_before,
+            "round {round}: {summary}"
+        );
+    }
+}
+
+/// A row the server cannot take as it is (a UTF-8 address, and no
+/// SMTPUTF8 offered) is refused at once, not retried for --retry-for and
+/// deferred run after run (75 for ever); and it is not settled: the same
+/// campaign through a server that offers SMTPUTF8 sends it.
+#[test]
+fn a_row_that_needs_an_extension_the_server_lacks_is_refused_not_retried() {
+    let old = TestServer::start(with_auth(Behaviour {
+        seven_bit_only: true,
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("list.csv"),
+        "email,name\nzoë@example.com,Zoe\nuser2@example.com,Bob\n",
+    )
+    .expect("list");
+    // The unsubscribe URL of `bulk` holds the address: a mailto one here.
+    let bulk = |port: u16, dir: &Path, extra: &[&str]| {
+        let mut m = Mailsend::to_port(port);
+        m.home(dir)
+            .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+            .args(["--body", "Dear {{ name }}", "--yes", "--json"])
+            .args(["--unsubscribe-mailto", "u@example.com"])
+            .args(extra);
+        m.run()
+    };
+    let started = std::time::Instant::now();
+    let run = bulk(old.port(), dir.path(), &["--retry-for", "20s"]).expect(65);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "retried: {:?}",
+        started.elapsed()
+    );
+    let (rows, _) = results(&run);
+    assert_eq!(rows[&1]["status"], "refused", "{rows:?}");
+    assert!(
+        rows[&1]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SMTPUTF8"),
+        "{rows:?}"
+    );
+    assert_eq!(rows[&2]["status"], "sent", "{rows:?}");
+
+    let server = submission();
+    let again = bulk(server.port(), dir.path(), &[]).expect(0);
+    let (rows, _) = results(&again);
+    assert_eq!(rows[&1]["status"], "sent", "{rows:?}");
+    assert_eq!(rows[&2]["status"], "skipped", "{rows:?}");
+}
+
+/// A server that breaks the protocol on a message (here a 3xx to MAIL)
+/// stops the run with 76, as PRODUCT.md says of protocol failures, and
+/// settles no row; it used to retry every row against the broken server
+/// for --retry-for (10 minutes by default) and end with 75.
+#[test]
+fn a_server_that_breaks_the_protocol_stops_the_run_with_76() {
+    let broken = TestServer::start(with_auth(Behaviour {
+        mail_reply: Some("354 go ahead".into()),
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(10)).expect("list");
+    let started = std::time::Instant::now();
+    let run = bulk(broken.port(), dir.path(), &["--retry-for", "8s"]).expect(76);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let (rows, summary) = results(&run);
+    assert_eq!(rows.len(), 10, "{}", run.stdout());
+    assert_eq!(summary["deferred"], 10, "{summary}");
+    let journal = std::fs::read_to_string(dir.path().join("list.csv.journal")).expect("journal");
+    assert_eq!(journal.lines().count(), 1, "only the head: {journal}");
+    let server = submission();
+    bulk(server.port(), dir.path(), &[]).expect(0);
+    assert_eq!(delivered(&server).len(), 10);
+}
+
+/// Two rows with the same values are two rows: a run stopped after the
+/// first (here by --limit; a kill alike) sends the second on the next
+/// run, as one uninterrupted run does, instead of skipping it as
+/// "already done" (it was never sent).
+#[test]
+fn a_row_that_repeats_an_earlier_one_is_not_skipped_by_a_resumed_run() {
+    let list = "email,name\na@example.com,A\na@example.com,A\nb@example.com,B\n";
+    let sink = Sink::start(8, None);
+    let whole = tempfile::tempdir().expect("dir");
+    std::fs::write(whole.path().join("list.csv"), list).expect("list");
+    bulk_plain(sink.port, whole.path(), &[]).expect(0);
+    assert_eq!(sink.counts()["a@example.com"], 2, "one run sends both");
+
+    let sink = Sink::start(8, None);
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list).expect("list");
+    bulk_plain(sink.port, dir.path(), &["--limit", "1"]).expect(0);
+    let run = bulk_plain(sink.port, dir.path(), &[]).expect(0);
+    let (rows, summary) = results(&run);
+    assert_eq!(rows[&1]["status"], "skipped", "{rows:?}");
+    assert_eq!(rows[&2]["status"], "sent", "{rows:?}");
+    assert_eq!(summary["skipped"], 1, "{summary}");
+    assert_eq!(sink.counts()["a@example.com"], 2, "resumed, the same");
+    // A third run sends nothing: both are settled.
+    let run = bulk_plain(sink.port, dir.path(), &[]).expect(0);
+    assert_eq!(results(&run).1["skipped"], 3);
+    assert_eq!(sink.counts()["a@example.com"], 2);
+}
+
+/// A recipient refused for a policy reason (enhanced status 5.7.x: relay
+/// access denied, sender not authorised) is refused for this run, not
+/// settled for good: it says more of the sender's setup than of the
+/// recipient, and once that is fixed the same command sends the row.
+/// (Every row of a campaign sent through a relay that wanted a login was
+/// settled as refused: the rerun with the login sent nothing, 69.) A
+/// 5.1.1 (no such user) stays settled.
+#[test]
+fn a_policy_refusal_of_a_recipient_is_not_settled_for_good() {
+    let relay = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![
+            (
+                "user1@example.com".into(),
+                "554 5.7.1 <user1@example.com>: Relay access denied".into(),
+            ),
+            ("user2@example.com".into(), "550 5.1.1 no such user".into()),
+        ],
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    let run = bulk(relay.port(), dir.path(), &[]).expect(65);
+    let (rows, _) = results(&run);
+    assert_eq!(rows[&1]["status"], "refused", "{rows:?}");
+    assert_eq!(rows[&2]["status"], "refused", "{rows:?}");
+    let server = submission();
+    let again = bulk(server.port(), dir.path(), &[]).expect(65);
+    let (rows, _) = results(&again);
+    assert_eq!(rows[&1]["status"], "sent", "{rows:?}");
+    assert_eq!(rows[&2]["status"], "skipped", "{rows:?}");
+    assert_eq!(rows[&3]["status"], "skipped", "{rows:?}");
+}
+
+/// The check before sending is of the rows this run would send: a row
+/// an earlier run sent is not checked again. Resuming an invoice
+/// campaign after the invoices already sent were moved away sends the
+/// rest; it used to stop with 66 ("cannot read attachment") for a row
+/// that was sent long ago.
+#[test]
+fn a_resumed_campaign_does_not_check_the_rows_already_sent() {
+    let server = submission();
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(3)).expect("list");
+    std::fs::create_dir(dir.path().join("inv")).expect("dir");
+    for i in 1..=3 {
+        std::fs::write(dir.path().join(format!("inv/User {i}.txt")), "invoice\n").expect("file");
+    }
+    let attach = ["--attach", "inv/{{ name }}.txt"];
+    bulk(
+        server.port(),
+        dir.path(),
+        &[&attach[..], &["--limit", "1"]].concat(),
+    )
+    .expect(0);
+    std::fs::remove_file(dir.path().join("inv/User 1.txt")).expect("rm");
+    let run = bulk(server.port(), dir.path(), &attach).expect(0);
+    let (rows, summary) = results(&run);
+    assert_eq!(summary["sent"], 2, "{summary}");
+    assert_eq!(rows[&1]["status"], "skipped", "{rows:?}");
+    // A row not sent yet is still checked: nothing goes.
+    std::fs::remove_file(dir.path().join("inv/User 3.txt")).expect("rm");
+    std::fs::write(dir.path().join("list.csv"), list(4)).expect("list");
+    bulk(server.port(), dir.path(), &attach).expect(66);
+    assert_eq!(delivered(&server).len(), 3);
+}
+
+/// A row keeps its Message-ID from one attempt to the next, within a
+/// run and from run to run of the same campaign (its journal): when a
+/// copy the server took is sent again (its 250 raced a kill -9: the one
+/// duplicate the journal allows), the recipient's mail store can tell it
+/// is the same message. Two rows, or two campaigns, never share one.
+#[test]
+fn a_row_is_sent_again_with_the_same_message_id() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // The first message's 250 leaves only once mailsend is killed.
+    let pid = std::sync::Arc::new(AtomicU32::new(0));
+    let victim = pid.clone();
+    let server = TestServer::start(with_auth(Behaviour {
+        before_data_reply: Some(crate::support::server::Hook(std::sync::Arc::new(
+            move || {
+                let pid = victim.swap(0, Ordering::SeqCst);
+                if pid != 0 {
+                    // SAFETY: kill(2) on the pid of a child this test spawned.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            },
+        ))),
+        ..Behaviour::default()
+    }));
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("list.csv"), list(2)).expect("list");
+    let mut m = Mailsend::to_port(server.port());
+    m.home(dir.path())
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--subject", "Hello {{ name }}", "--body", "Dear {{ name }}"])
+        .args(["--unsubscribe-url", "https://example.com/u?e={{ email }}"])
+        .args(["--yes", "--json", "--concurrency", "1"]);
+    let mut child = m.spawn();
+    pid.store(child.id(), Ordering::SeqCst);
+    let _ = child.wait();
+    let run = bulk(server.port(), dir.path(), &["--concurrency", "1"]).expect(0);
+    let (rows, _) = results(&run);
+    let message_id = |data: &[u8]| {
+        String::from_utf8_lossy(data)
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: ").map(str::to_owned))
+            .expect("a Message-ID")
+    };
+    let copies: Vec<String> = server
+        .sessions()
+        .iter()
+        .flat_map(|s| s.transactions.clone())
+        .filter(|t| t.rcpt_to == ["user1@example.com"] && t.reply.starts_with("250"))
+        .map(|t| message_id(&t.data))
+        .collect();
+    assert_eq!(
+        copies.len(),
+        2,
+        "sent twice (the kill raced its 250): {copies:?}"
+    );
+    assert_eq!(copies[0], copies[1], "one message, one Message-ID");
+    assert_eq!(rows[&1]["message_id"], copies[1].as_str());
+    assert_ne!(rows[&1]["message_id"], rows[&2]["message_id"]);
+
+    // Another campaign (its own journal) over the same list: other IDs.
+    let other = submission();
+    let run = bulk(other.port(), dir.path(), &["--journal", "other.journal"]).expect(0);
+    let (again, _) = results(&run);
+    assert_ne!(again[&1]["message_id"], rows[&1]["message_id"]);
+}
