@@ -176,7 +176,10 @@ CF
 
     # SASL: Cyrus auxprop with a private sasldb.
     local password
-    password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+    # A "~" after every two characters: mailsend hides any 4 characters of
+    # the password from server replies, and no reply has a "~", so no word
+    # of a reply is ever taken for a piece of it.
+    password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | sed 's/../&~/g')
     printf '%s' "$password" > "$dir/password"
     chmod 0600 "$dir/password"
     cat > "$conf/sasl/smtpd.conf" <<CF
