@@ -1,7 +1,7 @@
 //! mailsend: send an email from a shell, a pipe or cron, securely.
 //!
 //! The path of a message through the files:
-//! `cli.rs` (flags) → `config.rs` (flags + environment + `.env` via
+//! `cli/` (flags and their value types) → `config.rs` (flags + environment + `.env` via
 //! `dotenv.rs` + `accounts.rs`' config file into `Settings`) → `send.rs`
 //! (reads body and attachments; or `sendmail/`, which reads a whole
 //! message) → `message/` (composes the RFC 5322 message into a spool,

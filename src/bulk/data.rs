@@ -7,11 +7,9 @@
 //! the row number when a quoted field holds line breaks.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -312,46 +310,6 @@ impl Rows {
     }
 }
 
-/// `--shard K/N`: this run takes the rows whose number modulo N is K-1,
-/// so that N runs (each with its own `K`) take every row exactly once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shard {
-    pub k: u64,
-    pub n: u64,
-}
-
-impl Shard {
-    /// Whether row `number` (from 1) belongs to this shard.
-    pub fn takes(&self, number: u64) -> bool {
-        number % self.n == self.k - 1
-    }
-}
-
-impl FromStr for Shard {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Shard, String> {
-        let usage = || format!("'{s}' is not K/N with 1 <= K <= N, e.g. 2/3");
-        let (k, n) = s.split_once('/').ok_or_else(usage)?;
-        let number = |t: &str| {
-            t.trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|_| t.trim().bytes().all(|b| b.is_ascii_digit()))
-        };
-        match (number(k), number(n)) {
-            (Some(k), Some(n)) if k >= 1 && n >= 1 && k <= n => Ok(Shard { k, n }),
-            _ => Err(usage()),
-        }
-    }
-}
-
-impl fmt::Display for Shard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.k, self.n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,22 +410,5 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(crate::exit::code_for(&err), crate::exit::Exit::NoInput);
-    }
-
-    #[test]
-    fn shards_split_rows_exactly_once() {
-        assert!("0/3".parse::<Shard>().is_err());
-        assert!("4/3".parse::<Shard>().is_err());
-        assert!("1/0".parse::<Shard>().is_err());
-        assert!("+1/2".parse::<Shard>().is_err());
-        assert!("1-2".parse::<Shard>().is_err());
-        assert_eq!("2/3".parse::<Shard>(), Ok(Shard { k: 2, n: 3 }));
-        let shards: Vec<Shard> = (1..=3).map(|k| Shard { k, n: 3 }).collect();
-        for row in 1..=30 {
-            assert_eq!(shards.iter().filter(|s| s.takes(row)).count(), 1);
-        }
-        // Row number modulo N is K-1, as PRODUCT.md says.
-        assert!(shards[0].takes(3) && shards[1].takes(1) && shards[2].takes(2));
-        assert!(Shard { k: 1, n: 1 }.takes(7));
     }
 }

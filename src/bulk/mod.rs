@@ -28,13 +28,9 @@ mod check;
 mod data;
 mod journal;
 mod output;
-mod rate;
 mod render;
 mod send;
 mod template;
-
-pub use data::Shard;
-pub use rate::Rate;
 
 use data::{List, Row};
 use journal::Journal;

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
+mod values;
+pub use values::{Rate, Shard};
+
 /// Send an email from the shell, a pipe or cron, over verified TLS.
 ///
 /// The body comes from --body, --body-file, or standard input (typed at a
@@ -340,7 +343,7 @@ pub struct BulkArgs {
 
     /// Cap on the whole run, all connections together: 10/s, 600/min, 5000/h
     #[arg(long, value_name = "RATE", help_heading = "Campaign")]
-    pub rate: Option<crate::bulk::Rate>,
+    pub rate: Option<Rate>,
 
     /// Where each row's outcome is recorded [default: the list's path + .journal, e.g. list.csv.journal]
     #[arg(long, value_name = "FILE", help_heading = "Campaign")]
@@ -353,7 +356,7 @@ pub struct BulkArgs {
 
     /// Take only the rows whose number modulo N is K-1 (split a list over N hosts)
     #[arg(long, value_name = "K/N", help_heading = "Campaign")]
-    pub shard: Option<crate::bulk::Shard>,
+    pub shard: Option<Shard>,
 
     /// Check every row and print the first message (or, with --out, write
     /// them all); connect nowhere
