@@ -99,6 +99,9 @@ struct AuthReport {
     chosen: Option<&'static str>,
     /// Whether the credentials were accepted; `null` when not tried.
     accepted: Option<bool>,
+    /// The server put the login off (4xx): neither accepted nor refused.
+    #[serde(skip)]
+    unsettled: bool,
 }
 
 /// A failed step: the error (its exit code comes from its type) and the
@@ -241,8 +244,15 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
         let result = client.login(settings.auth, &credentials);
         r.auth.chosen = client.mechanism();
         if let Err(e) = result {
-            if matches!(e, SmtpError::Refused { .. }) {
-                r.auth.accepted = Some(false);
+            // A 5xx refuses the credentials (password or token); a 4xx
+            // (454 "temporary authentication failure", 421) says nothing
+            // about them.
+            if let SmtpError::Refused { reply, .. } | SmtpError::TokenRefused { reply, .. } = &e {
+                if reply.is_transient() {
+                    r.auth.unsettled = true;
+                } else {
+                    r.auth.accepted = Some(false);
+                }
             }
             if e.server_still_there() {
                 client.quit();
@@ -452,6 +462,7 @@ fn print_human(r: &Report) {
         let accepted = match r.auth.accepted {
             Some(true) => "credentials accepted",
             Some(false) => "credentials REFUSED",
+            None if r.auth.unsettled => "login failed for now (temporary error, try again later)",
             None => "no login tried",
         };
         let offered = if r.auth.offered.is_empty() {

@@ -277,3 +277,61 @@ fn a_missing_host_still_prints_the_object() {
     assert_eq!(j["host"], Value::Null);
     run.error_mentions("no SMTP server configured");
 }
+
+#[test]
+fn a_temporary_auth_failure_is_not_reported_as_refused_credentials() {
+    // 454 4.7.0 says nothing about the password: the login is not settled,
+    // so `accepted` is null (as for "not tried"), and the human report
+    // does not tell the user their credentials were refused.
+    let b = || {
+        with_auth(Behaviour {
+            auth_refusal: Some("454 4.7.0 Temporary authentication failure".into()),
+            ..Behaviour::default()
+        })
+    };
+    let server = TestServer::start(b());
+    let (_, j) = check_json(
+        Mailsend::to(&server).env("MAILSEND_PASSWORD", "wrong-password"),
+        75,
+    );
+    assert_eq!(j["auth"]["chosen"], "PLAIN");
+    assert_eq!(j["auth"]["accepted"], Value::Null, "{j:#}");
+    assert!(strings(&j["errors"])[0].contains("454"), "{j:#}");
+    never_mailed(&server, 1);
+
+    let server = TestServer::start(b());
+    let run = Mailsend::to(&server)
+        .env("MAILSEND_PASSWORD", "wrong-password")
+        .args(["check"])
+        .run()
+        .expect(75);
+    assert!(!run.stdout().contains("REFUSED"), "{}", run.stdout());
+    assert!(run.stdout().contains("temporary"), "{}", run.stdout());
+    never_mailed(&server, 1);
+}
+
+#[test]
+fn a_refused_oauth_token_is_accepted_false_and_never_printed() {
+    let server = TestServer::start(Behaviour {
+        oauth_token: Some("the-right-token".into()),
+        ..with_auth(Behaviour::default())
+    });
+    let mut m = Mailsend::to(&server);
+    m.env_remove("MAILSEND_PASSWORD")
+        .env("MAILSEND_AUTH", "xoauth2")
+        .env("MAILSEND_OAUTH_TOKEN_COMMAND", "echo a-stale-token-9f3e");
+    let (run, j) = check_json(&mut m, 77);
+    assert_eq!(j["auth"]["chosen"], "XOAUTH2");
+    assert_eq!(j["auth"]["accepted"], false, "{j:#}");
+    assert!(
+        !run.stdout().contains("a-stale-token-9f3e"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        !run.stderr().contains("a-stale-token-9f3e"),
+        "{}",
+        run.stderr()
+    );
+    never_mailed(&server, 1);
+}
