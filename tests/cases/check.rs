@@ -335,3 +335,21 @@ fn a_refused_oauth_token_is_accepted_false_and_never_printed() {
     );
     never_mailed(&server, 1);
 }
+
+#[test]
+fn a_greeting_that_refuses_is_still_reported() {
+    // The server's own words are the diagnosis: "554 no service for your
+    // network" or "421 too busy" must reach the report, not only the error.
+    for (greeting, code) in [
+        ("554 5.7.1 no service for 127.0.0.1", 69),
+        ("421 4.3.2 too busy, try later", 75),
+    ] {
+        let server = TestServer::start(Behaviour {
+            greeting: greeting.into(),
+            ..Behaviour::default()
+        });
+        let (_, j) = check_json(&mut Mailsend::to(&server), code);
+        assert_eq!(j["greeting"], greeting, "{j:#}");
+        never_mailed(&server, 1);
+    }
+}
