@@ -78,6 +78,9 @@ struct CertReport {
     not_after: Option<String>,
     /// Whole days until notAfter (negative once expired).
     days_left: Option<i64>,
+    /// Seconds until notAfter, for the human report.
+    #[serde(skip)]
+    seconds_left: Option<i64>,
     verified: bool,
     /// Why verification refused it.
     error: Option<String>,
@@ -298,6 +301,7 @@ fn describe_tls(r: &mut Report, info: Option<&TlsInfo>, presented: &[CertSummary
         not_before: leaf.not_before.map(rfc3339),
         not_after: leaf.not_after.map(rfc3339),
         days_left: leaf.not_after.map(|t| (t - now).div_euclid(DAY)),
+        seconds_left: leaf.not_after.map(|t| t - now),
         // A finished handshake is a verified one (verification is never off).
         verified: info.is_some(),
         error: None,
@@ -433,13 +437,8 @@ fn print_human(r: &Report) {
             &format!("{}, issued by {}", cert.subject, cert.issuer),
         );
         line("names", &list(&cert.names));
-        if let (Some(not_after), Some(days)) = (&cert.not_after, cert.days_left) {
-            let when = if days >= 0 {
-                format!("expires {not_after} (in {days} days)")
-            } else {
-                format!("expired {not_after} ({} days ago)", -days)
-            };
-            line("validity", &when);
+        if let (Some(not_after), Some(seconds)) = (&cert.not_after, cert.seconds_left) {
+            line("validity", &validity(not_after, seconds));
         }
         let verified = match (&cert.error, cert.verified) {
             (_, true) => "yes".to_owned(),
@@ -494,10 +493,43 @@ fn print_human(r: &Report) {
     );
 }
 
+/// "expires T (in N days)" or "expired T (N days ago)", N in whole days
+/// (rounded down both ways: a day and an hour ago is "1 day ago").
+fn validity(not_after: &str, seconds_left: i64) -> String {
+    let days = |n: i64| format!("{n} day{}", if n == 1 { "" } else { "s" });
+    if seconds_left >= 0 {
+        format!("expires {not_after} (in {})", days(seconds_left / DAY))
+    } else {
+        format!("expired {not_after} ({} ago)", days(-seconds_left / DAY))
+    }
+}
+
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "(nothing)".to_owned()
     } else {
         items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validity_counts_whole_days_both_ways() {
+        let t = "2030-01-01T00:00:00Z";
+        assert_eq!(
+            validity(t, 5 * DAY + 3600),
+            format!("expires {t} (in 5 days)")
+        );
+        assert_eq!(validity(t, DAY), format!("expires {t} (in 1 day)"));
+        assert_eq!(validity(t, 10), format!("expires {t} (in 0 days)"));
+        assert_eq!(validity(t, -10), format!("expired {t} (0 days ago)"));
+        assert_eq!(validity(t, -DAY - 3600), format!("expired {t} (1 day ago)"));
+        assert_eq!(
+            validity(t, -3 * DAY - 240),
+            format!("expired {t} (3 days ago)")
+        );
     }
 }

@@ -353,3 +353,26 @@ fn a_greeting_that_refuses_is_still_reported() {
         never_mailed(&server, 1);
     }
 }
+
+#[test]
+fn the_human_report_counts_whole_days_since_expiry() {
+    // The test certificate expired a day (and the seconds this test took)
+    // ago: that is "1 day ago", not 2.
+    let server = TestServer::start(Behaviour {
+        cert: Cert::Expired,
+        ..Behaviour::default()
+    });
+    let run = Mailsend::to(&server)
+        .env("MAILSEND_HOST", "127.0.0.1")
+        .args(["check"])
+        .run()
+        .expect(77);
+    let validity = run
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("validity"))
+        .unwrap_or_else(|| panic!("no validity line: {}", run.stdout()))
+        .to_owned();
+    assert!(validity.ends_with("(1 day ago)"), "{validity}");
+    never_mailed(&server, 1);
+}
