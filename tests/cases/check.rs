@@ -376,3 +376,27 @@ fn the_human_report_counts_whole_days_since_expiry() {
     assert!(validity.ends_with("(1 day ago)"), "{validity}");
     never_mailed(&server, 1);
 }
+
+#[test]
+fn the_chain_of_a_refused_certificate_is_what_the_server_presented() {
+    // The test servers present their leaf alone. Verification builds a
+    // chain up to the CA of --ca-file: that CA was never presented by the
+    // server and must not be listed as if it had been (a good handshake
+    // lists only what the server sent, too).
+    for (cert, host) in [
+        (Cert::Expired, "127.0.0.1"),
+        (Cert::WrongHost, "127.0.0.1"),
+        (Cert::Good, "127.0.0.1"),
+    ] {
+        let server = TestServer::start(with_auth(Behaviour {
+            cert,
+            ..Behaviour::default()
+        }));
+        let code = if cert == Cert::Good { 0 } else { 77 };
+        let (_, j) = check_json(Mailsend::to(&server).env("MAILSEND_HOST", host), code);
+        let chain = j["chain"].as_array().expect("chain");
+        assert_eq!(chain.len(), 1, "{cert:?}: {j:#}");
+        assert_eq!(chain[0]["subject"], j["certificate"]["subject"], "{j:#}");
+        never_mailed(&server, 1);
+    }
+}
