@@ -400,3 +400,29 @@ fn the_chain_of_a_refused_certificate_is_what_the_server_presented() {
         never_mailed(&server, 1);
     }
 }
+
+#[test]
+fn credentials_echoed_by_the_server_never_reach_the_report() {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
+    for json in [true, false] {
+        let server = TestServer::start(with_auth(Behaviour {
+            echo_auth: true,
+            ..Behaviour::default()
+        }));
+        let mut m = Mailsend::to(&server);
+        m.args(["check", "-v"]);
+        if json {
+            m.args(["--json"]);
+        }
+        let run = m.run().expect(77);
+        for (name, text) in [("stdout", run.stdout()), ("stderr", run.stderr())] {
+            assert!(!text.contains(&token[8..]), "token on {name}:\n{text}");
+            assert!(
+                !text.contains(&PASSWORD[..PASSWORD.len() - 1]),
+                "password on {name}:\n{text}"
+            );
+        }
+        never_mailed(&server, 1);
+    }
+}
