@@ -183,10 +183,32 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
                 .with_client(crate::client_cert::load(&settings)?),
         ),
     };
-    r.client_certificate = tls
+    if let Some(client) = tls
         .as_ref()
         .and_then(TlsConfig::client)
-        .map(|c| c.summary().subject);
+        .map(|c| c.summary())
+    {
+        // The user's own certificate runs out as surely as the server's:
+        // warned about the same way (a server may not check it, so it is
+        // not an error).
+        if let Some(left) = client.not_after.map(|t| t - unix_now()) {
+            let days = left.div_euclid(DAY);
+            if left < 0 {
+                r.warnings.push(format!(
+                    "the client certificate {} has expired ({}): a server that checks it will refuse the session",
+                    client.subject,
+                    client.not_after.map(rfc3339).unwrap_or_default()
+                ));
+            } else if days < EXPIRY_WARNING_DAYS {
+                r.warnings.push(format!(
+                    "the client certificate {} expires in {days} day{}",
+                    client.subject,
+                    if days == 1 { "" } else { "s" },
+                ));
+            }
+        }
+        r.client_certificate = Some(client.subject);
+    }
 
     let addresses = smtp::resolve(host, settings.port)?;
     r.addresses = addresses.iter().map(|a| a.ip().to_string()).collect();

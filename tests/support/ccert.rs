@@ -32,6 +32,16 @@ fn key() -> PKey<Private> {
 /// A certificate for `cn`: a CA when `signer` is None, else a TLS client
 /// certificate signed by it.
 fn cert(cn: &str, key: &PKey<Private>, signer: Option<(&X509, &PKey<Private>)>) -> X509 {
+    cert_until(cn, key, signer, 30 * DAY)
+}
+
+/// Like [`cert`], valid for `left` seconds from now.
+fn cert_until(
+    cn: &str,
+    key: &PKey<Private>,
+    signer: Option<(&X509, &PKey<Private>)>,
+    left: i64,
+) -> X509 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -50,7 +60,7 @@ fn cert(cn: &str, key: &PKey<Private>, signer: Option<(&X509, &PKey<Private>)>) 
     b.set_pubkey(key).expect("pubkey");
     b.set_not_before(&Asn1Time::from_unix(now - DAY).expect("time"))
         .expect("notBefore");
-    b.set_not_after(&Asn1Time::from_unix(now + 30 * DAY).expect("time"))
+    b.set_not_after(&Asn1Time::from_unix(now + left).expect("time"))
         .expect("notAfter");
     if signer.is_none() {
         let bc = BasicConstraints::new().critical().ca().build().expect("bc");
@@ -90,6 +100,10 @@ pub struct ClientPki {
     /// not trust.
     pub rogue_cert: PathBuf,
     pub rogue_key: PathBuf,
+    /// Signed by the trusted CA (`CN=mailsend expiring client`), but
+    /// notAfter is 3 days and an hour from now; key in `expiring_key`.
+    pub expiring_cert: PathBuf,
+    pub expiring_key: PathBuf,
 }
 
 impl ClientPki {
@@ -103,6 +117,13 @@ impl ClientPki {
         let rogue_ca = cert("rogue client CA", &rogue_ca_key, None);
         let rogue_key = key();
         let rogue = cert("rogue client", &rogue_key, Some((&rogue_ca, &rogue_ca_key)));
+        let expiring_key = key();
+        let expiring = cert_until(
+            "mailsend expiring client",
+            &expiring_key,
+            Some((&ca, &ca_key)),
+            3 * DAY + 3600,
+        );
         let pem = |k: &PKey<Private>| k.private_key_to_pem_pkcs8().expect("PEM key");
         let write = |name: &str, bytes: &[u8], private: bool| {
             use std::os::unix::fs::PermissionsExt;
@@ -122,6 +143,8 @@ impl ClientPki {
             other_key: write("other.key", &pem(&key()), true),
             rogue_cert: write("rogue.pem", &rogue.to_pem().expect("PEM"), false),
             rogue_key: write("rogue.key", &pem(&rogue_key), true),
+            expiring_cert: write("expiring.pem", &expiring.to_pem().expect("PEM"), false),
+            expiring_key: write("expiring.key", &pem(&expiring_key), true),
             ca,
             dir,
         }
