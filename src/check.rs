@@ -458,7 +458,7 @@ fn print_human(r: &Report) {
             "certificate",
             &format!("{}, issued by {}", cert.subject, cert.issuer),
         );
-        line("names", &list(&cert.names));
+        line("names", &names(&cert.names));
         if let (Some(not_after), Some(seconds)) = (&cert.not_after, cert.seconds_left) {
             line("validity", &validity(not_after, seconds));
         }
@@ -526,6 +526,22 @@ fn validity(not_after: &str, seconds_left: i64) -> String {
     }
 }
 
+/// The certificate's names, the first [`HUMAN_NAMES`] of them: a
+/// certificate may list hundreds (a shared host's), which would make one
+/// line of many kilobytes; `--json` has them all.
+fn names(names: &[String]) -> String {
+    if names.len() <= HUMAN_NAMES {
+        return list(names);
+    }
+    format!(
+        "{}, and {} more (--json lists them all)",
+        names[..HUMAN_NAMES].join(", "),
+        names.len() - HUMAN_NAMES
+    )
+}
+
+const HUMAN_NAMES: usize = 20;
+
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "(nothing)".to_owned()
@@ -537,6 +553,22 @@ fn list(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_human_names_line_is_bounded() {
+        let many: Vec<String> = (0..300).map(|i| format!("n{i}.example.com")).collect();
+        let line = names(&many);
+        assert!(
+            line.starts_with("n0.example.com, n1.example.com, "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("n19.example.com, and 280 more (--json lists them all)"),
+            "{line}"
+        );
+        assert_eq!(names(&many[..20]), many[..20].join(", "));
+        assert_eq!(names(&[]), "(nothing)");
+    }
 
     #[test]
     fn validity_counts_whole_days_both_ways() {
