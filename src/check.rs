@@ -279,10 +279,30 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
                     r.auth.accepted = Some(false);
                 }
             }
+            // AUTH offered in clear but not under TLS: mailsend never
+            // sends credentials in clear, and "does not offer AUTH" alone
+            // contradicts the "in clear" line of the report.
+            let hint = match (&e, client.capabilities_before_tls()) {
+                (SmtpError::NoAuth { .. }, Some(clear))
+                    if !clear.auth.is_empty() && client.capabilities().auth.is_empty() =>
+                {
+                    Some(format!(
+                        "the server offers AUTH ({}) only in clear, before STARTTLS, and \
+                         none under TLS: mailsend never sends credentials in clear; the \
+                         server's configuration must offer AUTH under TLS (or, if it wants \
+                         a client certificate instead, drop the login: MAILSEND_USER, --user, account user)",
+                        clear.auth.join(" ")
+                    ))
+                }
+                _ => None,
+            };
             if e.server_still_there() {
                 client.quit();
             }
-            return Err(e.into());
+            return Err(Failed {
+                error: e.into(),
+                hint,
+            });
         }
         r.auth.accepted = Some(true);
     }

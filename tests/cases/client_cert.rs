@@ -257,3 +257,30 @@ fn check_warns_when_the_client_certificate_expires_within_two_weeks() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn check_explains_auth_offered_only_in_clear() {
+    // The server wants a client certificate and offers AUTH only before
+    // STARTTLS, where mailsend never sends a password: "does not offer
+    // AUTH" alone leaves the user puzzled at the AUTH line of "in clear".
+    let pki = ClientPki::new();
+    let server = CertServer::start_with_auth_in_clear(&pki);
+    let mut m = to(&server);
+    m.args(["check", "--json"])
+        .arg_paths(&pki)
+        .env("MAILSEND_USER", "joe")
+        .env("MAILSEND_PASSWORD", "a-password-never-sent");
+    let run = m.run().expect(76);
+    let j: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    let hint = j["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("only in clear"), "{j:#}");
+    assert!(run.stderr().contains("only in clear"), "{}", run.stderr());
+    let seen = server.seen(1);
+    assert!(
+        !seen[0]
+            .commands
+            .iter()
+            .any(|c| c.starts_with("AUTH") || c.starts_with("MAIL")),
+        "{seen:?}"
+    );
+}

@@ -209,6 +209,16 @@ pub struct CertServer {
 
 impl CertServer {
     pub fn start(pki: &ClientPki, implicit: bool) -> CertServer {
+        Self::start_with(pki, implicit, false)
+    }
+
+    /// Like [`CertServer::start`], advertising `AUTH PLAIN` in clear (before
+    /// STARTTLS) and never under TLS, as a server misconfigured that way does.
+    pub fn start_with_auth_in_clear(pki: &ClientPki) -> CertServer {
+        Self::start_with(pki, false, true)
+    }
+
+    fn start_with(pki: &ClientPki, implicit: bool, auth_in_clear: bool) -> CertServer {
         let pair = Pki::shared().pair(Cert::Good);
         let mut acceptor =
             SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
@@ -232,7 +242,7 @@ impl CertServer {
             for tcp in listener.incoming().flatten() {
                 let _ = tcp.set_read_timeout(Some(Duration::from_secs(20)));
                 let mut record = Seen::default();
-                serve(tcp, &acceptor, implicit, &mut record);
+                serve(tcp, &acceptor, implicit, auth_in_clear, &mut record);
                 all.lock().expect("lock").push(record);
             }
         });
@@ -287,7 +297,13 @@ fn handshake(
     }
 }
 
-fn serve(tcp: TcpStream, acceptor: &SslAcceptor, implicit: bool, record: &mut Seen) {
+fn serve(
+    tcp: TcpStream,
+    acceptor: &SslAcceptor,
+    implicit: bool,
+    auth_in_clear: bool,
+    record: &mut Seen,
+) {
     let mut reader = BufReader::new(Stream::Plain(tcp));
     if implicit && handshake(&mut reader, acceptor, record).is_none() {
         return;
@@ -313,6 +329,10 @@ fn serve(tcp: TcpStream, acceptor: &SslAcceptor, implicit: bool, record: &mut Se
             .to_ascii_uppercase();
         match verb.as_str() {
             "EHLO" if tls => send(&mut reader, "250-localhost\r\n250 8BITMIME\r\n"),
+            "EHLO" if auth_in_clear => send(
+                &mut reader,
+                "250-localhost\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n",
+            ),
             "EHLO" => send(&mut reader, "250-localhost\r\n250 STARTTLS\r\n"),
             "STARTTLS" => {
                 send(&mut reader, "220 2.0.0 Ready to start TLS\r\n");
