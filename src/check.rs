@@ -78,6 +78,9 @@ struct CertReport {
     not_after: Option<String>,
     /// Whole days until notAfter (negative once expired).
     days_left: Option<i64>,
+    /// Seconds until notAfter, for the human report.
+    #[serde(skip)]
+    seconds_left: Option<i64>,
     verified: bool,
     /// Why verification refused it.
     error: Option<String>,
@@ -99,6 +102,9 @@ struct AuthReport {
     chosen: Option<&'static str>,
     /// Whether the credentials were accepted; `null` when not tried.
     accepted: Option<bool>,
+    /// The server put the login off (4xx): neither accepted nor refused.
+    #[serde(skip)]
+    unsettled: bool,
 }
 
 /// A failed step: the error (its exit code comes from its type) and the
@@ -177,10 +183,32 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
                 .with_client(crate::client_cert::load(&settings)?),
         ),
     };
-    r.client_certificate = tls
+    if let Some(client) = tls
         .as_ref()
         .and_then(TlsConfig::client)
-        .map(|c| c.summary().subject);
+        .map(|c| c.summary())
+    {
+        // The user's own certificate runs out as surely as the server's:
+        // warned about the same way (a server may not check it, so it is
+        // not an error).
+        if let Some(left) = client.not_after.map(|t| t - unix_now()) {
+            let days = left.div_euclid(DAY);
+            if left < 0 {
+                r.warnings.push(format!(
+                    "the client certificate {} has expired ({}): a server that checks it will refuse the session",
+                    client.subject,
+                    client.not_after.map(rfc3339).unwrap_or_default()
+                ));
+            } else if days < EXPIRY_WARNING_DAYS {
+                r.warnings.push(format!(
+                    "the client certificate {} expires in {days} day{}",
+                    client.subject,
+                    if days == 1 { "" } else { "s" },
+                ));
+            }
+        }
+        r.client_certificate = Some(client.subject);
+    }
 
     let addresses = smtp::resolve(host, settings.port)?;
     r.addresses = addresses.iter().map(|a| a.ip().to_string()).collect();
@@ -241,13 +269,40 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
         let result = client.login(settings.auth, &credentials);
         r.auth.chosen = client.mechanism();
         if let Err(e) = result {
-            if matches!(e, SmtpError::Refused { .. }) {
-                r.auth.accepted = Some(false);
+            // A 5xx refuses the credentials (password or token); a 4xx
+            // (454 "temporary authentication failure", 421) says nothing
+            // about them.
+            if let SmtpError::Refused { reply, .. } | SmtpError::TokenRefused { reply, .. } = &e {
+                if reply.is_transient() {
+                    r.auth.unsettled = true;
+                } else {
+                    r.auth.accepted = Some(false);
+                }
             }
+            // AUTH offered in clear but not under TLS: mailsend never
+            // sends credentials in clear, and "does not offer AUTH" alone
+            // contradicts the "in clear" line of the report.
+            let hint = match (&e, client.capabilities_before_tls()) {
+                (SmtpError::NoAuth { .. }, Some(clear))
+                    if !clear.auth.is_empty() && client.capabilities().auth.is_empty() =>
+                {
+                    Some(format!(
+                        "the server offers AUTH ({}) only in clear, before STARTTLS, and \
+                         none under TLS: mailsend never sends credentials in clear; the \
+                         server's configuration must offer AUTH under TLS (or, if it wants \
+                         a client certificate instead, drop the login: MAILSEND_USER, --user, account user)",
+                        clear.auth.join(" ")
+                    ))
+                }
+                _ => None,
+            };
             if e.server_still_there() {
                 client.quit();
             }
-            return Err(e.into());
+            return Err(Failed {
+                error: e.into(),
+                hint,
+            });
         }
         r.auth.accepted = Some(true);
     }
@@ -288,6 +343,7 @@ fn describe_tls(r: &mut Report, info: Option<&TlsInfo>, presented: &[CertSummary
         not_before: leaf.not_before.map(rfc3339),
         not_after: leaf.not_after.map(rfc3339),
         days_left: leaf.not_after.map(|t| (t - now).div_euclid(DAY)),
+        seconds_left: leaf.not_after.map(|t| t - now),
         // A finished handshake is a verified one (verification is never off).
         verified: info.is_some(),
         error: None,
@@ -422,14 +478,9 @@ fn print_human(r: &Report) {
             "certificate",
             &format!("{}, issued by {}", cert.subject, cert.issuer),
         );
-        line("names", &list(&cert.names));
-        if let (Some(not_after), Some(days)) = (&cert.not_after, cert.days_left) {
-            let when = if days >= 0 {
-                format!("expires {not_after} (in {days} days)")
-            } else {
-                format!("expired {not_after} ({} days ago)", -days)
-            };
-            line("validity", &when);
+        line("names", &names(&cert.names));
+        if let (Some(not_after), Some(seconds)) = (&cert.not_after, cert.seconds_left) {
+            line("validity", &validity(not_after, seconds));
         }
         let verified = match (&cert.error, cert.verified) {
             (_, true) => "yes".to_owned(),
@@ -452,6 +503,7 @@ fn print_human(r: &Report) {
         let accepted = match r.auth.accepted {
             Some(true) => "credentials accepted",
             Some(false) => "credentials REFUSED",
+            None if r.auth.unsettled => "login failed for now (temporary error, try again later)",
             None => "no login tried",
         };
         let offered = if r.auth.offered.is_empty() {
@@ -483,10 +535,75 @@ fn print_human(r: &Report) {
     );
 }
 
+/// "expires T (in N days)" or "expired T (N days ago)", N in whole days
+/// (rounded down both ways: a day and an hour ago is "1 day ago").
+fn validity(not_after: &str, seconds_left: i64) -> String {
+    let days = |n: i64| format!("{n} day{}", if n == 1 { "" } else { "s" });
+    if seconds_left >= 0 {
+        format!("expires {not_after} (in {})", days(seconds_left / DAY))
+    } else {
+        format!("expired {not_after} ({} ago)", days(-seconds_left / DAY))
+    }
+}
+
+/// The certificate's names, the first [`HUMAN_NAMES`] of them: a
+/// certificate may list hundreds (a shared host's), which would make one
+/// line of many kilobytes; `--json` has them all.
+fn names(names: &[String]) -> String {
+    if names.len() <= HUMAN_NAMES {
+        return list(names);
+    }
+    format!(
+        "{}, and {} more (--json lists them all)",
+        names[..HUMAN_NAMES].join(", "),
+        names.len() - HUMAN_NAMES
+    )
+}
+
+const HUMAN_NAMES: usize = 20;
+
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "(nothing)".to_owned()
     } else {
         items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_human_names_line_is_bounded() {
+        let many: Vec<String> = (0..300).map(|i| format!("n{i}.example.com")).collect();
+        let line = names(&many);
+        assert!(
+            line.starts_with("n0.example.com, n1.example.com, "),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("n19.example.com, and 280 more (--json lists them all)"),
+            "{line}"
+        );
+        assert_eq!(names(&many[..20]), many[..20].join(", "));
+        assert_eq!(names(&[]), "(nothing)");
+    }
+
+    #[test]
+    fn validity_counts_whole_days_both_ways() {
+        let t = "2030-01-01T00:00:00Z";
+        assert_eq!(
+            validity(t, 5 * DAY + 3600),
+            format!("expires {t} (in 5 days)")
+        );
+        assert_eq!(validity(t, DAY), format!("expires {t} (in 1 day)"));
+        assert_eq!(validity(t, 10), format!("expires {t} (in 0 days)"));
+        assert_eq!(validity(t, -10), format!("expired {t} (0 days ago)"));
+        assert_eq!(validity(t, -DAY - 3600), format!("expired {t} (1 day ago)"));
+        assert_eq!(
+            validity(t, -3 * DAY - 240),
+            format!("expired {t} (3 days ago)")
+        );
     }
 }

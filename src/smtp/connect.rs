@@ -236,9 +236,16 @@ impl Client {
                 }
                 _ => Session::new(Stream::Plain(tcp), options, None),
             };
-            let greeting = session.greeting().map_err(|e| match ep.mode {
-                TlsMode::Implicit => closed_after_handshake(e),
-                _ => e,
+            let greeting = session.greeting().map_err(|e| {
+                // A greeting that refuses (421, 554) is the server's own
+                // diagnosis: `check` reports it.
+                if let (Some(trace), SmtpError::Refused { reply, .. }) = (trace.as_mut(), &e) {
+                    trace.greeting = Some(reply.to_string());
+                }
+                match ep.mode {
+                    TlsMode::Implicit => closed_after_handshake(e),
+                    _ => e,
+                }
             })?;
             if let Some(trace) = trace.as_mut() {
                 trace.greeting = Some(greeting.to_string());

@@ -21,7 +21,7 @@ use openssl::ssl::{
 };
 use openssl::x509::store::X509Lookup;
 use openssl::x509::verify::X509CheckFlags;
-use openssl::x509::{X509, X509VerifyResult};
+use openssl::x509::{X509, X509StoreContext, X509VerifyResult};
 
 use super::error::{SmtpError, Stage};
 use super::peer::CertSummary;
@@ -213,11 +213,21 @@ impl TlsConfig {
         }
         if let Some(seen) = seen {
             // Verification is unchanged (the callback returns OpenSSL's
-            // own verdict); it only keeps the longest chain it was shown.
+            // own verdict); it only keeps the chain the server presented
+            // (not the one verification built, which ends with a local
+            // trust anchor the server never sent), or failing that the
+            // longest chain it was shown.
             ssl.set_verify_callback(SslVerifyMode::PEER, move |verified, ctx| {
-                let chain: Vec<CertSummary> = match ctx.chain() {
-                    Some(chain) => chain.iter().map(CertSummary::of).collect(),
-                    None => ctx
+                let presented = X509StoreContext::ssl_idx()
+                    .ok()
+                    .and_then(|idx| ctx.ex_data(idx))
+                    .and_then(|ssl| ssl.peer_cert_chain())
+                    .map(|chain| chain.iter().map(CertSummary::of).collect::<Vec<_>>())
+                    .filter(|chain| !chain.is_empty());
+                let chain: Vec<CertSummary> = match (presented, ctx.chain()) {
+                    (Some(presented), _) => presented,
+                    (None, Some(chain)) => chain.iter().map(CertSummary::of).collect(),
+                    (None, None) => ctx
                         .current_cert()
                         .map(CertSummary::of)
                         .into_iter()

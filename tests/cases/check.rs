@@ -277,3 +277,152 @@ fn a_missing_host_still_prints_the_object() {
     assert_eq!(j["host"], Value::Null);
     run.error_mentions("no SMTP server configured");
 }
+
+#[test]
+fn a_temporary_auth_failure_is_not_reported_as_refused_credentials() {
+    // 454 4.7.0 says nothing about the password: the login is not settled,
+    // so `accepted` is null (as for "not tried"), and the human report
+    // does not tell the user their credentials were refused.
+    let b = || {
+        with_auth(Behaviour {
+            auth_refusal: Some("454 4.7.0 Temporary authentication failure".into()),
+            ..Behaviour::default()
+        })
+    };
+    let server = TestServer::start(b());
+    let (_, j) = check_json(
+        Mailsend::to(&server).env("MAILSEND_PASSWORD", "wrong-password"),
+        75,
+    );
+    assert_eq!(j["auth"]["chosen"], "PLAIN");
+    assert_eq!(j["auth"]["accepted"], Value::Null, "{j:#}");
+    assert!(strings(&j["errors"])[0].contains("454"), "{j:#}");
+    never_mailed(&server, 1);
+
+    let server = TestServer::start(b());
+    let run = Mailsend::to(&server)
+        .env("MAILSEND_PASSWORD", "wrong-password")
+        .args(["check"])
+        .run()
+        .expect(75);
+    assert!(!run.stdout().contains("REFUSED"), "{}", run.stdout());
+    assert!(run.stdout().contains("temporary"), "{}", run.stdout());
+    never_mailed(&server, 1);
+}
+
+#[test]
+fn a_refused_oauth_token_is_accepted_false_and_never_printed() {
+    let server = TestServer::start(Behaviour {
+        oauth_token: Some("the-right-token".into()),
+        ..with_auth(Behaviour::default())
+    });
+    let mut m = Mailsend::to(&server);
+    m.env_remove("MAILSEND_PASSWORD")
+        .env("MAILSEND_AUTH", "xoauth2")
+        .env("MAILSEND_OAUTH_TOKEN_COMMAND", "echo a-stale-token-9f3e");
+    let (run, j) = check_json(&mut m, 77);
+    assert_eq!(j["auth"]["chosen"], "XOAUTH2");
+    assert_eq!(j["auth"]["accepted"], false, "{j:#}");
+    assert!(
+        !run.stdout().contains("a-stale-token-9f3e"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        !run.stderr().contains("a-stale-token-9f3e"),
+        "{}",
+        run.stderr()
+    );
+    never_mailed(&server, 1);
+}
+
+#[test]
+fn a_greeting_that_refuses_is_still_reported() {
+    // The server's own words are the diagnosis: "554 no service for your
+    // network" or "421 too busy" must reach the report, not only the error.
+    for (greeting, code) in [
+        ("554 5.7.1 no service for 127.0.0.1", 69),
+        ("421 4.3.2 too busy, try later", 75),
+    ] {
+        let server = TestServer::start(Behaviour {
+            greeting: greeting.into(),
+            ..Behaviour::default()
+        });
+        let (_, j) = check_json(&mut Mailsend::to(&server), code);
+        assert_eq!(j["greeting"], greeting, "{j:#}");
+        never_mailed(&server, 1);
+    }
+}
+
+#[test]
+fn the_human_report_counts_whole_days_since_expiry() {
+    // The test certificate expired a day (and the seconds this test took)
+    // ago: that is "1 day ago", not 2.
+    let server = TestServer::start(Behaviour {
+        cert: Cert::Expired,
+        ..Behaviour::default()
+    });
+    let run = Mailsend::to(&server)
+        .env("MAILSEND_HOST", "127.0.0.1")
+        .args(["check"])
+        .run()
+        .expect(77);
+    let validity = run
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("validity"))
+        .unwrap_or_else(|| panic!("no validity line: {}", run.stdout()))
+        .to_owned();
+    assert!(validity.ends_with("(1 day ago)"), "{validity}");
+    never_mailed(&server, 1);
+}
+
+#[test]
+fn the_chain_of_a_refused_certificate_is_what_the_server_presented() {
+    // The test servers present their leaf alone. Verification builds a
+    // chain up to the CA of --ca-file: that CA was never presented by the
+    // server and must not be listed as if it had been (a good handshake
+    // lists only what the server sent, too).
+    for (cert, host) in [
+        (Cert::Expired, "127.0.0.1"),
+        (Cert::WrongHost, "127.0.0.1"),
+        (Cert::Good, "127.0.0.1"),
+    ] {
+        let server = TestServer::start(with_auth(Behaviour {
+            cert,
+            ..Behaviour::default()
+        }));
+        let code = if cert == Cert::Good { 0 } else { 77 };
+        let (_, j) = check_json(Mailsend::to(&server).env("MAILSEND_HOST", host), code);
+        let chain = j["chain"].as_array().expect("chain");
+        assert_eq!(chain.len(), 1, "{cert:?}: {j:#}");
+        assert_eq!(chain[0]["subject"], j["certificate"]["subject"], "{j:#}");
+        never_mailed(&server, 1);
+    }
+}
+
+#[test]
+fn credentials_echoed_by_the_server_never_reach_the_report() {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
+    for json in [true, false] {
+        let server = TestServer::start(with_auth(Behaviour {
+            echo_auth: true,
+            ..Behaviour::default()
+        }));
+        let mut m = Mailsend::to(&server);
+        m.args(["check", "-v"]);
+        if json {
+            m.args(["--json"]);
+        }
+        let run = m.run().expect(77);
+        for (name, text) in [("stdout", run.stdout()), ("stderr", run.stderr())] {
+            assert!(!text.contains(&token[8..]), "token on {name}:\n{text}");
+            assert!(
+                !text.contains(&PASSWORD[..PASSWORD.len() - 1]),
+                "password on {name}:\n{text}"
+            );
+        }
+        never_mailed(&server, 1);
+    }
+}

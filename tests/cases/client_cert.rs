@@ -219,3 +219,68 @@ fn check_without_a_certificate_is_76_and_still_verified_the_server() {
     );
     assert_eq!(j["client_certificate"], serde_json::Value::Null);
 }
+
+#[test]
+fn check_warns_when_the_client_certificate_expires_within_two_weeks() {
+    // The user's own certificate is the one most easily forgotten: the
+    // cron job that watches the server's expiry must hear about it too.
+    let pki = ClientPki::new();
+    let server = CertServer::start(&pki, false);
+    let mut m = to(&server);
+    m.args(["check", "--json"])
+        .args(["--client-cert".as_ref(), pki.expiring_cert.as_os_str()])
+        .args(["--client-key".as_ref(), pki.expiring_key.as_os_str()]);
+    let run = m.run().expect(0);
+    let j: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    assert_eq!(j["ok"], true, "{j:#}");
+    let warnings: Vec<&str> = j["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w.as_str())
+        .collect();
+    assert_eq!(
+        warnings,
+        ["the client certificate CN=mailsend expiring client expires in 3 days"],
+        "{j:#}"
+    );
+    assert!(
+        run.stderr().contains(
+            "mailsend: warning: the client certificate CN=mailsend expiring client expires in 3 days"
+        ),
+        "{}",
+        run.stderr()
+    );
+    let seen = server.seen(1);
+    assert!(
+        !seen[0].commands.iter().any(|c| c.starts_with("MAIL")),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn check_explains_auth_offered_only_in_clear() {
+    // The server wants a client certificate and offers AUTH only before
+    // STARTTLS, where mailsend never sends a password: "does not offer
+    // AUTH" alone leaves the user puzzled at the AUTH line of "in clear".
+    let pki = ClientPki::new();
+    let server = CertServer::start_with_auth_in_clear(&pki);
+    let mut m = to(&server);
+    m.args(["check", "--json"])
+        .arg_paths(&pki)
+        .env("MAILSEND_USER", "joe")
+        .env("MAILSEND_PASSWORD", "a-password-never-sent");
+    let run = m.run().expect(76);
+    let j: serde_json::Value = serde_json::from_str(run.stdout().trim()).unwrap();
+    let hint = j["hint"].as_str().unwrap_or_default();
+    assert!(hint.contains("only in clear"), "{j:#}");
+    assert!(run.stderr().contains("only in clear"), "{}", run.stderr());
+    let seen = server.seen(1);
+    assert!(
+        !seen[0]
+            .commands
+            .iter()
+            .any(|c| c.starts_with("AUTH") || c.starts_with("MAIL")),
+        "{seen:?}"
+    );
+}

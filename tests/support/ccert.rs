@@ -32,6 +32,16 @@ fn key() -> PKey<Private> {
 /// A certificate for `cn`: a CA when `signer` is None, else a TLS client
 /// certificate signed by it.
 fn cert(cn: &str, key: &PKey<Private>, signer: Option<(&X509, &PKey<Private>)>) -> X509 {
+    cert_until(cn, key, signer, 30 * DAY)
+}
+
+/// Like [`cert`], valid for `left` seconds from now.
+fn cert_until(
+    cn: &str,
+    key: &PKey<Private>,
+    signer: Option<(&X509, &PKey<Private>)>,
+    left: i64,
+) -> X509 {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -50,7 +60,7 @@ fn cert(cn: &str, key: &PKey<Private>, signer: Option<(&X509, &PKey<Private>)>) 
     b.set_pubkey(key).expect("pubkey");
     b.set_not_before(&Asn1Time::from_unix(now - DAY).expect("time"))
         .expect("notBefore");
-    b.set_not_after(&Asn1Time::from_unix(now + 30 * DAY).expect("time"))
+    b.set_not_after(&Asn1Time::from_unix(now + left).expect("time"))
         .expect("notAfter");
     if signer.is_none() {
         let bc = BasicConstraints::new().critical().ca().build().expect("bc");
@@ -90,6 +100,10 @@ pub struct ClientPki {
     /// not trust.
     pub rogue_cert: PathBuf,
     pub rogue_key: PathBuf,
+    /// Signed by the trusted CA (`CN=mailsend expiring client`), but
+    /// notAfter is 3 days and an hour from now; key in `expiring_key`.
+    pub expiring_cert: PathBuf,
+    pub expiring_key: PathBuf,
 }
 
 impl ClientPki {
@@ -103,6 +117,13 @@ impl ClientPki {
         let rogue_ca = cert("rogue client CA", &rogue_ca_key, None);
         let rogue_key = key();
         let rogue = cert("rogue client", &rogue_key, Some((&rogue_ca, &rogue_ca_key)));
+        let expiring_key = key();
+        let expiring = cert_until(
+            "mailsend expiring client",
+            &expiring_key,
+            Some((&ca, &ca_key)),
+            3 * DAY + 3600,
+        );
         let pem = |k: &PKey<Private>| k.private_key_to_pem_pkcs8().expect("PEM key");
         let write = |name: &str, bytes: &[u8], private: bool| {
             use std::os::unix::fs::PermissionsExt;
@@ -122,6 +143,8 @@ impl ClientPki {
             other_key: write("other.key", &pem(&key()), true),
             rogue_cert: write("rogue.pem", &rogue.to_pem().expect("PEM"), false),
             rogue_key: write("rogue.key", &pem(&rogue_key), true),
+            expiring_cert: write("expiring.pem", &expiring.to_pem().expect("PEM"), false),
+            expiring_key: write("expiring.key", &pem(&expiring_key), true),
             ca,
             dir,
         }
@@ -186,6 +209,16 @@ pub struct CertServer {
 
 impl CertServer {
     pub fn start(pki: &ClientPki, implicit: bool) -> CertServer {
+        Self::start_with(pki, implicit, false)
+    }
+
+    /// Like [`CertServer::start`], advertising `AUTH PLAIN` in clear (before
+    /// STARTTLS) and never under TLS, as a server misconfigured that way does.
+    pub fn start_with_auth_in_clear(pki: &ClientPki) -> CertServer {
+        Self::start_with(pki, false, true)
+    }
+
+    fn start_with(pki: &ClientPki, implicit: bool, auth_in_clear: bool) -> CertServer {
         let pair = Pki::shared().pair(Cert::Good);
         let mut acceptor =
             SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("acceptor");
@@ -209,7 +242,7 @@ impl CertServer {
             for tcp in listener.incoming().flatten() {
                 let _ = tcp.set_read_timeout(Some(Duration::from_secs(20)));
                 let mut record = Seen::default();
-                serve(tcp, &acceptor, implicit, &mut record);
+                serve(tcp, &acceptor, implicit, auth_in_clear, &mut record);
                 all.lock().expect("lock").push(record);
             }
         });
@@ -264,7 +297,13 @@ fn handshake(
     }
 }
 
-fn serve(tcp: TcpStream, acceptor: &SslAcceptor, implicit: bool, record: &mut Seen) {
+fn serve(
+    tcp: TcpStream,
+    acceptor: &SslAcceptor,
+    implicit: bool,
+    auth_in_clear: bool,
+    record: &mut Seen,
+) {
     let mut reader = BufReader::new(Stream::Plain(tcp));
     if implicit && handshake(&mut reader, acceptor, record).is_none() {
         return;
@@ -290,6 +329,10 @@ fn serve(tcp: TcpStream, acceptor: &SslAcceptor, implicit: bool, record: &mut Se
             .to_ascii_uppercase();
         match verb.as_str() {
             "EHLO" if tls => send(&mut reader, "250-localhost\r\n250 8BITMIME\r\n"),
+            "EHLO" if auth_in_clear => send(
+                &mut reader,
+                "250-localhost\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n",
+            ),
             "EHLO" => send(&mut reader, "250-localhost\r\n250 STARTTLS\r\n"),
             "STARTTLS" => {
                 send(&mut reader, "220 2.0.0 Ready to start TLS\r\n");
