@@ -721,6 +721,13 @@ impl Settings {
                     .into(),
             );
         }
+        if tls == TlsMode::None && client_cert.is_some() {
+            return Err(Failure::config(
+                "a client certificate is configured but the TLS mode is none: it would never be presented",
+            )
+            .with_hint("use --tls starttls or --tls tls, or unset MAILSEND_CLIENT_CERT")
+            .into());
+        }
         let log = text(args.log.as_deref(), &LOG)?.map(|s| s.value);
         let default_outbox = {
             let nonempty = |var: &str| (layers.env)(var).filter(|v| !v.is_empty());

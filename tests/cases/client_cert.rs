@@ -139,6 +139,19 @@ fn a_key_readable_by_others_is_refused() {
     assert!(run.stderr().contains("chmod 600"), "{}", run.stderr());
 }
 
+/// With `--tls none` a client certificate would never be presented: a
+/// configuration error (78) before connecting, not silently ignored
+/// (review N9).
+#[test]
+fn a_client_certificate_with_tls_none_is_refused() {
+    let pki = ClientPki::new();
+    let server = CertServer::start(&pki, false);
+    let mut m = to(&server);
+    m.env("MAILSEND_TLS", "none");
+    m.arg_paths(&pki);
+    refused(&mut m, &server, "TLS mode is none");
+}
+
 #[test]
 fn a_key_of_another_certificate_is_refused() {
     let pki = ClientPki::new();
