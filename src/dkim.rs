@@ -450,11 +450,20 @@ fn relaxed_header(raw: &[u8]) -> Vec<u8> {
 }
 
 /// Reads a message: the header block kept, the body hashed relaxed.
+///
+/// The bytes are first given the line endings they will have on the wire
+/// (`smtp::dotstuff`: a bare CR and a bare LF each become CRLF), so the
+/// signature covers the lines the receiver sees: a bare CR hashed as part
+/// of its line would not verify once it has become a line break.
 struct Reader {
     head: Vec<u8>,
     /// Still in the header block.
     in_head: bool,
     body: BodyHasher,
+    /// A CR whose next byte (maybe in the next piece) decides what it is.
+    pending_cr: bool,
+    /// The current piece with wire line endings.
+    wire: Vec<u8>,
 }
 
 impl Reader {
@@ -463,18 +472,43 @@ impl Reader {
             head: Vec::new(),
             in_head: true,
             body: BodyHasher::new(),
+            pending_cr: false,
+            wire: Vec::new(),
         }
     }
 
     /// The header block (without the empty line) and the body hash.
-    fn finish(self) -> Result<(Vec<u8>, Vec<u8>)> {
+    fn finish(mut self) -> Result<(Vec<u8>, Vec<u8>)> {
+        if self.pending_cr {
+            self.pending_cr = false;
+            self.take(b"\r\n")
+                .map_err(|e| Failure::new(Exit::Config, format!("DKIM body hash failed: {e}")))?;
+        }
         let hash = self.body.finish()?;
         Ok((self.head, hash))
     }
-}
 
-impl Write for Reader {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    /// `bytes` with CRLF for every bare CR and bare LF, into `self.wire`.
+    fn normalise(&mut self, bytes: &[u8]) {
+        self.wire.clear();
+        for &b in bytes {
+            if self.pending_cr {
+                self.pending_cr = false;
+                self.wire.extend_from_slice(b"\r\n");
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => self.wire.extend_from_slice(b"\r\n"),
+                _ => self.wire.push(b),
+            }
+        }
+    }
+
+    /// Takes bytes that have their wire line endings.
+    fn take(&mut self, buf: &[u8]) -> io::Result<()> {
         let mut rest = buf;
         while self.in_head && !rest.is_empty() {
             let end = rest
@@ -496,6 +530,17 @@ impl Write for Reader {
         if !rest.is_empty() {
             self.body.update(rest).map_err(io::Error::other)?;
         }
+        Ok(())
+    }
+}
+
+impl Write for Reader {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.normalise(buf);
+        let wire = std::mem::take(&mut self.wire);
+        let taken = self.take(&wire);
+        self.wire = wire;
+        taken?;
         Ok(buf.len())
     }
 
@@ -731,6 +776,30 @@ mod tests {
                 h.out.extend_from_slice(b"\r\n");
             }
             proptest::prop_assert_eq!(h.out, reference(&body));
+        }
+    }
+
+    /// The reader sees the lines the wire will carry: a bare CR or LF is a
+    /// line break, wherever the pieces are cut.
+    #[test]
+    fn the_reader_hashes_the_line_endings_of_the_wire() {
+        let hash = |pieces: &[&[u8]]| {
+            let mut r = Reader::new();
+            for p in pieces {
+                r.write_all(p).unwrap();
+            }
+            r.finish().unwrap()
+        };
+        let wire = b"A: 1\r\nB:  2\r\n\r\nx\r\ny  \r\nz\r\n\r\n\r\n".as_slice();
+        let composed = b"A: 1\rB:  2\n\rx\ry  \r\nz\r\r\n\r".as_slice();
+        let whole = hash(&[wire]);
+        assert_eq!(hash(&[composed]), whole);
+        for cut in 0..composed.len() {
+            assert_eq!(
+                hash(&[&composed[..cut], &composed[cut..]]),
+                whole,
+                "cut at {cut}"
+            );
         }
     }
 

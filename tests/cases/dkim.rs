@@ -647,3 +647,24 @@ fn a_dry_run_shows_the_signed_message() {
         .expect(0);
     verify(&run.output.stdout, &key);
 }
+
+/// The DATA writer turns a bare CR into CRLF; the signature must be over
+/// those lines, not over the composed bytes.
+#[test]
+fn a_body_with_bare_carriage_returns_is_signed_as_it_goes_on_the_wire() {
+    for key in [Key::rsa(2048), Key::ed25519()] {
+        let server = submission();
+        let mut m = Mailsend::to(&server);
+        let text = m.file("cr.txt", "x\ry  \r\nz\t\r\r\n\r");
+        let html = m.file("cr.html", "<p>a\rb</p>\r");
+        with_key(&mut m, &key, "s");
+        m.args(["--from", "me@example.com", "--to", "a@example.net"])
+            .args(["--body-file", text.to_str().unwrap()])
+            .args(["--html", html.to_str().unwrap()])
+            .run()
+            .expect(0);
+        let tx = only_transaction(&server);
+        assert!(!tx.data.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'));
+        verify(&tx.data, &key);
+    }
+}
