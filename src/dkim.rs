@@ -245,7 +245,16 @@ fn read_key(path: &Path) -> Result<PKey<Private>> {
             e.kind()
         ))
     };
-    let file = std::fs::File::open(path).map_err(cannot)?;
+    // Non-blocking: a FIFO (or a device) is refused below instead of
+    // waiting forever for a writer.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(cannot)?
+    };
     let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
         return Err(

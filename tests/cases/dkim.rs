@@ -668,3 +668,21 @@ fn a_body_with_bare_carriage_returns_is_signed_as_it_goes_on_the_wire() {
         verify(&tx.data, &key);
     }
 }
+
+#[test]
+fn a_key_path_that_is_a_fifo_is_refused_at_once() {
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    let fifo = m.path().join("k.pem");
+    let status = std::process::Command::new("mkfifo")
+        .args(["-m", "600"])
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    m.args(["--dkim-key", fifo.to_str().unwrap(), "--dkim-selector", "s"]);
+    refused(&mut m)
+        .expect(78)
+        .error_mentions("not a regular file");
+    assert!(server.sessions().is_empty());
+}
