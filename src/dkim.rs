@@ -294,10 +294,23 @@ fn aligned(from: &str, signing: &str) -> bool {
     from == signing || from.ends_with(&format!(".{signing}"))
 }
 
-/// The domain of the (last) address in a raw From field, lower case.
+/// The domain of the (first) address in a raw From field, lower case:
+/// read with the address parser, so a comment or a display name cannot
+/// supply it; a field it cannot read falls back to the text after the
+/// last `<` (or the whole value).
 fn address_domain(raw: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(raw);
     let value = text.split_once(':')?.1;
+    let unfolded: String = value
+        .chars()
+        .filter(|c| !matches!(c, '\r' | '\n'))
+        .collect();
+    if let Ok(list) = crate::message::address::parse_list(&unfolded)
+        && let Some(first) = list.first()
+    {
+        let domain = first.email.domain();
+        return (!domain.is_empty()).then(|| domain.to_ascii_lowercase());
+    }
     let addr = match value.rfind('<') {
         Some(at) => value[at + 1..].split('>').next()?,
         None => value.trim(),
@@ -957,5 +970,13 @@ b=";
             Some("example.org")
         );
         assert_eq!(address_domain(b"From: nobody\r\n"), None);
+        assert_eq!(
+            address_domain(b"From: a@example.com (Joe <j@evil.test>)\r\n").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            address_domain(b"From: a@example.com,\r\n b@evil.test\r\n").as_deref(),
+            Some("example.com")
+        );
     }
 }

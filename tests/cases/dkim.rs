@@ -686,3 +686,29 @@ fn a_key_path_that_is_a_fifo_is_refused_at_once() {
         .error_mentions("not a regular file");
     assert!(server.sessions().is_empty());
 }
+
+/// The default signing domain is the From address's, never a domain
+/// inside a comment or display name, nor a later address of the list.
+#[test]
+fn the_default_domain_is_the_from_address_not_a_comment() {
+    let key = Key::ed25519();
+    for from in [
+        "a@example.com (Joe <joe@evil.test>)",
+        "a@example.com, b@evil.test",
+        "\"x@evil.test\" <a@example.com>",
+    ] {
+        let server = submission();
+        let mut m = Mailsend::sendmail(&server);
+        with_key(&mut m, &key, "s");
+        let run = m
+            .args(["-f", "a@example.com", "-i", "x@example.com"])
+            .stdin(format!(
+                "From: {from}\nTo: x@example.com\nSubject: s\n\nbody\n"
+            ))
+            .run()
+            .expect(0);
+        assert!(!run.stderr().contains("warning"), "{}", run.stderr());
+        let value = verify(&only_transaction(&server).data, &key);
+        assert_eq!(tag(&value, "d"), "example.com", "From: {from}");
+    }
+}
