@@ -394,7 +394,11 @@ fn signed_names(fields: &[Field]) -> Vec<String> {
     let mut lists: Vec<String> = Vec::new();
     for f in fields {
         let lower = f.name.to_ascii_lowercase();
-        if lower.starts_with("list-") && !lists.contains(&lower) {
+        // A name goes into h= as it is: one with a `;` (legal in a field
+        // name, RFC 5322 ftext) or anything but printable ASCII would end
+        // or spoil the tag, so such a field is left unsigned.
+        let fits = lower.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+        if lower.starts_with("list-") && fits && !lists.contains(&lower) {
             lists.push(lower);
         }
     }
@@ -879,6 +883,14 @@ b=";
             b,
             "/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11BusFa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw=="
         );
+    }
+
+    #[test]
+    fn list_fields_whose_names_cannot_be_in_h_are_not_signed() {
+        let head =
+            "From: a@example.com\r\nList-X;y: 1\r\nList-\u{e4}: 2\r\nList-Id: <x.example.com>\r\n";
+        let fields = parse_fields(head.as_bytes());
+        assert_eq!(signed_names(&fields), ["from", "list-id", "from"]);
     }
 
     #[test]

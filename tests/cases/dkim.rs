@@ -712,3 +712,22 @@ fn the_default_domain_is_the_from_address_not_a_comment() {
         assert_eq!(tag(&value, "d"), "example.com", "From: {from}");
     }
 }
+
+/// A List-* field name that cannot stand in h= (a `;` ends the tag) is
+/// sent unsigned instead of breaking the signature.
+#[test]
+fn a_list_field_whose_name_cannot_be_in_h_is_left_unsigned() {
+    let key = Key::rsa(2048);
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    with_key(&mut m, &key, "s");
+    m.args(["--from", "me@example.com", "--to", "a@example.net"])
+        .args(["--body", "x", "--header", "List-X;y: 1"])
+        .args(["--header", "List-Id: x <x.example.com>"])
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert!(tx.data_str().contains("\r\nList-X;y: 1\r\n"));
+    let value = verify(&tx.data, &key);
+    assert!(signed_headers(&value).contains(&"list-id".to_owned()));
+}
