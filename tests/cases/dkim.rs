@@ -731,3 +731,28 @@ fn a_list_field_whose_name_cannot_be_in_h_is_left_unsigned() {
     let value = verify(&tx.data, &key);
     assert!(signed_headers(&value).contains(&"list-id".to_owned()));
 }
+
+/// Many signed fields make a long h=: it is folded, so no line of the
+/// DKIM-Signature field passes the 998 characters of RFC 5322 2.1.1.
+#[test]
+fn a_long_signed_header_list_is_folded() {
+    let key = Key::ed25519();
+    let server = submission();
+    let mut m = Mailsend::sendmail(&server);
+    with_key(&mut m, &key, "s");
+    let mut input = String::from("From: a@example.com\n");
+    for i in 0..400 {
+        input.push_str(&format!("To: x{i}@example.com\n"));
+    }
+    input.push_str("Subject: s\n\nbody\n");
+    m.args(["-f", "a@example.com", "-i", "x@example.com"])
+        .stdin(input)
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    let longest = tx.data_str().split("\r\n").map(str::len).max().unwrap();
+    assert!(longest <= 998, "a line of {longest} characters");
+    let value = verify(&tx.data, &key);
+    // From, 400 To, Subject, Date, Message-ID, From again.
+    assert_eq!(signed_headers(&value).len(), 405);
+}
