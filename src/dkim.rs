@@ -636,7 +636,7 @@ impl BodyHasher {
         }
     }
 
-    fn byte(&mut self, b: u8) {
+    fn byte(&mut self, b: u8) -> Result<(), openssl::error::ErrorStack> {
         match b {
             b' ' | b'\t' => self.space = true,
             b'\n' => {
@@ -650,8 +650,14 @@ impl BodyHasher {
             }
             _ => {
                 if !self.content {
+                    // Hashed as they go: a long run of empty lines
+                    // costs no memory.
                     for _ in 0..self.empty_lines {
                         self.out.extend_from_slice(b"\r\n");
+                        if self.out.len() >= 60 * 1024 {
+                            self.hasher.update(&self.out)?;
+                            self.out.clear();
+                        }
                     }
                     self.empty_lines = 0;
                 }
@@ -663,6 +669,7 @@ impl BodyHasher {
                 self.out.push(b);
             }
         }
+        Ok(())
     }
 
     fn update(&mut self, bytes: &[u8]) -> Result<(), openssl::error::ErrorStack> {
@@ -673,7 +680,7 @@ impl BodyHasher {
             if self.cr {
                 self.cr = false;
                 if b != b'\n' {
-                    self.byte(b'\r');
+                    self.byte(b'\r')?;
                 }
             }
             if b == b'\r' {
@@ -686,11 +693,11 @@ impl BodyHasher {
                     .iter()
                     .position(|&c| !plain(c))
                     .map_or(bytes.len(), |n| at + n);
-                self.byte(b);
+                self.byte(b)?;
                 self.out.extend_from_slice(&bytes[at + 1..end]);
                 at = end;
             } else {
-                self.byte(b);
+                self.byte(b)?;
                 at += 1;
             }
             if self.out.len() >= 60 * 1024 {
@@ -705,7 +712,7 @@ impl BodyHasher {
         let failed = |e| Failure::new(Exit::Config, format!("DKIM body hash failed: {e}"));
         if self.cr {
             self.cr = false;
-            self.byte(b'\r');
+            self.byte(b'\r').map_err(failed)?;
         }
         if self.content {
             self.out.extend_from_slice(b"\r\n");
@@ -732,7 +739,7 @@ mod tests {
         h.update(body).unwrap();
         if h.cr {
             h.cr = false;
-            h.byte(b'\r');
+            h.byte(b'\r').unwrap();
         }
         if h.content {
             h.out.extend_from_slice(b"\r\n");
@@ -819,13 +826,27 @@ mod tests {
             h.update(&body[cut..]).unwrap();
             if h.cr {
                 h.cr = false;
-                h.byte(b'\r');
+                h.byte(b'\r').unwrap();
             }
             if h.content {
                 h.out.extend_from_slice(b"\r\n");
             }
             proptest::prop_assert_eq!(h.out, reference(&body));
         }
+    }
+
+    /// A long run of empty lines before more text is hashed as it goes,
+    /// not gathered in memory (two bytes per line).
+    #[test]
+    fn a_run_of_empty_lines_costs_no_memory() {
+        let mut h = BodyHasher::new();
+        let mut body = vec![b'\n'; 1_000_000];
+        body.push(b'x');
+        h.update(&body).unwrap();
+        assert!(h.out.capacity() <= 128 * 1024, "{}", h.out.capacity());
+        let mut expected = b"\r\n".repeat(1_000_000);
+        expected.extend_from_slice(b"x\r\n");
+        assert_eq!(h.finish().unwrap(), openssl::sha::sha256(&expected));
     }
 
     /// The reader sees the lines the wire will carry: a bare CR or LF is a
