@@ -185,16 +185,23 @@ impl Signer {
             .iter()
             .rev()
             .find(|f| f.name.eq_ignore_ascii_case("from"))
-            .and_then(|f| address_domain(f.raw))
-            .ok_or_else(|| {
-                Failure::data(
-                    "cannot sign with DKIM: the message has no From address with a domain",
+            .and_then(|f| address_domain(f.raw));
+        let domain = match (&self.domain, &from_domain) {
+            (Some(domain), _) => domain.clone(),
+            (None, Some(from)) => from.clone(),
+            (None, None) => {
+                return Err(Failure::data(
+                    "cannot sign with DKIM: the message has no From address with a domain name",
                 )
-            })?;
-        let domain = self.domain.clone().unwrap_or_else(|| from_domain.clone());
-        if !aligned(&from_domain, &domain) && !self.warned.swap(true, Ordering::Relaxed) {
+                .with_hint("name the signing domain: --dkim-domain DOMAIN")
+                .into());
+            }
+        };
+        let aligns = from_domain.as_deref().is_some_and(|f| aligned(f, &domain));
+        if !aligns && !self.warned.swap(true, Ordering::Relaxed) {
+            let from = from_domain.as_deref().unwrap_or("(none)");
             errln!(
-                "mailsend: warning: the From domain {from_domain} is not the DKIM signing domain {domain} nor under it: DMARC will not align"
+                "mailsend: warning: the From domain {from} is not the DKIM signing domain {domain} nor under it: DMARC will not align"
             );
         }
         let names = signed_names(&fields);
@@ -308,16 +315,39 @@ fn address_domain(raw: &[u8]) -> Option<String> {
     if let Ok(list) = crate::message::address::parse_list(&unfolded)
         && let Some(first) = list.first()
     {
-        let domain = first.email.domain();
-        return (!domain.is_empty()).then(|| domain.to_ascii_lowercase());
+        return dns_name(first.email.domain());
     }
-    let addr = match value.rfind('<') {
-        Some(at) => value[at + 1..].split('>').next()?,
-        None => value.trim(),
+    // What the parser cannot read (a group, a stray `;`): the first
+    // address's domain as far as it is made of domain characters.
+    let addr = match unfolded.rfind('<') {
+        Some(at) => &unfolded[at + 1..],
+        None => unfolded.as_str(),
     };
-    let domain = addr.rsplit_once('@')?.1.trim();
-    let domain = domain.trim_end_matches(|c: char| c == ',' || c.is_whitespace());
-    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+    let domain: String = addr
+        .split_once('@')?
+        .1
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .collect();
+    dns_name(&domain)
+}
+
+/// `domain` as a DNS name in A-labels and lower case (one trailing dot
+/// dropped), or `None` when it is not one: only such a name may go into
+/// d=, where a `;` or a space would add or break tags.
+fn dns_name(domain: &str) -> Option<String> {
+    let ascii = idna::domain_to_ascii(domain.trim().trim_end_matches('.')).ok()?;
+    let fits = !ascii.is_empty()
+        && ascii.len() <= 253
+        && ascii.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    fits.then(|| ascii.to_ascii_lowercase())
 }
 
 /// The h= value: the names joined by `:`, folded before a `:` when the
@@ -1026,6 +1056,15 @@ b=";
             Some("example.org")
         );
         assert_eq!(address_domain(b"From: nobody\r\n"), None);
+        assert_eq!(
+            address_domain(b"From: a@example.com; x=y\r\n").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            address_domain(b"From: T: a@Example.com., b@example.org;\r\n").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(address_domain(b"From: a@[192.0.2.1]\r\n"), None);
         assert_eq!(
             address_domain(b"From: a@example.com (Joe <j@evil.test>)\r\n").as_deref(),
             Some("example.com")

@@ -756,3 +756,25 @@ fn a_long_signed_header_list_is_folded() {
     // From, 400 To, Subject, Date, Message-ID, From again.
     assert_eq!(signed_headers(&value).len(), 405);
 }
+
+/// A From field the address parser cannot read (a group, a stray `;`)
+/// still gives a plain domain name for d=, never text that adds or
+/// breaks tags of the DKIM-Signature field.
+#[test]
+fn a_from_field_cannot_inject_tags_into_the_signature() {
+    let key = Key::ed25519();
+    for from in ["a@example.com; x=y", "Team: a@example.com, b@example.org;"] {
+        let server = submission();
+        let mut m = Mailsend::sendmail(&server);
+        with_key(&mut m, &key, "s");
+        m.args(["-f", "a@example.com", "-i", "x@example.com"])
+            .stdin(format!(
+                "From: {from}\nTo: x@example.com\nSubject: s\n\nbody\n"
+            ))
+            .run()
+            .expect(0);
+        let value = verify(&only_transaction(&server).data, &key);
+        assert_eq!(tag(&value, "d"), "example.com", "From: {from}");
+        assert!(!value.contains("x=y") && !value.contains(";;"), "{value}");
+    }
+}
