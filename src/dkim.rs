@@ -185,16 +185,23 @@ impl Signer {
             .iter()
             .rev()
             .find(|f| f.name.eq_ignore_ascii_case("from"))
-            .and_then(|f| address_domain(f.raw))
-            .ok_or_else(|| {
-                Failure::data(
-                    "cannot sign with DKIM: the message has no From address with a domain",
+            .and_then(|f| address_domain(f.raw));
+        let domain = match (&self.domain, &from_domain) {
+            (Some(domain), _) => domain.clone(),
+            (None, Some(from)) => from.clone(),
+            (None, None) => {
+                return Err(Failure::data(
+                    "cannot sign with DKIM: the message has no From address with a domain name",
                 )
-            })?;
-        let domain = self.domain.clone().unwrap_or_else(|| from_domain.clone());
-        if !aligned(&from_domain, &domain) && !self.warned.swap(true, Ordering::Relaxed) {
+                .with_hint("name the signing domain: --dkim-domain DOMAIN")
+                .into());
+            }
+        };
+        let aligns = from_domain.as_deref().is_some_and(|f| aligned(f, &domain));
+        if !aligns && !self.warned.swap(true, Ordering::Relaxed) {
+            let from = from_domain.as_deref().unwrap_or("(none)");
             errln!(
-                "mailsend: warning: the From domain {from_domain} is not the DKIM signing domain {domain} nor under it: DMARC will not align"
+                "mailsend: warning: the From domain {from} is not the DKIM signing domain {domain} nor under it: DMARC will not align"
             );
         }
         let names = signed_names(&fields);
@@ -202,7 +209,7 @@ impl Signer {
             "DKIM-Signature: v=1; a={}; c=relaxed/relaxed; d={domain}; s={};\r\n\tt={now}; h={};\r\n\tbh={};\r\n\tb=",
             self.algorithm.tag(),
             self.selector,
-            names.join(":"),
+            fold_names(&names, "\tt={now}; h=".len()),
             BASE64_STANDARD.encode(body_hash),
         );
         let input = header_hash_input(&fields, &names, &unsigned);
@@ -245,7 +252,16 @@ fn read_key(path: &Path) -> Result<PKey<Private>> {
             e.kind()
         ))
     };
-    let file = std::fs::File::open(path).map_err(cannot)?;
+    // Non-blocking: a FIFO (or a device) is refused below instead of
+    // waiting forever for a writer.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(path)
+            .map_err(cannot)?
+    };
     let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() {
         return Err(
@@ -285,17 +301,76 @@ fn aligned(from: &str, signing: &str) -> bool {
     from == signing || from.ends_with(&format!(".{signing}"))
 }
 
-/// The domain of the (last) address in a raw From field, lower case.
+/// The domain of the (first) address in a raw From field, lower case:
+/// read with the address parser, so a comment or a display name cannot
+/// supply it; a field it cannot read falls back to the text after the
+/// last `<` (or the whole value).
 fn address_domain(raw: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(raw);
     let value = text.split_once(':')?.1;
-    let addr = match value.rfind('<') {
-        Some(at) => value[at + 1..].split('>').next()?,
-        None => value.trim(),
+    let unfolded: String = value
+        .chars()
+        .filter(|c| !matches!(c, '\r' | '\n'))
+        .collect();
+    if let Ok(list) = crate::message::address::parse_list(&unfolded)
+        && let Some(first) = list.first()
+    {
+        return dns_name(first.email.domain());
+    }
+    // What the parser cannot read (a group, a stray `;`): the first
+    // address's domain as far as it is made of domain characters.
+    let addr = match unfolded.rfind('<') {
+        Some(at) => &unfolded[at + 1..],
+        None => unfolded.as_str(),
     };
-    let domain = addr.rsplit_once('@')?.1.trim();
-    let domain = domain.trim_end_matches(|c: char| c == ',' || c.is_whitespace());
-    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+    let domain: String = addr
+        .split_once('@')?
+        .1
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        .collect();
+    dns_name(&domain)
+}
+
+/// `domain` as a DNS name in A-labels and lower case (one trailing dot
+/// dropped), or `None` when it is not one: only such a name may go into
+/// d=, where a `;` or a space would add or break tags.
+fn dns_name(domain: &str) -> Option<String> {
+    let ascii = idna::domain_to_ascii(domain.trim().trim_end_matches('.')).ok()?;
+    let fits = !ascii.is_empty()
+        && ascii.len() <= 253
+        && ascii.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    fits.then(|| ascii.to_ascii_lowercase())
+}
+
+/// The h= value: the names joined by `:`, folded before a `:` when the
+/// line would pass 76 characters (RFC 6376 allows FWS around each `:`),
+/// so that many signed fields never make a line over RFC 5322's limit.
+/// `column`: where the value starts on its line.
+fn fold_names(names: &[String], column: usize) -> String {
+    let mut out = String::new();
+    let mut column = column;
+    for (i, name) in names.iter().enumerate() {
+        let piece = if i == 0 {
+            name.clone()
+        } else {
+            format!(":{name}")
+        };
+        if i > 0 && column + piece.len() > 76 {
+            out.push_str("\r\n\t");
+            column = 1;
+        }
+        column += piece.len();
+        out.push_str(&piece);
+    }
+    out
 }
 
 /// Folds a base64 value for the header: whitespace in b= is ignored by
@@ -372,7 +447,11 @@ fn signed_names(fields: &[Field]) -> Vec<String> {
     let mut lists: Vec<String> = Vec::new();
     for f in fields {
         let lower = f.name.to_ascii_lowercase();
-        if lower.starts_with("list-") && !lists.contains(&lower) {
+        // A name goes into h= as it is: one with a `;` (legal in a field
+        // name, RFC 5322 ftext) or anything but printable ASCII would end
+        // or spoil the tag, so such a field is left unsigned.
+        let fits = lower.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+        if lower.starts_with("list-") && fits && !lists.contains(&lower) {
             lists.push(lower);
         }
     }
@@ -450,11 +529,20 @@ fn relaxed_header(raw: &[u8]) -> Vec<u8> {
 }
 
 /// Reads a message: the header block kept, the body hashed relaxed.
+///
+/// The bytes are first given the line endings they will have on the wire
+/// (`smtp::dotstuff`: a bare CR and a bare LF each become CRLF), so the
+/// signature covers the lines the receiver sees: a bare CR hashed as part
+/// of its line would not verify once it has become a line break.
 struct Reader {
     head: Vec<u8>,
     /// Still in the header block.
     in_head: bool,
     body: BodyHasher,
+    /// A CR whose next byte (maybe in the next piece) decides what it is.
+    pending_cr: bool,
+    /// The current piece with wire line endings.
+    wire: Vec<u8>,
 }
 
 impl Reader {
@@ -463,18 +551,43 @@ impl Reader {
             head: Vec::new(),
             in_head: true,
             body: BodyHasher::new(),
+            pending_cr: false,
+            wire: Vec::new(),
         }
     }
 
     /// The header block (without the empty line) and the body hash.
-    fn finish(self) -> Result<(Vec<u8>, Vec<u8>)> {
+    fn finish(mut self) -> Result<(Vec<u8>, Vec<u8>)> {
+        if self.pending_cr {
+            self.pending_cr = false;
+            self.take(b"\r\n")
+                .map_err(|e| Failure::new(Exit::Config, format!("DKIM body hash failed: {e}")))?;
+        }
         let hash = self.body.finish()?;
         Ok((self.head, hash))
     }
-}
 
-impl Write for Reader {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    /// `bytes` with CRLF for every bare CR and bare LF, into `self.wire`.
+    fn normalise(&mut self, bytes: &[u8]) {
+        self.wire.clear();
+        for &b in bytes {
+            if self.pending_cr {
+                self.pending_cr = false;
+                self.wire.extend_from_slice(b"\r\n");
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            match b {
+                b'\r' => self.pending_cr = true,
+                b'\n' => self.wire.extend_from_slice(b"\r\n"),
+                _ => self.wire.push(b),
+            }
+        }
+    }
+
+    /// Takes bytes that have their wire line endings.
+    fn take(&mut self, buf: &[u8]) -> io::Result<()> {
         let mut rest = buf;
         while self.in_head && !rest.is_empty() {
             let end = rest
@@ -496,6 +609,17 @@ impl Write for Reader {
         if !rest.is_empty() {
             self.body.update(rest).map_err(io::Error::other)?;
         }
+        Ok(())
+    }
+}
+
+impl Write for Reader {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.normalise(buf);
+        let wire = std::mem::take(&mut self.wire);
+        let taken = self.take(&wire);
+        self.wire = wire;
+        taken?;
         Ok(buf.len())
     }
 
@@ -542,7 +666,7 @@ impl BodyHasher {
         }
     }
 
-    fn byte(&mut self, b: u8) {
+    fn byte(&mut self, b: u8) -> Result<(), openssl::error::ErrorStack> {
         match b {
             b' ' | b'\t' => self.space = true,
             b'\n' => {
@@ -556,8 +680,14 @@ impl BodyHasher {
             }
             _ => {
                 if !self.content {
+                    // Hashed as they go: a long run of empty lines
+                    // costs no memory.
                     for _ in 0..self.empty_lines {
                         self.out.extend_from_slice(b"\r\n");
+                        if self.out.len() >= 60 * 1024 {
+                            self.hasher.update(&self.out)?;
+                            self.out.clear();
+                        }
                     }
                     self.empty_lines = 0;
                 }
@@ -569,6 +699,7 @@ impl BodyHasher {
                 self.out.push(b);
             }
         }
+        Ok(())
     }
 
     fn update(&mut self, bytes: &[u8]) -> Result<(), openssl::error::ErrorStack> {
@@ -579,7 +710,7 @@ impl BodyHasher {
             if self.cr {
                 self.cr = false;
                 if b != b'\n' {
-                    self.byte(b'\r');
+                    self.byte(b'\r')?;
                 }
             }
             if b == b'\r' {
@@ -592,11 +723,11 @@ impl BodyHasher {
                     .iter()
                     .position(|&c| !plain(c))
                     .map_or(bytes.len(), |n| at + n);
-                self.byte(b);
+                self.byte(b)?;
                 self.out.extend_from_slice(&bytes[at + 1..end]);
                 at = end;
             } else {
-                self.byte(b);
+                self.byte(b)?;
                 at += 1;
             }
             if self.out.len() >= 60 * 1024 {
@@ -611,7 +742,7 @@ impl BodyHasher {
         let failed = |e| Failure::new(Exit::Config, format!("DKIM body hash failed: {e}"));
         if self.cr {
             self.cr = false;
-            self.byte(b'\r');
+            self.byte(b'\r').map_err(failed)?;
         }
         if self.content {
             self.out.extend_from_slice(b"\r\n");
@@ -638,7 +769,7 @@ mod tests {
         h.update(body).unwrap();
         if h.cr {
             h.cr = false;
-            h.byte(b'\r');
+            h.byte(b'\r').unwrap();
         }
         if h.content {
             h.out.extend_from_slice(b"\r\n");
@@ -725,12 +856,50 @@ mod tests {
             h.update(&body[cut..]).unwrap();
             if h.cr {
                 h.cr = false;
-                h.byte(b'\r');
+                h.byte(b'\r').unwrap();
             }
             if h.content {
                 h.out.extend_from_slice(b"\r\n");
             }
             proptest::prop_assert_eq!(h.out, reference(&body));
+        }
+    }
+
+    /// A long run of empty lines before more text is hashed as it goes,
+    /// not gathered in memory (two bytes per line).
+    #[test]
+    fn a_run_of_empty_lines_costs_no_memory() {
+        let mut h = BodyHasher::new();
+        let mut body = vec![b'\n'; 1_000_000];
+        body.push(b'x');
+        h.update(&body).unwrap();
+        assert!(h.out.capacity() <= 128 * 1024, "{}", h.out.capacity());
+        let mut expected = b"\r\n".repeat(1_000_000);
+        expected.extend_from_slice(b"x\r\n");
+        assert_eq!(h.finish().unwrap(), openssl::sha::sha256(&expected));
+    }
+
+    /// The reader sees the lines the wire will carry: a bare CR or LF is a
+    /// line break, wherever the pieces are cut.
+    #[test]
+    fn the_reader_hashes_the_line_endings_of_the_wire() {
+        let hash = |pieces: &[&[u8]]| {
+            let mut r = Reader::new();
+            for p in pieces {
+                r.write_all(p).unwrap();
+            }
+            r.finish().unwrap()
+        };
+        let wire = b"A: 1\r\nB:  2\r\n\r\nx\r\ny  \r\nz\r\n\r\n\r\n".as_slice();
+        let composed = b"A: 1\rB:  2\n\rx\ry  \r\nz\r\r\n\r".as_slice();
+        let whole = hash(&[wire]);
+        assert_eq!(hash(&[composed]), whole);
+        for cut in 0..composed.len() {
+            assert_eq!(
+                hash(&[&composed[..cut], &composed[cut..]]),
+                whole,
+                "cut at {cut}"
+            );
         }
     }
 
@@ -788,6 +957,14 @@ b=";
             b,
             "/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11BusFa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw=="
         );
+    }
+
+    #[test]
+    fn list_fields_whose_names_cannot_be_in_h_are_not_signed() {
+        let head =
+            "From: a@example.com\r\nList-X;y: 1\r\nList-\u{e4}: 2\r\nList-Id: <x.example.com>\r\n";
+        let fields = parse_fields(head.as_bytes());
+        assert_eq!(signed_names(&fields), ["from", "list-id", "from"]);
     }
 
     #[test]
@@ -879,5 +1056,22 @@ b=";
             Some("example.org")
         );
         assert_eq!(address_domain(b"From: nobody\r\n"), None);
+        assert_eq!(
+            address_domain(b"From: a@example.com; x=y\r\n").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            address_domain(b"From: T: a@Example.com., b@example.org;\r\n").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(address_domain(b"From: a@[192.0.2.1]\r\n"), None);
+        assert_eq!(
+            address_domain(b"From: a@example.com (Joe <j@evil.test>)\r\n").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            address_domain(b"From: a@example.com,\r\n b@evil.test\r\n").as_deref(),
+            Some("example.com")
+        );
     }
 }

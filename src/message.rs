@@ -18,7 +18,7 @@ use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 
 use crate::exit::Failure;
 
-mod address;
+pub(crate) mod address;
 mod attach;
 mod encode;
 mod spool;

@@ -138,17 +138,18 @@ impl Attachment {
 
     /// `--inline FILE`: opened like `--attach` (66 when it cannot be
     /// read); its name becomes the Content-ID, so it must be a name that
-    /// can stand in one and in a `cid:` URL unchanged (64 otherwise).
+    /// can stand in one and in a `cid:` URL unchanged (64 otherwise): not
+    /// `%` (a URL escape), `#` (a fragment) or `?` (a query), RFC 2392.
     pub fn open_inline(path: &Path) -> Result<Attachment> {
         let mut attachment = Attachment::open(path)?;
         let name = &attachment.filename;
         let usable = !name.is_empty()
             && name
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b));
+                .all(|b| b.is_ascii_alphanumeric() || b"!$&'*+-/=^_`{|}~.".contains(&b));
         if !usable {
             return Err(Failure::usage(format!(
-                "--inline {}: the file name becomes the Content-ID (cid:NAME), so it may hold only ASCII letters, digits and !#$%&'*+-/=?^_`{{|}}~.",
+                "--inline {}: the file name becomes the Content-ID (cid:NAME), so it may hold only ASCII letters, digits and !$&'*+-/=^_`{{|}}~. (not %, # or ?, which a cid: URL reads as an escape, a fragment or a query)",
                 path.display()
             ))
             .with_hint("copy or link the file under a plain name, e.g. logo.png")

@@ -647,3 +647,134 @@ fn a_dry_run_shows_the_signed_message() {
         .expect(0);
     verify(&run.output.stdout, &key);
 }
+
+/// The DATA writer turns a bare CR into CRLF; the signature must be over
+/// those lines, not over the composed bytes.
+#[test]
+fn a_body_with_bare_carriage_returns_is_signed_as_it_goes_on_the_wire() {
+    for key in [Key::rsa(2048), Key::ed25519()] {
+        let server = submission();
+        let mut m = Mailsend::to(&server);
+        let text = m.file("cr.txt", "x\ry  \r\nz\t\r\r\n\r");
+        let html = m.file("cr.html", "<p>a\rb</p>\r");
+        with_key(&mut m, &key, "s");
+        m.args(["--from", "me@example.com", "--to", "a@example.net"])
+            .args(["--body-file", text.to_str().unwrap()])
+            .args(["--html", html.to_str().unwrap()])
+            .run()
+            .expect(0);
+        let tx = only_transaction(&server);
+        assert!(!tx.data.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'));
+        verify(&tx.data, &key);
+    }
+}
+
+#[test]
+fn a_key_path_that_is_a_fifo_is_refused_at_once() {
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    let fifo = m.path().join("k.pem");
+    let status = std::process::Command::new("mkfifo")
+        .args(["-m", "600"])
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    m.args(["--dkim-key", fifo.to_str().unwrap(), "--dkim-selector", "s"]);
+    refused(&mut m)
+        .expect(78)
+        .error_mentions("not a regular file");
+    assert!(server.sessions().is_empty());
+}
+
+/// The default signing domain is the From address's, never a domain
+/// inside a comment or display name, nor a later address of the list.
+#[test]
+fn the_default_domain_is_the_from_address_not_a_comment() {
+    let key = Key::ed25519();
+    for from in [
+        "a@example.com (Joe <joe@evil.test>)",
+        "a@example.com, b@evil.test",
+        "\"x@evil.test\" <a@example.com>",
+    ] {
+        let server = submission();
+        let mut m = Mailsend::sendmail(&server);
+        with_key(&mut m, &key, "s");
+        let run = m
+            .args(["-f", "a@example.com", "-i", "x@example.com"])
+            .stdin(format!(
+                "From: {from}\nTo: x@example.com\nSubject: s\n\nbody\n"
+            ))
+            .run()
+            .expect(0);
+        assert!(!run.stderr().contains("warning"), "{}", run.stderr());
+        let value = verify(&only_transaction(&server).data, &key);
+        assert_eq!(tag(&value, "d"), "example.com", "From: {from}");
+    }
+}
+
+/// A List-* field name that cannot stand in h= (a `;` ends the tag) is
+/// sent unsigned instead of breaking the signature.
+#[test]
+fn a_list_field_whose_name_cannot_be_in_h_is_left_unsigned() {
+    let key = Key::rsa(2048);
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    with_key(&mut m, &key, "s");
+    m.args(["--from", "me@example.com", "--to", "a@example.net"])
+        .args(["--body", "x", "--header", "List-X;y: 1"])
+        .args(["--header", "List-Id: x <x.example.com>"])
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    assert!(tx.data_str().contains("\r\nList-X;y: 1\r\n"));
+    let value = verify(&tx.data, &key);
+    assert!(signed_headers(&value).contains(&"list-id".to_owned()));
+}
+
+/// Many signed fields make a long h=: it is folded, so no line of the
+/// DKIM-Signature field passes the 998 characters of RFC 5322 2.1.1.
+#[test]
+fn a_long_signed_header_list_is_folded() {
+    let key = Key::ed25519();
+    let server = submission();
+    let mut m = Mailsend::sendmail(&server);
+    with_key(&mut m, &key, "s");
+    let mut input = String::from("From: a@example.com\n");
+    for i in 0..400 {
+        input.push_str(&format!("To: x{i}@example.com\n"));
+    }
+    input.push_str("Subject: s\n\nbody\n");
+    m.args(["-f", "a@example.com", "-i", "x@example.com"])
+        .stdin(input)
+        .run()
+        .expect(0);
+    let tx = only_transaction(&server);
+    let longest = tx.data_str().split("\r\n").map(str::len).max().unwrap();
+    assert!(longest <= 998, "a line of {longest} characters");
+    let value = verify(&tx.data, &key);
+    // From, 400 To, Subject, Date, Message-ID, From again.
+    assert_eq!(signed_headers(&value).len(), 405);
+}
+
+/// A From field the address parser cannot read (a group, a stray `;`)
+/// still gives a plain domain name for d=, never text that adds or
+/// breaks tags of the DKIM-Signature field.
+#[test]
+fn a_from_field_cannot_inject_tags_into_the_signature() {
+    let key = Key::ed25519();
+    for from in ["a@example.com; x=y", "Team: a@example.com, b@example.org;"] {
+        let server = submission();
+        let mut m = Mailsend::sendmail(&server);
+        with_key(&mut m, &key, "s");
+        m.args(["-f", "a@example.com", "-i", "x@example.com"])
+            .stdin(format!(
+                "From: {from}\nTo: x@example.com\nSubject: s\n\nbody\n"
+            ))
+            .run()
+            .expect(0);
+        let value = verify(&only_transaction(&server).data, &key);
+        assert_eq!(tag(&value, "d"), "example.com", "From: {from}");
+        assert!(!value.contains("x=y") && !value.contains(";;"), "{value}");
+    }
+}

@@ -277,3 +277,23 @@ fn a_campaign_takes_inline_image_templates() {
         .expect(64)
         .error_mentions("--inline needs --html");
 }
+
+/// A `cid:` URL is a URL (RFC 2392): `%hh` is decoded, `#` starts a
+/// fragment and `?` a query, so `cid:logo#2.png` would not name the part
+/// `<logo#2.png>`. Such names are refused like a space.
+#[test]
+fn names_a_cid_url_would_change_are_refused() {
+    let server = submission();
+    for name in ["logo#2.png", "a%41.png", "logo?.png"] {
+        let mut m = Mailsend::to(&server);
+        let html = m.file("page.html", "<p>x</p>");
+        let file = m.file(name, PNG);
+        m.args(["--from", "me@example.com", "--to", "a@example.net"])
+            .args(["--body", "x", "--html", html.to_str().unwrap()])
+            .args(["--inline", file.to_str().unwrap()])
+            .run()
+            .expect(64)
+            .error_mentions("Content-ID");
+    }
+    assert!(server.sessions().is_empty(), "nothing was sent");
+}

@@ -244,6 +244,16 @@ def t_tampered(c: Check) -> None:
              "a removed List-Unsubscribe-Post still verifies")
 
 
+def t_wire_edges(c: Check) -> None:
+    """Review M: a text file with bare CRs (the DATA writer makes them CRLF), a List-* field
+    whose name cannot be in h= (left unsigned), and many Cc addresses' worth of signed fields."""
+    d = WORK / "dkim-files"
+    text = d / "bare-cr.txt"
+    text.write_bytes(b"one\rtwo  \r\nthree\t\r\r\n\r")
+    send_signed(c, "rsa2026", ["--subject", "DKIM bare CR", "--body-file", str(text),
+                               "--header", "List-X;y: 1", "--header", f"List-Id: <edge.{DOMAIN}>"])
+
+
 def t_inline(c: Check) -> None:
     f = STATE["files"]
     run = mailsend(postfix(PORT_SUB) + dkim_args("ed2026") + [
@@ -289,6 +299,8 @@ def main() -> int:
         ("dkim: campaign messages (List-Unsubscribe, List-Unsubscribe-Post, List-Id signed) verify",
          t_campaign),
         ("dkim: a tampered copy (body, or a List-* header removed) fails dkimpy", t_tampered),
+        ("dkim: bare CRs in the text, a List-* name with ';': the delivered copy verifies",
+         t_wire_edges),
         ("inline: --inline logo.png: mixed > alternative > [text, related > [html, image]], "
          "Content-ID <logo.png>, signed", t_inline),
     ]
