@@ -51,7 +51,7 @@ pub fn login(
             .unwrap_or_else(|| endpoints.scopes.clone()),
         refresh_token: refresh,
         access_token: Some(answer.access_token().secret().clone()),
-        expires_at: Some(store::now() + super::expiry(answer.expires_in())),
+        expires_at: Some(super::expires_at(answer.expires_in())),
     };
     store::save(path, &tokens)?;
     errln!(

@@ -218,7 +218,7 @@ fn obtain(cfg: &OAuthSettings, timeout: Duration, force: bool) -> Result<Secret,
         .map_err(|e| client.classify(e, "refreshing the access token", cfg))?;
     let access = answer.access_token().secret().clone();
     tokens.access_token = Some(access.clone());
-    tokens.expires_at = Some(store::now() + expiry(answer.expires_in()));
+    tokens.expires_at = Some(expires_at(answer.expires_in()));
     if let Some(rotated) = answer.refresh_token() {
         tokens.refresh_token = Some(rotated.secret().clone());
     }
@@ -229,9 +229,16 @@ fn obtain(cfg: &OAuthSettings, timeout: Duration, force: bool) -> Result<Secret,
     Ok(Secret::new(access))
 }
 
-/// Seconds an access token lives: as the provider said, else an hour.
-fn expiry(expires_in: Option<Duration>) -> u64 {
-    expires_in.map_or(3600, |d| d.as_secs())
+/// The longest an access token is trusted to live, whatever the provider
+/// says (an `expires_in` near u64::MAX must not overflow, nor make a token
+/// last forever).
+const MAX_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+
+/// When an access token runs out (Unix seconds): as the provider said,
+/// else in an hour; at most [`MAX_LIFETIME_SECS`] from now.
+fn expires_at(expires_in: Option<Duration>) -> u64 {
+    let secs = expires_in.map_or(3600, |d| d.as_secs());
+    store::now().saturating_add(secs.min(MAX_LIFETIME_SECS))
 }
 
 type Inner =
@@ -441,7 +448,9 @@ pub fn command(action: &AuthAction) -> Result<Exit> {
 }
 
 fn when(secs: u64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    // 9999-12-31T23:59:59Z: RFC 3339 has no later time (a token file may
+    // hold any number).
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(secs.min(253_402_300_799));
     humantime::format_rfc3339_seconds(at).to_string()
 }
 

@@ -694,3 +694,94 @@ fn a_send_with_a_revoked_sign_in_is_77_and_a_campaign_sends_nothing() {
     checked(bulk.run(), 77);
     assert!(smtp.sessions().is_empty());
 }
+
+// ---- review-l: adversarial provider answers ----
+
+#[test]
+fn a_provider_quoting_the_secrets_in_its_errors_shows_none_of_them() {
+    let server = OAuthServer::start(Options {
+        echo_secrets: true,
+        ..Options::default()
+    });
+    // A revoked refresh token: the error quotes it.
+    let mut m = mailsend_for(&server);
+    seed(&m, &format!("{REFRESH_PREFIX}revoked"), -10);
+    let run = checked(m.args(["auth", "refresh"]).run(), 77);
+    run.error_mentions("invalid_grant");
+    assert!(run.stderr().contains("<redacted>"), "{}", run.stderr());
+
+    // A refused code exchange: the error quotes the code and the verifier.
+    let server = OAuthServer::start(Options {
+        break_pkce: true,
+        echo_secrets: true,
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    let (login, redirect) = sign_in_until_redirect(&mut m, &server);
+    let _ = http_get(&redirect);
+    let (code, _, stderr) = login.finish();
+    assert_eq!(code, 77, "{stderr}");
+    let sent = &server.token_requests()[0];
+    for secret in [&sent["code"], &sent["code_verifier"]] {
+        assert!(
+            !stderr.contains(secret.as_str()),
+            "{secret} leaked:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_provider_error_code_with_control_characters_stays_on_one_line() {
+    let server = OAuthServer::start(Options {
+        error_code: Some("weird\\u001b[31m\\nmailsend: error: forged line".into()),
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    seed(&m, &format!("{REFRESH_PREFIX}revoked"), -10);
+    let run = checked(m.args(["auth", "refresh"]).run(), 76);
+    let stderr = run.stderr();
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("mailsend: error:"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_absurd_expires_in_is_no_panic_and_status_shows_it() {
+    let server = OAuthServer::start(Options {
+        access_ttl: u64::MAX,
+        ..Options::default()
+    });
+    let old = format!("{REFRESH_PREFIX}seed");
+    server.add_refresh_token(&old);
+    let mut m = mailsend_for(&server);
+    let file = seed(&m, &old, -10);
+    let run = checked(m.args(["auth", "refresh"]).run(), 0);
+    assert!(
+        run.stdout().contains("access token:  valid until"),
+        "{}",
+        run.stdout()
+    );
+    let at = stored(&file)["expires_at"].as_u64().unwrap();
+    assert!(at < 4_102_444_800, "expires_at {at} is past 2100");
+
+    // A token file (hand-edited, or written by an older mailsend) with an
+    // expiry no calendar holds.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let edited = text.replace(&json["expires_at"].to_string(), &u64::MAX.to_string());
+    std::fs::write(&file, edited).unwrap();
+    let mut again = mailsend_for(&server);
+    again.env("HOME", m.path().to_str().unwrap());
+    let run = checked(again.args(["auth", "status"]).run(), 0);
+    assert!(
+        run.stdout().contains("access token:  valid until"),
+        "{}",
+        run.stdout()
+    );
+}

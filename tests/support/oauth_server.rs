@@ -41,6 +41,13 @@ pub struct Options {
     /// The person refuses: the authorize endpoint redirects with
     /// `error=access_denied`, device polls answer `access_denied`.
     pub deny: bool,
+    /// A careless (or hostile) provider: every error response quotes the
+    /// request's refresh token, code, code verifier, device code and client
+    /// secret in its `error_description`.
+    pub echo_secrets: bool,
+    /// Every error response's `error` code is this instead (raw JSON
+    /// string content, e.g. with `\u001b` or `\n`).
+    pub error_code: Option<String>,
 }
 
 impl Default for Options {
@@ -54,6 +61,8 @@ impl Default for Options {
             client_secret: None,
             token_delay: Duration::ZERO,
             deny: false,
+            echo_secrets: false,
+            error_code: None,
         }
     }
 }
@@ -165,7 +174,8 @@ fn serve<S: Read + Write>(mut stream: S, state: &Mutex<State>, options: &Options
         ("GET", "/authorize") => authorize(form(query), state, options),
         ("POST", "/token") => {
             std::thread::sleep(options.token_delay);
-            token(form(&body), state, options)
+            let params = form(&body);
+            hostile(token(params.clone(), state, options), &params, options)
         }
         ("POST", "/device") => device(form(&body), port, options),
         ("POST", "/revoke") => {
@@ -197,6 +207,33 @@ fn serve<S: Read + Write>(mut stream: S, state: &Mutex<State>, options: &Options
 }
 
 type Reply = (u16, Vec<(&'static str, String)>, String);
+
+/// An error reply as `Options::echo_secrets` and `error_code` make it.
+fn hostile(reply: Reply, params: &HashMap<String, String>, options: &Options) -> Reply {
+    if reply.0 < 400 || (!options.echo_secrets && options.error_code.is_none()) {
+        return reply;
+    }
+    let mut json: serde_json::Value = serde_json::from_str(&reply.2).expect("error JSON");
+    if options.echo_secrets {
+        let quoted: Vec<String> = [
+            "refresh_token",
+            "code",
+            "code_verifier",
+            "device_code",
+            "client_secret",
+        ]
+        .iter()
+        .filter_map(|k| params.get(*k).map(|v| format!("{k} {v} is not valid")))
+        .collect();
+        json["error_description"] = quoted.join("; ").into();
+    }
+    let mut body = json.to_string();
+    if let Some(code) = &options.error_code {
+        let current = format!("\"error\":{}", json["error"]);
+        body = body.replacen(&current, &format!("\"error\":\"{code}\""), 1);
+    }
+    (reply.0, reply.1, body)
+}
 
 fn error(code: &str) -> Reply {
     (
