@@ -117,6 +117,8 @@ fn browser_flow(
         state.secret(),
         Instant::now() + LOGIN_WAIT,
         |code| {
+            client.hide(code);
+            client.hide(verifier.secret());
             client
                 .inner
                 .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -321,6 +323,7 @@ fn device_flow(
         .add_scopes(endpoints.scopes.iter().cloned().map(Scope::new))
         .request(&|r| client.call(r))
         .map_err(|e| client.classify(e, "starting the device sign-in", cfg))?;
+    client.hide(details.device_code().secret());
     errln!(
         "mailsend: to sign in to {} for account {}, open {} and enter the code {}",
         endpoints.provider,

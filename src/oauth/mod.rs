@@ -211,6 +211,7 @@ fn obtain(cfg: &OAuthSettings, timeout: Duration, force: bool) -> Result<Secret,
     })?;
     let endpoints = Endpoints::resolve(cfg)?;
     let client = Client::new(cfg, &endpoints, None, timeout)?;
+    client.hide(&refresh);
     let answer = client
         .inner
         .exchange_refresh_token(&RefreshToken::new(refresh.clone()))
@@ -249,7 +250,9 @@ type Inner =
 struct Client {
     inner: Inner,
     http: http::Http,
-    redactor: Redactor,
+    /// The client secret, and the grant of the request under way (refresh
+    /// token, code, verifier, device code): a provider may quote them.
+    redactor: std::cell::RefCell<Redactor>,
 }
 
 impl Client {
@@ -315,8 +318,15 @@ impl Client {
                 ca_file: cfg.ca_file.clone(),
                 timeout,
             },
-            redactor,
+            redactor: std::cell::RefCell::new(redactor),
         })
+    }
+
+    /// Hides `secret` (a grant sent to the provider) from its answers.
+    fn hide(&self, secret: &str) {
+        self.redactor
+            .borrow_mut()
+            .add_with_window(secret, Redactor::LONG_WINDOW);
     }
 
     /// One HTTP exchange; a busy or failing server (429, 5xx) is a
@@ -345,12 +355,20 @@ impl Client {
             RequestTokenError::ServerResponse(answer) => {
                 let code = answer.error().as_ref().to_owned();
                 let said = match answer.error_description() {
-                    Some(d) => format!(
-                        "{code}: {}",
-                        self.redactor.redact(d.lines().next().unwrap_or(""))
-                    ),
+                    Some(d) => format!("{code}: {d}"),
                     None => code.clone(),
                 };
+                // The provider's words, on one line, with nothing it
+                // quoted of what was sent, and no terminal controls.
+                let said: String = crate::term::printable(
+                    &self
+                        .redactor
+                        .borrow()
+                        .redact(said.lines().next().unwrap_or("")),
+                )
+                .chars()
+                .take(300)
+                .collect();
                 let (kind, hint) = match code.as_str() {
                     "invalid_grant" => (
                         OAuthKind::Revoked,
@@ -536,6 +554,7 @@ fn revoke(cfg: &OAuthSettings, refresh: &str, timeout: Duration) -> Result<Strin
         ));
     }
     let client = Client::new(cfg, &endpoints, None, timeout)?;
+    client.hide(refresh);
     let token = oauth2::StandardRevocableToken::RefreshToken(RefreshToken::new(refresh.to_owned()));
     client
         .inner
