@@ -152,9 +152,19 @@ fn open_browser(url: &str) {
     }
 }
 
+/// How long one connection to the loopback listener may take to send its
+/// request (a browser sends it at once; a preconnect or a slowloris never
+/// does).
+const REQUEST_WAIT: Duration = Duration::from_secs(10);
+
+/// How many connections are read at once; more are closed unread.
+const MAX_READERS: usize = 16;
+
 /// Accepts connections on the loopback listener until the redirect with
 /// a code (or an error) comes, or `deadline`. The code is exchanged (by
 /// `exchange`) only when `state` matches; the browser gets a short page.
+/// Each connection's request is read in a thread of its own, within
+/// [`REQUEST_WAIT`], so that an idle or dripping one delays nothing.
 fn wait_for_redirect(
     listener: &TcpListener,
     state: &str,
@@ -164,23 +174,39 @@ fn wait_for_redirect(
     listener
         .set_nonblocking(true)
         .map_err(|e| OAuthError::io(format!("loopback listener: {e}")))?;
+    let (requests, arrived) = std::sync::mpsc::channel::<(TcpStream, String)>();
+    let readers = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     loop {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline {
-                    return Err(OAuthError::network(format!(
-                        "no sign-in came back within {}",
-                        humantime::format_duration(LOGIN_WAIT)
-                    ))
-                    .hint("run `mailsend auth login` again and finish the sign-in in the browser in time"));
+        if Instant::now() >= deadline {
+            return Err(OAuthError::network(format!(
+                "no sign-in came back within {}",
+                humantime::format_duration(LOGIN_WAIT)
+            ))
+            .hint(
+                "run `mailsend auth login` again and finish the sign-in in the browser in time",
+            ));
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                use std::sync::atomic::Ordering;
+                if readers.fetch_add(1, Ordering::SeqCst) >= MAX_READERS {
+                    readers.fetch_sub(1, Ordering::SeqCst);
+                    continue; // dropped: closed unread
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                let (requests, readers) = (requests.clone(), readers.clone());
+                std::thread::spawn(move || {
+                    if let Some(request) = read_request(stream, Instant::now() + REQUEST_WAIT) {
+                        let _ = requests.send(request);
+                    }
+                    readers.fetch_sub(1, Ordering::SeqCst);
+                });
                 continue;
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(OAuthError::io(format!("loopback listener: {e}"))),
-        };
-        let Some((mut stream, target)) = read_request(stream) else {
+        }
+        let Ok((mut stream, target)) = arrived.recv_timeout(Duration::from_millis(50)) else {
             continue;
         };
         let Some(query) = target
@@ -263,15 +289,18 @@ fn wait_for_redirect(
     }
 }
 
-/// The request target of one HTTP request on the loopback listener.
-fn read_request(mut stream: TcpStream) -> Option<(TcpStream, String)> {
+/// The request target of one HTTP request on the loopback listener, if
+/// its head (at most 16 KiB) comes before `deadline`.
+fn read_request(mut stream: TcpStream, deadline: Instant) -> Option<(TcpStream, String)> {
     stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
+    let _ = stream.set_write_timeout(Some(REQUEST_WAIT));
     let mut head = Vec::new();
     let mut chunk = [0u8; 2048];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
         let n = stream.read(&mut chunk).ok()?;
         if n == 0 || head.len() > 16 * 1024 {
             return None;
@@ -341,4 +370,93 @@ fn device_flow(
         .exchange_device_access_token(&details)
         .request(&|r| client.call(r), std::thread::sleep, None)
         .map_err(|e| client.classify(e, "device sign-in", cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oauth2::basic::BasicTokenType;
+    use oauth2::{AccessToken, EmptyExtraTokenFields};
+
+    fn answer() -> Answer {
+        Answer::new(
+            AccessToken::new("at".into()),
+            BasicTokenType::Bearer,
+            EmptyExtraTokenFields {},
+        )
+    }
+
+    /// A browser's preconnect that never sends, and a slowloris dripping a
+    /// byte a second, do not keep the real redirect waiting.
+    #[test]
+    fn idle_and_dripping_connections_do_not_block_the_redirect() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut drip = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::thread::spawn(move || {
+            let _keep = idle;
+            let _ = drip.write_all(b"GET /?state=");
+            for _ in 0..120 {
+                if drip.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let mut real = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let _ = real.write_all(b"GET /?code=c1&state=s1 HTTP/1.1\r\nHost: x\r\n\r\n");
+            let mut page = String::new();
+            let _ = real.read_to_string(&mut page);
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let got = wait_for_redirect(
+                &listener,
+                "s1",
+                Instant::now() + Duration::from_secs(60),
+                |code| {
+                    assert_eq!(code, "c1");
+                    Ok(answer())
+                },
+            );
+            let _ = tx.send(got.is_ok());
+        });
+        let done = rx.recv_timeout(Duration::from_secs(8));
+        assert_eq!(done, Ok(true), "the redirect was not taken in time");
+    }
+
+    /// The wait ends at its deadline even while a connection drips.
+    #[test]
+    fn the_deadline_holds_while_a_connection_drips() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut drip = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..120 {
+                if drip.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let got = wait_for_redirect(
+                &listener,
+                "s1",
+                Instant::now() + Duration::from_secs(2),
+                |_| Ok(answer()),
+            );
+            let _ = tx.send(got.map(|_| ()).map_err(|e| e.kind));
+        });
+        let done = rx.recv_timeout(Duration::from_secs(8));
+        assert_eq!(
+            done,
+            Ok(Err(OAuthKind::Network)),
+            "the deadline did not hold"
+        );
+    }
 }
