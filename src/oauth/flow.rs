@@ -353,23 +353,66 @@ fn device_flow(
         .request(&|r| client.call(r))
         .map_err(|e| client.classify(e, "starting the device sign-in", cfg))?;
     client.hide(details.device_code().secret());
+    let (details, wait) = polling(details)?;
     errln!(
         "mailsend: to sign in to {} for account {}, open {} and enter the code {}",
         endpoints.provider,
         cfg.account,
-        details.verification_uri().as_str(),
-        details.user_code().secret()
+        crate::term::printable(details.verification_uri().as_str()),
+        crate::term::printable(details.user_code().secret())
     );
     errln!(
         "mailsend: waiting up to {} (asking every {})",
-        humantime::format_duration(details.expires_in()),
+        humantime::format_duration(wait),
         humantime::format_duration(details.interval())
     );
     client
         .inner
         .exchange_device_access_token(&details)
-        .request(&|r| client.call(r), std::thread::sleep, None)
+        .request(
+            &|r| client.call(r),
+            // slow_down adds 5 s each time: never more than a minute.
+            |d| std::thread::sleep(d.clamp(MIN_POLL, MAX_POLL)),
+            Some(wait),
+        )
         .map_err(|e| client.classify(e, "device sign-in", cfg))
+}
+
+/// The least and the most time between two polls of the device flow,
+/// whatever the provider says (`interval` 0 would hammer it).
+const MIN_POLL: Duration = Duration::from_secs(1);
+const MAX_POLL: Duration = Duration::from_secs(60);
+/// The longest a device sign-in is waited for (Microsoft gives 15 min).
+const MAX_DEVICE_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// The device authorization answer with its interval at least
+/// [`MIN_POLL`], and how long to poll: its `expires_in`, at most
+/// [`MAX_DEVICE_WAIT`]. An interval no poll fits in is refused (76):
+/// the code would expire before the first answer.
+fn polling(
+    details: StandardDeviceAuthorizationResponse,
+) -> Result<(StandardDeviceAuthorizationResponse, Duration), OAuthError> {
+    let wait = details.expires_in().min(MAX_DEVICE_WAIT);
+    let interval = details.interval();
+    if interval > MAX_POLL || interval >= wait {
+        return Err(OAuthError::new(
+            OAuthKind::Protocol,
+            format!(
+                "the provider asks to poll every {} s (interval), while its code lives {} s: no sign-in could complete",
+                interval.as_secs(),
+                details.expires_in().as_secs()
+            ),
+        ));
+    }
+    if interval >= MIN_POLL {
+        return Ok((details, wait));
+    }
+    let mut json = serde_json::to_value(&details)
+        .map_err(|e| OAuthError::new(OAuthKind::Protocol, e.to_string()))?;
+    json["interval"] = MIN_POLL.as_secs().into();
+    let details = serde_json::from_value(json)
+        .map_err(|e| OAuthError::new(OAuthKind::Protocol, e.to_string()))?;
+    Ok((details, wait))
 }
 
 #[cfg(test)]

@@ -785,3 +785,55 @@ fn an_absurd_expires_in_is_no_panic_and_status_shows_it() {
         run.stdout()
     );
 }
+
+#[test]
+fn device_flow_with_interval_0_still_waits_between_polls() {
+    let server = OAuthServer::start(Options {
+        device_interval: 0,
+        device_pending: 2,
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    let started = std::time::Instant::now();
+    let login = Login::start(&mut m, &["--device"]);
+    let (code, _, stderr) = login.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(server.token_requests().len(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "3 polls in {:?}: the provider was hammered",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn device_flow_with_an_absurd_interval_is_76_at_once_not_a_panic_or_a_hang() {
+    let server = OAuthServer::start(Options {
+        device_interval: u64::MAX,
+        device_slow_down: 1,
+        device_pending: 0,
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    let started = std::time::Instant::now();
+    let run = checked(m.args(["auth", "login", "--device"]).run(), 76);
+    run.error_mentions("interval");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!token_file(&m).exists());
+}
+
+#[test]
+fn device_flow_user_code_with_terminal_controls_is_shown_escaped() {
+    let server = OAuthServer::start(Options {
+        device_user_code: "AB\\u001b]0;owned\\u0007CD".into(),
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    let login = Login::start(&mut m, &["--device"]);
+    let (code, _, stderr) = login.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+}

@@ -48,6 +48,13 @@ pub struct Options {
     /// Every error response's `error` code is this instead (raw JSON
     /// string content, e.g. with `\u001b` or `\n`).
     pub error_code: Option<String>,
+    /// The device authorization answer's `interval` and `expires_in`.
+    pub device_interval: u64,
+    pub device_expires_in: u64,
+    /// Device polls answered `slow_down` (before any `authorization_pending`).
+    pub device_slow_down: usize,
+    /// The device authorization answer's `user_code`, as raw JSON string content.
+    pub device_user_code: String,
 }
 
 impl Default for Options {
@@ -63,6 +70,10 @@ impl Default for Options {
             deny: false,
             echo_secrets: false,
             error_code: None,
+            device_interval: 1,
+            device_expires_in: 60,
+            device_slow_down: 0,
+            device_user_code: "WDJB-MJHT".into(),
         }
     }
 }
@@ -342,7 +353,10 @@ fn token(p: HashMap<String, String>, state: &Mutex<State>, options: &Options) ->
             if options.deny {
                 return error("access_denied");
             }
-            if s.device_polls <= options.device_pending {
+            if s.device_polls <= options.device_slow_down {
+                return error("slow_down");
+            }
+            if s.device_polls <= options.device_slow_down + options.device_pending {
                 return error("authorization_pending");
             }
             issue(&mut s, options)
@@ -351,7 +365,7 @@ fn token(p: HashMap<String, String>, state: &Mutex<State>, options: &Options) ->
     }
 }
 
-fn device(p: HashMap<String, String>, port: u16, _options: &Options) -> Reply {
+fn device(p: HashMap<String, String>, port: u16, options: &Options) -> Reply {
     if p.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
         return error("invalid_client");
     }
@@ -359,7 +373,8 @@ fn device(p: HashMap<String, String>, port: u16, _options: &Options) -> Reply {
         200,
         vec![],
         format!(
-            r#"{{"device_code":"dev-code-1","user_code":"WDJB-MJHT","verification_uri":"http://127.0.0.1:{port}/activate","expires_in":60,"interval":1}}"#
+            r#"{{"device_code":"dev-code-1","user_code":"{}","verification_uri":"http://127.0.0.1:{port}/activate","expires_in":{},"interval":{}}}"#,
+            options.device_user_code, options.device_expires_in, options.device_interval
         ),
     )
 }
