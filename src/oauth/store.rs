@@ -60,6 +60,14 @@ pub fn load(path: &Path) -> Result<Option<Tokens>, OAuthError> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // O_NOFOLLOW: a symbolic link is refused for good, not "try later".
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(OAuthError::config(format!(
+                "{} is a symbolic link: mailsend keeps OAuth2 tokens only in a regular file",
+                path.display()
+            ))
+            .hint("point oauth_token_file (MAILSEND_OAUTH_TOKEN_FILE) at the real file"));
+        }
         Err(e) => return Err(cannot(e)),
     };
     let meta = file.metadata().map_err(cannot)?;

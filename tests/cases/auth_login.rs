@@ -837,3 +837,30 @@ fn device_flow_user_code_with_terminal_controls_is_shown_escaped() {
         "{stderr:?}"
     );
 }
+
+#[test]
+fn a_symlink_at_the_token_path_is_78_not_a_temporary_failure() {
+    let server = OAuthServer::start(Options::default());
+    let mut m = mailsend_for(&server);
+    let file = seed(&m, &format!("{REFRESH_PREFIX}seed"), 1800);
+    let real = file.with_extension("real");
+    std::fs::rename(&file, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &file).unwrap();
+    let run = checked(m.args(["auth", "status"]).run(), 78);
+    run.error_mentions("symbolic link");
+}
+
+#[test]
+fn status_shows_what_the_provider_stored_without_terminal_controls() {
+    let server = OAuthServer::start(Options::default());
+    let mut m = mailsend_for(&server);
+    let file = seed(&m, &format!("{REFRESH_PREFIX}seed"), 1800);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(r#""mail.send""#, r#""mail\u001b[2J\nmailsend: forged""#);
+    std::fs::write(&file, text).unwrap();
+    let run = checked(m.args(["auth", "status"]).run(), 0);
+    let out = run.stdout();
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(!out.lines().any(|l| l.starts_with("mailsend:")), "{out}");
+}
