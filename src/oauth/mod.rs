@@ -493,8 +493,10 @@ fn status(cfg: &OAuthSettings) -> Result<(), OAuthError> {
         "not stored"
     };
     outln!("account:       {}", cfg.account);
-    outln!("provider:      {}", tokens.provider);
-    outln!("scopes:        {}", tokens.scopes.join(" "));
+    // Both came from the file (the scopes from the provider's answer).
+    let printable = crate::term::printable;
+    outln!("provider:      {}", printable(&tokens.provider));
+    outln!("scopes:        {}", printable(&tokens.scopes.join(" ")));
     outln!("access token:  {access}");
     outln!("refresh token: {refresh}");
     outln!("token file:    {}", path.display());
