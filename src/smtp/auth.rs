@@ -194,8 +194,15 @@ impl Mechanism for Bearer {
         }))
     }
 
+    /// Always some: a server may refuse the token with a 535 at once,
+    /// without the error challenge (Microsoft does), and that is a refused
+    /// token all the same, not a refused password.
     fn server_error(&self) -> Option<String> {
-        self.error.clone()
+        Some(
+            self.error
+                .clone()
+                .unwrap_or_else(|| "none given, the server answered at once".to_owned()),
+        )
     }
 }
 

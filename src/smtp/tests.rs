@@ -936,3 +936,22 @@ fn refusals_of_basic_auth_name_what_to_do() {
             .is_some_and(|h| h.contains("check MAILSEND_USER"))
     );
 }
+
+/// Microsoft answers a refused XOAUTH2 token with a 535 at once, without
+/// the error challenge: still a refused token (its hint), not a password.
+#[test]
+fn a_refused_token_without_an_error_challenge_is_still_a_token_refusal() {
+    let token = Secret::new("ya29.Tok-EN_123".into());
+    let mut s = oauth_session("535 5.7.3 Authentication unsuccessful\r\n", 4096, false);
+    let err = s
+        .authenticate(&mut Bearer::xoauth2("me@example.com", &token))
+        .unwrap_err();
+    assert!(
+        matches!(err, SmtpError::TokenRefused { .. }),
+        "{err:?}: {err}"
+    );
+    assert_eq!(err.class(), Class::Auth);
+    let hint = err.hint().unwrap_or_default();
+    assert!(hint.contains("access token"), "{hint}");
+    assert!(!hint.contains("password"), "{hint}");
+}
