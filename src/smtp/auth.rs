@@ -212,6 +212,9 @@ impl Mechanism for Bearer {
 fn describe_oauth_error(challenge: &[u8]) -> String {
     const MOST: usize = 300;
     let text = String::from_utf8_lossy(challenge);
+    if text.trim().is_empty() {
+        return "an empty or undecodable error challenge".to_owned();
+    }
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text) else {
         return text.trim().chars().take(MOST).collect();
     };
@@ -377,5 +380,24 @@ pub fn password_mechanism(
             wanted: "PLAIN or LOGIN",
             offered: caps.auth.join(" "),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_challenge_that_says_nothing_is_described_as_such() {
+        let token = Secret::new("ya29.tok".into());
+        let mut m = Bearer::xoauth2("me@example.com", &token);
+        // Not base64 (the session hands over nothing), or only blanks.
+        m.respond(b"");
+        let said = m.server_error().unwrap_or_default();
+        assert!(said.contains("empty"), "{said:?}");
+        let mut m = Bearer::oauthbearer("me@example.com", "h", 587, &token);
+        m.respond(b"  \r\n");
+        let said = m.server_error().unwrap_or_default();
+        assert!(said.contains("empty"), "{said:?}");
     }
 }
