@@ -127,6 +127,25 @@ fn password_secrets(password: &Secret, token: Option<&Secret>) -> Vec<String> {
     secrets
 }
 
+/// The base64 of `secret` as it reads inside a longer base64 text that
+/// holds it 1 or 2 bytes after a 3-byte boundary (a server quoting the
+/// token in its JSON error): the characters that depend on the secret
+/// alone, without the ones its neighbours change.
+fn shifted_base64(secret: &str) -> Vec<String> {
+    [1usize, 2]
+        .iter()
+        .map(|&shift| {
+            let mut bytes = vec![0u8; shift];
+            bytes.extend_from_slice(secret.as_bytes());
+            let encoded = BASE64.encode(&bytes);
+            // Skip the group the padding bytes share with the secret's
+            // start, and the last group (its end depends on what follows).
+            let end = encoded.len().saturating_sub(4);
+            encoded.get(4..end).unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
 /// OAuth2 bearer token mechanisms: XOAUTH2 (Google's, also Microsoft's)
 /// and OAUTHBEARER (RFC 7628). A refused token makes the server send a
 /// 334 challenge holding a JSON error; the client must answer it (an
@@ -176,7 +195,9 @@ impl Mechanism for Bearer {
     }
 
     fn long_secrets(&self) -> Vec<String> {
-        password_secrets(&self.token, Some(&self.initial))
+        let mut secrets = password_secrets(&self.token, Some(&self.initial));
+        secrets.extend(shifted_base64(self.token.expose()));
+        secrets
     }
 
     fn initial_response(&mut self) -> Option<Secret> {

@@ -955,3 +955,24 @@ fn a_refused_token_without_an_error_challenge_is_still_a_token_refusal() {
     assert!(hint.contains("access token"), "{hint}");
     assert!(!hint.contains("password"), "{hint}");
 }
+
+/// A server that quotes the token inside a larger base64 text (at any
+/// offset, so not the token's own base64) shows none of it: not in the
+/// error, and not in the transcript (the same redactor).
+#[test]
+fn a_token_quoted_inside_base64_at_any_offset_is_redacted() {
+    let token = Secret::new("ya29.a0AfH6SMB-echoed-Token_0123456789".into());
+    for prefix in ["", "x", "xy"] {
+        let blob = b64(format!(r#"{{"echo":"{prefix}{}"}}"#, token.expose()).as_bytes());
+        let server = format!("334 {blob}\r\n535 5.7.8 refused {blob}\r\n");
+        let mut s = oauth_session(&server, 4096, false);
+        let err = s
+            .authenticate(&mut Bearer::xoauth2("me@example.com", &token))
+            .unwrap_err();
+        let shown = err.to_string();
+        // The part of the blob that encodes the token alone.
+        let inner = &blob[16..blob.len() - 8];
+        assert!(!shown.contains(inner), "{prefix:?}: {shown}");
+        assert!(!shown.contains("echoed"), "{prefix:?}: {shown}");
+    }
+}
