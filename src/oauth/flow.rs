@@ -366,16 +366,40 @@ fn device_flow(
         humantime::format_duration(wait),
         humantime::format_duration(details.interval())
     );
-    client
-        .inner
-        .exchange_device_access_token(&details)
-        .request(
-            &|r| client.call(r),
-            // slow_down adds 5 s each time: never more than a minute.
-            |d| std::thread::sleep(d.clamp(MIN_POLL, MAX_POLL)),
-            Some(wait),
-        )
-        .map_err(|e| client.classify(e, "device sign-in", cfg))
+    // The oauth2 crate polls again after any failed request, until the
+    // code expires; only a network failure may pass, as RFC 8628 says: an
+    // untrusted certificate, a bad URL or a non-HTTP answer ends the wait
+    // at once (the poll is answered `access_denied`, the real error kept).
+    let fatal = std::cell::RefCell::new(None);
+    let poll = |request| match client.call(request) {
+        Err(e) if e.kind != super::http::HttpFailure::Network => {
+            fatal.replace(Some(e));
+            oauth2::http::Response::builder()
+                .status(400)
+                .header("content-type", "application/json")
+                .body(br#"{"error":"access_denied"}"#.to_vec())
+                .map_err(|_| super::http::HttpError {
+                    kind: super::http::HttpFailure::Protocol,
+                    message: "cannot stop polling".into(),
+                })
+        }
+        other => other,
+    };
+    let answer = client.inner.exchange_device_access_token(&details).request(
+        &poll,
+        // slow_down adds 5 s each time: never more than a minute.
+        |d| std::thread::sleep(d.clamp(MIN_POLL, MAX_POLL)),
+        Some(wait),
+    );
+    match (answer, fatal.take()) {
+        (Ok(answer), _) => Ok(answer),
+        (Err(_), Some(e)) => Err(client.classify(
+            oauth2::RequestTokenError::<_, oauth2::DeviceCodeErrorResponse>::Request(e),
+            "device sign-in",
+            cfg,
+        )),
+        (Err(e), None) => Err(client.classify(e, "device sign-in", cfg)),
+    }
 }
 
 /// The least and the most time between two polls of the device flow,

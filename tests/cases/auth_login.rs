@@ -864,3 +864,30 @@ fn status_shows_what_the_provider_stored_without_terminal_controls() {
     assert!(!out.contains('\u{1b}'), "{out:?}");
     assert!(!out.lines().any(|l| l.starts_with("mailsend:")), "{out}");
 }
+
+#[test]
+fn device_flow_polling_an_untrusted_token_endpoint_is_77_at_once() {
+    let device = OAuthServer::start(Options {
+        device_expires_in: 6,
+        ..Options::default()
+    });
+    let untrusted = OAuthServer::start(Options {
+        tls: Some(Cert::Untrusted),
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&device);
+    m.env("MAILSEND_OAUTH_TOKEN_URL", &untrusted.url("/token"))
+        .env(
+            "MAILSEND_CA_FILE",
+            &Pki::shared().ca_file.display().to_string(),
+        );
+    let started = std::time::Instant::now();
+    let run = checked(m.args(["auth", "login", "--device"]).run(), 77);
+    run.error_mentions("not trusted");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!token_file(&m).exists());
+}
