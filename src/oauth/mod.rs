@@ -341,6 +341,26 @@ impl Client {
                 message: format!("{host} answered HTTP {status}"),
             });
         }
+        if (300..400).contains(&status) {
+            // Never followed: the grant would go wherever it points.
+            let to = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    format!(
+                        " to {}",
+                        crate::term::printable(&v.chars().take(200).collect::<String>())
+                    )
+                })
+                .unwrap_or_default();
+            return Err(http::HttpError {
+                kind: http::HttpFailure::Protocol,
+                message: format!(
+                    "{host} answered HTTP {status}, a redirect{to}, which mailsend does not follow: check the endpoint URL"
+                ),
+            });
+        }
         Ok(response)
     }
 

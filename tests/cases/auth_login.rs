@@ -891,3 +891,21 @@ fn device_flow_polling_an_untrusted_token_endpoint_is_77_at_once() {
     );
     assert!(!token_file(&m).exists());
 }
+
+#[test]
+fn a_token_endpoint_that_redirects_is_76_naming_the_redirect_and_it_is_not_followed() {
+    let elsewhere = OAuthServer::start(Options::default());
+    let server = OAuthServer::start(Options {
+        token_redirect: Some(elsewhere.url("/token")),
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    seed(&m, &format!("{REFRESH_PREFIX}seed"), -10);
+    let run = checked(m.args(["auth", "refresh"]).run(), 76);
+    run.error_mentions("HTTP 307");
+    assert_eq!(server.token_requests().len(), 1);
+    assert!(
+        elsewhere.token_requests().is_empty(),
+        "the redirect was followed"
+    );
+}

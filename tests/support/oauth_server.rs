@@ -55,6 +55,8 @@ pub struct Options {
     pub device_slow_down: usize,
     /// The device authorization answer's `user_code`, as raw JSON string content.
     pub device_user_code: String,
+    /// The token endpoint answers `307` to this Location instead.
+    pub token_redirect: Option<String>,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             device_expires_in: 60,
             device_slow_down: 0,
             device_user_code: "WDJB-MJHT".into(),
+            token_redirect: None,
         }
     }
 }
@@ -186,6 +189,13 @@ fn serve<S: Read + Write>(mut stream: S, state: &Mutex<State>, options: &Options
         ("POST", "/token") => {
             std::thread::sleep(options.token_delay);
             let params = form(&body);
+            if let Some(to) = &options.token_redirect {
+                state.lock().unwrap().token_requests.push(params);
+                return write_reply(
+                    &mut stream,
+                    (307, vec![("Location", to.clone())], String::new()),
+                );
+            }
             hostile(token(params.clone(), state, options), &params, options)
         }
         ("POST", "/device") => device(form(&body), port, options),
@@ -200,6 +210,10 @@ fn serve<S: Read + Write>(mut stream: S, state: &Mutex<State>, options: &Options
         }
         _ => (404, vec![], String::new()),
     };
+    write_reply(&mut stream, reply);
+}
+
+fn write_reply<S: Write>(stream: &mut S, reply: Reply) {
     let (status, headers, body) = reply;
     let mut head = format!(
         "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
