@@ -909,3 +909,17 @@ fn a_token_endpoint_that_redirects_is_76_naming_the_redirect_and_it_is_not_follo
         "the redirect was followed"
     );
 }
+
+#[test]
+fn a_refused_device_sign_in_quoting_the_device_code_shows_none_of_it() {
+    let server = OAuthServer::start(Options {
+        deny: true,
+        echo_secrets: true,
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    // `checked` finds no "dev-code-1" (the device code) in any output.
+    let run = checked(m.args(["auth", "login", "--device"]).run(), 77);
+    run.error_mentions("access_denied");
+    assert!(run.stderr().contains("<redacted>"), "{}", run.stderr());
+}
