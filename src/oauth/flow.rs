@@ -26,6 +26,7 @@ pub fn login(
 ) -> Result<(), OAuthError> {
     // Where the tokens go is checked before anyone signs in.
     let path = cfg.token_path()?;
+    store::check_replaceable(path)?;
     let endpoints = Endpoints::resolve(cfg)?;
     let answer = if device {
         device_flow(cfg, &endpoints, timeout)?

@@ -104,6 +104,30 @@ pub fn load(path: &Path) -> Result<Option<Tokens>, OAuthError> {
     })
 }
 
+/// Refuses, before anyone signs in, a token path that [`save`] could not
+/// replace or [`load`] would refuse: a directory, a symbolic link, any
+/// other non-file (78). A missing file, or one that is not a token file
+/// (login is the remedy for that), is fine.
+pub fn check_replaceable(path: &Path) -> Result<(), OAuthError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            let what = if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            Err(OAuthError::config(format!(
+                "{} is {what}: the tokens cannot be saved there",
+                path.display()
+            ))
+            .hint("remove it, or point oauth_token_file (MAILSEND_OAUTH_TOKEN_FILE) elsewhere"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Creates the directory of `path` (mode 700) if it is missing.
 fn make_dir(path: &Path) -> Result<&Path, OAuthError> {
     let dir = path

@@ -923,3 +923,30 @@ fn a_refused_device_sign_in_quoting_the_device_code_shows_none_of_it() {
     run.error_mentions("access_denied");
     assert!(run.stderr().contains("<redacted>"), "{}", run.stderr());
 }
+
+#[test]
+fn login_refuses_a_directory_or_symlink_at_the_token_path_before_anyone_signs_in() {
+    let server = OAuthServer::start(Options::default());
+    for kind in ["dir", "symlink"] {
+        let mut m = mailsend_for(&server);
+        let file = token_file(&m);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        match kind {
+            "dir" => std::fs::create_dir(&file).unwrap(),
+            _ => std::os::unix::fs::symlink("/dev/null", &file).unwrap(),
+        }
+        let mut login = Login::start(&mut m, &["--no-browser"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while login.child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = login.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (code, _, stderr) = login.finish();
+        assert_eq!(code, 78, "{kind}: {stderr}");
+        assert!(!stderr.contains("open this address"), "{kind}: {stderr}");
+    }
+    assert!(server.authorize_requests().is_empty());
+}
