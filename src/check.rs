@@ -241,7 +241,10 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
         let result = client.login(settings.auth, &credentials);
         r.auth.chosen = client.mechanism();
         if let Err(e) = result {
-            if matches!(e, SmtpError::Refused { .. }) {
+            if matches!(
+                e,
+                SmtpError::Refused { .. } | SmtpError::TokenRefused { .. }
+            ) {
                 r.auth.accepted = Some(false);
             }
             if e.server_still_there() {
