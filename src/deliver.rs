@@ -126,6 +126,18 @@ pub fn login_secrets(settings: &Settings) -> Result<LoginSecrets> {
             .into());
         }
     }
+    if let (Some(user), Some(_)) = (&settings.user, token_source)
+        && user.chars().any(char::is_control)
+    {
+        // XOAUTH2 separates its fields with ^A and has no escape for it:
+        // such a name would let the user field forge the others.
+        return Err(Failure::config(format!(
+            "the user name {} holds a control character, which XOAUTH2 and OAUTHBEARER cannot carry",
+            crate::term::printable(user)
+        ))
+        .with_hint("check MAILSEND_USER (or the account's user)")
+        .into());
+    }
     check_auth(
         auth,
         settings.user.is_some(),

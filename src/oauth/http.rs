@@ -237,7 +237,8 @@ fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
         if size == 0 {
             return Some(out);
         }
-        if body.len() < size + 2 {
+        // A size near usize::MAX (a hostile endpoint) is never complete.
+        if body.len() < size.checked_add(2)? {
             return None;
         }
         out.extend_from_slice(&body[..size]);
@@ -289,5 +290,14 @@ mod tests {
         assert_eq!(parse_response(raw).unwrap().body(), b"{\"a\"}");
         assert!(!complete(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{}"));
         assert!(parse_response(b"SMTP 220 hello\r\n\r\n").is_none());
+    }
+
+    #[test]
+    fn a_chunk_size_near_the_top_of_usize_is_incomplete_not_a_panic() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab";
+        assert!(!complete(raw));
+        assert!(parse_response(raw).is_none());
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffe\r\nab\r\n0\r\n\r\n";
+        assert!(!complete(raw));
     }
 }

@@ -211,6 +211,7 @@ fn obtain(cfg: &OAuthSettings, timeout: Duration, force: bool) -> Result<Secret,
     })?;
     let endpoints = Endpoints::resolve(cfg)?;
     let client = Client::new(cfg, &endpoints, None, timeout)?;
+    client.hide(&refresh);
     let answer = client
         .inner
         .exchange_refresh_token(&RefreshToken::new(refresh.clone()))
@@ -218,7 +219,7 @@ fn obtain(cfg: &OAuthSettings, timeout: Duration, force: bool) -> Result<Secret,
         .map_err(|e| client.classify(e, "refreshing the access token", cfg))?;
     let access = answer.access_token().secret().clone();
     tokens.access_token = Some(access.clone());
-    tokens.expires_at = Some(store::now() + expiry(answer.expires_in()));
+    tokens.expires_at = Some(expires_at(answer.expires_in()));
     if let Some(rotated) = answer.refresh_token() {
         tokens.refresh_token = Some(rotated.secret().clone());
     }
@@ -229,9 +230,16 @@ fn obtain(cfg: &OAuthSettings, timeout: Duration, force: bool) -> Result<Secret,
     Ok(Secret::new(access))
 }
 
-/// Seconds an access token lives: as the provider said, else an hour.
-fn expiry(expires_in: Option<Duration>) -> u64 {
-    expires_in.map_or(3600, |d| d.as_secs())
+/// The longest an access token is trusted to live, whatever the provider
+/// says (an `expires_in` near u64::MAX must not overflow, nor make a token
+/// last forever).
+const MAX_LIFETIME_SECS: u64 = 366 * 24 * 3600;
+
+/// When an access token runs out (Unix seconds): as the provider said,
+/// else in an hour; at most [`MAX_LIFETIME_SECS`] from now.
+fn expires_at(expires_in: Option<Duration>) -> u64 {
+    let secs = expires_in.map_or(3600, |d| d.as_secs());
+    store::now().saturating_add(secs.min(MAX_LIFETIME_SECS))
 }
 
 type Inner =
@@ -242,7 +250,9 @@ type Inner =
 struct Client {
     inner: Inner,
     http: http::Http,
-    redactor: Redactor,
+    /// The client secret, and the grant of the request under way (refresh
+    /// token, code, verifier, device code): a provider may quote them.
+    redactor: std::cell::RefCell<Redactor>,
 }
 
 impl Client {
@@ -308,8 +318,15 @@ impl Client {
                 ca_file: cfg.ca_file.clone(),
                 timeout,
             },
-            redactor,
+            redactor: std::cell::RefCell::new(redactor),
         })
+    }
+
+    /// Hides `secret` (a grant sent to the provider) from its answers.
+    fn hide(&self, secret: &str) {
+        self.redactor
+            .borrow_mut()
+            .add_with_window(secret, Redactor::LONG_WINDOW);
     }
 
     /// One HTTP exchange; a busy or failing server (429, 5xx) is a
@@ -322,6 +339,26 @@ impl Client {
             return Err(http::HttpError {
                 kind: http::HttpFailure::Network,
                 message: format!("{host} answered HTTP {status}"),
+            });
+        }
+        if (300..400).contains(&status) {
+            // Never followed: the grant would go wherever it points.
+            let to = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| {
+                    format!(
+                        " to {}",
+                        crate::term::printable(&v.chars().take(200).collect::<String>())
+                    )
+                })
+                .unwrap_or_default();
+            return Err(http::HttpError {
+                kind: http::HttpFailure::Protocol,
+                message: format!(
+                    "{host} answered HTTP {status}, a redirect{to}, which mailsend does not follow: check the endpoint URL"
+                ),
             });
         }
         Ok(response)
@@ -338,12 +375,20 @@ impl Client {
             RequestTokenError::ServerResponse(answer) => {
                 let code = answer.error().as_ref().to_owned();
                 let said = match answer.error_description() {
-                    Some(d) => format!(
-                        "{code}: {}",
-                        self.redactor.redact(d.lines().next().unwrap_or(""))
-                    ),
+                    Some(d) => format!("{code}: {d}"),
                     None => code.clone(),
                 };
+                // The provider's words, on one line, with nothing it
+                // quoted of what was sent, and no terminal controls.
+                let said: String = crate::term::printable(
+                    &self
+                        .redactor
+                        .borrow()
+                        .redact(said.lines().next().unwrap_or("")),
+                )
+                .chars()
+                .take(300)
+                .collect();
                 let (kind, hint) = match code.as_str() {
                     "invalid_grant" => (
                         OAuthKind::Revoked,
@@ -441,7 +486,9 @@ pub fn command(action: &AuthAction) -> Result<Exit> {
 }
 
 fn when(secs: u64) -> String {
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    // 9999-12-31T23:59:59Z: RFC 3339 has no later time (a token file may
+    // hold any number).
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(secs.min(253_402_300_799));
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
@@ -466,8 +513,10 @@ fn status(cfg: &OAuthSettings) -> Result<(), OAuthError> {
         "not stored"
     };
     outln!("account:       {}", cfg.account);
-    outln!("provider:      {}", tokens.provider);
-    outln!("scopes:        {}", tokens.scopes.join(" "));
+    // Both came from the file (the scopes from the provider's answer).
+    let printable = crate::term::printable;
+    outln!("provider:      {}", printable(&tokens.provider));
+    outln!("scopes:        {}", printable(&tokens.scopes.join(" ")));
     outln!("access token:  {access}");
     outln!("refresh token: {refresh}");
     outln!("token file:    {}", path.display());
@@ -527,6 +576,7 @@ fn revoke(cfg: &OAuthSettings, refresh: &str, timeout: Duration) -> Result<Strin
         ));
     }
     let client = Client::new(cfg, &endpoints, None, timeout)?;
+    client.hide(refresh);
     let token = oauth2::StandardRevocableToken::RefreshToken(RefreshToken::new(refresh.to_owned()));
     client
         .inner

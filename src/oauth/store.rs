@@ -60,6 +60,14 @@ pub fn load(path: &Path) -> Result<Option<Tokens>, OAuthError> {
     {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // O_NOFOLLOW: a symbolic link is refused for good, not "try later".
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(OAuthError::config(format!(
+                "{} is a symbolic link: mailsend keeps OAuth2 tokens only in a regular file",
+                path.display()
+            ))
+            .hint("point oauth_token_file (MAILSEND_OAUTH_TOKEN_FILE) at the real file"));
+        }
         Err(e) => return Err(cannot(e)),
     };
     let meta = file.metadata().map_err(cannot)?;
@@ -94,6 +102,30 @@ pub fn load(path: &Path) -> Result<Option<Tokens>, OAuthError> {
         OAuthError::config(format!("{} is not a mailsend token file", path.display()))
             .hint("run `mailsend auth login` again")
     })
+}
+
+/// Refuses, before anyone signs in, a token path that [`save`] could not
+/// replace or [`load`] would refuse: a directory, a symbolic link, any
+/// other non-file (78). A missing file, or one that is not a token file
+/// (login is the remedy for that), is fine.
+pub fn check_replaceable(path: &Path) -> Result<(), OAuthError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_file() => {
+            let what = if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else if meta.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            Err(OAuthError::config(format!(
+                "{} is {what}: the tokens cannot be saved there",
+                path.display()
+            ))
+            .hint("remove it, or point oauth_token_file (MAILSEND_OAUTH_TOKEN_FILE) elsewhere"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Creates the directory of `path` (mode 700) if it is missing.

@@ -127,6 +127,25 @@ fn password_secrets(password: &Secret, token: Option<&Secret>) -> Vec<String> {
     secrets
 }
 
+/// The base64 of `secret` as it reads inside a longer base64 text that
+/// holds it 1 or 2 bytes after a 3-byte boundary (a server quoting the
+/// token in its JSON error): the characters that depend on the secret
+/// alone, without the ones its neighbours change.
+fn shifted_base64(secret: &str) -> Vec<String> {
+    [1usize, 2]
+        .iter()
+        .map(|&shift| {
+            let mut bytes = vec![0u8; shift];
+            bytes.extend_from_slice(secret.as_bytes());
+            let encoded = BASE64.encode(&bytes);
+            // Skip the group the padding bytes share with the secret's
+            // start, and the last group (its end depends on what follows).
+            let end = encoded.len().saturating_sub(4);
+            encoded.get(4..end).unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
 /// OAuth2 bearer token mechanisms: XOAUTH2 (Google's, also Microsoft's)
 /// and OAUTHBEARER (RFC 7628). A refused token makes the server send a
 /// 334 challenge holding a JSON error; the client must answer it (an
@@ -176,7 +195,9 @@ impl Mechanism for Bearer {
     }
 
     fn long_secrets(&self) -> Vec<String> {
-        password_secrets(&self.token, Some(&self.initial))
+        let mut secrets = password_secrets(&self.token, Some(&self.initial));
+        secrets.extend(shifted_base64(self.token.expose()));
+        secrets
     }
 
     fn initial_response(&mut self) -> Option<Secret> {
@@ -194,8 +215,15 @@ impl Mechanism for Bearer {
         }))
     }
 
+    /// Always some: a server may refuse the token with a 535 at once,
+    /// without the error challenge (Microsoft does), and that is a refused
+    /// token all the same, not a refused password.
     fn server_error(&self) -> Option<String> {
-        self.error.clone()
+        Some(
+            self.error
+                .clone()
+                .unwrap_or_else(|| "none given, the server answered at once".to_owned()),
+        )
     }
 }
 
@@ -205,6 +233,9 @@ impl Mechanism for Bearer {
 fn describe_oauth_error(challenge: &[u8]) -> String {
     const MOST: usize = 300;
     let text = String::from_utf8_lossy(challenge);
+    if text.trim().is_empty() {
+        return "an empty or undecodable error challenge".to_owned();
+    }
     let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&text) else {
         return text.trim().chars().take(MOST).collect();
     };
@@ -370,5 +401,24 @@ pub fn password_mechanism(
             wanted: "PLAIN or LOGIN",
             offered: caps.auth.join(" "),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_challenge_that_says_nothing_is_described_as_such() {
+        let token = Secret::new("ya29.tok".into());
+        let mut m = Bearer::xoauth2("me@example.com", &token);
+        // Not base64 (the session hands over nothing), or only blanks.
+        m.respond(b"");
+        let said = m.server_error().unwrap_or_default();
+        assert!(said.contains("empty"), "{said:?}");
+        let mut m = Bearer::oauthbearer("me@example.com", "h", 587, &token);
+        m.respond(b"  \r\n");
+        let said = m.server_error().unwrap_or_default();
+        assert!(said.contains("empty"), "{said:?}");
     }
 }

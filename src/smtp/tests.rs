@@ -936,3 +936,43 @@ fn refusals_of_basic_auth_name_what_to_do() {
             .is_some_and(|h| h.contains("check MAILSEND_USER"))
     );
 }
+
+/// Microsoft answers a refused XOAUTH2 token with a 535 at once, without
+/// the error challenge: still a refused token (its hint), not a password.
+#[test]
+fn a_refused_token_without_an_error_challenge_is_still_a_token_refusal() {
+    let token = Secret::new("ya29.Tok-EN_123".into());
+    let mut s = oauth_session("535 5.7.3 Authentication unsuccessful\r\n", 4096, false);
+    let err = s
+        .authenticate(&mut Bearer::xoauth2("me@example.com", &token))
+        .unwrap_err();
+    assert!(
+        matches!(err, SmtpError::TokenRefused { .. }),
+        "{err:?}: {err}"
+    );
+    assert_eq!(err.class(), Class::Auth);
+    let hint = err.hint().unwrap_or_default();
+    assert!(hint.contains("access token"), "{hint}");
+    assert!(!hint.contains("password"), "{hint}");
+}
+
+/// A server that quotes the token inside a larger base64 text (at any
+/// offset, so not the token's own base64) shows none of it: not in the
+/// error, and not in the transcript (the same redactor).
+#[test]
+fn a_token_quoted_inside_base64_at_any_offset_is_redacted() {
+    let token = Secret::new("ya29.a0AfH6SMB-echoed-Token_0123456789".into());
+    for prefix in ["", "x", "xy"] {
+        let blob = b64(format!(r#"{{"echo":"{prefix}{}"}}"#, token.expose()).as_bytes());
+        let server = format!("334 {blob}\r\n535 5.7.8 refused {blob}\r\n");
+        let mut s = oauth_session(&server, 4096, false);
+        let err = s
+            .authenticate(&mut Bearer::xoauth2("me@example.com", &token))
+            .unwrap_err();
+        let shown = err.to_string();
+        // The part of the blob that encodes the token alone.
+        let inner = &blob[16..blob.len() - 8];
+        assert!(!shown.contains(inner), "{prefix:?}: {shown}");
+        assert!(!shown.contains("echoed"), "{prefix:?}: {shown}");
+    }
+}

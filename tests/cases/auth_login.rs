@@ -694,3 +694,259 @@ fn a_send_with_a_revoked_sign_in_is_77_and_a_campaign_sends_nothing() {
     checked(bulk.run(), 77);
     assert!(smtp.sessions().is_empty());
 }
+
+// ---- review-l: adversarial provider answers ----
+
+#[test]
+fn a_provider_quoting_the_secrets_in_its_errors_shows_none_of_them() {
+    let server = OAuthServer::start(Options {
+        echo_secrets: true,
+        ..Options::default()
+    });
+    // A revoked refresh token: the error quotes it.
+    let mut m = mailsend_for(&server);
+    seed(&m, &format!("{REFRESH_PREFIX}revoked"), -10);
+    let run = checked(m.args(["auth", "refresh"]).run(), 77);
+    run.error_mentions("invalid_grant");
+    assert!(run.stderr().contains("<redacted>"), "{}", run.stderr());
+
+    // A refused code exchange: the error quotes the code and the verifier.
+    let server = OAuthServer::start(Options {
+        break_pkce: true,
+        echo_secrets: true,
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    let (login, redirect) = sign_in_until_redirect(&mut m, &server);
+    let _ = http_get(&redirect);
+    let (code, _, stderr) = login.finish();
+    assert_eq!(code, 77, "{stderr}");
+    let sent = &server.token_requests()[0];
+    for secret in [&sent["code"], &sent["code_verifier"]] {
+        assert!(
+            !stderr.contains(secret.as_str()),
+            "{secret} leaked:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_provider_error_code_with_control_characters_stays_on_one_line() {
+    let server = OAuthServer::start(Options {
+        error_code: Some("weird\\u001b[31m\\nmailsend: error: forged line".into()),
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    seed(&m, &format!("{REFRESH_PREFIX}revoked"), -10);
+    let run = checked(m.args(["auth", "refresh"]).run(), 76);
+    let stderr = run.stderr();
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("mailsend: error:"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_absurd_expires_in_is_no_panic_and_status_shows_it() {
+    let server = OAuthServer::start(Options {
+        access_ttl: u64::MAX,
+        ..Options::default()
+    });
+    let old = format!("{REFRESH_PREFIX}seed");
+    server.add_refresh_token(&old);
+    let mut m = mailsend_for(&server);
+    let file = seed(&m, &old, -10);
+    let run = checked(m.args(["auth", "refresh"]).run(), 0);
+    assert!(
+        run.stdout().contains("access token:  valid until"),
+        "{}",
+        run.stdout()
+    );
+    let at = stored(&file)["expires_at"].as_u64().unwrap();
+    assert!(at < 4_102_444_800, "expires_at {at} is past 2100");
+
+    // A token file (hand-edited, or written by an older mailsend) with an
+    // expiry no calendar holds.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let edited = text.replace(&json["expires_at"].to_string(), &u64::MAX.to_string());
+    std::fs::write(&file, edited).unwrap();
+    let mut again = mailsend_for(&server);
+    again.env("HOME", m.path().to_str().unwrap());
+    let run = checked(again.args(["auth", "status"]).run(), 0);
+    assert!(
+        run.stdout().contains("access token:  valid until"),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[test]
+fn device_flow_with_interval_0_still_waits_between_polls() {
+    let server = OAuthServer::start(Options {
+        device_interval: 0,
+        device_pending: 2,
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    let started = std::time::Instant::now();
+    let login = Login::start(&mut m, &["--device"]);
+    let (code, _, stderr) = login.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(server.token_requests().len(), 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "3 polls in {:?}: the provider was hammered",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn device_flow_with_an_absurd_interval_is_76_at_once_not_a_panic_or_a_hang() {
+    let server = OAuthServer::start(Options {
+        device_interval: u64::MAX,
+        device_slow_down: 1,
+        device_pending: 0,
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    let started = std::time::Instant::now();
+    let run = checked(m.args(["auth", "login", "--device"]).run(), 76);
+    run.error_mentions("interval");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(!token_file(&m).exists());
+}
+
+#[test]
+fn device_flow_user_code_with_terminal_controls_is_shown_escaped() {
+    let server = OAuthServer::start(Options {
+        device_user_code: "AB\\u001b]0;owned\\u0007CD".into(),
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    let login = Login::start(&mut m, &["--device"]);
+    let (code, _, stderr) = login.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn a_symlink_at_the_token_path_is_78_not_a_temporary_failure() {
+    let server = OAuthServer::start(Options::default());
+    let mut m = mailsend_for(&server);
+    let file = seed(&m, &format!("{REFRESH_PREFIX}seed"), 1800);
+    let real = file.with_extension("real");
+    std::fs::rename(&file, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &file).unwrap();
+    let run = checked(m.args(["auth", "status"]).run(), 78);
+    run.error_mentions("symbolic link");
+}
+
+#[test]
+fn status_shows_what_the_provider_stored_without_terminal_controls() {
+    let server = OAuthServer::start(Options::default());
+    let mut m = mailsend_for(&server);
+    let file = seed(&m, &format!("{REFRESH_PREFIX}seed"), 1800);
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(r#""mail.send""#, r#""mail\u001b[2J\nmailsend: forged""#);
+    std::fs::write(&file, text).unwrap();
+    let run = checked(m.args(["auth", "status"]).run(), 0);
+    let out = run.stdout();
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(!out.lines().any(|l| l.starts_with("mailsend:")), "{out}");
+}
+
+#[test]
+fn device_flow_polling_an_untrusted_token_endpoint_is_77_at_once() {
+    let device = OAuthServer::start(Options {
+        device_expires_in: 6,
+        ..Options::default()
+    });
+    let untrusted = OAuthServer::start(Options {
+        tls: Some(Cert::Untrusted),
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&device);
+    m.env("MAILSEND_OAUTH_TOKEN_URL", &untrusted.url("/token"))
+        .env(
+            "MAILSEND_CA_FILE",
+            &Pki::shared().ca_file.display().to_string(),
+        );
+    let started = std::time::Instant::now();
+    let run = checked(m.args(["auth", "login", "--device"]).run(), 77);
+    run.error_mentions("not trusted");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!token_file(&m).exists());
+}
+
+#[test]
+fn a_token_endpoint_that_redirects_is_76_naming_the_redirect_and_it_is_not_followed() {
+    let elsewhere = OAuthServer::start(Options::default());
+    let server = OAuthServer::start(Options {
+        token_redirect: Some(elsewhere.url("/token")),
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    seed(&m, &format!("{REFRESH_PREFIX}seed"), -10);
+    let run = checked(m.args(["auth", "refresh"]).run(), 76);
+    run.error_mentions("HTTP 307");
+    assert_eq!(server.token_requests().len(), 1);
+    assert!(
+        elsewhere.token_requests().is_empty(),
+        "the redirect was followed"
+    );
+}
+
+#[test]
+fn a_refused_device_sign_in_quoting_the_device_code_shows_none_of_it() {
+    let server = OAuthServer::start(Options {
+        deny: true,
+        echo_secrets: true,
+        ..Options::default()
+    });
+    let mut m = mailsend_for(&server);
+    // `checked` finds no "dev-code-1" (the device code) in any output.
+    let run = checked(m.args(["auth", "login", "--device"]).run(), 77);
+    run.error_mentions("access_denied");
+    assert!(run.stderr().contains("<redacted>"), "{}", run.stderr());
+}
+
+#[test]
+fn login_refuses_a_directory_or_symlink_at_the_token_path_before_anyone_signs_in() {
+    let server = OAuthServer::start(Options::default());
+    for kind in ["dir", "symlink"] {
+        let mut m = mailsend_for(&server);
+        let file = token_file(&m);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        match kind {
+            "dir" => std::fs::create_dir(&file).unwrap(),
+            _ => std::os::unix::fs::symlink("/dev/null", &file).unwrap(),
+        }
+        let mut login = Login::start(&mut m, &["--no-browser"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while login.child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = login.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (code, _, stderr) = login.finish();
+        assert_eq!(code, 78, "{kind}: {stderr}");
+        assert!(!stderr.contains("open this address"), "{kind}: {stderr}");
+    }
+    assert!(server.authorize_requests().is_empty());
+}

@@ -449,3 +449,37 @@ fn bulk_fetches_the_token_once_for_all_its_sessions() {
     assert_eq!(runs_of(&runs), 1);
     assert_no_token(server.port(), &[run.stdout(), run.stderr()]);
 }
+
+#[test]
+fn a_user_name_that_would_break_the_oauth2_framing_is_78_and_connects_nowhere() {
+    let server = oauth_server(Behaviour::default());
+    for (auth, user) in [
+        ("xoauth2", "me\u{1}auth=Bearer forged\u{1}\u{1}"),
+        ("oauthbearer", "me\u{1}host=elsewhere"),
+        ("auto", "me\u{1}x"),
+    ] {
+        let mut m = Mailsend::to(&server);
+        let (command, _) = token_command(&m, &[TOKEN]);
+        m.env("MAILSEND_OAUTH_TOKEN_COMMAND", &command)
+            .env("MAILSEND_USER", user)
+            .env("MAILSEND_FROM", "me@example.com")
+            .args(["--auth", auth]);
+        let run = send(&mut m).expect(78);
+        run.error_mentions("user name");
+    }
+    assert!(server.sessions().is_empty());
+}
+
+#[test]
+fn check_with_a_refused_token_says_the_credentials_were_not_accepted() {
+    let server = oauth_server(Behaviour::default());
+    let mut m = Mailsend::to(&server);
+    let (command, _) = token_command(&m, &[OLD_TOKEN]);
+    m.env("MAILSEND_OAUTH_TOKEN_COMMAND", &command)
+        .args(["check", "--json"]);
+    let run = m.run().expect(77);
+    let j: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
+    assert_eq!(j["auth"]["chosen"], "OAUTHBEARER", "{j:#}");
+    assert_eq!(j["auth"]["accepted"], false, "{j:#}");
+    assert_no_token(server.port(), &[run.stdout(), run.stderr()]);
+}

@@ -41,6 +41,22 @@ pub struct Options {
     /// The person refuses: the authorize endpoint redirects with
     /// `error=access_denied`, device polls answer `access_denied`.
     pub deny: bool,
+    /// A careless (or hostile) provider: every error response quotes the
+    /// request's refresh token, code, code verifier, device code and client
+    /// secret in its `error_description`.
+    pub echo_secrets: bool,
+    /// Every error response's `error` code is this instead (raw JSON
+    /// string content, e.g. with `\u001b` or `\n`).
+    pub error_code: Option<String>,
+    /// The device authorization answer's `interval` and `expires_in`.
+    pub device_interval: u64,
+    pub device_expires_in: u64,
+    /// Device polls answered `slow_down` (before any `authorization_pending`).
+    pub device_slow_down: usize,
+    /// The device authorization answer's `user_code`, as raw JSON string content.
+    pub device_user_code: String,
+    /// The token endpoint answers `307` to this Location instead.
+    pub token_redirect: Option<String>,
 }
 
 impl Default for Options {
@@ -54,6 +70,13 @@ impl Default for Options {
             client_secret: None,
             token_delay: Duration::ZERO,
             deny: false,
+            echo_secrets: false,
+            error_code: None,
+            device_interval: 1,
+            device_expires_in: 60,
+            device_slow_down: 0,
+            device_user_code: "WDJB-MJHT".into(),
+            token_redirect: None,
         }
     }
 }
@@ -165,7 +188,15 @@ fn serve<S: Read + Write>(mut stream: S, state: &Mutex<State>, options: &Options
         ("GET", "/authorize") => authorize(form(query), state, options),
         ("POST", "/token") => {
             std::thread::sleep(options.token_delay);
-            token(form(&body), state, options)
+            let params = form(&body);
+            if let Some(to) = &options.token_redirect {
+                state.lock().unwrap().token_requests.push(params);
+                return write_reply(
+                    &mut stream,
+                    (307, vec![("Location", to.clone())], String::new()),
+                );
+            }
+            hostile(token(params.clone(), state, options), &params, options)
         }
         ("POST", "/device") => device(form(&body), port, options),
         ("POST", "/revoke") => {
@@ -179,6 +210,10 @@ fn serve<S: Read + Write>(mut stream: S, state: &Mutex<State>, options: &Options
         }
         _ => (404, vec![], String::new()),
     };
+    write_reply(&mut stream, reply);
+}
+
+fn write_reply<S: Write>(stream: &mut S, reply: Reply) {
     let (status, headers, body) = reply;
     let mut head = format!(
         "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
@@ -197,6 +232,33 @@ fn serve<S: Read + Write>(mut stream: S, state: &Mutex<State>, options: &Options
 }
 
 type Reply = (u16, Vec<(&'static str, String)>, String);
+
+/// An error reply as `Options::echo_secrets` and `error_code` make it.
+fn hostile(reply: Reply, params: &HashMap<String, String>, options: &Options) -> Reply {
+    if reply.0 < 400 || (!options.echo_secrets && options.error_code.is_none()) {
+        return reply;
+    }
+    let mut json: serde_json::Value = serde_json::from_str(&reply.2).expect("error JSON");
+    if options.echo_secrets {
+        let quoted: Vec<String> = [
+            "refresh_token",
+            "code",
+            "code_verifier",
+            "device_code",
+            "client_secret",
+        ]
+        .iter()
+        .filter_map(|k| params.get(*k).map(|v| format!("{k} {v} is not valid")))
+        .collect();
+        json["error_description"] = quoted.join("; ").into();
+    }
+    let mut body = json.to_string();
+    if let Some(code) = &options.error_code {
+        let current = format!("\"error\":{}", json["error"]);
+        body = body.replacen(&current, &format!("\"error\":\"{code}\""), 1);
+    }
+    (reply.0, reply.1, body)
+}
 
 fn error(code: &str) -> Reply {
     (
@@ -305,7 +367,10 @@ fn token(p: HashMap<String, String>, state: &Mutex<State>, options: &Options) ->
             if options.deny {
                 return error("access_denied");
             }
-            if s.device_polls <= options.device_pending {
+            if s.device_polls <= options.device_slow_down {
+                return error("slow_down");
+            }
+            if s.device_polls <= options.device_slow_down + options.device_pending {
                 return error("authorization_pending");
             }
             issue(&mut s, options)
@@ -314,7 +379,7 @@ fn token(p: HashMap<String, String>, state: &Mutex<State>, options: &Options) ->
     }
 }
 
-fn device(p: HashMap<String, String>, port: u16, _options: &Options) -> Reply {
+fn device(p: HashMap<String, String>, port: u16, options: &Options) -> Reply {
     if p.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
         return error("invalid_client");
     }
@@ -322,7 +387,8 @@ fn device(p: HashMap<String, String>, port: u16, _options: &Options) -> Reply {
         200,
         vec![],
         format!(
-            r#"{{"device_code":"dev-code-1","user_code":"WDJB-MJHT","verification_uri":"http://127.0.0.1:{port}/activate","expires_in":60,"interval":1}}"#
+            r#"{{"device_code":"dev-code-1","user_code":"{}","verification_uri":"http://127.0.0.1:{port}/activate","expires_in":{},"interval":{}}}"#,
+            options.device_user_code, options.device_expires_in, options.device_interval
         ),
     )
 }
