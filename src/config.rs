@@ -27,12 +27,7 @@ use crate::secret::Secret;
 pub use crate::smtp::{AuthMethod, TlsMode};
 pub use crate::token::TokenSource;
 
-/// Where the password comes from; it is only read when it is needed.
-#[derive(Clone, Debug)]
-pub enum PasswordSource {
-    Value(Secret),
-    Command(String),
-}
+pub use crate::password::PasswordSource;
 
 /// When sendmail mode rewrites or adds the From header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,6 +27,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod accounts;
+mod auth;
 mod bulk;
 mod check;
 mod cli;
@@ -111,7 +112,7 @@ fn dispatch(cli: Cli) -> Result<Exit> {
         }
         Some(Command::Man) => docs::man(),
         Some(Command::Bulk(args)) => bulk::run(&args),
-        Some(Command::Auth { action }) => oauth::command(&action),
+        Some(Command::Auth { action }) => auth::command(&action),
         Some(Command::Check(args)) => check::run(&args),
         Some(Command::Outbox { action }) => match action {
             OutboxAction::List { location } => outbox::commands::list(&location.into()),

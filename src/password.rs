@@ -12,6 +12,14 @@ use anyhow::Result;
 use crate::exit::Failure;
 use crate::secret::Secret;
 
+/// Where a password (or an OAuth2 client secret) comes from; it is only
+/// read when it is needed.
+#[derive(Clone, Debug)]
+pub enum PasswordSource {
+    Value(Secret),
+    Command(String),
+}
+
 /// Runs the password command (`sh -c`), bounded by `timeout`; its standard
 /// output, without trailing white space, is the password.
 pub fn run_password_command(command: &str, timeout: Duration) -> Result<Secret> {

@@ -10,6 +10,7 @@
 //! is an [`OAuthError`], whose kind `exit.rs` turns into an exit code.
 
 mod flow;
+pub use flow::login;
 mod http;
 mod provider;
 mod store;
@@ -25,9 +26,7 @@ use oauth2::{
     RefreshToken, RequestTokenError, RevocationUrl, StandardErrorResponse, TokenResponse, TokenUrl,
 };
 
-use crate::cli::AuthAction;
-use crate::config::{PasswordSource, Settings};
-use crate::exit::Exit;
+use crate::password::PasswordSource;
 use crate::secret::{Redactor, Secret};
 use crate::term::outln;
 
@@ -463,28 +462,6 @@ fn client_secret_command(command: &str, timeout: Duration) -> Result<Secret, OAu
     })
 }
 
-/// `mailsend auth ...`.
-pub fn command(action: &AuthAction) -> Result<Exit> {
-    let settings = Settings::resolve(&action.location().clone().into(), None)?;
-    let cfg = &settings.oauth;
-    let timeout = settings.timeout;
-    match action {
-        AuthAction::Login {
-            device, no_browser, ..
-        } => flow::login(cfg, timeout, *device, *no_browser)?,
-        AuthAction::Status { .. } => status(cfg)?,
-        AuthAction::Logout { .. } => logout(cfg, timeout)?,
-        AuthAction::Refresh { if_needed, .. } => {
-            match if_needed {
-                true => access_token(cfg, timeout)?,
-                false => force_refresh(cfg, timeout)?,
-            };
-            status(cfg)?;
-        }
-    }
-    Ok(Exit::Ok)
-}
-
 fn when(secs: u64) -> String {
     // 9999-12-31T23:59:59Z: RFC 3339 has no later time (a token file may
     // hold any number).
@@ -493,7 +470,8 @@ fn when(secs: u64) -> String {
 }
 
 /// `auth status`: what is stored, never a token.
-fn status(cfg: &OAuthSettings) -> Result<(), OAuthError> {
+/// `mailsend auth status`: what is stored, never a token.
+pub fn status(cfg: &OAuthSettings) -> Result<(), OAuthError> {
     let path = cfg.token_path()?;
     let tokens = store::load(path)?.ok_or_else(|| not_signed_in(cfg, path))?;
     let now = store::now();
@@ -535,7 +513,8 @@ fn status(cfg: &OAuthSettings) -> Result<(), OAuthError> {
 
 /// `auth logout`: revoke the refresh token where the provider can, then
 /// delete the file; says what was done.
-fn logout(cfg: &OAuthSettings, timeout: Duration) -> Result<(), OAuthError> {
+/// `mailsend auth logout`: revoke where the provider can, then delete.
+pub fn logout(cfg: &OAuthSettings, timeout: Duration) -> Result<(), OAuthError> {
     let path = cfg.token_path()?;
     let Some(tokens) = store::load(path)? else {
         outln!(
