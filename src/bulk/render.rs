@@ -318,58 +318,48 @@ impl Campaign {
             (true, Some(_)) => None,
             _ => Some(message::normalize_text(text)),
         };
-        let mut attachments = Vec::new();
-        for name in &self.attach {
-            let path = render(name, Escape::None)?;
-            // An attachment path that renders empty attaches nothing to
-            // this row: `--attach "{{ file }}"` with an empty field.
-            if path.is_empty() {
-                continue;
-            }
-            if path.chars().any(char::is_control) {
-                return Err(Problem::data(format!(
-                    "{}: the path has a line break or control character: '{}'",
-                    self.label(name),
-                    path.escape_debug()
-                )));
-            }
-            let attachment = Attachment::open(std::path::Path::new(&path)).map_err(|e| {
-                let mut problem = Problem::from_error(e);
-                problem.message = format!("{}: {}", self.label(name), problem.message);
-                problem
-            })?;
-            attachments.push(attachment);
-        }
-        let mut inline: Vec<Attachment> = Vec::new();
-        for name in &self.inline {
-            let path = render(name, Escape::None)?;
-            if path.is_empty() {
-                continue;
-            }
-            if path.chars().any(char::is_control) {
-                return Err(Problem::data(format!(
-                    "{}: the path has a line break or control character: '{}'",
-                    self.label(name),
-                    path.escape_debug()
-                )));
-            }
-            let image = Attachment::open_inline(std::path::Path::new(&path)).map_err(|e| {
-                let mut problem = Problem::from_error(e);
-                // A name unfit for a Content-ID comes from the row's data.
-                if problem.exit == Exit::Usage {
-                    problem.exit = Exit::DataErr;
+        // A file path template: rendered, checked, opened with `open`. One
+        // that renders empty adds nothing to this row (`--attach "{{ file
+        // }}"` with an empty field).
+        let files = |names: &[String], open: fn(&std::path::Path) -> Result<Attachment>| {
+            let mut files: Vec<Attachment> = Vec::new();
+            for name in names {
+                let path = render(name, Escape::None)?;
+                if path.is_empty() {
+                    continue;
                 }
-                problem.message = format!("{}: {}", self.label(name), problem.message);
-                problem
-            })?;
-            if inline.iter().any(|other| other.filename == image.filename) {
+                if path.chars().any(char::is_control) {
+                    return Err(Problem::data(format!(
+                        "{}: the path has a line break or control character: '{}'",
+                        self.label(name),
+                        path.escape_debug()
+                    )));
+                }
+                let file = open(std::path::Path::new(&path)).map_err(|e| {
+                    let mut problem = Problem::from_error(e);
+                    // A name unfit for a Content-ID comes from the row's data.
+                    if problem.exit == Exit::Usage {
+                        problem.exit = Exit::DataErr;
+                    }
+                    problem.message = format!("{}: {}", self.label(name), problem.message);
+                    problem
+                })?;
+                files.push(file);
+            }
+            Ok(files)
+        };
+        let attachments = files(&self.attach, Attachment::open)?;
+        let inline = files(&self.inline, Attachment::open_inline)?;
+        for (k, image) in inline.iter().enumerate() {
+            if inline[..k]
+                .iter()
+                .any(|other| other.filename == image.filename)
+            {
                 return Err(Problem::data(format!(
-                    "{}: two inline files named {}: their Content-IDs would be the same",
-                    self.label(name),
+                    "--inline: two inline files named {}: their Content-IDs would be the same",
                     image.filename
                 )));
             }
-            inline.push(image);
         }
         let message_id = self.message_id(row);
         Ok(Draft {
