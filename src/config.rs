@@ -321,6 +321,18 @@ struct Layers<E> {
 }
 
 impl<E: Fn(&str) -> Option<OsString>> Layers<E> {
+    /// Where mailsend keeps its state (the outbox, OAuth2 tokens):
+    /// `$XDG_STATE_HOME`, else `$HOME/.local/state`. A relative
+    /// XDG_STATE_HOME is ignored, as the XDG spec says: under cron it
+    /// would name another place in each working directory.
+    fn state_dir(&self) -> Option<PathBuf> {
+        let nonempty = |var: &str| (self.env)(var).filter(|v| !v.is_empty());
+        nonempty("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_absolute())
+            .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+    }
+
     /// The flag, else the variable from the environment, else from `.env`,
     /// else the account's key. Empty values count as unset, as a bare
     /// `VAR=` line in cron means.
@@ -724,13 +736,9 @@ impl Settings {
             .into());
         }
         let log = text(args.log.as_deref(), &LOG)?.map(|s| s.value);
-        let default_outbox = {
-            let nonempty = |var: &str| (layers.env)(var).filter(|v| !v.is_empty());
-            nonempty("XDG_STATE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-                .map(|state| state.join("mailsend/outbox"))
-        };
+        let default_outbox = layers
+            .state_dir()
+            .map(|state| state.join("mailsend/outbox"));
         let outbox = {
             let found = layers.get(None, &OUTBOX);
             record(&found, &OUTBOX);
@@ -977,7 +985,6 @@ fn resolve_oauth<E: Fn(&str) -> Option<OsString>>(
             Some(PathBuf::from(found.value))
         }
         None => {
-            let nonempty = |var: &str| (layers.env)(var).filter(|v| !v.is_empty());
             // A name that is not a plain file name is made one.
             let file: String = account
                 .chars()
@@ -989,9 +996,8 @@ fn resolve_oauth<E: Fn(&str) -> Option<OsString>>(
             let file = file
                 .strip_prefix('.')
                 .map_or(file.clone(), |f| format!("_{f}"));
-            nonempty("XDG_STATE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| nonempty("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            layers
+                .state_dir()
                 .map(|state| state.join("mailsend/oauth").join(format!("{file}.json")))
         }
     };
@@ -1257,6 +1263,24 @@ mod tests {
             Some(std::path::Path::new(
                 "/home/u/.local/state/mailsend/oauth/default.json"
             ))
+        );
+        // A relative XDG_STATE_HOME is ignored (XDG spec): the tokens and
+        // the outbox stay under HOME whatever the working directory.
+        let s = Settings::resolve_with(
+            &cli(&[]),
+            None,
+            env(&[("XDG_STATE_HOME", "state"), ("HOME", "/home/u")]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.oauth.token_file.as_deref(),
+            Some(std::path::Path::new(
+                "/home/u/.local/state/mailsend/oauth/default.json"
+            ))
+        );
+        assert_eq!(
+            s.outbox.as_deref(),
+            Some(std::path::Path::new("/home/u/.local/state/mailsend/outbox"))
         );
         let s = Settings::resolve_with(&cli(&[]), None, env(&[])).unwrap();
         assert_eq!(s.oauth.token_file, None);
