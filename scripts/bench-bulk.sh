@@ -346,9 +346,7 @@ bench_tls() {
     done
   done
   line ""
-  line "Goal: mailsend >= 2x the Python script (journal in the work dir, see above). The sink's own" \
-    "cost per message grows with the messages already received in the session (it copies the" \
-    "session's record after every command line): it weighs most on one long session."
+  line "Goal: mailsend >= 2x the Python script (journal in the work dir, see above)."
   line ""
 }
 
