@@ -29,6 +29,15 @@ pub use crate::token::TokenSource;
 
 pub use crate::password::PasswordSource;
 
+/// What the settings say about DKIM signing (`dkim.rs` signs with it).
+#[derive(Clone, Debug)]
+pub struct DkimSettings {
+    pub key: PathBuf,
+    pub selector: String,
+    /// `None`: the domain of the From header.
+    pub domain: Option<String>,
+}
+
 /// When sendmail mode rewrites or adds the From header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FromPolicy {
@@ -80,7 +89,7 @@ pub struct Settings {
     /// The OAuth2 keys of the account (`mailsend auth`, src/oauth/).
     pub oauth: crate::oauth::OAuthSettings,
     /// DKIM signing, when a key is configured.
-    pub dkim: Option<crate::dkim::DkimSettings>,
+    pub dkim: Option<DkimSettings>,
     /// Every setting, its value and its origin, for `mailsend config show`.
     pub shown: Vec<(&'static str, String, String)>,
 }
@@ -1023,7 +1032,7 @@ fn dkim_settings(
     key: Option<PathBuf>,
     selector: Option<Sourced>,
     domain: Option<Sourced>,
-) -> Result<Option<crate::dkim::DkimSettings>, Failure> {
+) -> Result<Option<DkimSettings>, Failure> {
     let Some(key) = key else {
         if let Some(s) = selector.as_ref().or(domain.as_ref()) {
             return Err(Failure::config(format!(
@@ -1068,7 +1077,7 @@ fn dkim_settings(
             }
         }
     };
-    Ok(Some(crate::dkim::DkimSettings {
+    Ok(Some(DkimSettings {
         key,
         selector: selector.value.trim().to_owned(),
         domain,

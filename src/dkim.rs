@@ -18,7 +18,7 @@
 //! RFC 8463 example below and against dkimpy in the interop suite).
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,19 +28,11 @@ use openssl::hash::{Hasher, MessageDigest};
 use openssl::pkey::{Id, PKey, Private};
 
 use crate::accounts;
+use crate::config::DkimSettings;
 use crate::deliver::Outgoing;
 use crate::exit::{Exit, Failure};
 use crate::message::Composed;
 use crate::term::errln;
-
-/// What the settings say about signing.
-#[derive(Clone, Debug)]
-pub struct DkimSettings {
-    pub key: PathBuf,
-    pub selector: String,
-    /// `None`: the domain of the From header.
-    pub domain: Option<String>,
-}
 
 /// The smallest RSA key accepted (RFC 8301 says 1024 at least; receivers
 /// such as Gmail want 2048 and up).

@@ -8,7 +8,6 @@
 
 use std::process::ExitCode;
 
-use crate::oauth::{OAuthError, OAuthKind};
 use crate::smtp::{Class, SmtpError};
 
 /// The sysexits.h codes mailsend uses (see docs/REFERENCE.md "Exit codes").
@@ -84,9 +83,6 @@ pub fn code_for(err: &anyhow::Error) -> Exit {
         if let Some(smtp) = cause.downcast_ref::<SmtpError>() {
             return for_class(smtp.class());
         }
-        if let Some(oauth) = cause.downcast_ref::<OAuthError>() {
-            return for_oauth(oauth.kind);
-        }
     }
     Exit::TempFail
 }
@@ -103,16 +99,6 @@ pub fn for_class(class: Class) -> Exit {
     }
 }
 
-/// The exit code of an OAuth2 failure (PRODUCT.md "Authentication").
-pub fn for_oauth(kind: OAuthKind) -> Exit {
-    match kind {
-        OAuthKind::NotSignedIn | OAuthKind::Config => Exit::Config,
-        OAuthKind::Revoked | OAuthKind::Refused | OAuthKind::Untrusted => Exit::NoPerm,
-        OAuthKind::Network | OAuthKind::Io => Exit::TempFail,
-        OAuthKind::Protocol => Exit::Protocol,
-    }
-}
-
 /// The hint line to print under the error, if any cause carries one.
 pub fn hint_for(err: &anyhow::Error) -> Option<String> {
     err.chain().find_map(|cause| {
@@ -120,11 +106,6 @@ pub fn hint_for(err: &anyhow::Error) -> Option<String> {
             .downcast_ref::<Failure>()
             .and_then(|f| f.hint.clone())
             .or_else(|| cause.downcast_ref::<SmtpError>().and_then(SmtpError::hint))
-            .or_else(|| {
-                cause
-                    .downcast_ref::<OAuthError>()
-                    .and_then(|e| e.hint.clone())
-            })
     })
 }
 
@@ -191,21 +172,6 @@ mod tests {
             .context("reading attachment")
             .unwrap_err();
         assert_eq!(code_for(&err), Exit::NoInput);
-    }
-
-    #[test]
-    fn oauth_failures_follow_the_contract() {
-        use crate::oauth::{OAuthError, OAuthKind};
-        let code = |kind| code_for(&anyhow::Error::new(OAuthError::new(kind, "x")).context("send"));
-        assert_eq!(code(OAuthKind::NotSignedIn), Exit::Config);
-        assert_eq!(code(OAuthKind::Config), Exit::Config);
-        assert_eq!(code(OAuthKind::Revoked), Exit::NoPerm);
-        assert_eq!(code(OAuthKind::Refused), Exit::NoPerm);
-        assert_eq!(code(OAuthKind::Untrusted), Exit::NoPerm);
-        assert_eq!(code(OAuthKind::Network), Exit::TempFail);
-        assert_eq!(code(OAuthKind::Protocol), Exit::Protocol);
-        let err = anyhow::Error::new(OAuthError::new(OAuthKind::Revoked, "x").hint("log in"));
-        assert_eq!(hint_for(&err).as_deref(), Some("log in"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub enum TokenSource {
 
 /// An access token from `source`, within `timeout`. A failing command is
 /// 78 with a hint naming the setting to check; the built-in sign-in's
-/// failures are classed by `exit::for_oauth` (78 not signed in, 77
+/// failures are classed by their kind (`oauth::OAuthError`) (78 not signed in, 77
 /// revoked, 75 provider unreachable).
 pub fn access_token(source: &TokenSource, timeout: Duration) -> Result<Secret> {
     obtain(source, timeout, false)

@@ -59,7 +59,7 @@ pub enum Command {
     Man,
     /// Send one personalised message per row of a CSV list (a campaign)
     Bulk(Box<BulkArgs>),
-    /// OAuth2 sign-in for sending: login, status, logout
+    /// OAuth2 sign-in for sending: login, status, logout, refresh
     Auth {
         #[command(subcommand)]
         action: AuthAction,

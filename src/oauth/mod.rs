@@ -7,7 +7,7 @@
 //! sign-in (authorization code with PKCE and a loopback redirect, or the
 //! device code). For sends the one entry point is [`access_token`] (and
 //! [`force_refresh`] once after a 535 for an expired token). Every error
-//! is an [`OAuthError`], whose kind `exit.rs` turns into an exit code.
+//! is an [`OAuthError`], whose kind sets the exit code it leaves with.
 
 mod flow;
 pub use flow::login;
@@ -26,6 +26,7 @@ use oauth2::{
     RefreshToken, RequestTokenError, RevocationUrl, StandardErrorResponse, TokenResponse, TokenUrl,
 };
 
+use crate::exit::{Exit, Failure};
 use crate::password::PasswordSource;
 use crate::secret::{Redactor, Secret};
 use crate::term::outln;
@@ -99,7 +100,7 @@ impl OAuthSettings {
     }
 }
 
-/// What went wrong, as far as the exit code is concerned (`exit.rs`).
+/// What went wrong, as far as the exit code is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OAuthKind {
     /// No stored tokens: `auth login` was never run (78).
@@ -120,13 +121,39 @@ pub enum OAuthKind {
     Io,
 }
 
-/// An OAuth2 failure: one line, an optional hint; never a token.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+/// An OAuth2 failure: one line, an optional hint; never a token. It
+/// becomes an `anyhow::Error` only as an `exit::Failure` carrying the exit
+/// code of its kind (no `std::error::Error` impl, so that no path can
+/// turn it into an error without one).
+#[derive(Debug)]
 pub struct OAuthError {
     pub kind: OAuthKind,
     pub message: String,
     pub hint: Option<String>,
+}
+
+impl std::fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<OAuthError> for anyhow::Error {
+    fn from(e: OAuthError) -> anyhow::Error {
+        // PRODUCT.md "Authentication": not signed in or a bad setting is
+        // 78; a revoked sign-in, a refusal or an untrusted endpoint 77.
+        let exit = match e.kind {
+            OAuthKind::NotSignedIn | OAuthKind::Config => Exit::Config,
+            OAuthKind::Revoked | OAuthKind::Refused | OAuthKind::Untrusted => Exit::NoPerm,
+            OAuthKind::Network | OAuthKind::Io => Exit::TempFail,
+            OAuthKind::Protocol => Exit::Protocol,
+        };
+        let failure = Failure::new(exit, e.message);
+        match e.hint {
+            Some(hint) => failure.with_hint(hint).into(),
+            None => failure.into(),
+        }
+    }
 }
 
 impl OAuthError {
@@ -567,4 +594,31 @@ fn revoke(cfg: &OAuthSettings, refresh: &str, timeout: Duration) -> Result<Strin
         "revoked the refresh token at {}",
         endpoints.provider
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::{code_for, hint_for};
+
+    #[test]
+    fn oauth_failures_follow_the_contract() {
+        let code = |kind| {
+            let err: anyhow::Error = OAuthError::new(kind, "x").into();
+            code_for(&err.context("send"))
+        };
+        assert_eq!(code(OAuthKind::NotSignedIn), Exit::Config);
+        assert_eq!(code(OAuthKind::Config), Exit::Config);
+        assert_eq!(code(OAuthKind::Revoked), Exit::NoPerm);
+        assert_eq!(code(OAuthKind::Refused), Exit::NoPerm);
+        assert_eq!(code(OAuthKind::Untrusted), Exit::NoPerm);
+        assert_eq!(code(OAuthKind::Network), Exit::TempFail);
+        assert_eq!(code(OAuthKind::Io), Exit::TempFail);
+        assert_eq!(code(OAuthKind::Protocol), Exit::Protocol);
+        let err: anyhow::Error = OAuthError::new(OAuthKind::Revoked, "x")
+            .hint("log in")
+            .into();
+        assert_eq!(hint_for(&err).as_deref(), Some("log in"));
+        assert_eq!(format!("{err:#}"), "x");
+    }
 }
