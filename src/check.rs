@@ -175,7 +175,15 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
             "set MAILSEND_HOST (environment or .env), pass --host, or add a config file account",
         )
     })?;
-    let secrets = login_secrets(&settings)?;
+    // A sign-in the provider no longer accepts (a revoked or expired
+    // refresh token) is credentials refused: the server is still checked,
+    // and the report says `accepted: false` at the login step. Anything
+    // else that stops a send before it connects stops the check here.
+    let secrets = match login_secrets(&settings) {
+        Ok(secrets) => Ok(secrets),
+        Err(e) if sign_in_revoked(&e) => Err(e),
+        Err(e) => return Err(e.into()),
+    };
     let tls = match settings.tls {
         TlsMode::None => None,
         _ => Some(
@@ -259,6 +267,14 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
 
     r.auth.offered = client.capabilities().auth.clone();
     if let Some(user) = settings.user.as_deref() {
+        let secrets = match secrets {
+            Ok(secrets) => secrets,
+            Err(e) => {
+                r.auth.accepted = Some(false);
+                client.quit();
+                return Err(e.into());
+            }
+        };
         let credentials = Credentials {
             user,
             password: secrets.password.as_ref(),
@@ -312,6 +328,15 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
 
 /// Fills `tls`, `certificate` and `chain` from the session (when the
 /// handshake succeeded) or from what verification was shown.
+/// Whether `err` is the OAuth2 provider refusing the stored sign-in.
+fn sign_in_revoked(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<crate::oauth::OAuthError>()
+            .is_some_and(|o| matches!(o.kind, crate::oauth::OAuthKind::Revoked))
+    })
+}
+
 fn describe_tls(r: &mut Report, info: Option<&TlsInfo>, presented: &[CertSummary], now: i64) {
     if let Some(info) = info {
         r.tls = Some(TlsReport {

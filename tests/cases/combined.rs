@@ -1,0 +1,411 @@
+//! Review O: the newest features used together, as a demanding user
+//! combines them: DKIM with the built-in OAuth2 sign-in in a campaign,
+//! the outbox, sendmail mode, `check`, inline images and big attachments,
+//! retries; exit codes when several things fail at once; secrets in no
+//! output of any combination.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mailparse::MailHeaderMap;
+
+use super::dkim::{Key, signed_headers, tag, verify};
+use super::*;
+use crate::support::cmd::{Mailsend, Run};
+use crate::support::oauth_server::{ACCESS_PREFIX, OAuthServer, Options, REFRESH_PREFIX};
+
+/// Writes the default account's token file as `auth login` would have.
+fn seed(m: &Mailsend, refresh: &str, expires_in: i64) -> PathBuf {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let file = m.path().join(".local/state/mailsend/oauth/default.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"provider":"custom","scopes":["mail.send"],"refresh_token":"{refresh}","access_token":"{ACCESS_PREFIX}old","expires_at":{}}}"#,
+            now + expires_in
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    file
+}
+
+/// A recording server taking `token` by OAuth2 (and the test password),
+/// and mailsend pointed at it and at the OAuth2 double, without a password.
+fn oauth_pair(oauth: &OAuthServer, token: &str) -> (TestServer, Mailsend) {
+    let smtp = TestServer::start(Behaviour {
+        oauth_token: Some(token.into()),
+        ..with_auth(Behaviour::default())
+    });
+    let mut m = Mailsend::to(&smtp);
+    m.env_remove("MAILSEND_PASSWORD");
+    for (k, v) in oauth.env() {
+        m.env(k, &v);
+    }
+    (smtp, m)
+}
+
+/// No token, refresh token or private key material in anything printed.
+fn assert_no_secrets(run: &Run, key: Option<&Key>, extra: &[&str]) {
+    for text in [run.stdout(), run.stderr()] {
+        for secret in [ACCESS_PREFIX, REFRESH_PREFIX].iter().chain(extra) {
+            assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+        }
+        if let Some(key) = key {
+            let pem = String::from_utf8_lossy(&key.pem).into_owned();
+            for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+                assert!(!text.contains(line), "key material leaked:\n{text}");
+            }
+        }
+    }
+}
+
+fn all_data(server: &TestServer, sessions: usize) -> Vec<Vec<u8>> {
+    server
+        .wait_sessions(sessions, Duration::from_secs(20))
+        .iter()
+        .flat_map(|s| &s.transactions)
+        .map(|t| t.data.clone())
+        .collect()
+}
+
+#[test]
+fn a_signed_campaign_over_oauth2_refreshes_once_and_every_row_verifies() {
+    let oauth = OAuthServer::start(Options::default());
+    let old = format!("{REFRESH_PREFIX}seed");
+    oauth.add_refresh_token(&old);
+    let (smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
+    seed(&m, &old, 30);
+    let key = Key::ed25519();
+    let path = key.install(&m, "dkim.pem");
+    let rows: String = (1..=8)
+        .map(|i| format!("u{i}@example.com,N{i}\n"))
+        .collect();
+    m.file("list.csv", format!("email,name\n{rows}"));
+    let log = m.path().join("send.log");
+    let run = m
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--subject", "Hi {{ name }}", "--body", "Dear {{ name }}"])
+        .args(["--unsubscribe-url", "https://example.com/u?e={{ email }}"])
+        .args([
+            "--list-id",
+            "News <news.example.com>",
+            "--yes",
+            "--json",
+            "-v",
+        ])
+        .args(["--concurrency", "3", "--auth", "xoauth2"])
+        .args(["--log", log.to_str().unwrap()])
+        .args([
+            "--dkim-key",
+            path.to_str().unwrap(),
+            "--dkim-selector",
+            "s1",
+        ])
+        .run()
+        .expect(0);
+    assert_no_secrets(&run, Some(&key), &[]);
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!logged.contains(ACCESS_PREFIX) && !logged.contains(REFRESH_PREFIX));
+    assert_eq!(
+        oauth.token_requests().len(),
+        1,
+        "one refresh for all sessions"
+    );
+    let data = all_data(&smtp, 1);
+    assert_eq!(data.len(), 8);
+    for d in &data {
+        let value = verify(d, &key);
+        let h = signed_headers(&value);
+        for name in ["list-unsubscribe", "list-unsubscribe-post", "list-id"] {
+            assert!(h.contains(&name.to_owned()), "{name} not signed: {h:?}");
+        }
+    }
+    for s in smtp.sessions() {
+        assert_eq!(
+            s.auth.as_ref().map(|(_, t)| t.clone()),
+            Some(format!("{ACCESS_PREFIX}1"))
+        );
+    }
+}
+
+#[test]
+fn a_deferred_signed_row_keeps_its_message_id_on_resume_and_verifies() {
+    let key = Key::rsa(2048);
+    let server = TestServer::start(with_auth(Behaviour {
+        rcpt_replies: vec![("u2@example.com".into(), "450 4.2.0 later".into())],
+        ..Behaviour::default()
+    }));
+    let mut m = Mailsend::to(&server);
+    let path = key.install(&m, "dkim.pem");
+    m.file("list.csv", "email\nu1@example.com\nu2@example.com\n");
+    let args = |m: &mut Mailsend| {
+        m.args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+            .args(["--subject", "Hi", "--body", "x", "--yes", "--json"])
+            .args(["--retry-for", "0s"])
+            .args([
+                "--dkim-key",
+                path.to_str().unwrap(),
+                "--dkim-selector",
+                "s1",
+            ]);
+    };
+    args(&mut m);
+    let first = m.run().expect(75);
+    let deferred: serde_json::Value = first
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|j| j["status"] == "deferred")
+        .expect("a deferred row");
+    drop(server);
+    let server = TestServer::start(with_auth(Behaviour::default()));
+    let mut again = Mailsend::to(&server);
+    again.home(m.path());
+    args(&mut again);
+    again.run().expect(0);
+    let data = all_data(&server, 1);
+    assert_eq!(data.len(), 1);
+    verify(&data[0], &key);
+    assert_eq!(
+        header(&data[0], "message-id").map(|v| v.trim_matches(['<', '>']).to_owned()),
+        deferred["message_id"]
+            .as_str()
+            .map(|v| v.trim_matches(['<', '>']).to_owned())
+    );
+}
+
+#[test]
+fn check_refreshes_an_expired_stored_token_and_ignores_the_dkim_key() {
+    let oauth = OAuthServer::start(Options::default());
+    let old = format!("{REFRESH_PREFIX}seed");
+    oauth.add_refresh_token(&old);
+    let (smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
+    seed(&m, &old, -10);
+    // A key that is no key at all, and unsafe: check sends no mail.
+    let bad = m.file("dkim.pem", "not a key");
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = m
+        .env("MAILSEND_DKIM_KEY", bad.to_str().unwrap())
+        .env("MAILSEND_DKIM_SELECTOR", "s1")
+        .args(["check", "--json", "-v"])
+        .run();
+    assert_no_secrets(&run, None, &[]);
+    let run = run.expect(0);
+    let j: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
+    assert_eq!(j["auth"]["accepted"], true, "{j:#}");
+    assert_eq!(j["ok"], true, "{j:#}");
+    assert_eq!(oauth.token_requests().len(), 1);
+    assert!(smtp.sessions().iter().all(|s| s.transactions.is_empty()));
+}
+
+#[test]
+fn check_with_a_revoked_sign_in_is_77_with_accepted_false() {
+    let oauth = OAuthServer::start(Options::default());
+    let (_smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
+    seed(&m, &format!("{REFRESH_PREFIX}revoked"), -10);
+    let run = m.args(["check", "--json"]).run();
+    assert_no_secrets(&run, None, &[]);
+    let run = run.expect(77);
+    let j: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
+    assert_eq!(j["auth"]["accepted"], false, "{j:#}");
+    assert_eq!(j["ok"], false, "{j:#}");
+    // The server was still checked: a diagnosis, not a stop at the token.
+    assert!(j["greeting"].is_string(), "{j:#}");
+    assert!(j["tls"]["version"].is_string(), "{j:#}");
+    run.error_mentions("invalid_grant");
+}
+
+#[test]
+fn check_xoauth2_against_a_plain_only_server_is_76_in_json() {
+    let server = TestServer::start(with_auth(Behaviour {
+        auth_mechanisms: Some("PLAIN".into()),
+        ..Behaviour::default()
+    }));
+    let mut m = Mailsend::to(&server);
+    let cmd = m.file("tok.sh", format!("#!/bin/sh\necho {ACCESS_PREFIX}x\n"));
+    std::fs::set_permissions(&cmd, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let run = m
+        .env("MAILSEND_OAUTH_TOKEN_COMMAND", cmd.to_str().unwrap())
+        .args(["check", "--json", "--auth", "xoauth2"])
+        .run();
+    assert_no_secrets(&run, None, &[]);
+    let run = run.expect(76);
+    let j: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
+    assert_eq!(j["ok"], false, "{j:#}");
+    assert_eq!(j["auth"]["offered"], serde_json::json!(["PLAIN"]), "{j:#}");
+}
+
+fn unreachable_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn a_bad_dkim_key_and_an_unreachable_server_is_78_in_every_mode() {
+    let port = unreachable_port();
+    let mut probe = Mailsend::to_port(port);
+    let bad = probe.private_file(
+        "dkim.pem",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    );
+    let dir = probe.path().to_owned();
+    let bad = bad.to_str().unwrap().to_owned();
+    let base = |m: &mut Mailsend| {
+        m.home(&dir)
+            .env("MAILSEND_DKIM_KEY", &bad)
+            .env("MAILSEND_DKIM_SELECTOR", "s1");
+    };
+    std::fs::write(dir.join("list.csv"), "email\nu1@example.com\n").unwrap();
+    let mut send = Mailsend::to_port(port);
+    base(&mut send);
+    let run = send
+        .args([
+            "--from",
+            "a@example.com",
+            "--to",
+            "b@example.net",
+            "--body",
+            "x",
+        ])
+        .args(["--json", "--retry-for", "5s"])
+        .run()
+        .expect(78);
+    assert!(!run.stderr().contains("AAAA"));
+    let mut bulk = Mailsend::to_port(port);
+    base(&mut bulk);
+    bulk.args(["bulk", "--data", "list.csv", "--from", "a@example.com"])
+        .args(["--subject", "s", "--body", "x", "--yes", "--json"])
+        .run()
+        .expect(78);
+    let mut queue = Mailsend::to_port(port);
+    base(&mut queue);
+    queue
+        .args([
+            "--from",
+            "a@example.com",
+            "--to",
+            "b@example.net",
+            "--body",
+            "x",
+        ])
+        .args(["--queue"])
+        .run()
+        .expect(78);
+    let _ = probe.args(["--version"]).run();
+}
+
+#[test]
+fn inline_attach_html_and_a_5_mib_attachment_are_signed_whole() {
+    let key = Key::rsa(2048);
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    let path = key.install(&m, "dkim.pem");
+    let big: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let big_path = m.file("big.bin", &big);
+    let logo = m.file("logo.png", b"\x89PNG\r\n\x1a\n-not-really");
+    let html = m.file("page.html", "<p>Hi <img src=\"cid:logo.png\"></p>\n");
+    m.args(["--from", "me@example.com", "--to", "a@example.net"])
+        .args(["--subject", "Grüße", "--body", "Text ünicode\n"])
+        .args(["--html", html.to_str().unwrap()])
+        .args(["--inline", logo.to_str().unwrap()])
+        .args(["--attach", big_path.to_str().unwrap()])
+        .args([
+            "--dkim-key",
+            path.to_str().unwrap(),
+            "--dkim-selector",
+            "big",
+        ])
+        .run()
+        .expect(0);
+    let data = only_transaction(&server).data;
+    verify(&data, &key);
+    let mail = mailparse::parse_mail(&data).unwrap();
+    assert_eq!(mail.ctype.mimetype, "multipart/mixed");
+    let kinds: Vec<String> = mail
+        .subparts
+        .iter()
+        .map(|p| p.ctype.mimetype.clone())
+        .collect();
+    assert_eq!(kinds[0], "multipart/alternative", "{kinds:?}");
+    assert_eq!(mail.subparts[1].get_body_raw().unwrap(), big);
+    assert!(mail.headers.get_first_value("DKIM-Signature").is_some());
+}
+
+#[test]
+fn a_queued_signed_message_flushes_with_the_account_it_was_queued_for() {
+    let key = Key::ed25519();
+    let port = unreachable_port();
+    let mut m = Mailsend::bare();
+    let dir = m.path().to_owned();
+    let path = key.install(&m, "dkim.pem");
+    let cmd = m.file("tok.sh", format!("#!/bin/sh\necho {ACCESS_PREFIX}oa\n"));
+    std::fs::set_permissions(&cmd, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let ca = crate::support::pki::Pki::shared()
+        .ca_file
+        .display()
+        .to_string();
+    let other = TestServer::start(with_auth(Behaviour::default()));
+    m.config(&format!(
+        r#"[accounts.main]
+default = true
+host = "127.0.0.1"
+port = {other}
+user = "{user}"
+password = "{pw}"
+from = "{user}"
+ca_file = "{ca}"
+timeout = "5s"
+
+[accounts.oa]
+host = "127.0.0.1"
+port = {port}
+user = "{user}"
+auth = "xoauth2"
+oauth_token_command = "{cmd}"
+from = "news@example.com"
+ca_file = "{ca}"
+timeout = "5s"
+dkim_key = "{key}"
+dkim_selector = "oa"
+"#,
+        other = other.port(),
+        user = crate::support::cmd::USER,
+        pw = crate::support::cmd::PASSWORD,
+        cmd = cmd.display(),
+        key = path.display(),
+    ));
+    let run = m
+        .args(["--account", "oa", "--to", "a@example.net", "--subject", "s"])
+        .args(["--body", "queued body\n", "--json", "--queue"])
+        .run()
+        .expect(0);
+    let j: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+    assert!(j["queued"].is_string(), "{j}");
+    let server = TestServer::start_on(
+        Behaviour {
+            oauth_token: Some(format!("{ACCESS_PREFIX}oa")),
+            ..with_auth(Behaviour::default())
+        },
+        port,
+    );
+    let mut flush = Mailsend::bare();
+    flush.config(&std::fs::read_to_string(dir.join(".config/mailsend/config.toml")).unwrap());
+    let run = flush
+        .home(&dir)
+        .args(["outbox", "flush", "--account", "main", "--json", "-v"])
+        .run()
+        .expect(0);
+    assert_no_secrets(&run, Some(&key), &[]);
+    let tx = only_transaction(&server);
+    verify(&tx.data, &key);
+    assert_eq!(tag(&verify(&tx.data, &key), "s"), "oa");
+    assert!(other.sessions().is_empty(), "went with the other account");
+}
