@@ -409,3 +409,73 @@ dkim_selector = "oa"
     assert_eq!(tag(&verify(&tx.data, &key), "s"), "oa");
     assert!(other.sessions().is_empty(), "went with the other account");
 }
+
+#[test]
+fn sendmail_t_8bit_input_with_bcc_is_signed_as_sent_and_never_downgraded() {
+    let key = Key::rsa(2048);
+    let input = "From: Jorg <a@example.com>\nTo: x@example.com\nBcc: hidden@example.org\n\
+Subject: 8bit   input\nContent-Type: text/plain; charset=utf-8\n\
+Content-Transfer-Encoding: 8bit\n\nGr\u{fc}\u{df}e \u{2615}  \n.\n..\n";
+    for seven_bit_only in [false, true] {
+        let server = TestServer::start(with_auth(Behaviour {
+            seven_bit_only,
+            ..Behaviour::default()
+        }));
+        let mut m = Mailsend::sendmail(&server);
+        let path = key.install(&m, "dkim.pem");
+        m.config(&crate::support::cmd::account_config(
+            &server,
+            &format!(
+                "dkim_key = \"{}\"\ndkim_selector = \"mail\"\n",
+                path.display()
+            ),
+        ));
+        m.args(["-t", "-i"]).stdin(input);
+        if seven_bit_only {
+            // Converting after signing would break the signature: refused.
+            m.run().expect(76).error_mentions("8BITMIME");
+            assert!(server.sessions().iter().all(|s| s.transactions.is_empty()));
+            continue;
+        }
+        m.run().expect(0);
+        let tx = only_transaction(&server);
+        assert!(!has_bcc_line(&tx.data));
+        let value = verify(&tx.data, &key);
+        assert!(!signed_headers(&value).contains(&"bcc".to_owned()));
+        assert_eq!(tx.rcpt_to.len(), 2, "{:?}", tx.rcpt_to);
+    }
+}
+
+#[test]
+fn a_signed_single_send_with_list_headers_and_attach_stdin_verifies() {
+    let key = Key::ed25519();
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    let path = key.install(&m, "dkim.pem");
+    let run = m
+        .args(["--from", "me@example.com", "--to", "a@example.net"])
+        .args([
+            "--subject",
+            "s",
+            "--body",
+            "b\n",
+            "--attach-stdin",
+            "data.csv",
+        ])
+        .args(["--header", "List-Unsubscribe: <https://example.com/u>"])
+        .args([
+            "--header",
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        ])
+        .args(["--dkim-key", path.to_str().unwrap(), "--dkim-selector", "s"])
+        .args(["--json", "-v"])
+        .stdin("a,b\n1,2\n")
+        .run()
+        .expect(0);
+    assert_no_secrets(&run, Some(&key), &[]);
+    let tx = only_transaction(&server);
+    let value = verify(&tx.data, &key);
+    let h = signed_headers(&value);
+    assert!(h.contains(&"list-unsubscribe".to_owned()), "{h:?}");
+    assert!(h.contains(&"list-unsubscribe-post".to_owned()), "{h:?}");
+}
