@@ -479,3 +479,271 @@ fn a_signed_single_send_with_list_headers_and_attach_stdin_verifies() {
     assert!(h.contains(&"list-unsubscribe".to_owned()), "{h:?}");
     assert!(h.contains(&"list-unsubscribe-post".to_owned()), "{h:?}");
 }
+
+/// kill -9 at the worst instant (the first row's 250 not yet read) of a
+/// signed campaign over the built-in sign-in: the run again uses the
+/// token the first one refreshed (saved, not lost), and the row sent
+/// twice carries the same Message-ID and a valid signature both times.
+#[test]
+fn a_signed_oauth2_campaign_killed_before_a_250_resumes_with_the_same_message_id() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let oauth = OAuthServer::start(Options::default());
+    let old = format!("{REFRESH_PREFIX}seed");
+    oauth.add_refresh_token(&old);
+    let pid = std::sync::Arc::new(AtomicU32::new(0));
+    let victim = pid.clone();
+    let smtp = TestServer::start(Behaviour {
+        oauth_token: Some(format!("{ACCESS_PREFIX}1")),
+        before_data_reply: Some(crate::support::server::Hook(std::sync::Arc::new(
+            move || {
+                let pid = victim.swap(0, Ordering::SeqCst);
+                if pid != 0 {
+                    // SAFETY: kill(2) on the pid of a child this test spawned.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            },
+        ))),
+        ..with_auth(Behaviour::default())
+    });
+    let key = Key::rsa(2048);
+    let mut first = Mailsend::to(&smtp);
+    let dir = first.path().to_owned();
+    seed(&first, &old, 30);
+    let path = key.install(&first, "dkim.pem");
+    std::fs::write(
+        dir.join("list.csv"),
+        "email\nu1@example.com\nu2@example.com\n",
+    )
+    .unwrap();
+    let args = |m: &mut Mailsend| {
+        m.env_remove("MAILSEND_PASSWORD");
+        for (k, v) in oauth.env() {
+            m.env(k, &v);
+        }
+        m.home(&dir)
+            .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+            .args(["--subject", "Hi", "--body", "x", "--yes", "--json"])
+            .args(["--concurrency", "1", "--list-id", "N <n.example.com>"])
+            .args(["--dkim-key", path.to_str().unwrap(), "--dkim-selector", "k"]);
+    };
+    args(&mut first);
+    let mut child = first.spawn();
+    pid.store(child.id(), Ordering::SeqCst);
+    let _ = child.wait();
+    let mut again = Mailsend::to(&smtp);
+    args(&mut again);
+    let run = again.run().expect(0);
+    assert_no_secrets(&run, Some(&key), &[]);
+    assert_eq!(
+        oauth.token_requests().len(),
+        1,
+        "the refreshed token was kept"
+    );
+    let copies: Vec<Vec<u8>> = smtp
+        .sessions()
+        .iter()
+        .flat_map(|s| s.transactions.clone())
+        .filter(|t| t.rcpt_to == ["u1@example.com"])
+        .map(|t| t.data)
+        .collect();
+    assert_eq!(copies.len(), 2, "sent twice (the kill raced its 250)");
+    for c in &copies {
+        verify(c, &key);
+    }
+    assert_eq!(
+        header(&copies[0], "message-id"),
+        header(&copies[1], "message-id")
+    );
+}
+
+/// The provider is down when the message goes (the token cannot be
+/// refreshed: temporary), so the signed message is queued; the flush,
+/// once the provider is back, refreshes once and sends the queued bytes,
+/// which still verify. A 421 on the first attempt of the flush changes
+/// nothing in them either.
+#[test]
+fn a_signed_message_queued_while_the_provider_is_down_flushes_intact() {
+    let oauth = OAuthServer::start(Options::default());
+    let old = format!("{REFRESH_PREFIX}seed");
+    oauth.add_refresh_token(&old);
+    let smtp = TestServer::start(Behaviour {
+        oauth_token: Some(format!("{ACCESS_PREFIX}1")),
+        data_reply: Some("421 4.3.2 shutting down".into()),
+        fault_sessions: Some(1),
+        ..with_auth(Behaviour::default())
+    });
+    let key = Key::ed25519();
+    let mut m = Mailsend::to(&smtp);
+    let dir = m.path().to_owned();
+    seed(&m, &old, -10);
+    let path = key.install(&m, "dkim.pem");
+    let setup = |m: &mut Mailsend| {
+        m.env_remove("MAILSEND_PASSWORD");
+        for (k, v) in oauth.env() {
+            m.env(k, &v);
+        }
+        m.home(&dir)
+            .env("MAILSEND_DKIM_KEY", path.to_str().unwrap())
+            .env("MAILSEND_DKIM_SELECTOR", "q");
+    };
+    setup(&mut m);
+    let down = format!("http://127.0.0.1:{}/token", unreachable_port());
+    let run = m
+        .env("MAILSEND_OAUTH_TOKEN_URL", &down)
+        .args(["--from", "me@example.com", "--to", "a@example.net"])
+        .args(["--subject", "s", "--body", "queued\n", "--queue", "--json"])
+        .run()
+        .expect(0);
+    assert_no_secrets(&run, Some(&key), &[]);
+    let j: serde_json::Value = serde_json::from_str(run.stdout().trim()).expect("JSON");
+    let id = j["queued"].as_str().expect("queued").to_owned();
+    assert!(smtp.sessions().is_empty());
+    let mut show = Mailsend::to(&smtp);
+    setup(&mut show);
+    let shown = show.args(["outbox", "show", &id]).run().expect(0).stdout();
+    let queued = shown
+        .split_once("\n\n")
+        .expect("state, message")
+        .1
+        .to_owned();
+
+    let mut flush = Mailsend::to(&smtp);
+    setup(&mut flush);
+    let run = flush
+        .args(["outbox", "flush", "--all", "--json", "-v"])
+        .run();
+    assert_no_secrets(&run, Some(&key), &[]);
+    let code = run.code();
+    // The 421: the entry waits (75), the next flush sends it.
+    if code == 75 {
+        let mut flush = Mailsend::to(&smtp);
+        setup(&mut flush);
+        let run = flush.args(["outbox", "flush", "--all", "--json"]).run();
+        assert_no_secrets(&run, Some(&key), &[]);
+        run.expect(0);
+    } else {
+        run.expect(0);
+    }
+    assert_eq!(oauth.token_requests().len(), 1, "one refresh");
+    let data: Vec<Vec<u8>> = smtp
+        .sessions()
+        .iter()
+        .flat_map(|s| s.transactions.clone())
+        .map(|t| t.data)
+        .collect();
+    assert_eq!(data.len(), 2, "the 421 attempt and the one taken");
+    for d in &data {
+        assert_eq!(String::from_utf8_lossy(d), queued);
+        verify(d, &key);
+    }
+}
+
+/// `check` signs nothing and `outbox flush` sends bytes signed when they
+/// were queued: a DKIM setting that is wrong (a selector without a key,
+/// a key without a selector, a bad selector) stops neither. A send still
+/// refuses it (78) before connecting.
+#[test]
+fn a_wrong_dkim_setting_stops_no_check_and_no_flush_but_every_send() {
+    let server = submission();
+    for (name, value) in [
+        ("MAILSEND_DKIM_SELECTOR", "s1"),
+        ("MAILSEND_DKIM_DOMAIN", "example.com"),
+    ] {
+        let run = Mailsend::to(&server)
+            .env(name, value)
+            .args(["check", "--json"])
+            .run()
+            .expect(0);
+        let j: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
+        assert_eq!(j["auth"]["accepted"], true, "{j:#}");
+    }
+
+    // A signed message queued while the server was down...
+    let key = Key::ed25519();
+    let port = unreachable_port();
+    let mut m = Mailsend::to_port(port);
+    let dir = m.path().to_owned();
+    let path = key.install(&m, "dkim.pem");
+    let run = m
+        .env("MAILSEND_DKIM_KEY", path.to_str().unwrap())
+        .env("MAILSEND_DKIM_SELECTOR", "old")
+        .args(["--from", "me@example.com", "--to", "a@example.net"])
+        .args(["--body", "x", "--queue", "--json"])
+        .run()
+        .expect(0);
+    assert!(run.stdout().contains("\"queued\""), "{}", run.stdout());
+    // ...then the key is retired, its selector left behind by mistake.
+    std::fs::remove_file(&path).unwrap();
+    let server = TestServer::start_on(with_auth(Behaviour::default()), port);
+    let mut send = Mailsend::to_port(port);
+    send.home(&dir)
+        .env("MAILSEND_DKIM_SELECTOR", "old")
+        .args([
+            "--from",
+            "me@example.com",
+            "--to",
+            "b@example.net",
+            "--body",
+            "y",
+        ])
+        .run()
+        .expect(78)
+        .error_mentions("DKIM");
+    assert!(
+        server.sessions().is_empty(),
+        "connected with a bad DKIM setting"
+    );
+    Mailsend::to_port(port)
+        .home(&dir)
+        .env("MAILSEND_DKIM_SELECTOR", "old")
+        .args(["outbox", "flush"])
+        .run()
+        .expect(0);
+    verify(&only_transaction(&server).data, &key);
+}
+
+/// The stored access token looks valid for an hour but the server refuses
+/// it (revoked early): the campaign's sessions, all refused at once,
+/// share one forced refresh; with a provider that rotates refresh tokens,
+/// a second refresh with the old one would be refused (invalid_grant).
+#[test]
+fn a_campaign_whose_stored_token_is_refused_refreshes_once_for_all_sessions() {
+    let oauth = OAuthServer::start(Options::default());
+    let old = format!("{REFRESH_PREFIX}seed");
+    oauth.add_refresh_token(&old);
+    let (smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
+    seed(&m, &old, 3600);
+    let key = Key::ed25519();
+    let path = key.install(&m, "dkim.pem");
+    let rows: String = (1..=12).map(|i| format!("u{i}@example.com\n")).collect();
+    m.file("list.csv", format!("email\n{rows}"));
+    let run = m
+        .args(["bulk", "--data", "list.csv", "--from", "news@example.com"])
+        .args(["--subject", "Hi", "--body", "x", "--yes", "--json"])
+        .args(["--concurrency", "4", "--list-id", "N <n.example.com>"])
+        .args([
+            "--dkim-key",
+            path.to_str().unwrap(),
+            "--dkim-selector",
+            "s1",
+        ])
+        .run();
+    assert_no_secrets(&run, Some(&key), &[]);
+    run.expect(0);
+    assert_eq!(
+        oauth.token_requests().len(),
+        1,
+        "one refresh for all sessions"
+    );
+    let data: Vec<Vec<u8>> = smtp
+        .sessions()
+        .iter()
+        .flat_map(|s| s.transactions.clone())
+        .map(|t| t.data)
+        .collect();
+    assert_eq!(data.len(), 12);
+    for d in &data {
+        verify(d, &key);
+    }
+}
