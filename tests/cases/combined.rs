@@ -207,7 +207,7 @@ fn check_refreshes_an_expired_stored_token_and_ignores_the_dkim_key() {
 #[test]
 fn check_with_a_revoked_sign_in_is_77_with_accepted_false() {
     let oauth = OAuthServer::start(Options::default());
-    let (_smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
+    let (smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
     seed(&m, &format!("{REFRESH_PREFIX}revoked"), -10);
     let run = m.args(["check", "--json"]).run();
     assert_no_secrets(&run, None, &[]);
@@ -746,4 +746,109 @@ fn a_campaign_whose_stored_token_is_refused_refreshes_once_for_all_sessions() {
     for d in &data {
         verify(d, &key);
     }
+}
+
+/// A provider that quotes the secrets of the request in its errors: none
+/// of them reaches the log file, the JSON or the transcript of a signed
+/// send, a campaign's JSON Lines, or check's report.
+#[test]
+fn a_provider_quoting_secrets_leaks_nothing_into_log_json_or_transcript() {
+    let oauth = OAuthServer::start(Options {
+        echo_secrets: true,
+        client_secret: Some("CS-s3cret-combined".into()),
+        ..Options::default()
+    });
+    let (smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
+    seed(&m, &format!("{REFRESH_PREFIX}revoked"), -10);
+    let key = Key::ed25519();
+    let path = key.install(&m, "dkim.pem");
+    let log = m.path().join("mail.log");
+    m.file("list.csv", "email\nu1@example.com\n");
+    m.env("MAILSEND_OAUTH_CLIENT_SECRET", "CS-s3cret-combined")
+        .env("MAILSEND_DKIM_KEY", path.to_str().unwrap())
+        .env("MAILSEND_DKIM_SELECTOR", "s")
+        .env("MAILSEND_LOG", log.to_str().unwrap());
+    let secrets = ["CS-s3cret-combined"];
+    let runs = [
+        m.args(["--from", "me@example.com", "--to", "a@example.net"])
+            .args(["--body", "x", "--json", "-v", "--queue"])
+            .run(),
+    ];
+    let mut bulk = Mailsend::to(&smtp);
+    bulk.home(m.path());
+    bulk.env_remove("MAILSEND_PASSWORD");
+    for (k, v) in oauth.env() {
+        bulk.env(k, &v);
+    }
+    bulk.env("MAILSEND_OAUTH_CLIENT_SECRET", "CS-s3cret-combined")
+        .env("MAILSEND_DKIM_KEY", path.to_str().unwrap())
+        .env("MAILSEND_DKIM_SELECTOR", "s")
+        .env("MAILSEND_LOG", log.to_str().unwrap());
+    let b = bulk
+        .args(["bulk", "--data", "list.csv", "--from", "me@example.com"])
+        .args(["--subject", "s", "--body", "x", "--yes", "--json", "-v"])
+        .run();
+    let mut check = Mailsend::to(&smtp);
+    check.home(m.path());
+    check.env_remove("MAILSEND_PASSWORD");
+    for (k, v) in oauth.env() {
+        check.env(k, &v);
+    }
+    let c = check
+        .env("MAILSEND_OAUTH_CLIENT_SECRET", "CS-s3cret-combined")
+        .args(["check", "--json", "-v"])
+        .run();
+    for run in runs.iter().chain([&b, &c]) {
+        assert_no_secrets(run, Some(&key), &secrets);
+        assert_eq!(run.code(), 77, "{}", run.stderr());
+    }
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    for s in [ACCESS_PREFIX, REFRESH_PREFIX, secrets[0]] {
+        assert!(!logged.contains(s), "{s} in the log:\n{logged}");
+    }
+}
+
+/// sendmail mode from a system-wide style config account (no HOME): a
+/// client certificate and DKIM from the account keys, 8-bit input; the
+/// server sees the certificate, the message verifies, and -v shows no
+/// byte of either private key.
+#[test]
+fn sendmail_t_with_a_client_certificate_and_dkim_from_the_account() {
+    use crate::support::ccert::{CertServer, ClientPki};
+    let pki = ClientPki::new();
+    let server = CertServer::start(&pki, false);
+    let key = Key::rsa(2048);
+    let mut m = Mailsend::bare();
+    let path = key.install(&m, "dkim.pem");
+    let config = m.private_file(
+        "etc-config.toml",
+        format!(
+            "[accounts.relay]\ndefault = true\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\n\
+             client_cert = \"{}\"\nclient_key = \"{}\"\ntimeout = \"5s\"\n\
+             dkim_key = \"{}\"\ndkim_selector = \"relay\"\nfrom = \"cron@example.com\"\n",
+            server.port(),
+            crate::support::pki::Pki::shared().ca_file.display(),
+            pki.cert.display(),
+            pki.key.display(),
+            path.display(),
+        ),
+    );
+    let run = m
+        .env("MAILSEND_CONFIG", config.to_str().unwrap())
+        .env_remove("HOME")
+        .args(["sendmail", "-t", "-v"])
+        .stdin("To: root@example.com\nSubject: Cron <root@host> run-parts\n\nDateien gelöscht: 3\n")
+        .run()
+        .expect(0);
+    let client_key = std::fs::read_to_string(&pki.key).unwrap();
+    for text in [run.stdout(), run.stderr()] {
+        for line in client_key.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!text.contains(line), "client key leaked:\n{text}");
+        }
+    }
+    assert_no_secrets(&run, Some(&key), &[]);
+    let seen = server.seen(1);
+    assert_eq!(seen[0].client_subject.as_deref(), Some("mailsend test client"));
+    let value = verify(&seen[0].data, &key);
+    assert_eq!(tag(&value, "s"), "relay");
 }
