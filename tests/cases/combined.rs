@@ -769,11 +769,10 @@ fn a_provider_quoting_secrets_leaks_nothing_into_log_json_or_transcript() {
         .env("MAILSEND_DKIM_SELECTOR", "s")
         .env("MAILSEND_LOG", log.to_str().unwrap());
     let secrets = ["CS-s3cret-combined"];
-    let runs = [
-        m.args(["--from", "me@example.com", "--to", "a@example.net"])
-            .args(["--body", "x", "--json", "-v", "--queue"])
-            .run(),
-    ];
+    let runs = [m
+        .args(["--from", "me@example.com", "--to", "a@example.net"])
+        .args(["--body", "x", "--json", "-v", "--queue"])
+        .run()];
     let mut bulk = Mailsend::to(&smtp);
     bulk.home(m.path());
     bulk.env_remove("MAILSEND_PASSWORD");
@@ -848,7 +847,62 @@ fn sendmail_t_with_a_client_certificate_and_dkim_from_the_account() {
     }
     assert_no_secrets(&run, Some(&key), &[]);
     let seen = server.seen(1);
-    assert_eq!(seen[0].client_subject.as_deref(), Some("mailsend test client"));
+    assert_eq!(
+        seen[0].client_subject.as_deref(),
+        Some("mailsend test client")
+    );
     let value = verify(&seen[0].data, &key);
     assert_eq!(tag(&value, "s"), "relay");
+}
+
+/// A text-only message (no --html: one part, not multipart) whose body
+/// file holds a bare CR, signed: no bare CR goes on the wire (RFC 5321
+/// 2.3.8), and the signature verifies with dkimpy too.
+#[test]
+fn a_signed_text_only_body_with_a_bare_cr_verifies() {
+    for attach in [false, true] {
+        let key = Key::ed25519();
+        let server = submission();
+        let mut m = Mailsend::to(&server);
+        let path = key.install(&m, "dkim.pem");
+        let text = m.file("cr.txt", "line1\r\nbare\rcr\n\n\n");
+        m.args(["--from", "me@example.com", "--to", "a@example.net"])
+            .args(["--body-file", text.to_str().unwrap()])
+            .args(["--dkim-key", path.to_str().unwrap(), "--dkim-selector", "s"]);
+        if attach {
+            m.args(["--attach", text.to_str().unwrap()]);
+        }
+        m.run().expect(0);
+        let tx = only_transaction(&server);
+        assert!(
+            !tx.data.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'),
+            "a bare CR on the wire: {}",
+            tx.data_str()
+        );
+        verify(&tx.data, &key);
+    }
+}
+
+/// `--dry-run` prints the exact message that would be sent: a body file
+/// with a bare CR (text only, so 7bit) shows it as the wire carries it
+/// (a line break), and the signature it prints verifies on those bytes.
+#[test]
+fn a_signed_dry_run_of_a_body_with_a_bare_cr_is_what_is_sent() {
+    let key = Key::ed25519();
+    let server = submission();
+    let mut m = Mailsend::to(&server);
+    let path = key.install(&m, "dkim.pem");
+    let text = m.file("cr.txt", "line1\r\nbare\rcr\n\nend\r");
+    let run = m
+        .args(["--from", "me@example.com", "--to", "a@example.net"])
+        .args(["--body-file", text.to_str().unwrap(), "--dry-run"])
+        .args(["--dkim-key", path.to_str().unwrap(), "--dkim-selector", "s"])
+        .run()
+        .expect(0);
+    let printed = run.output.stdout.clone();
+    assert!(
+        !printed.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n'),
+        "a bare CR in the dry run: {printed:?}"
+    );
+    verify(&printed, &key);
 }
