@@ -207,7 +207,7 @@ fn check_refreshes_an_expired_stored_token_and_ignores_the_dkim_key() {
 #[test]
 fn check_with_a_revoked_sign_in_is_77_with_accepted_false() {
     let oauth = OAuthServer::start(Options::default());
-    let (smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
+    let (_smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
     seed(&m, &format!("{REFRESH_PREFIX}revoked"), -10);
     let run = m.args(["check", "--json"]).run();
     assert_no_secrets(&run, None, &[]);
