@@ -906,3 +906,49 @@ fn a_signed_dry_run_of_a_body_with_a_bare_cr_is_what_is_sent() {
     );
     verify(&printed, &key);
 }
+
+/// A run stopped by a session-level failure (a refused login, with a
+/// signed campaign) prints every row it did not try as deferred, each with
+/// the Message-ID it keeps: the one the next run sends it with.
+#[test]
+fn rows_not_tried_after_a_refused_login_carry_the_message_id_they_keep() {
+    let key = Key::ed25519();
+    let server = TestServer::start(with_auth(Behaviour::default()));
+    let mut m = Mailsend::to(&server);
+    let dir = m.path().to_owned();
+    let path = key.install(&m, "dkim.pem");
+    m.file("list.csv", "email\nu1@example.com\nu2@example.com\n");
+    let args = |m: &mut Mailsend| {
+        m.home(&dir)
+            .args(["bulk", "--data", "list.csv", "--from", "me@example.com"])
+            .args(["--subject", "s", "--body", "x", "--yes", "--json"])
+            .args(["--dkim-key", path.to_str().unwrap(), "--dkim-selector", "s"]);
+    };
+    args(&mut m);
+    let run = m.env("MAILSEND_PASSWORD", "wrong").run().expect(77);
+    let lines: Vec<serde_json::Value> = run
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let ids: Vec<String> = lines
+        .iter()
+        .filter(|j| j["status"] == "deferred")
+        .map(|j| j["message_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{lines:?}");
+    assert!(ids.iter().all(|id| id.starts_with('<')), "{ids:?}");
+    let mut again = Mailsend::to(&server);
+    args(&mut again);
+    again.run().expect(0);
+    let sent: Vec<String> = server
+        .sessions()
+        .iter()
+        .flat_map(|s| s.transactions.clone())
+        .map(|t| {
+            verify(&t.data, &key);
+            header(&t.data, "message-id").unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(sent, ids);
+}
