@@ -19,9 +19,11 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::cli::{CheckArgs, Delivery, ServerArgs};
+use crate::config::TokenSource;
 use crate::config::{Settings, TlsMode};
 use crate::deliver::login_secrets;
 use crate::exit::{self, Exit, Failure};
+use crate::oauth;
 use crate::smtp::{
     self, CertSummary, Client, Credentials, Endpoint, SmtpError, Stage, TlsConfig, TlsInfo, Trace,
     rfc3339,
@@ -175,7 +177,14 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
             "set MAILSEND_HOST (environment or .env), pass --host, or add a config file account",
         )
     })?;
-    let secrets = login_secrets(&settings)?;
+    // A sign-in the provider no longer accepts (a revoked or expired
+    // refresh token) is credentials refused: the server is still checked,
+    // and the report says `accepted: false` at the login step. Anything
+    // else that stops a send before it connects stops the check here.
+    let secrets = match sign_in_revoked(&settings) {
+        Some(revoked) => Err(revoked),
+        None => Ok(login_secrets(&settings)?),
+    };
     let tls = match settings.tls {
         TlsMode::None => None,
         _ => Some(
@@ -259,6 +268,14 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
 
     r.auth.offered = client.capabilities().auth.clone();
     if let Some(user) = settings.user.as_deref() {
+        let secrets = match secrets {
+            Ok(secrets) => secrets,
+            Err(e) => {
+                r.auth.accepted = Some(false);
+                client.quit();
+                return Err(e.into());
+            }
+        };
         let credentials = Credentials {
             user,
             password: secrets.password.as_ref(),
@@ -308,6 +325,22 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
     }
     client.quit();
     Ok(())
+}
+
+/// The provider's refusal of the stored sign-in (a revoked or expired
+/// refresh token), when the account signs in by itself and the chosen
+/// mechanism may use a token; `None` otherwise (then `login_secrets` runs
+/// as for a send, and a token that is fresh is used from the cache).
+fn sign_in_revoked(settings: &Settings) -> Option<anyhow::Error> {
+    match &settings.token {
+        Some(TokenSource::BuiltIn(cfg)) if settings.auth.may_use_token() => {
+            match oauth::access_token(cfg, settings.timeout) {
+                Err(e) if e.kind == oauth::OAuthKind::Revoked => Some(e.into()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Fills `tls`, `certificate` and `chain` from the session (when the

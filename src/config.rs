@@ -88,10 +88,21 @@ pub struct Settings {
     pub account_names: Vec<String>,
     /// The OAuth2 keys of the account (`mailsend auth`, src/oauth/).
     pub oauth: crate::oauth::OAuthSettings,
-    /// DKIM signing, when a key is configured.
-    pub dkim: Option<DkimSettings>,
+    /// DKIM signing, when a key is configured; or what is wrong with the
+    /// DKIM settings. Only the modes that sign raise it (`Settings::dkim`):
+    /// `check` signs nothing and `outbox flush` sends bytes signed when
+    /// they were queued, so a DKIM mistake must not stop them.
+    dkim: Result<Option<DkimSettings>, Failure>,
     /// Every setting, its value and its origin, for `mailsend config show`.
     pub shown: Vec<(&'static str, String, String)>,
+}
+
+impl Settings {
+    /// The DKIM settings (None: no signing), or the error of a DKIM setting
+    /// that is wrong (78, 64 for a flag): for the modes that sign.
+    pub fn dkim(&self) -> Result<Option<&DkimSettings>, Failure> {
+        self.dkim.as_ref().map(Option::as_ref).map_err(Clone::clone)
+    }
 }
 
 /// The layer a value came from, for error messages.
@@ -780,7 +791,7 @@ impl Settings {
             let key = found.map(|s| PathBuf::from(s.value));
             let selector = text(args.dkim.dkim_selector.as_deref(), &DKIM_SELECTOR)?;
             let domain = text(args.dkim.dkim_domain.as_deref(), &DKIM_DOMAIN)?;
-            dkim_settings(key, selector, domain)?
+            dkim_settings(key, selector, domain)
         };
         let queue = switch(args.queue, "queue", |a| a.queue);
         let skip_empty = switch(args.skip_empty, "skip_empty", |a| a.skip_empty);
@@ -897,17 +908,25 @@ impl Settings {
         }
         show(
             "dkim_key",
-            dkim.as_ref().map(|d| d.key.display().to_string()),
+            dkim.as_ref()
+                .ok()
+                .and_then(Option::as_ref)
+                .map(|d| d.key.display().to_string()),
             "",
         );
         show(
             "dkim_selector",
-            dkim.as_ref().map(|d| d.selector.clone()),
+            dkim.as_ref()
+                .ok()
+                .and_then(Option::as_ref)
+                .map(|d| d.selector.clone()),
             "",
         );
         show(
             "dkim_domain",
             dkim.as_ref()
+                .ok()
+                .and_then(Option::as_ref)
                 .map(|d| d.domain.clone().unwrap_or_else(|| "the From domain".into())),
             "default",
         );
@@ -1089,6 +1108,7 @@ fn dkim_settings(
 /// the password redacted.
 pub fn show(args: &ServerArgs) -> Result<Exit> {
     let settings = Settings::resolve(args, None)?;
+    settings.dkim()?;
     let mut out = String::new();
     for (key, value, origin) in &settings.shown {
         out.push_str(&format!("{key:<17} {value:<40} ({origin})\n"));

@@ -32,7 +32,7 @@ impl From<Exit> for ExitCode {
 }
 
 /// A locally detected problem with what the user asked for.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct Failure {
     pub exit: Exit,

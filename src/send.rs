@@ -25,7 +25,7 @@ use crate::term::errln;
 /// Runs a send as the flags ask; returns the exit code.
 pub fn run(args: &SendArgs) -> Result<Exit> {
     let settings = Settings::resolve(&args.server, None)?;
-    let signer = Signer::from_settings(settings.dkim.as_ref())?;
+    let signer = Signer::from_settings(settings.dkim()?)?;
     let Some(draft) = draft(args, &settings)? else {
         if args.verbose {
             errln!("mailsend: body is empty and --skip-empty is set: nothing sent");

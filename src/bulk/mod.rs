@@ -54,7 +54,7 @@ pub fn run(args: &BulkArgs) -> Result<Exit> {
     let spec = spec(args)?;
     let list = List::open(&args.data)?;
     let mut campaign = Campaign::new(&spec, from, list.columns())?;
-    campaign.signer = crate::dkim::Signer::from_settings(settings.dkim.as_ref())?;
+    campaign.signer = crate::dkim::Signer::from_settings(settings.dkim()?)?;
     let columns = list.columns().names().to_vec();
     if !campaign.has_unsubscribe() {
         errln!(

@@ -117,8 +117,8 @@ impl Progress {
     /// it), with its JSON line but no error line of its own (the run's
     /// one error says why; a list of 100,000 rows gets one line, not
     /// 100,000).
-    pub fn not_tried(&self, row: u64, to: &str, why: &str) {
-        self.settle(row, to, "", RowStatus::Deferred, why, false);
+    pub fn not_tried(&self, row: u64, to: &str, message_id: &str, why: &str) {
+        self.settle(row, to, message_id, RowStatus::Deferred, why, false);
     }
 
     /// Whether rows are printed (`--json`): then their recipients are

@@ -140,11 +140,15 @@ fn defer_the_rest(campaign: &Campaign, shared: &Shared, why: &str) {
         .chain(&mut source.list)
         .map_while(Result::ok);
     for row in rows {
-        let to = match shared.progress.prints_rows() {
-            true => recipients(campaign, &row),
-            false => String::new(),
+        // The Message-ID the row keeps (the next run sends it with that).
+        let (to, message_id) = match shared.progress.prints_rows() {
+            true => campaign
+                .render(&row)
+                .map(|d| (d.recipients().join(", "), d.message_id.clone()))
+                .unwrap_or_default(),
+            false => Default::default(),
         };
-        shared.progress.not_tried(row.number, &to, why);
+        shared.progress.not_tried(row.number, &to, &message_id, why);
     }
 }
 
@@ -506,9 +510,12 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
             fail_run(shared, err.into());
             lock(&shared.rows).out -= 1;
             let to = taken.outgoing.recipients.join(", ");
-            return shared
-                .progress
-                .not_tried(taken.pending.row.number, &to, &text);
+            return shared.progress.not_tried(
+                taken.pending.row.number,
+                &to,
+                &taken.outgoing.message_id,
+                &text,
+            );
         }
         Err(err) => {
             let text = err.to_string();

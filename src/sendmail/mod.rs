@@ -148,7 +148,7 @@ pub fn run(args: &[String]) -> Result<Exit> {
         ..ServerArgs::default()
     };
     let settings = Settings::resolve(&server, qualified_sender)?;
-    let signer = crate::dkim::Signer::from_settings(settings.dkim.as_ref())?;
+    let signer = crate::dkim::Signer::from_settings(settings.dkim()?)?;
 
     let input = Raw::read(&mut std::io::stdin().lock())?;
     let job = Job {

@@ -19,8 +19,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// A key pair for the tests: the private key as PEM, the public one as
 /// the p= of its DNS record.
-struct Key {
-    pem: Vec<u8>,
+pub(crate) struct Key {
+    pub(crate) pem: Vec<u8>,
     public: PKey<openssl::pkey::Public>,
     /// `rsa` or `ed25519`, as k= says.
     kind: &'static str,
@@ -46,7 +46,7 @@ impl Key {
         }
     }
 
-    fn rsa(bits: u32) -> Key {
+    pub(crate) fn rsa(bits: u32) -> Key {
         Key::from(
             PKey::from_rsa(openssl::rsa::Rsa::generate(bits).unwrap()).unwrap(),
             false,
@@ -61,12 +61,12 @@ impl Key {
         )
     }
 
-    fn ed25519() -> Key {
+    pub(crate) fn ed25519() -> Key {
         Key::from(PKey::generate_ed25519().unwrap(), false)
     }
 
     /// Writes the private key (mode 600) into `m`'s directory.
-    fn install(&self, m: &Mailsend, name: &str) -> PathBuf {
+    pub(crate) fn install(&self, m: &Mailsend, name: &str) -> PathBuf {
         m.private_file(name, &self.pem)
     }
 }
@@ -85,7 +85,7 @@ fn tags(value: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn tag(value: &str, name: &str) -> String {
+pub(crate) fn tag(value: &str, name: &str) -> String {
     tags(value)
         .into_iter()
         .find(|(k, _)| k == name)
@@ -168,7 +168,7 @@ fn relaxed_body(body: &[u8]) -> Vec<u8> {
 
 /// Verifies the first DKIM-Signature of `message` with `key`; returns the
 /// signature's value (unfolded) for more checks.
-fn verify(message: &[u8], key: &Key) -> String {
+pub(crate) fn verify(message: &[u8], key: &Key) -> String {
     let split = message
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -265,7 +265,7 @@ print(dkim.verify(sys.stdin.buffer.read(), dnsfunc=lambda name, timeout=5: recor
     Some(String::from_utf8_lossy(&out.stdout).trim() == "True")
 }
 
-fn signed_headers(value: &str) -> Vec<String> {
+pub(crate) fn signed_headers(value: &str) -> Vec<String> {
     tag(value, "h").split(':').map(str::to_owned).collect()
 }
 

@@ -3,6 +3,7 @@ mod bulk;
 mod bulk_send;
 mod check;
 mod client_cert;
+mod combined;
 mod compose;
 mod dkim;
 mod docs;
