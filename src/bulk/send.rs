@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -45,7 +45,16 @@ struct Pending {
     due: Instant,
     /// When it was first refused for now: `--retry-for` counts from there.
     first: Instant,
+    /// Its message as composed (and signed) for the first attempt: every
+    /// attempt sends the same bytes (PRODUCT.md). Kept for at most `KEPT`
+    /// rows at a time, so that a list refused row after row does not hold
+    /// its messages in memory; a row beyond that is composed again (same
+    /// Message-ID, a new Date and signature).
+    composed: Option<Arc<Outgoing>>,
 }
+
+/// Rows refused for now whose composed message is kept for the retry.
+const KEPT: usize = 64;
 
 /// What the workers share.
 struct Shared<'a> {
@@ -74,6 +83,31 @@ struct Source<'a> {
     sessions: usize,
     /// Rows taken by a worker and not settled yet.
     out: usize,
+    /// Rows in `retry` whose composed message is kept (at most `KEPT`).
+    kept: usize,
+}
+
+impl Source<'_> {
+    /// `pending`, about to wait in `retry`: its composed message is kept
+    /// while fewer than `KEPT` are.
+    fn keep(&mut self, mut pending: Pending) -> Pending {
+        if pending.composed.is_some() {
+            match self.kept < KEPT {
+                true => self.kept += 1,
+                false => pending.composed = None,
+            }
+        }
+        pending
+    }
+
+    /// The first row of `retry`.
+    fn pop_retry(&mut self) -> Option<Pending> {
+        let pending = self.retry.pop_front()?;
+        if pending.composed.is_some() {
+            self.kept -= 1;
+        }
+        Some(pending)
+    }
 }
 
 /// How a campaign is sent: `--concurrency`, `--rate`, `--retry-for`.
@@ -107,6 +141,7 @@ pub fn run<'a>(
             left: total,
             sessions: concurrency.max(1),
             out: 0,
+            kept: 0,
         }),
         journal,
         pace,
@@ -134,6 +169,7 @@ pub fn run<'a>(
 fn defer_the_rest(campaign: &Campaign, shared: &Shared, why: &str) {
     let mut source = lock(&shared.rows);
     let retry = std::mem::take(&mut source.retry);
+    source.kept = 0;
     let rows = retry
         .into_iter()
         .map(|p| Ok(p.row))
@@ -266,7 +302,7 @@ fn session(
     let mut ready: Vec<Taken> = Vec::new();
     loop {
         if stopped(shared) {
-            give_back(shared, ready.into_iter().map(|t| t.pending).collect());
+            give_back(shared, ready.into_iter().map(Taken::into_pending).collect());
             return (answered, None);
         }
         if ready.is_empty() {
@@ -279,7 +315,7 @@ fn session(
         answered += n;
         ready = untried;
         if let Some(err) = lost.or_else(|| client.closed().map(Into::into)) {
-            give_back(shared, ready.into_iter().map(|t| t.pending).collect());
+            give_back(shared, ready.into_iter().map(Taken::into_pending).collect());
             return (answered, Some(err));
         }
     }
@@ -288,8 +324,18 @@ fn session(
 /// A row taken to be sent, its message composed.
 struct Taken {
     pending: Pending,
-    outgoing: Outgoing,
+    outgoing: Arc<Outgoing>,
     data: u64,
+}
+
+impl Taken {
+    /// The row as it waits again, with its composed message.
+    fn into_pending(self) -> Pending {
+        Pending {
+            composed: Some(self.outgoing),
+            ..self.pending
+        }
+    }
 }
 
 /// Takes up to `CHUNK` due rows and composes them; `None` when nothing is
@@ -309,7 +355,7 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
                 let now = Instant::now();
                 match source.retry.front() {
                     Some(p) if p.due <= now => {
-                        batch.extend(source.retry.pop_front());
+                        batch.extend(source.pop_retry());
                         continue;
                     }
                     Some(p) => next_due = Some(p.due),
@@ -323,6 +369,7 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
                             attempts: 0,
                             due: now,
                             first: now,
+                            composed: None,
                         })
                     }
                     Some(Err(err)) => {
@@ -353,7 +400,11 @@ fn take(campaign: &Campaign, shared: &Shared) -> Option<Vec<Taken>> {
         let mut taken = Vec::with_capacity(batch.len());
         for pending in batch {
             let data = journal::fingerprint(pending.row.values());
-            match super::outgoing(campaign, &pending.row) {
+            let composed = match pending.composed.clone() {
+                Some(outgoing) => Ok(outgoing),
+                None => super::outgoing(campaign, &pending.row).map(Arc::new),
+            };
+            match composed {
                 Ok(outgoing) => taken.push(Taken {
                     pending,
                     outgoing,
@@ -395,7 +446,7 @@ fn send_chunk(
             Ok(content) => contents.push(content),
             Err(err) => {
                 fail_run(shared, err);
-                give_back(shared, chunk.into_iter().map(|t| t.pending).collect());
+                give_back(shared, chunk.into_iter().map(Taken::into_pending).collect());
                 return (0, None, Vec::new());
             }
         }
@@ -436,7 +487,7 @@ fn send_chunk(
     for (i, (taken, done)) in chunk.into_iter().zip(settled).enumerate() {
         match (done, i < tried) {
             (true, _) => {}
-            (false, true) => back.push(taken.pending),
+            (false, true) => back.push(taken.into_pending()),
             (false, false) => untried.push(taken),
         }
     }
@@ -449,6 +500,7 @@ fn give_back(shared: &Shared, rows: Vec<Pending>) {
     let mut source = lock(&shared.rows);
     source.out -= rows.len();
     for pending in rows.into_iter().rev() {
+        let pending = source.keep(pending);
         source.retry.push_front(pending);
     }
 }
@@ -590,15 +642,14 @@ fn defer(shared: &Shared, taken: &Taken, why: &str, throttled: bool) {
     }
     let due = Instant::now() + delay;
     let at = source.retry.partition_point(|p| p.due <= due);
-    source.retry.insert(
-        at,
-        Pending {
-            row: taken.pending.row.clone(),
-            attempts,
-            due,
-            first,
-        },
-    );
+    let pending = source.keep(Pending {
+        row: taken.pending.row.clone(),
+        attempts,
+        due,
+        first,
+        composed: Some(taken.outgoing.clone()),
+    });
+    source.retry.insert(at, pending);
 }
 
 fn report(shared: &Shared, taken: &Taken, status: RowStatus, text: &str) {
@@ -719,6 +770,45 @@ mod tests {
 
     fn interval(pace: &Pace) -> Duration {
         lock(&pace.next).1
+    }
+
+    #[test]
+    fn the_composed_messages_of_rows_waiting_again_are_kept_up_to_a_bound() {
+        let columns = super::super::data::Columns::of(&["email"]);
+        let mut source = Source {
+            retry: VecDeque::new(),
+            list: Box::new(std::iter::empty()),
+            left: 0,
+            sessions: 1,
+            out: 0,
+            kept: 0,
+        };
+        let now = Instant::now();
+        let pending = |n| Pending {
+            row: Row::of(&columns, n, &["a@example.com"]),
+            attempts: 1,
+            due: now,
+            first: now,
+            composed: Some(Arc::new(Outgoing {
+                message_id: format!("<{n}@example.com>"),
+                from: "news@example.com".into(),
+                recipients: vec!["a@example.com".into()],
+                message: crate::message::Composed::Memory(b"x".to_vec()),
+                all_or_nothing: false,
+            })),
+        };
+        for n in 1..=(KEPT as u64 + 10) {
+            let kept = source.keep(pending(n));
+            source.retry.push_back(kept);
+        }
+        // The first KEPT rows keep their bytes; the rest are composed again.
+        assert_eq!(source.kept, KEPT);
+        let kept = source.retry.iter().filter(|p| p.composed.is_some()).count();
+        assert_eq!(kept, KEPT);
+        // Taking them again lets go of the count, so later rows keep theirs.
+        while source.pop_retry().is_some() {}
+        assert_eq!(source.kept, 0);
+        assert!(source.keep(pending(1)).composed.is_some());
     }
 
     #[test]

@@ -957,7 +957,6 @@ fn rows_not_tried_after_a_refused_login_carry_the_message_id_they_keep() {
 /// attempt carries the same bytes; in a campaign too, when a 421 sends a
 /// row round again within the run.
 #[test]
-#[ignore = "review O5, not fixed: a campaign row refused for now is composed and signed again (new Date, t=, b=; same Message-ID)"]
 fn a_campaign_row_retried_after_421_carries_the_same_signed_bytes() {
     let key = Key::ed25519();
     let server = TestServer::start(with_auth(Behaviour {
