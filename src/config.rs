@@ -29,7 +29,7 @@ pub use crate::token::TokenSource;
 
 pub use crate::password::PasswordSource;
 
-/// What the settings say about DKIM signing (`dkim.rs` signs with it).
+/// What the settings say about DKIM signing (`dkim/` signs with it).
 #[derive(Clone, Debug)]
 pub struct DkimSettings {
     pub key: PathBuf,

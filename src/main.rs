@@ -15,12 +15,15 @@
 //! CSV list and templates render one `message::Draft` per row, all checked
 //! before the first is sent. `check.rs` (`mailsend check`) connects as a
 //! send would and reports each step, sending no mail; `client_cert.rs`
-//! loads the TLS client certificate for both. `exit.rs` turns any error (or SMTP error class)
-//! into one sysexits.h code; `secret.rs` keeps passwords out of every
-//! output, `password.rs` runs the password command (and `token.rs` the OAuth2
-//! token command), `retry.rs` says when
-//! to try again, `term.rs` writes to the terminal, `docs.rs` prints the
-//! completions and man page. Dependencies point down this list, never back.
+//! loads the TLS client certificate for both. `dkim/` signs a composed
+//! message once, before its first attempt. `token.rs` gives OAuth2 access
+//! tokens, from a command or from `oauth/` (the built-in sign-in and
+//! refresh; `auth.rs` is its `mailsend auth` command). `exit.rs` turns any
+//! error (or SMTP error class) into one sysexits.h code; `secret.rs` keeps
+//! passwords out of every output, `password.rs` runs the password command,
+//! `retry.rs` says when to try again, `term.rs` writes to the terminal,
+//! `docs.rs` prints the completions and man page. No module depends on
+//! one that depends on it (docs/DEVELOPMENT.md lists the layers).
 
 // Every line to stdout or stderr goes through `output::outln!`/`errln!`,
 // which never panic on a closed pipe.
