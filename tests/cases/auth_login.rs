@@ -211,7 +211,7 @@ fn a_pkce_mismatch_is_refused_by_the_server_and_nothing_is_stored() {
 }
 
 /// Writes a token file as `auth login` would have, mode 600.
-fn seed(m: &Mailsend, refresh: &str, expires_in: i64) -> PathBuf {
+pub(super) fn seed(m: &Mailsend, refresh: &str, expires_in: i64) -> PathBuf {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -5,7 +5,6 @@
 //! output of any combination.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use mailparse::MailHeaderMap;
@@ -15,25 +14,7 @@ use super::*;
 use crate::support::cmd::{Mailsend, Run};
 use crate::support::oauth_server::{ACCESS_PREFIX, OAuthServer, Options, REFRESH_PREFIX};
 
-/// Writes the default account's token file as `auth login` would have.
-fn seed(m: &Mailsend, refresh: &str, expires_in: i64) -> PathBuf {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let file = m.path().join(".local/state/mailsend/oauth/default.json");
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(
-        &file,
-        format!(
-            r#"{{"provider":"custom","scopes":["mail.send"],"refresh_token":"{refresh}","access_token":"{ACCESS_PREFIX}old","expires_at":{}}}"#,
-            now + expires_in
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    file
-}
+use super::auth_login::seed;
 
 /// A recording server taking `token` by OAuth2 (and the test password),
 /// and mailsend pointed at it and at the OAuth2 double, without a password.
