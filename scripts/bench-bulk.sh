@@ -415,22 +415,7 @@ bench_slow() {
   local per_msmtp=
   if command -v msmtp >/dev/null; then
     start_proxy msmtp "$TPORT"
-    (
-      umask 077
-      cat >msmtprc <<EOF
-account bench
-host 127.0.0.1
-port $PROXY_PORT
-tls on
-tls_starttls on
-tls_trust_file $CA
-auth plain
-user bench@example.com
-password $PASS
-from news@example.com
-account default : bench
-EOF
-    )
+    write_msmtprc msmtprc "$PROXY_PORT" "$CA" news@example.com
     say "$NL msmtp processes over the slow link"
     before=$(tdelivered)
     t0=$(ms)

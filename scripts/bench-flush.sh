@@ -223,22 +223,7 @@ bench_slow() {
 
   if command -v msmtp >/dev/null; then
     start_proxy msmtp "$PORT"
-    (
-      umask 077
-      cat >msmtprc <<EOF
-account bench
-host 127.0.0.1
-port $PROXY_PORT
-tls on
-tls_starttls on
-tls_trust_file $CA
-auth plain
-user bench@example.com
-password $PASS
-from bench@example.com
-account default : bench
-EOF
-    )
+    write_msmtprc msmtprc "$PROXY_PORT" "$CA" bench@example.com
     "$MAILSEND" --to a@example.com --subject msmtp --body hello --dry-run >msg.txt
     say "$NL msmtp processes over the slow link"
     before=$(delivered) s0=$(sessions)

@@ -87,16 +87,10 @@ fi
 # --- build --------------------------------------------------------------
 
 # The sink only needs tests/support, so it builds even while src/ does not.
-say "cargo build --release --example smtp_sink"
-cargo build --release --quiet --example smtp_sink
-if [[ -n $MAILSEND_OVERRIDE ]]; then
-  MAILSEND=$(realpath "$MAILSEND_OVERRIDE")
-else
-  say "cargo build --release"
-  cargo build --release --quiet
-  MAILSEND=$ROOT/target/release/mailsend
-fi
-SINK=$ROOT/target/release/examples/smtp_sink
+say "cargo build --release (mailsend and the example sink)"
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
+build_bench_tools
 
 # --- sink ---------------------------------------------------------------
 
@@ -152,25 +146,7 @@ fi
   openssl genpkey -algorithm ED25519 -out dkim-ed25519.pem 2>/dev/null)
 
 # msmtp reads only this file; 0600 because it holds the password.
-write_msmtprc() { # $1 = rc file, $2 = CA file
-  (
-    umask 077
-    cat >"$1" <<EOF
-account bench
-host 127.0.0.1
-port $PORT
-tls on
-tls_starttls on
-tls_trust_file $2
-auth plain
-user $USER_NAME
-password $PASS
-from $USER_NAME
-account default : bench
-EOF
-  )
-}
-write_msmtprc msmtprc "$CA"
+write_msmtprc msmtprc "$PORT" "$CA" "$USER_NAME"
 # The SMTP dialogue for openssl s_client: the same message, dot-stuffed
 # (its lines never start with a dot), CRLF throughout.
 {
@@ -179,7 +155,7 @@ write_msmtprc msmtprc "$CA"
   cat msg.txt
   printf '.\r\nQUIT\r\n'
 } >dialogue.txt
-write_msmtprc msmtprc.wrong "$WRONG_CA"
+write_msmtprc msmtprc.wrong "$PORT" "$WRONG_CA" "$USER_NAME"
 
 # --- commands -----------------------------------------------------------
 

@@ -15,7 +15,9 @@ use openssl::x509::X509;
 
 use super::pki::{Cert, Pki};
 
-enum Stream {
+/// A test server's end of a connection, in clear or under TLS (the
+/// scripted server and `ccert.rs`'s share it).
+pub enum Stream {
     Plain(TcpStream),
     Tls(Box<SslStream<TcpStream>>),
     Gone,
