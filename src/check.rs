@@ -181,7 +181,7 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
     // refresh token) is credentials refused: the server is still checked,
     // and the report says `accepted: false` at the login step. Anything
     // else that stops a send before it connects stops the check here.
-    let secrets = match sign_in_revoked(&settings) {
+    let secrets = match sign_in_revoked(&settings)? {
         Some(revoked) => Err(revoked),
         None => Ok(login_secrets(&settings)?),
     };
@@ -329,17 +329,21 @@ fn check(server: &ServerArgs, verbose: bool, r: &mut Report) -> Result<(), Faile
 
 /// The provider's refusal of the stored sign-in (a revoked or expired
 /// refresh token), when the account signs in by itself and the chosen
-/// mechanism may use a token; `None` otherwise (then `login_secrets` runs
-/// as for a send, and a token that is fresh is used from the cache).
-fn sign_in_revoked(settings: &Settings) -> Option<anyhow::Error> {
+/// mechanism may use a token: `Ok(Some(..))`, the server is still checked.
+/// Any other failure of the sign-in stops the check here, as it stops a
+/// send (and is not tried a second time by `login_secrets`). On success
+/// the fresh token is in the token file, where `login_secrets` finds it
+/// without asking the provider again.
+fn sign_in_revoked(settings: &Settings) -> Result<Option<anyhow::Error>> {
     match &settings.token {
         Some(TokenSource::BuiltIn(cfg)) if settings.auth.may_use_token() => {
             match oauth::access_token(cfg, settings.timeout) {
-                Err(e) if e.kind == oauth::OAuthKind::Revoked => Some(e.into()),
-                _ => None,
+                Ok(_) => Ok(None),
+                Err(e) if e.kind == oauth::OAuthKind::Revoked => Ok(Some(e.into())),
+                Err(e) => Err(e.into()),
             }
         }
-        _ => None,
+        _ => Ok(None),
     }
 }
 

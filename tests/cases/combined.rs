@@ -185,6 +185,30 @@ fn check_refreshes_an_expired_stored_token_and_ignores_the_dkim_key() {
     assert!(smtp.sessions().iter().all(|s| s.transactions.is_empty()));
 }
 
+/// A sign-in that fails otherwise than revoked (the provider errs) stops
+/// `check` as it stops a send, after one request to the provider: the
+/// check used to ask it again through `login_secrets` (two timeouts when
+/// the provider does not answer).
+#[test]
+fn check_asks_a_failing_provider_once() {
+    let oauth = OAuthServer::start(Options {
+        error_code: Some("server_error".into()),
+        ..Options::default()
+    });
+    let (smtp, mut m) = oauth_pair(&oauth, &format!("{ACCESS_PREFIX}1"));
+    // A refresh token the double does not know: an error response, whose
+    // code it says is `server_error`.
+    seed(&m, &format!("{REFRESH_PREFIX}unknown"), -10);
+    let run = m.args(["check", "--json"]).run();
+    assert_no_secrets(&run, None, &[]);
+    assert_ne!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(oauth.token_requests().len(), 1, "{}", run.stderr());
+    assert!(
+        smtp.sessions().is_empty(),
+        "connected after the sign-in failed"
+    );
+}
+
 #[test]
 fn check_with_a_revoked_sign_in_is_77_with_accepted_false() {
     let oauth = OAuthServer::start(Options::default());
