@@ -84,14 +84,14 @@ impl Row {
         self.record.iter()
     }
 
-    /// The same row with every value replaced by `value` (the shape a
-    /// template gives any row).
-    pub fn with_every_value(&self, value: &str) -> Row {
+    /// A row of `columns` with every value `value` (the shape a template
+    /// gives any row).
+    pub fn neutral(columns: &Arc<Columns>, value: &str) -> Row {
         Row {
-            number: self.number,
-            line: self.line,
-            columns: Arc::clone(&self.columns),
-            record: self.record.iter().map(|_| value).collect(),
+            number: 0,
+            line: 0,
+            columns: Arc::clone(columns),
+            record: columns.names().iter().map(|_| value).collect(),
         }
     }
 

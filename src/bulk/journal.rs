@@ -651,7 +651,11 @@ mod tests {
 
     #[test]
     fn fingerprints_are_stable_and_unambiguous() {
-        assert_eq!(fingerprint(["a", "b"]), fingerprint(["a", "b"]));
+        const PINNED: u64 = 0xcf6ab613e3942391;
+        // Journals on disk hold these: the value is pinned, not only
+        // compared with itself (a new hash would make every row of a
+        // resumed campaign look new).
+        assert_eq!(fingerprint(["a", "b"]), PINNED);
         assert_ne!(fingerprint(["ab", ""]), fingerprint(["a", "b"]));
         assert_ne!(fingerprint([]), fingerprint([""]));
     }

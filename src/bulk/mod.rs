@@ -6,8 +6,8 @@
 //! `output.rs` (JSON Lines, progress, summary, exit code) → `check.rs`
 //! (every row checked before anything is sent) → `render.rs` (a row → a
 //! validated `message::Draft`, with the List-* headers) → `template.rs`
-//! (the minijinja templates) → `data.rs` (the CSV list, streamed;
-//! `--shard`); `rate.rs` parses `--rate`.
+//! (the minijinja templates) → `data.rs` (the CSV list, streamed). The
+//! values of `--rate` and `--shard` are parsed in `cli/values.rs`.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -104,7 +104,7 @@ fn deliver(
     campaign: &Campaign,
     (journal, done): (Journal, journal::Done),
 ) -> Result<Exit> {
-    let progress = Progress::new(args.json, args.verbose, 0);
+    let progress = Progress::new(args.json, args.verbose);
     if done.templates_changed {
         progress.warning(&format!(
             "the templates changed since {} rows were settled; those rows are not sent again",

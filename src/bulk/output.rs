@@ -85,9 +85,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// `total`: the rows this run will try (for the bar).
-    pub fn new(json: bool, verbose: bool, total: u64) -> Progress {
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    /// The bar's length is set once the rows to try are counted
+    /// (`set_total`).
+    pub fn new(json: bool, verbose: bool) -> Progress {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {per_sec} eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),

@@ -94,6 +94,10 @@ impl Problem {
 /// The campaign's templates, compiled once, and the fixed parts of every
 /// message.
 pub struct Campaign {
+    /// How many recipients `--to` makes of values without address syntax
+    /// (`None`: a lone variable, whose column may hold a list; `Err`: the
+    /// template fails on such values), worked out once for every row.
+    to_room: Result<Option<usize>, String>,
     templates: Templates,
     from: Mailbox,
     text: Option<&'static str>,
@@ -198,7 +202,21 @@ impl Campaign {
         if let Some(id) = &spec.list_id {
             templates.add(LIST_ID, id, Escape::None)?;
         }
+        // The recipients `--to` makes of values without address syntax:
+        // the same for every row (templates see only the values).
+        const NEUTRAL: &str = "v";
+        let to_room = templates
+            .render(
+                TO,
+                Escape::None,
+                &Context::new(&Row::neutral(columns, NEUTRAL)),
+            )
+            .map(|shape| match shape.trim() == NEUTRAL {
+                true => None,
+                false => Some(message::split_list(&shape).len()),
+            });
         Ok(Campaign {
+            to_room,
             templates,
             from,
             text: spec.text.as_ref().map(|(_, flag)| *flag),
@@ -261,7 +279,7 @@ impl Campaign {
                 self.label(TO)
             )));
         }
-        self.no_recipient_added(row, &to_text, to.len())?;
+        self.no_recipient_added(&to_text, to.len())?;
         let subject = match self.has_subject {
             true => {
                 let subject = render(SUBJECT, Escape::None)?;
@@ -386,18 +404,13 @@ impl Campaign {
     /// would see the subscriber's address. The recipients may be no more
     /// than the template makes of values without address syntax. A lone
     /// variable (`{{ email }}`) is the list the user put in that column.
-    fn no_recipient_added(&self, row: &Row, rendered: &str, count: usize) -> Result<(), Problem> {
-        const NEUTRAL: &str = "v";
-        let shape = self
-            .templates
-            .render(
-                TO,
-                Escape::None,
-                &Context::new(&row.with_every_value(NEUTRAL)),
-            )
-            .map_err(Problem::data)?;
-        let room = message::split_list(&shape).len();
-        if shape.trim() == NEUTRAL || count <= room {
+    fn no_recipient_added(&self, rendered: &str, count: usize) -> Result<(), Problem> {
+        let room = match &self.to_room {
+            Ok(None) => return Ok(()),
+            Ok(Some(room)) => *room,
+            Err(why) => return Err(Problem::data(why.clone())),
+        };
+        if count <= room {
             return Ok(());
         }
         Err(Problem::data(format!(

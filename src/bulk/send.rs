@@ -25,7 +25,7 @@ use super::render::Campaign;
 use crate::deliver::{Outgoing, Transport};
 use crate::exit::{self, Exit};
 use crate::retry;
-use crate::smtp::{Class, Client, Delivery, Message, SmtpError};
+use crate::smtp::{Class, Client, Delivery, Message, SmtpError, Stage};
 
 /// Rows composed ahead and pipelined over one session at a time, at
 /// most: near the end of the list the rows left are shared out evenly,
@@ -615,10 +615,8 @@ fn settle_row(shared: &Shared, taken: &Taken, outcome: Result<Delivery, SmtpErro
 /// that address, blocked), not this row; but a 552 there is this
 /// message's declared size, its own refusal.
 fn refuses_the_sender(err: &SmtpError) -> bool {
-    // `smtp::Stage` is not exported outside the smtp module (but to
-    // tests): its variant is told by name.
-    matches!(err, SmtpError::Refused { stage, reply }
-        if reply.code >= 500 && reply.code != 552 && format!("{stage:?}") == "MailFrom")
+    matches!(err, SmtpError::Refused { stage: Stage::MailFrom, reply }
+        if reply.code >= 500 && reply.code != 552)
 }
 
 /// A row refused for now: queued again after a backoff, or reported as

@@ -976,6 +976,7 @@ fn a_campaign_row_retried_after_421_carries_the_same_signed_bytes() {
     let mut m = Mailsend::to(&server);
     let path = key.install(&m, "dkim.pem");
     m.file("list.csv", "email\nu1@example.com\n");
+    let html = m.file("page.html", "<p>x</p>");
     m.args(["bulk", "--data", "list.csv", "--from", "me@example.com"])
         .args([
             "--subject",
@@ -986,6 +987,9 @@ fn a_campaign_row_retried_after_421_carries_the_same_signed_bytes() {
             "--concurrency",
             "1",
         ])
+        // An HTML part: every composition draws new MIME boundaries, so a
+        // message composed again can never match the first by chance.
+        .args(["--html", html.to_str().unwrap()])
         .args(["--retry-for", "30s"])
         .args(["--dkim-key", path.to_str().unwrap(), "--dkim-selector", "s"])
         .run()
