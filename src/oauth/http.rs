@@ -45,6 +45,20 @@ fn fail(kind: HttpFailure, message: impl Into<String>) -> HttpError {
 pub struct Http {
     pub ca_file: Option<PathBuf>,
     pub timeout: Duration,
+    /// The trust roots, loaded at the first https request and kept (a
+    /// device sign-in polls the token endpoint many times).
+    pub tls: std::cell::OnceCell<TlsConfig>,
+}
+
+impl Http {
+    fn tls(&self) -> Result<&TlsConfig, HttpError> {
+        if let Some(tls) = self.tls.get() {
+            return Ok(tls);
+        }
+        let tls = TlsConfig::new(self.ca_file.as_deref())
+            .map_err(|e| fail(HttpFailure::Config, format!("{e:#}")))?;
+        Ok(self.tls.get_or_init(|| tls))
+    }
 }
 
 impl Http {
@@ -63,9 +77,8 @@ impl Http {
         let mut body = head.into_bytes();
         body.extend_from_slice(request.body());
         let raw = if https {
-            let tls = TlsConfig::new(self.ca_file.as_deref())
-                .map_err(|e| fail(HttpFailure::Config, format!("{e:#}")))?;
-            let stream = tls
+            let stream = self
+                .tls()?
                 .connect(bare, tcp, self.timeout)
                 .map_err(|e| from_smtp(&e, bare))?;
             exchange(stream, &body, deadline, bare)?

@@ -173,6 +173,15 @@ impl OAuthError {
     pub fn network(message: impl Into<String>) -> Self {
         Self::new(OAuthKind::Network, message)
     }
+    /// A configuration error from the shared rules (`accounts`,
+    /// `password`), its line and hint kept.
+    pub fn from_setting(e: anyhow::Error) -> Self {
+        let hint = crate::exit::hint_for(&e);
+        OAuthError {
+            hint,
+            ..Self::config(format!("{e:#}"))
+        }
+    }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
@@ -343,6 +352,7 @@ impl Client {
             http: http::Http {
                 ca_file: cfg.ca_file.clone(),
                 timeout,
+                tls: std::cell::OnceCell::new(),
             },
             redactor: std::cell::RefCell::new(redactor),
         })
@@ -479,14 +489,13 @@ impl Client {
 
 /// `oauth_client_secret_command`, run like the password command.
 fn client_secret_command(command: &str, timeout: Duration) -> Result<Secret, OAuthError> {
-    crate::password::run_password_command(command, timeout).map_err(|e| {
-        let why = e.to_string();
-        let why = why
-            .strip_prefix("password command failed: ")
-            .unwrap_or(&why);
-        OAuthError::config(format!("oauth_client_secret_command failed: {why}"))
-            .hint("check oauth_client_secret_command (MAILSEND_OAUTH_CLIENT_SECRET_COMMAND)")
-    })
+    crate::password::run_secret_command(
+        command,
+        timeout,
+        "oauth_client_secret_command",
+        "check oauth_client_secret_command (MAILSEND_OAUTH_CLIENT_SECRET_COMMAND)",
+    )
+    .map_err(OAuthError::from_setting)
 }
 
 fn when(secs: u64) -> String {

@@ -6,7 +6,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -85,14 +84,8 @@ pub fn load(path: &Path) -> Result<Option<Tokens>, OAuthError> {
             path.display()
         )));
     }
-    if meta.mode() & 0o077 != 0 {
-        return Err(OAuthError::config(format!(
-            "{} holds OAuth2 tokens and is readable by others (mode {:o})",
-            path.display(),
-            meta.mode() & 0o777
-        ))
-        .hint(accounts::chmod_600_hint(path)));
-    }
+    accounts::refuse_if_shared(path, &meta, "holds OAuth2 tokens")
+        .map_err(OAuthError::from_setting)?;
     let mut bytes = Vec::new();
     (&mut file)
         .take(accounts::MAX_SETTINGS_FILE)
@@ -194,11 +187,9 @@ fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// An exclusive lock on the token file's lock file, released on drop.
-pub struct Lock(#[allow(dead_code)] File);
-
-/// Waits for the lock of `path` (at most `wait`).
-pub fn lock(path: &Path, wait: std::time::Duration) -> Result<Lock, OAuthError> {
+/// Waits for the lock of `path` (at most `wait`): an exclusive lock on
+/// the token file's lock file, held until the returned file is dropped.
+pub fn lock(path: &Path, wait: std::time::Duration) -> Result<File, OAuthError> {
     make_dir(path)?;
     let lock = lock_path(path);
     let cannot =
@@ -213,13 +204,10 @@ pub fn lock(path: &Path, wait: std::time::Duration) -> Result<Lock, OAuthError> 
         .map_err(cannot)?;
     let deadline = std::time::Instant::now() + wait;
     loop {
-        // SAFETY: flock on a descriptor `file` keeps open.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(Lock(file));
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::WouldBlock {
-            return Err(cannot(e));
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(cannot(e)),
         }
         if std::time::Instant::now() >= deadline {
             return Err(OAuthError::network(format!(

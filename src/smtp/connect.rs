@@ -330,13 +330,13 @@ impl Client {
         self.session.authenticate(mechanism.as_mut())
     }
 
-    /// Whether the last `login` presented an OAuth2 token.
     /// The SASL mechanism of the last [`Client::login`], once chosen
     /// (also when the server refused it).
     pub fn mechanism(&self) -> Option<&'static str> {
         self.mechanism
     }
 
+    /// Whether the last `login` presented an OAuth2 token.
     pub fn used_token(&self) -> bool {
         matches!(self.mechanism, Some("XOAUTH2" | "OAUTHBEARER"))
     }

@@ -28,10 +28,7 @@ mod reply;
 mod session;
 mod tls;
 
-// What a diagnostics command reads off a `Client` (not used by sending).
 pub use auth::{AuthMethod, Credentials};
-#[allow(unused_imports)]
-pub use caps::Capabilities;
 pub use connect::{Client, Endpoint, TlsMode, Trace, resolve};
 pub use content::{Content, Stamp};
 pub use error::{Class, SmtpError, Stage};

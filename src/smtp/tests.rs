@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use super::auth::{Bearer, Login, Plain};
+use super::caps::Capabilities;
 use super::session::{Options, Session, Wire};
 use super::*;
 use crate::secret::Secret;

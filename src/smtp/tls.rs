@@ -166,7 +166,6 @@ impl TlsConfig {
 
     /// Performs the handshake over `tcp` (whose timeouts bound it) and
     /// checks the certificate chain and that it names `host`.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn connect<S: Read + Write>(
         &self,
         host: &str,

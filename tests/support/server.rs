@@ -864,7 +864,7 @@ impl<'a> Smtp<'a> {
                 };
                 b64(&u).zip(b64(&p))
             }
-            "XOAUTH2" | "OAUTHBEARER" if self.offers(&mech) && self.b.oauth_token.is_some() => {
+            "XOAUTH2" | "OAUTHBEARER" if self.b.oauth_token.is_some() => {
                 return self.oauth(&mech, initial, &user);
             }
             _ => return self.send("504 5.5.4 Unsupported authentication mechanism"),
