@@ -21,6 +21,7 @@ use crate::smtp::{
     AuthMethod, Class, Client, Content, Credentials, Endpoint, Rejection, SmtpError, Stamp,
     TlsConfig,
 };
+use crate::sync::lock;
 use crate::term::errln;
 use crate::token;
 
@@ -110,21 +111,15 @@ pub struct LoginSecrets {
 pub fn login_secrets(settings: &Settings) -> Result<LoginSecrets> {
     let auth = settings.auth;
     let token_source = settings.token.as_ref().filter(|_| auth.may_use_token());
-    if let Some(token::TokenSource::BuiltIn(_)) = token_source {
-        if settings.tls == TlsMode::None {
-            return Err(Failure::config(
-                "the account signs in with OAuth2 (oauth_* keys) but the TLS mode is none: the token would cross the network in clear",
-            )
-            .with_hint("use --tls starttls or --tls tls")
-            .into());
-        }
-        if settings.user.is_none() {
-            return Err(Failure::config(
-                "the account signs in with OAuth2 (oauth_* keys) but no user name is configured",
-            )
-            .with_hint("set MAILSEND_USER (or the account's user): XOAUTH2 and OAUTHBEARER present it with the token")
-            .into());
-        }
+    // (A token source without a user name is `check_auth`'s to refuse.)
+    if let Some(token::TokenSource::BuiltIn(_)) = token_source
+        && settings.tls == TlsMode::None
+    {
+        return Err(Failure::config(
+            "the account signs in with OAuth2 (oauth_* keys) but the TLS mode is none: the token would cross the network in clear",
+        )
+        .with_hint("use --tls starttls or --tls tls")
+        .into());
     }
     if let (Some(user), Some(_)) = (&settings.user, token_source)
         && user.chars().any(char::is_control)
@@ -455,9 +450,4 @@ fn check_auth(auth: AuthMethod, user: bool, password: bool, token: bool) -> Resu
         }
     }
     Ok(())
-}
-
-/// The shared token, even if a session panicked holding it.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

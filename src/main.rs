@@ -51,6 +51,7 @@ mod secret;
 mod send;
 mod sendmail;
 mod smtp;
+mod sync;
 mod term;
 mod token;
 

@@ -37,14 +37,7 @@ use journal::Journal;
 use output::Progress;
 use render::{Campaign, Spec};
 
-/// The value behind `mutex`, even if a thread panicked holding it (the
-/// sessions' shared state stays usable; a panic aborts the process in a
-/// release build anyway).
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::sync::lock;
 
 /// Runs `mailsend bulk` as the flags ask; returns the exit code.
 pub fn run(args: &BulkArgs) -> Result<Exit> {

@@ -950,3 +950,17 @@ fn login_refuses_a_directory_or_symlink_at_the_token_path_before_anyone_signs_in
     }
     assert!(server.authorize_requests().is_empty());
 }
+
+#[test]
+fn a_send_with_the_sign_in_but_no_user_name_is_78_before_connecting() {
+    let oauth = OAuthServer::start(Options::default());
+    let (smtp, mut m) = smtp_and_mailsend(&oauth, &format!("{ACCESS_PREFIX}old"));
+    seed(&m, &format!("{REFRESH_PREFIX}seed"), 3600);
+    m.env_remove("MAILSEND_USER")
+        .env_remove("MAILSEND_PASSWORD")
+        .env("MAILSEND_FROM", "me@example.com");
+    let run = checked(m.run(), 78);
+    run.error_mentions("token source is configured but no user name");
+    assert!(smtp.sessions().is_empty(), "connected without a user name");
+    assert!(oauth.token_requests().is_empty());
+}
