@@ -1,13 +1,17 @@
 //! DKIM signing (RFC 6376, RFC 8463): RSA-SHA256 and Ed25519-SHA256,
 //! relaxed/relaxed, over the final bytes of a composed message.
 //!
-//! The message is read once, a piece at a time: the header block is kept
-//! (it is small), the body goes through the relaxed body canonicalization
+//! The message is hashed a piece at a time: the header block is kept (it
+//! is small), the body goes through the relaxed body canonicalization
 //! straight into SHA-256, so a message of any size costs the same memory.
 //! The signature is then made over the selected header fields and the
 //! `DKIM-Signature` field itself, and that field is put in front of the
-//! message. Signing happens once, before the first attempt: every retry
-//! and a later `outbox flush` send the same signed bytes.
+//! message: in memory for a small message; a message spooled to a file is
+//! copied once more into a new temporary file behind the field (so
+//! `TMPDIR` briefly holds it twice). Signing happens once, before the
+//! first attempt: every retry and a later `outbox flush` send the same
+//! signed bytes (in a campaign, for up to 64 rows waiting for a retry at
+//! once; a row beyond those is composed and signed again).
 //!
 //! Why OpenSSL and not a DKIM crate: OpenSSL is already linked and signs
 //! RSA and Ed25519 in constant time; Stalwart's `mail-auth` (0.15) cannot
